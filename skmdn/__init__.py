@@ -1,0 +1,13 @@
+"""skmdn: Mixture Density Networks as a scikit-learn regressor, on PyTorch.
+
+The estimator :class:`MDNRegressor` fits an MLP whose outputs parameterise a
+Gaussian mixture ``p(y | x)``; :meth:`MDNRegressor.predict_dist` returns that
+mixture as a :class:`GaussianMixture`.
+"""
+
+from ._mixture import GaussianMixture
+from ._regressor import MDNRegressor
+
+__all__ = ["GaussianMixture", "MDNRegressor", "__version__"]
+
+__version__ = "0.1.0"

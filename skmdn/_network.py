@@ -1,0 +1,184 @@
+"""The pure torch module: an MLP that maps ``x`` to mixture parameters.
+
+The network only *builds* parameters. All density computations live in
+:mod:`skmdn._mixture`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+__all__ = ["NOISE_TYPES", "MDNNetwork", "MixtureParams"]
+
+NOISE_TYPES = ("diagonal", "isotropic", "isotropic_across", "fixed", "full")
+
+_ACTIVATIONS = {
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "logistic": nn.Sigmoid,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+    "identity": nn.Identity,
+}
+
+
+class MixtureParams(NamedTuple):
+    """Parameters of a batch of Gaussian mixtures (torch tensors).
+
+    Attributes
+    ----------
+    log_weights : Tensor of shape (n, K)
+        Log mixture weights (normalised by ``log_softmax``).
+    means : Tensor of shape (n, K, d)
+        Component means.
+    scales : Tensor of shape (n, K, d) or None
+        Standard deviations of diagonal components (every noise type but
+        ``'full'``).
+    scale_tril : Tensor of shape (n, K, d, d) or None
+        Lower Cholesky factors with a positive diagonal (``'full'`` only).
+    """
+
+    log_weights: torch.Tensor
+    means: torch.Tensor
+    scales: torch.Tensor | None
+    scale_tril: torch.Tensor | None
+
+
+def _n_scale_outputs(noise_type: str, n_components: int, n_outputs: int) -> int:
+    return {
+        "diagonal": n_components * n_outputs,
+        "isotropic": n_components,
+        "isotropic_across": 1,
+        "fixed": 0,
+        "full": n_components * n_outputs * (n_outputs + 1) // 2,
+    }[noise_type]
+
+
+class MDNNetwork(nn.Module):
+    """MLP trunk and one fused linear head for all mixture parameters.
+
+    Parameters
+    ----------
+    n_features : int
+        Input dimension.
+    n_outputs : int
+        Target dimension ``d``.
+    n_components : int
+        Number of mixture components ``K``.
+    hidden_layer_sizes : tuple of int
+        Widths of the hidden layers.
+    activation : str
+        Hidden activation, a key of ``_ACTIVATIONS``.
+    noise_type : str
+        One of :data:`NOISE_TYPES`.
+    min_scale : float
+        Floor added to every standard deviation (and Cholesky diagonal).
+    fixed_scale : sequence of float or None
+        Per-output standard deviation for ``noise_type='fixed'``.
+    """
+
+    def __init__(
+        self,
+        n_features: int,
+        n_outputs: int,
+        n_components: int,
+        hidden_layer_sizes: tuple[int, ...],
+        activation: str,
+        noise_type: str,
+        min_scale: float,
+        fixed_scale: tuple[float, ...] | None = None,
+    ) -> None:
+        super().__init__()
+        self.n_outputs = n_outputs
+        self.n_components = n_components
+        self.noise_type = noise_type
+        self.min_scale = float(min_scale)
+        layers: list[nn.Module] = []
+        width = n_features
+        for size in hidden_layer_sizes:
+            layers += [nn.Linear(width, size), _ACTIVATIONS[activation]()]
+            width = size
+        self.trunk = nn.Sequential(*layers)
+        K, d = n_components, n_outputs
+        self._n_scale = _n_scale_outputs(noise_type, K, d)
+        self.head = nn.Linear(width, K + K * d + self._n_scale)
+        if noise_type == "fixed":
+            if fixed_scale is None:
+                raise ValueError("noise_type='fixed' needs fixed_scale.")
+            self.register_buffer(
+                "fixed_scale", torch.tensor(fixed_scale, dtype=torch.float32)
+            )
+        if noise_type == "full":
+            rows, cols = torch.tril_indices(d, d)
+            self.register_buffer("tril_flat_index", rows * d + cols, persistent=False)
+            self.register_buffer("tril_is_diag", rows == cols, persistent=False)
+
+    def reset_parameters(
+        self,
+        generator: torch.Generator,
+        mean_init: torch.Tensor | None = None,
+        scale_init: float = 1.0,
+    ) -> None:
+        """Initialise every weight from ``generator`` (no global RNG is used).
+
+        Hidden layers get Glorot-uniform weights (as scikit-learn's MLP) and
+        zero biases. The head starts with small weights, so that at
+        initialisation the components sit at ``mean_init`` (shape (K, d)) with
+        equal weights and standard deviation ``scale_init``.
+        """
+        with torch.no_grad():
+            for module in self.trunk:
+                if isinstance(module, nn.Linear):
+                    bound = math.sqrt(6.0 / (module.in_features + module.out_features))
+                    module.weight.uniform_(-bound, bound, generator=generator)
+                    module.bias.zero_()
+            bound = math.sqrt(6.0 / (self.head.in_features + self.head.out_features))
+            self.head.weight.uniform_(-bound, bound, generator=generator)
+            self.head.weight.mul_(0.1)
+            self.head.bias.zero_()
+            K, d = self.n_components, self.n_outputs
+            if mean_init is not None:
+                self.head.bias[K : K + K * d] = mean_init.reshape(-1).to(self.head.bias)
+            raw = _inverse_softplus(max(scale_init - self.min_scale, 1e-3))
+            scale_bias = self.head.bias[K + K * d :]
+            if self.noise_type == "full":
+                scale_bias.view(K, -1)[:, self.tril_is_diag] = raw
+            else:
+                scale_bias.fill_(raw)
+
+    def forward(self, x: torch.Tensor) -> MixtureParams:
+        """Map a batch of inputs (n, n_features) to :class:`MixtureParams`."""
+        out = self.head(self.trunk(x))
+        n = out.shape[0]
+        K, d = self.n_components, self.n_outputs
+        log_weights = F.log_softmax(out[:, :K], dim=-1)
+        means = out[:, K : K + K * d].reshape(n, K, d)
+        raw = out[:, K + K * d :]
+        if self.noise_type == "full":
+            flat = raw.reshape(n, K, -1)
+            flat = torch.where(
+                self.tril_is_diag, F.softplus(flat) + self.min_scale, flat
+            )
+            tril = flat.new_zeros(n, K, d * d)
+            tril[..., self.tril_flat_index] = flat
+            return MixtureParams(log_weights, means, None, tril.reshape(n, K, d, d))
+        if self.noise_type == "fixed":
+            scales = self.fixed_scale.to(out.dtype).expand(n, K, d)
+        else:
+            shape = {
+                "diagonal": (n, K, d),
+                "isotropic": (n, K, 1),
+                "isotropic_across": (n, 1, 1),
+            }
+            scales = (F.softplus(raw) + self.min_scale).reshape(shape[self.noise_type])
+            scales = scales.expand(n, K, d)
+        return MixtureParams(log_weights, means, scales, None)
+
+
+def _inverse_softplus(value: float) -> float:
+    return value + math.log(-math.expm1(-value))

@@ -1,0 +1,746 @@
+"""The scikit-learn shell: :class:`MDNRegressor`."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_is_fitted,
+    validate_data,
+)
+
+from ._mixture import GaussianMixture
+from ._network import NOISE_TYPES, MDNNetwork
+from ._training import TrainData, TrainHistory, make_optimizer, train
+from ._utils import (
+    resolve_device,
+    resolve_dtype,
+    seed_from_random_state,
+    to_numpy,
+    to_tensor,
+)
+
+__all__ = ["MDNRegressor"]
+
+_PREDICT_CHUNK = 65536
+
+
+def _weighted_mean_scale(a: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted column means and standard deviations (zero spread -> 1)."""
+    mean = np.average(a, axis=0, weights=w)
+    scale = np.sqrt(np.average((a - mean) ** 2, axis=0, weights=w))
+    scale[~(scale > 1e-12 * np.maximum(1.0, np.abs(mean)))] = 1.0
+    return mean, scale
+
+
+def _weighted_quantiles(a: np.ndarray, w: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Inverted-CDF weighted quantiles of each column (no interpolation), so that
+    integer weights give exactly the quantiles of the repeated data."""
+    out = np.empty((len(q), a.shape[1]))
+    for j in range(a.shape[1]):
+        order = np.argsort(a[:, j], kind="stable")
+        cum = np.cumsum(w[order])
+        idx = np.searchsorted(cum, q * cum[-1], side="left")
+        out[:, j] = a[order[np.minimum(idx, len(order) - 1)], j]
+    return out
+
+
+class MDNRegressor(RegressorMixin, BaseEstimator):
+    """Mixture Density Network regressor (Bishop, 1994).
+
+    An MLP maps each input ``x`` to the weights, means and scales of a
+    Gaussian mixture over the target, and is trained by maximising the
+    log-likelihood. The fitted model gives the whole conditional density
+    ``p(y | x)`` through :meth:`predict_dist`; :meth:`predict`,
+    :meth:`sample` and :meth:`score` derive from it.
+
+    Parameters
+    ----------
+    n_components : int, default=5
+        Number of mixture components ``K``. Over-parameterising (more
+        components than modes) is harmless and avoids the classic local
+        minimum of one diffuse Gaussian.
+    noise_type : {'diagonal', 'isotropic', 'isotropic_across', 'fixed', \
+'full'}, default='diagonal'
+        Covariance of each component: ``'diagonal'`` a scale per component and
+        output; ``'isotropic'`` one scale per component shared by the outputs;
+        ``'isotropic_across'`` one scale ``sigma(x)`` shared by all components
+        and outputs; ``'fixed'`` the constant ``fixed_noise_level`` (not
+        learned); ``'full'`` a full covariance per component through a
+        Cholesky factor with a positive diagonal.
+    fixed_noise_level : float, default=None
+        Standard deviation for ``noise_type='fixed'``, in target units.
+        Required with that noise type, ignored otherwise.
+    point_estimate : {'mean', 'approx_mode'}, default='mean'
+        What :meth:`predict` returns: the conditional mean
+        ``sum_k pi_k mu_k``, or the mean of the most probable component.
+    hidden_layer_sizes : array-like of shape (n_layers,), default=(64, 64)
+        Widths of the hidden layers.
+    activation : {'tanh', 'relu', 'logistic', 'gelu', 'silu', 'identity'}, \
+default='tanh'
+        Hidden-layer activation.
+    alpha : float, default=1e-4
+        Strength of the L2 penalty on the weight matrices, scaled as in
+        :class:`~sklearn.neural_network.MLPRegressor`
+        (``alpha / (2 n) * ||W||^2`` added to the mean NLL).
+    batch_size : int or 'auto', default='auto'
+        Mini-batch size; ``'auto'`` is ``min(256, n_samples)``.
+    learning_rate_init : float, default=1e-3
+        Adam's learning rate.
+    max_iter : int, default=500
+        Maximum number of epochs.
+    tol : float, default=1e-4
+        Minimum improvement (in nats) of the training loss, or of the
+        validation log-likelihood with ``early_stopping``, that resets the
+        patience counter.
+    n_iter_no_change : int, default=10
+        Patience: epochs without an improvement of at least ``tol`` before
+        training stops.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the training data, stop when its
+        log-likelihood stops improving, and restore the best weights.
+    validation_fraction : float, default=0.1
+        Share of the training data held out with ``early_stopping``.
+    min_scale : float, default=1e-3
+        Floor on every component standard deviation (and Cholesky diagonal),
+        in standardised target units (target units if ``standardize=False``).
+        Keeps the density bounded on duplicated points.
+    standardize : bool, default=True
+        Standardise ``X`` and ``y`` internally (weighted by
+        ``sample_weight``). Every output is in the original units.
+    precision : {'auto', 'float32', 'float64'}, default='auto'
+        Floating-point type of the network. ``'auto'`` follows the dtype of
+        ``X`` at fit: float32 input trains in float32 (the fast path), any
+        other input in float64. Outputs are always float64 numpy arrays.
+    device : str, default='auto'
+        ``'auto'`` (CUDA, else MPS, else CPU), ``'cpu'``, ``'cuda'``,
+        ``'cuda:N'`` or ``'mps'``. Tensors are moved there internally; inputs
+        and outputs are numpy arrays.
+    random_state : int, RandomState instance or None, default=None
+        Seeds weight initialisation, shuffling and the validation split. The
+        same integer gives an identical model. Global numpy and torch random
+        states are never used or changed.
+    verbose : int, default=0
+        Print the loss after each epoch when positive.
+    warm_start : bool, default=False
+        Continue training from the fitted weights (and standardisation) on
+        the next call to :meth:`fit`.
+
+    Attributes
+    ----------
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during fit (only when ``X`` has string column
+        names).
+    n_outputs_ : int
+        Dimension of the target.
+    network_ : torch.nn.Module
+        The fitted network (on ``device_``), in standardised units.
+    device_ : str
+        Device the network lives on.
+    dtype_ : torch.dtype
+        Floating-point type of the network.
+    loss_curve_ : list of float
+        Training loss (mean NLL per sample, original units, without the
+        penalty) after each epoch.
+    best_loss_ : float
+        Smallest value of ``loss_curve_``.
+    validation_scores_ : list of float or None
+        Validation mean log-likelihood after each epoch (``early_stopping``
+        only).
+    best_validation_score_ : float or None
+        Best of ``validation_scores_``.
+    n_iter_ : int
+        Number of epochs run.
+    t_ : int
+        Number of optimiser steps taken.
+    X_mean_, X_scale_, y_mean_, y_scale_ : ndarray
+        Standardisation statistics (zeros and ones if ``standardize=False``).
+
+    See Also
+    --------
+    sklearn.neural_network.MLPRegressor : point regression with an MLP.
+
+    References
+    ----------
+    C. M. Bishop, "Mixture Density Networks", Aston University, NCRG/94/004, 1994.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmdn import MDNRegressor
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.uniform(-1, 1, size=(500, 1))
+    >>> y = np.where(rng.random(500) < 0.5, -1.0, 1.0) + 0.1 * rng.normal(size=500)
+    >>> model = MDNRegressor(n_components=3, max_iter=200, random_state=0).fit(X, y)
+    >>> model.predict(X[:2]).shape
+    (2,)
+    >>> dist = model.predict_dist(X[:2])
+    >>> dist.weights.shape, dist.means.shape
+    ((2, 3), (2, 3, 1))
+    >>> bool(model.score(X, y) > 0)
+    True
+    """
+
+    _parameter_constraints: dict = {
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "noise_type": [StrOptions(set(NOISE_TYPES))],
+        "fixed_noise_level": [Interval(Real, 0, None, closed="neither"), None],
+        "point_estimate": [StrOptions({"mean", "approx_mode"})],
+        "hidden_layer_sizes": [
+            "array-like",
+            Interval(Integral, 1, None, closed="left"),
+        ],
+        "activation": [
+            StrOptions({"tanh", "relu", "logistic", "gelu", "silu", "identity"})
+        ],
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "batch_size": [
+            StrOptions({"auto"}),
+            Interval(Integral, 1, None, closed="left"),
+        ],
+        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "min_scale": [Interval(Real, 0, None, closed="left")],
+        "standardize": ["boolean"],
+        "precision": [StrOptions({"auto", "float32", "float64"})],
+        "device": [str],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+        "warm_start": ["boolean"],
+    }
+
+    def __init__(
+        self,
+        n_components=5,
+        noise_type="diagonal",
+        fixed_noise_level=None,
+        point_estimate="mean",
+        hidden_layer_sizes=(64, 64),
+        activation="tanh",
+        alpha=1e-4,
+        batch_size="auto",
+        learning_rate_init=1e-3,
+        max_iter=500,
+        tol=1e-4,
+        n_iter_no_change=10,
+        early_stopping=False,
+        validation_fraction=0.1,
+        min_scale=1e-3,
+        standardize=True,
+        precision="auto",
+        device="auto",
+        random_state=None,
+        verbose=0,
+        warm_start=False,
+    ):
+        self.n_components = n_components
+        self.noise_type = noise_type
+        self.fixed_noise_level = fixed_noise_level
+        self.point_estimate = point_estimate
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate_init = learning_rate_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.min_scale = min_scale
+        self.standardize = standardize
+        self.precision = precision
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+        self.warm_start = warm_start
+
+    # ------------------------------------------------------------------ tags
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        # score() is a log-likelihood, not R^2, so the common check's R^2 > 0.5
+        # threshold does not apply; tests/ checks R^2 of predict instead.
+        tags.regressor_tags.poor_score = True
+        return tags
+
+    # ------------------------------------------------------------ validation
+    def _check_params(self) -> None:
+        """Checks across parameters that ``_parameter_constraints`` cannot express."""
+        if self.noise_type == "fixed" and self.fixed_noise_level is None:
+            raise ValueError(
+                "noise_type='fixed' needs fixed_noise_level, the constant standard "
+                "deviation of the noise in target units, e.g. fixed_noise_level=0.1."
+            )
+        hidden = np.atleast_1d(np.asarray(self.hidden_layer_sizes))
+        if hidden.ndim != 1 or not all(
+            isinstance(h, Integral | np.integer) and h > 0 for h in hidden.tolist()
+        ):
+            raise ValueError(
+                f"hidden_layer_sizes={self.hidden_layer_sizes!r} must be a positive "
+                "integer or a sequence of positive integers, e.g. (64, 64)."
+            )
+
+    def _validate_fit_data(self, X, y, sample_weight, reset: bool):
+        X, y = validate_data(
+            self,
+            X,
+            y,
+            reset=reset,
+            multi_output=True,
+            y_numeric=True,
+            dtype=[np.float64, np.float32],
+        )
+        univariate = y.ndim == 1
+        Y = y.reshape(-1, 1) if univariate else y
+        if Y.ndim != 2:
+            raise ValueError(f"y must be 1-D or 2-D; got an array of shape {y.shape}.")
+        sw = _check_sample_weight(
+            sample_weight, X, dtype=np.float64, ensure_non_negative=True
+        )
+        keep = sw > 0
+        if not keep.all():  # zero weight is the same as no sample
+            X, Y, sw = X[keep], Y[keep], sw[keep]
+        return X, np.asarray(Y, dtype=np.float64), sw, univariate
+
+    def _resolve_batch_size(self, n: int) -> int:
+        return min(256, n) if self.batch_size == "auto" else min(self.batch_size, n)
+
+    # ------------------------------------------------------------------- fit
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Fit the model to data.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Input data.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights; the loss is the weighted mean NLL, and an
+            integer weight is equivalent to repeating the sample.
+
+        Returns
+        -------
+        self : MDNRegressor
+            The fitted estimator.
+        """
+        warm = self.warm_start and hasattr(self, "network_")
+        self._check_params()
+        X, Y, sw, univariate = self._validate_fit_data(
+            X, y, sample_weight, reset=not warm
+        )
+        if warm and Y.shape[1] != self.n_outputs_:
+            raise ValueError(
+                f"warm_start=True continues a model fitted on {self.n_outputs_} "
+                f"outputs, but y has {Y.shape[1]}. Set warm_start=False to refit."
+            )
+        seed = seed_from_random_state(self.random_state)
+        state = (
+            self._fresh_state(X, Y, sw, univariate, seed)
+            if not warm
+            else self._copy_state()
+        )
+        X_tr, Y_tr, w_tr = X, Y, sw
+        X_val = Y_val = w_val = None
+        if self.early_stopping:
+            n_val = int(np.ceil(self.validation_fraction * X.shape[0]))
+            if X.shape[0] < 2 or X.shape[0] - n_val < 1:
+                raise ValueError(
+                    f"early_stopping=True needs at least 2 samples with non-zero "
+                    f"weight; got n_samples={X.shape[0]}. Set early_stopping=False."
+                )
+            X_tr, X_val, Y_tr, Y_val, w_tr, w_val = train_test_split(
+                X, Y, sw, test_size=n_val, random_state=seed % (2**32)
+            )
+        data = state.tensors(X_tr, Y_tr, w_tr, X_val, Y_val, w_val)
+        history = TrainHistory() if not warm else copy.deepcopy(self._history)
+        history.no_improvement_count = 0
+        history.best_loss = np.inf
+        history.best_validation_score = -np.inf
+        optimizer = make_optimizer(
+            state.network, self.learning_rate_init, self.alpha / float(sw.sum())
+        )
+        generator = torch.Generator(device=state.device).manual_seed(seed)
+        n_before = history.n_iter
+        converged = train(
+            state.network,
+            optimizer,
+            data,
+            history,
+            batch_size=self._resolve_batch_size(X_tr.shape[0]),
+            max_iter=self.max_iter,
+            tol=self.tol,
+            n_iter_no_change=self.n_iter_no_change,
+            early_stopping=self.early_stopping,
+            generator=generator,
+            verbose=self.verbose,
+        )
+        if not converged and history.n_iter - n_before >= self.max_iter:
+            warnings.warn(
+                f"MDNRegressor reached max_iter={self.max_iter} epochs before the "
+                "loss converged; raise max_iter or learning_rate_init, or use "
+                "early_stopping=True.",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+        self._set_fitted(state, history, optimizer, univariate, seed)
+        return self
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, sample_weight=None):
+        """Train for one epoch on a batch of data (streaming, out-of-core).
+
+        The first call initialises the model, including the standardisation
+        statistics, which are computed from that first batch: make it
+        representative. Later calls continue training with the same optimiser
+        state; ``X`` must keep the number of features and ``y`` the number of
+        outputs.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Input data.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative sample weights.
+
+        Returns
+        -------
+        self : MDNRegressor
+            The updated estimator.
+        """
+        first = not hasattr(self, "network_")
+        self._check_params()
+        X, Y, sw, univariate = self._validate_fit_data(X, y, sample_weight, reset=first)
+        if not first and (
+            Y.shape[1] != self.n_outputs_ or univariate != self._univariate
+        ):
+            raise ValueError(
+                f"partial_fit got y with {Y.shape[1]} output(s) "
+                f"({'1-D' if univariate else '2-D'}), but the model was fitted on "
+                f"{self.n_outputs_} ({'1-D' if self._univariate else '2-D'}). Keep "
+                "the shape of y across calls, or call fit to start over."
+            )
+        if first:
+            seed = seed_from_random_state(self.random_state)
+            state = self._fresh_state(X, Y, sw, univariate, seed)
+            history = TrainHistory()
+            optimizer = make_optimizer(
+                state.network, self.learning_rate_init, self.alpha / float(sw.sum())
+            )
+        else:
+            seed = self._seed
+            state = self._copy_state()
+            history = copy.deepcopy(self._history)
+            optimizer = make_optimizer(
+                state.network, self.learning_rate_init, self.alpha / float(sw.sum())
+            )
+            optimizer.load_state_dict(self._optimizer_state)
+        generator = torch.Generator(device=state.device).manual_seed(
+            (seed + 1_000_003 * (history.n_iter + 1)) % (2**63)
+        )
+        train(
+            state.network,
+            optimizer,
+            state.tensors(X, Y, sw),
+            history,
+            batch_size=self._resolve_batch_size(X.shape[0]),
+            max_iter=1,
+            tol=self.tol,
+            n_iter_no_change=self.n_iter_no_change,
+            early_stopping=False,
+            generator=generator,
+            verbose=self.verbose,
+            stopping=False,
+        )
+        self._set_fitted(state, history, optimizer, univariate, seed)
+        return self
+
+    # --------------------------------------------------------- fitted state
+    def _fresh_state(self, X, Y, sw, univariate, seed) -> _State:
+        device = resolve_device(self.device)
+        dtype = resolve_dtype(self.precision, X.dtype, device)
+        if self.standardize:
+            X_mean, X_scale = _weighted_mean_scale(X.astype(np.float64), sw)
+            y_mean, y_scale = _weighted_mean_scale(Y, sw)
+        else:
+            X_mean, X_scale = np.zeros(X.shape[1]), np.ones(X.shape[1])
+            y_mean, y_scale = np.zeros(Y.shape[1]), np.ones(Y.shape[1])
+        K, d = self.n_components, Y.shape[1]
+        fixed = None
+        if self.noise_type == "fixed":
+            fixed = tuple(float(self.fixed_noise_level / s) for s in y_scale)
+        config = {
+            "n_features": X.shape[1],
+            "n_outputs": d,
+            "n_components": K,
+            "hidden_layer_sizes": tuple(
+                int(h) for h in np.atleast_1d(np.asarray(self.hidden_layer_sizes))
+            ),
+            "activation": self.activation,
+            "noise_type": self.noise_type,
+            "min_scale": float(self.min_scale),
+            "fixed_scale": fixed,
+        }
+        network = MDNNetwork(**config).to(dtype)
+        generator = torch.Generator().manual_seed(seed)
+        Ys = (Y - y_mean) / y_scale
+        mean_init = _weighted_quantiles(Ys, sw, (np.arange(K) + 0.5) / K)
+        network.reset_parameters(
+            generator, torch.as_tensor(mean_init), scale_init=1.0 / np.sqrt(K)
+        )
+        network.to(device)
+        return _State(network, config, device, dtype, X_mean, X_scale, y_mean, y_scale)
+
+    def _copy_state(self) -> _State:
+        return _State(
+            copy.deepcopy(self.network_),
+            dict(self._network_config),
+            torch.device(self.device_),
+            self.dtype_,
+            self.X_mean_,
+            self.X_scale_,
+            self.y_mean_,
+            self.y_scale_,
+        )
+
+    def _set_fitted(self, state, history, optimizer, univariate, seed) -> None:
+        self.network_ = state.network
+        self._network_config = state.config
+        self.device_ = str(state.device)
+        self.dtype_ = state.dtype
+        self.X_mean_, self.X_scale_ = state.X_mean, state.X_scale
+        self.y_mean_, self.y_scale_ = state.y_mean, state.y_scale
+        self.n_outputs_ = state.config["n_outputs"]
+        self._univariate = univariate
+        self._seed = seed
+        self._history = history
+        self._optimizer_state = optimizer.state_dict()
+        self.loss_curve_ = list(history.loss_curve)
+        self.best_loss_ = min(history.loss_curve) if history.loss_curve else np.nan
+        if self.early_stopping and history.validation_scores:
+            self.validation_scores_ = list(history.validation_scores)
+            self.best_validation_score_ = max(history.validation_scores)
+        else:
+            self.validation_scores_ = None
+            self.best_validation_score_ = None
+        self.n_iter_ = history.n_iter
+        self.t_ = history.t
+
+    # ----------------------------------------------------------- prediction
+    def predict_dist(self, X) -> GaussianMixture:
+        """Predictive distribution ``p(y | x)`` for every row of ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Input data.
+
+        Returns
+        -------
+        GaussianMixture
+            A batch of ``n_samples`` Gaussian mixtures in the original target
+            units, with ``weights``, ``means``, ``covariances``, ``mean()``,
+            ``cov()``, ``logpdf(y)``, ``pdf(y)`` and ``sample(...)``.
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        Xs = (X - self.X_mean_) / self.X_scale_
+        device = torch.device(self.device_)
+        parts: list[list[np.ndarray]] = []
+        with torch.inference_mode():
+            for start in range(0, Xs.shape[0], _PREDICT_CHUNK):
+                chunk = to_tensor(
+                    Xs[start : start + _PREDICT_CHUNK], self.dtype_, device
+                )
+                params = self.network_(chunk)
+                parts.append(
+                    [
+                        to_numpy(params.log_weights),
+                        to_numpy(params.means),
+                        to_numpy(
+                            params.scales
+                            if params.scale_tril is None
+                            else params.scale_tril
+                        ),
+                    ]
+                )
+        log_w, means, scale = (np.concatenate(p) for p in zip(*parts, strict=True))
+        means = means * self.y_scale_ + self.y_mean_
+        if self._network_config["noise_type"] == "full":
+            return GaussianMixture(
+                log_w,
+                means,
+                scale_tril=scale * self.y_scale_[:, None],
+                univariate=self._univariate,
+            )
+        return GaussianMixture(
+            log_w, means, scales=scale * self.y_scale_, univariate=self._univariate
+        )
+
+    def predict(self, X) -> np.ndarray:
+        """Point prediction selected by ``point_estimate``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Input data.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,) or (n_samples, n_outputs)
+            The conditional mean (``point_estimate='mean'``) or the mean of the
+            most probable component (``'approx_mode'``), in target units.
+        """
+        dist = self.predict_dist(X)
+        if self.point_estimate == "approx_mode":
+            return dist.approx_mode()
+        return dist.mean()
+
+    def sample(self, X, n_samples: int = 1, random_state=None) -> np.ndarray:
+        """Draw samples from ``p(y | x)`` for every row of ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_rows, n_features)
+            Input data.
+        n_samples : int, default=1
+            Draws per row.
+        random_state : int, Generator, RandomState or None, default=None
+            Seed of a private generator; global random states are untouched.
+
+        Returns
+        -------
+        ndarray of shape (n_rows, n_samples) or (n_rows, n_samples, n_outputs)
+            The first for a model fitted on 1-D ``y``.
+        """
+        if not isinstance(n_samples, Integral | np.integer) or n_samples < 1:
+            raise ValueError(
+                f"n_samples must be a positive integer; got {n_samples!r}."
+            )
+        return self.predict_dist(X).sample(int(n_samples), random_state=random_state)
+
+    def score(self, X, y, sample_weight=None) -> float:
+        """Mean log-likelihood per sample, in original target units (nats).
+
+        Higher is better, so model selection by ``GridSearchCV`` picks the
+        model with the best held-out likelihood. Equals
+        ``np.average(self.predict_dist(X).logpdf(y), weights=sample_weight)``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Input data.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            True targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Sample weights.
+
+        Returns
+        -------
+        float
+            Weighted mean of ``log p(y | x)``.
+        """
+        dist = self.predict_dist(X)
+        y = np.asarray(y, dtype=np.float64)
+        if self._univariate and y.ndim == 2 and y.shape[1] == 1:
+            y = y[:, 0]
+        if y.shape[0] != len(dist):
+            raise ValueError(f"y has {y.shape[0]} rows but X has {len(dist)}.")
+        if not np.isfinite(y).all():
+            raise ValueError("y contains NaN or infinity; remove or impute those rows.")
+        sw = None
+        if sample_weight is not None:
+            sw = _check_sample_weight(
+                sample_weight, y.reshape(len(y), -1), dtype=np.float64
+            )
+        return float(np.average(dist.logpdf(y), weights=sw))
+
+    # ----------------------------------------------------------- persistence
+    def __getstate__(self):
+        state = dict(super().__getstate__())  # a copy: never mutate self
+        network = state.pop("network_", None)
+        if network is not None:
+            state["_network_state"] = {
+                k: v.detach().cpu() for k, v in network.state_dict().items()
+            }
+        if "_optimizer_state" in state:
+            state["_optimizer_state"] = _to_cpu(state["_optimizer_state"])
+        return state
+
+    def __setstate__(self, state):
+        network_state = state.pop("_network_state", None)
+        super().__setstate__(state)
+        if network_state is not None:
+            device = resolve_device(self.device_, fallback=True)
+            network = MDNNetwork(**self._network_config).to(self.dtype_)
+            network.load_state_dict(network_state)
+            self.network_ = network.to(device)
+            self.device_ = str(device)
+
+
+class _State:
+    """What one fit works on, kept apart from ``self`` until training ends."""
+
+    def __init__(
+        self, network, config, device, dtype, X_mean, X_scale, y_mean, y_scale
+    ):
+        self.network, self.config, self.device, self.dtype = (
+            network,
+            config,
+            device,
+            dtype,
+        )
+        self.X_mean, self.X_scale, self.y_mean, self.y_scale = (
+            X_mean,
+            X_scale,
+            y_mean,
+            y_scale,
+        )
+
+    def tensors(self, X, Y, w, X_val=None, Y_val=None, w_val=None) -> TrainData:
+        def conv(a, centre=None, scale=None):
+            if a is None:
+                return None
+            if centre is not None:
+                a = (a - centre) / scale
+            return to_tensor(a, self.dtype, self.device)
+
+        w_mean = float(np.mean(w))
+        return TrainData(
+            X=conv(X, self.X_mean, self.X_scale),
+            Y=conv(Y, self.y_mean, self.y_scale),
+            w=conv(w / w_mean),
+            log_scale=float(np.sum(np.log(self.y_scale))),
+            X_val=conv(X_val, self.X_mean, self.X_scale),
+            Y_val=conv(Y_val, self.y_mean, self.y_scale),
+            w_val=None if w_val is None else conv(w_val / w_mean),
+        )
+
+
+def _to_cpu(obj):
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return obj
