@@ -1,0 +1,18 @@
+"""Shared fixtures: the synthetic problems the tests are built on."""
+
+import numpy as np
+import pytest
+
+
+def make_inverse_sine(n, seed=0):
+    """Bishop's inverse problem: x ~ U(0, 1), t = x + 0.3 sin(2 pi x) + U(-0.1, 0.1);
+    regress x on t (a multimodal target for t in about (0.35, 0.65))."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0.0, 1.0, n)
+    t = x + 0.3 * np.sin(2.0 * np.pi * x) + rng.uniform(-0.1, 0.1, n)
+    return t[:, None], x
+
+
+@pytest.fixture
+def inverse_sine():
+    return make_inverse_sine(2000, seed=0)
