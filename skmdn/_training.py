@@ -25,7 +25,8 @@ class TrainData:
 
     ``w`` and ``w_val`` are sample weights; ``log_scale`` is
     ``sum(log y_scale)``, added to standardised NLLs to report them in the
-    original target units.
+    original target units. ``x_noise`` and ``y_noise`` are standard deviations
+    (standardised units) of Gaussian noise added to each training batch.
     """
 
     X: torch.Tensor
@@ -35,6 +36,8 @@ class TrainData:
     X_val: torch.Tensor | None = None
     Y_val: torch.Tensor | None = None
     w_val: torch.Tensor | None = None
+    x_noise: float = 0.0
+    y_noise: float = 0.0
 
 
 @dataclass
@@ -87,6 +90,10 @@ def _epoch(
             xb, yb, wb = data.X, data.Y, data.w
         else:
             xb, yb, wb = data.X[idx], data.Y[idx], data.w[idx]
+        if data.x_noise > 0.0:  # noise regularisation: fresh noise every step
+            xb = xb + data.x_noise * _randn_like(xb, generator)
+        if data.y_noise > 0.0:
+            yb = yb + data.y_noise * _randn_like(yb, generator)
         w_sum = wb.sum()
         loss = -(wb * mixture_log_prob(network(xb), yb)).sum() / w_sum
         optimizer.zero_grad(set_to_none=True)
@@ -110,6 +117,10 @@ def mean_log_likelihood(
         sl = slice(start, start + chunk)
         total += (w[sl] * mixture_log_prob(network(X[sl]), Y[sl])).sum()
     return float(total / w.sum())
+
+
+def _randn_like(t: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    return torch.randn(t.shape, generator=generator, device=generator.device).to(t)
 
 
 def _snapshot(network: MDNNetwork) -> list[torch.Tensor]:

@@ -1,6 +1,5 @@
 """scikit-learn's common estimator checks, with no expected failures."""
 
-import numpy as np
 from sklearn.metrics import r2_score
 from sklearn.utils.estimator_checks import _regression_dataset, parametrize_with_checks
 
