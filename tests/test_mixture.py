@@ -1,0 +1,193 @@
+"""GaussianMixture against independent references: scipy.stats densities,
+numerical integration and the mixture's own moment formulas."""
+
+import numpy as np
+import pytest
+import torch
+from scipy import integrate, stats
+from scipy.special import logsumexp
+
+from skmdn import GaussianMixture
+from skmdn._mixture import mixture_log_prob
+from skmdn._network import NOISE_TYPES, MDNNetwork
+
+
+def random_mixture(rng, n, K, d, full, univariate=False):
+    log_w = np.log(rng.dirichlet(np.ones(K), size=n))
+    means = rng.normal(scale=2.0, size=(n, K, d))
+    if full:
+        L = np.tril(rng.normal(scale=0.5, size=(n, K, d, d)), -1)
+        idx = np.arange(d)
+        L[..., idx, idx] = rng.uniform(0.3, 2.0, size=(n, K, d))
+        return GaussianMixture(log_w, means, scale_tril=L, univariate=univariate)
+    scales = rng.uniform(0.3, 2.0, size=(n, K, d))
+    return GaussianMixture(log_w, means, scales=scales, univariate=univariate)
+
+
+def scipy_logpdf(dist, y):
+    """Reference: a sum of scipy.stats.multivariate_normal densities."""
+    out = []
+    for i in range(len(dist)):
+        terms = [
+            dist.log_weights[i, k]
+            + stats.multivariate_normal(
+                dist.means[i, k], dist.covariances[i, k]
+            ).logpdf(y[i])
+            for k in range(dist.n_components)
+        ]
+        out.append(logsumexp(terms))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("full", [False, True])
+@pytest.mark.parametrize("d", [1, 2, 3])
+def test_logpdf_matches_scipy(full, d):
+    rng = np.random.default_rng(d + 10 * full)
+    dist = random_mixture(rng, n=6, K=4, d=d, full=full)
+    y = rng.normal(scale=2.0, size=(6, d))
+    np.testing.assert_allclose(dist.logpdf(y), scipy_logpdf(dist, y), rtol=1e-10)
+
+
+def test_univariate_mixture_pdf_integrates_to_one_and_matches_norm():
+    rng = np.random.default_rng(1)
+    dist = random_mixture(rng, n=1, K=3, d=1, full=False, univariate=True)
+    w, mu, s = dist.weights[0], dist.means[0, :, 0], dist.scales[0, :, 0]
+    for y in (-3.0, 0.1, 2.5):
+        ref = np.sum(w * stats.norm(mu, s).pdf(y))
+        np.testing.assert_allclose(dist.pdf(np.array([y]))[0], ref, rtol=1e-12)
+    total, _ = integrate.quad(lambda t: dist.pdf(np.array([t]))[0], -np.inf, np.inf)
+    assert abs(total - 1.0) < 1e-8
+
+
+@pytest.mark.parametrize("full", [False, True])
+def test_bivariate_pdf_integrates_to_one(full):
+    rng = np.random.default_rng(2)
+    dist = random_mixture(rng, n=1, K=3, d=2, full=full)
+    grid = np.linspace(-14, 14, 561)
+    Y1, Y2 = np.meshgrid(grid, grid, indexing="ij")
+    y = np.stack([Y1.ravel(), Y2.ravel()], axis=-1)[:, None, :]  # (m, 1, 2)
+    dens = dist.pdf(y).reshape(Y1.shape)
+    total = integrate.simpson(integrate.simpson(dens, x=grid), x=grid)
+    assert abs(total - 1.0) < 1e-6
+
+
+@pytest.mark.parametrize("full", [False, True])
+def test_moments_follow_total_variance_and_match_samples(full):
+    rng = np.random.default_rng(3)
+    dist = random_mixture(rng, n=3, K=3, d=2, full=full)
+    w, mu, cov = dist.weights, dist.means, dist.covariances
+    mean = np.einsum("nk,nkd->nd", w, mu)
+    second = np.einsum("nk,nkij->nij", w, cov + mu[..., :, None] * mu[..., None, :])
+    np.testing.assert_allclose(dist.mean(), mean, rtol=1e-12)
+    np.testing.assert_allclose(
+        dist.cov(), second - mean[:, :, None] * mean[:, None, :], rtol=1e-10, atol=1e-12
+    )
+    draws = dist.sample(200_000, random_state=0)  # (n, s, d)
+    # Standard error of a sample mean is sqrt(var / s); allow 5 of them.
+    se = np.sqrt(np.diagonal(dist.cov(), axis1=1, axis2=2) / draws.shape[1])
+    assert np.all(np.abs(draws.mean(axis=1) - dist.mean()) < 5 * se)
+    for i in range(len(dist)):
+        emp = np.cov(draws[i].T)
+        np.testing.assert_allclose(emp, dist.cov()[i], rtol=0.05, atol=0.05)
+
+
+def test_sample_component_frequencies_match_weights():
+    log_w = np.log(np.array([[0.7, 0.2, 0.1]]))
+    means = np.array([[[-100.0], [0.0], [100.0]]])
+    dist = GaussianMixture(log_w, means, scales=np.ones((1, 3, 1)), univariate=True)
+    draws = dist.sample(100_000, random_state=1)
+    assert draws.shape == (1, 100_000)
+    freq = np.array(
+        [(draws < -50).mean(), (np.abs(draws) < 50).mean(), (draws > 50).mean()]
+    )
+    # Binomial standard error at n=1e5 is at most 0.0016.
+    np.testing.assert_allclose(freq, [0.7, 0.2, 0.1], atol=0.008)
+
+
+def test_sample_is_reproducible_and_leaves_global_state_alone():
+    dist = random_mixture(np.random.default_rng(4), n=5, K=2, d=2, full=True)
+    np_state = np.random.get_state()[1].copy()
+    torch_state = torch.get_rng_state().clone()
+    a = dist.sample(10, random_state=7)
+    b = dist.sample(10, random_state=7)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, dist.sample(10, random_state=8))
+    np.testing.assert_array_equal(np.random.get_state()[1], np_state)
+    assert torch.equal(torch.get_rng_state(), torch_state)
+
+
+def test_approx_mode_is_mean_of_heaviest_component():
+    log_w = np.log(np.array([[0.2, 0.8], [0.6, 0.4]]))
+    means = np.array([[[1.0], [5.0]], [[-2.0], [3.0]]])
+    dist = GaussianMixture(log_w, means, scales=np.ones((2, 2, 1)), univariate=True)
+    np.testing.assert_array_equal(dist.approx_mode(), [5.0, -2.0])
+
+
+def test_logpdf_accepts_a_grid_of_leading_axes():
+    dist = random_mixture(
+        np.random.default_rng(5), n=4, K=3, d=1, full=False, univariate=True
+    )
+    grid = np.linspace(-5, 5, 7)[:, None] * np.ones((1, 4))  # (m, n)
+    out = dist.logpdf(grid)
+    assert out.shape == (7, 4)
+    for j in range(7):
+        np.testing.assert_allclose(out[j], dist.logpdf(grid[j]), rtol=1e-14)
+
+
+def test_bad_shapes_and_arguments_are_reported():
+    dist = random_mixture(np.random.default_rng(6), n=3, K=2, d=2, full=False)
+    with pytest.raises(ValueError, match="expected"):
+        dist.logpdf(np.zeros((4, 2)))
+    with pytest.raises(ValueError, match="exactly one"):
+        GaussianMixture(dist.log_weights, dist.means)
+    with pytest.raises(ValueError, match="log_weights"):
+        GaussianMixture(dist.log_weights[:, :1], dist.means, scales=dist.scales)
+
+
+@pytest.mark.parametrize("noise_type", NOISE_TYPES)
+@pytest.mark.parametrize("d", [1, 3])
+def test_network_loss_is_the_numpy_density(noise_type, d):
+    """The torch training loss and the numpy predictive density agree for every
+    noise type, on parameters built by the real network from random weights."""
+    torch.manual_seed(0)
+    net = MDNNetwork(
+        n_features=4,
+        n_outputs=d,
+        n_components=3,
+        hidden_layer_sizes=(8,),
+        activation="tanh",
+        noise_type=noise_type,
+        min_scale=1e-3,
+        fixed_scale=(0.5,) * d,
+    ).double()
+    x = torch.randn(10, 4, dtype=torch.float64)
+    y = torch.randn(10, d, dtype=torch.float64)
+    with torch.no_grad():
+        params = net(x)
+        lp = mixture_log_prob(params, y).numpy()
+    if params.scale_tril is None:
+        dist = GaussianMixture(
+            params.log_weights.numpy(),
+            params.means.numpy(),
+            scales=params.scales.numpy(),
+        )
+    else:
+        dist = GaussianMixture(
+            params.log_weights.numpy(),
+            params.means.numpy(),
+            scale_tril=params.scale_tril.numpy(),
+        )
+        L = params.scale_tril.numpy()
+        assert np.all(np.diagonal(L, axis1=-2, axis2=-1) > 0)
+        np.testing.assert_array_equal(np.triu(L, 1), 0.0)
+    np.testing.assert_allclose(lp, dist.logpdf(y.numpy()), rtol=1e-10)
+    np.testing.assert_allclose(lp, scipy_logpdf(dist, y.numpy()), rtol=1e-8)
+    np.testing.assert_allclose(
+        np.exp(params.log_weights.numpy()).sum(1), 1.0, rtol=1e-12
+    )
+    if noise_type == "fixed":
+        np.testing.assert_allclose(dist.scales, 0.5)
+    if noise_type == "isotropic":
+        assert np.allclose(dist.scales, dist.scales[..., :1])
+    if noise_type == "isotropic_across":
+        assert np.allclose(dist.scales, dist.scales[:, :1, :1])
