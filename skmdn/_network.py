@@ -101,17 +101,17 @@ class MDNNetwork(nn.Module):
         layers: list[nn.Module] = []
         width = n_features
         for size in hidden_layer_sizes:
-            layers += [nn.Linear(width, size), _ACTIVATIONS[activation]()]
+            layers += [_linear(width, size), _ACTIVATIONS[activation]()]
             width = size
         self.trunk = nn.Sequential(*layers)
         K, d = n_components, n_outputs
         self._n_scale = _n_scale_outputs(noise_type, K, d)
-        self.head = nn.Linear(width, K + K * d + self._n_scale)
+        self.head = _linear(width, K + K * d + self._n_scale)
         if noise_type == "fixed":
             if fixed_scale is None:
                 raise ValueError("noise_type='fixed' needs fixed_scale.")
             self.register_buffer(
-                "fixed_scale", torch.tensor(fixed_scale, dtype=torch.float32)
+                "fixed_scale", torch.tensor(fixed_scale, dtype=torch.float64)
             )
         if noise_type == "full":
             rows, cols = torch.tril_indices(d, d)
@@ -178,6 +178,16 @@ class MDNNetwork(nn.Module):
             scales = (F.softplus(raw) + self.min_scale).reshape(shape[self.noise_type])
             scales = scales.expand(n, K, d)
         return MixtureParams(log_weights, means, scales, None)
+
+
+def _linear(n_in: int, n_out: int) -> nn.Linear:
+    """A linear layer whose weights are left uninitialised.
+
+    ``nn.Linear`` would draw its default initialisation from torch's global
+    generator; :meth:`MDNNetwork.reset_parameters` initialises from a private
+    one instead, so fitting never touches the global random state.
+    """
+    return nn.utils.skip_init(nn.Linear, n_in, n_out)
 
 
 def _inverse_softplus(value: float) -> float:

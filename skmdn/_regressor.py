@@ -500,14 +500,16 @@ default='tanh'
             "min_scale": float(self.min_scale),
             "fixed_scale": fixed,
         }
-        network = MDNNetwork(**config).to(dtype)
+        # Initialise in float64 whatever the training precision, so that
+        # float32 and float64 fits start from the same weights.
+        network = MDNNetwork(**config).double()
         generator = torch.Generator().manual_seed(seed)
         Ys = (Y - y_mean) / y_scale
         mean_init = _weighted_quantiles(Ys, sw, (np.arange(K) + 0.5) / K)
         network.reset_parameters(
             generator, torch.as_tensor(mean_init), scale_init=1.0 / np.sqrt(K)
         )
-        network.to(device)
+        network.to(device=device, dtype=dtype)
         return _State(network, config, device, dtype, X_mean, X_scale, y_mean, y_scale)
 
     def _copy_state(self) -> _State:

@@ -149,7 +149,6 @@ def test_bad_shapes_and_arguments_are_reported():
 def test_network_loss_is_the_numpy_density(noise_type, d):
     """The torch training loss and the numpy predictive density agree for every
     noise type, on parameters built by the real network from random weights."""
-    torch.manual_seed(0)
     net = MDNNetwork(
         n_features=4,
         n_outputs=d,
@@ -160,8 +159,12 @@ def test_network_loss_is_the_numpy_density(noise_type, d):
         min_scale=1e-3,
         fixed_scale=(0.5,) * d,
     ).double()
-    x = torch.randn(10, 4, dtype=torch.float64)
-    y = torch.randn(10, d, dtype=torch.float64)
+    gen = torch.Generator().manual_seed(0)
+    net.reset_parameters(gen)
+    with torch.no_grad():  # spread the head so parameters vary with x
+        net.head.weight.mul_(20.0)
+    x = torch.randn(10, 4, dtype=torch.float64, generator=gen)
+    y = torch.randn(10, d, dtype=torch.float64, generator=gen)
     with torch.no_grad():
         params = net(x)
         lp = mixture_log_prob(params, y).numpy()

@@ -1,0 +1,335 @@
+"""MDNRegressor: behaviour a user relies on, checked on synthetic truths."""
+
+import pickle
+import warnings
+
+import joblib
+import numpy as np
+import pytest
+import torch
+from scipy import integrate
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
+
+from skmdn import GaussianMixture, MDNRegressor
+from skmdn._network import NOISE_TYPES
+
+from .conftest import make_inverse_sine
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+FAST = {"max_iter": 30, "hidden_layer_sizes": (16,), "random_state": 0}
+
+
+def small_problem(n=200, d=1, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(-1, 1, size=(n, 3))
+    Y = np.stack([np.sin(2 * X[:, 0]) + 0.3 * j for j in range(d)], axis=1)
+    Y += 0.1 * rng.normal(size=Y.shape)
+    return X, (Y[:, 0] if d == 1 else Y)
+
+
+# ----------------------------------------------------------------- shapes
+@pytest.mark.parametrize("d", [1, 2])
+def test_output_shapes_follow_y(d):
+    X, y = small_problem(d=d)
+    model = MDNRegressor(**FAST).fit(X, y)
+    lead = (50,) if d == 1 else (50, d)
+    assert model.predict(X[:50]).shape == lead
+    assert model.sample(X[:50], n_samples=4).shape == (50, 4, *lead[1:])
+    dist = model.predict_dist(X[:50])
+    assert dist.weights.shape == (50, 5)
+    assert dist.means.shape == (50, 5, d)
+    assert dist.covariances.shape == (50, 5, d, d)
+    assert dist.mean().shape == lead
+    assert model.predict(X[:50]).dtype == np.float64
+    assert model.n_outputs_ == d
+
+
+def test_column_vector_y_is_a_one_output_2d_model():
+    X, y = small_problem()
+    a = MDNRegressor(**FAST).fit(X, y)
+    b = MDNRegressor(**FAST).fit(X, y[:, None])
+    assert b.predict(X).shape == (len(X), 1)
+    np.testing.assert_array_equal(a.predict(X), b.predict(X)[:, 0])
+
+
+def test_score_is_mean_logpdf_in_original_units():
+    X, y = small_problem(d=2)
+    model = MDNRegressor(**FAST).fit(X, y)
+    dist = model.predict_dist(X)
+    assert model.score(X, y) == pytest.approx(dist.logpdf(y).mean(), rel=1e-12)
+    w = np.random.default_rng(0).uniform(0.1, 2.0, len(X))
+    assert model.score(X, y, sample_weight=w) == pytest.approx(
+        np.average(dist.logpdf(y), weights=w), rel=1e-12
+    )
+    # Rescaling y by c shifts the log-density by -d log c: original units.
+    c = 1000.0
+    scaled = MDNRegressor(**FAST).fit(X, y * c)
+    assert scaled.score(X, y * c) == pytest.approx(
+        model.score(X, y) - 2 * np.log(c), abs=1e-6
+    )
+    np.testing.assert_allclose(
+        scaled.predict(X), model.predict(X) * c, rtol=1e-6, atol=1e-9
+    )
+
+
+def test_training_loss_is_reported_in_original_units():
+    X, y = small_problem()
+    model = MDNRegressor(**FAST).fit(X, y)
+    # The last epoch's loss is the NLL averaged while training; the final
+    # model's NLL on the same data is close to it.
+    assert abs(model.loss_curve_[-1] + model.score(X, y)) < 0.1
+    assert model.best_loss_ == min(model.loss_curve_)
+    assert model.n_iter_ == len(model.loss_curve_)
+
+
+@pytest.mark.parametrize("noise_type", NOISE_TYPES)
+@pytest.mark.parametrize("d", [1, 2])
+def test_fitted_density_is_normalised(noise_type, d):
+    X, y = small_problem(n=120, d=d)
+    model = MDNRegressor(noise_type=noise_type, fixed_noise_level=0.2, **FAST).fit(X, y)
+    dist = model.predict_dist(X[:1])
+    if d == 1:
+        total, _ = integrate.quad(
+            lambda t: dist.pdf(np.array([t]))[0], -10, 10, limit=200
+        )
+    else:
+        grid = np.linspace(-6, 6, 481)
+        G1, G2 = np.meshgrid(grid, grid, indexing="ij")
+        pts = np.stack([G1.ravel(), G2.ravel()], -1)[:, None, :]
+        dens = dist.pdf(pts).reshape(G1.shape)
+        total = integrate.simpson(integrate.simpson(dens, x=grid), x=grid)
+    assert abs(total - 1.0) < 1e-4
+
+
+def test_fixed_noise_level_is_in_target_units():
+    X, y = small_problem(d=2)
+    model = MDNRegressor(noise_type="fixed", fixed_noise_level=0.25, **FAST).fit(
+        X, 7 * y
+    )
+    np.testing.assert_allclose(model.predict_dist(X).scales, 0.25, rtol=1e-10)
+    with pytest.raises(ValueError, match="fixed_noise_level"):
+        MDNRegressor(noise_type="fixed").fit(X, y)
+
+
+def test_point_estimates():
+    X, y = small_problem()
+    model = MDNRegressor(point_estimate="approx_mode", **FAST).fit(X, y)
+    dist = model.predict_dist(X)
+    np.testing.assert_array_equal(model.predict(X), dist.approx_mode())
+    model.set_params(point_estimate="mean")
+    np.testing.assert_array_equal(model.predict(X), dist.mean())
+
+
+# ------------------------------------------------------- learning quality
+def test_inverse_sine_default_beats_one_component_by_a_wide_margin():
+    X, y = make_inverse_sine(2000, seed=0)
+    X_test, y_test = make_inverse_sine(5000, seed=1)
+    mdn = MDNRegressor(random_state=0).fit(X, y)
+    single = MDNRegressor(n_components=1, random_state=0).fit(X, y)
+    # One Gaussian cannot represent the three branches around t = 0.5.
+    assert mdn.score(X_test, y_test) > single.score(X_test, y_test) + 0.3
+    # Where the inverse has three branches, the model puts weight on all three.
+    dist = mdn.predict_dist(np.array([[0.5]]))
+    draws = dist.sample(20_000, random_state=0)[0]
+    for branch in ([0.05, 0.35], [0.35, 0.65], [0.65, 0.95]):
+        assert ((draws > branch[0]) & (draws < branch[1])).mean() > 0.15
+
+
+def test_heteroscedastic_linear_target_is_not_a_constant_fit():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 2, 3000)
+    y = 2 * x + rng.normal(size=x.size) * (0.1 + 0.5 * x)
+    model = MDNRegressor(random_state=0).fit(x[:, None], y)
+    grid = np.linspace(0.1, 1.9, 10)[:, None]
+    mean = model.predict(grid)
+    slope = np.polyfit(grid[:, 0], mean, 1)[0]
+    assert abs(slope - 2.0) < 0.25
+    std = np.sqrt(model.predict_dist(grid).cov())
+    true_std = 0.1 + 0.5 * grid[:, 0]
+    assert np.all(np.diff(std) > 0)
+    np.testing.assert_allclose(std, true_std, rtol=0.25)
+
+
+# ------------------------------------------------------------ training API
+def test_early_stopping_records_validation_and_restores_the_best():
+    X, y = small_problem(n=400)
+    model = MDNRegressor(early_stopping=True, max_iter=200, random_state=0).fit(X, y)
+    assert len(model.validation_scores_) == model.n_iter_
+    assert model.best_validation_score_ == max(model.validation_scores_)
+    assert model.n_iter_ < 200  # stopped by patience
+    best = int(np.argmax(model.validation_scores_))
+    assert model.n_iter_ - 1 - best > model.n_iter_no_change - 1
+
+
+def test_convergence_warning_at_max_iter():
+    X, y = small_problem()
+    with pytest.warns(ConvergenceWarning, match="max_iter"):
+        MDNRegressor(max_iter=3, random_state=0).fit(X, y)
+
+
+def test_warm_start_continues_from_the_fitted_weights():
+    X, y = small_problem()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = MDNRegressor(max_iter=5, warm_start=True, random_state=0).fit(X, y)
+        first = model.loss_curve_[-1]
+        model.fit(X, y)
+    assert model.n_iter_ == 10
+    assert len(model.loss_curve_) == 10
+    assert model.loss_curve_[5] < first + 0.05  # no restart from scratch
+    cold = MDNRegressor(max_iter=5, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        cold.fit(X, y)
+    assert cold.loss_curve_[0] > model.loss_curve_[5]
+
+
+def test_partial_fit_streams_over_chunks():
+    X, y = small_problem(n=1000)
+    model = MDNRegressor(hidden_layer_sizes=(16,), random_state=0)
+    scores = []
+    for _epoch in range(15):
+        for chunk in np.array_split(np.arange(len(X)), 5):
+            model.partial_fit(X[chunk], y[chunk])
+        scores.append(model.score(X, y))
+    assert model.n_iter_ == 75
+    assert scores[-1] > scores[0] + 0.3
+    with pytest.raises(ValueError, match="output"):
+        model.partial_fit(X, np.stack([y, y], 1))
+
+
+def test_sample_weight_zero_equals_dropping_rows():
+    X, y = small_problem(n=150)
+    w = np.ones(len(X))
+    w[::3] = 0.0
+    a = MDNRegressor(**FAST).fit(X, y, sample_weight=w)
+    b = MDNRegressor(**FAST).fit(X[w > 0], y[w > 0])
+    np.testing.assert_allclose(a.predict(X), b.predict(X), rtol=1e-10)
+
+
+def test_float32_input_trains_in_float32():
+    X, y = small_problem()
+    model = MDNRegressor(**FAST).fit(X.astype(np.float32), y)
+    assert model.dtype_ == torch.float32
+    assert next(model.network_.parameters()).dtype == torch.float32
+    assert model.predict(X).dtype == np.float64
+    forced = MDNRegressor(precision="float32", **FAST).fit(X, y)
+    assert forced.dtype_ == torch.float32
+    ref = MDNRegressor(**FAST).fit(X, y)
+    assert ref.dtype_ == torch.float64
+    np.testing.assert_allclose(forced.predict(X), ref.predict(X), atol=0.05)
+
+
+# ----------------------------------------------- reproducibility, purity
+def test_same_random_state_same_model():
+    X, y = small_problem()
+    a = MDNRegressor(**FAST).fit(X, y)
+    b = MDNRegressor(**FAST).fit(X, y)
+    for p, q in zip(a.network_.parameters(), b.network_.parameters(), strict=True):
+        assert torch.equal(p, q)
+    np.testing.assert_array_equal(
+        a.sample(X, 3, random_state=1), b.sample(X, 3, random_state=1)
+    )
+    c = MDNRegressor(**{**FAST, "random_state": 1}).fit(X, y)
+    assert not np.array_equal(a.predict(X), c.predict(X))
+
+
+def test_fit_and_predict_leave_global_random_state_alone():
+    X, y = small_problem()
+    np_state = np.random.get_state()[1].copy()
+    torch_state = torch.get_rng_state().clone()
+    model = MDNRegressor(**{**FAST, "random_state": None, "early_stopping": True}).fit(
+        X, y
+    )
+    model.sample(X, 2)
+    np.testing.assert_array_equal(np.random.get_state()[1], np_state)
+    assert torch.equal(torch.get_rng_state(), torch_state)
+
+
+def test_prediction_methods_do_not_write_to_self():
+    X, y = small_problem()
+    model = MDNRegressor(**FAST).fit(X, y)
+    before = pickle.dumps(model)
+    keys = set(vars(model))
+    model.predict(X)
+    model.predict_dist(X).sample(2, random_state=0)
+    model.sample(X, 2, random_state=0)
+    model.score(X, y)
+    assert set(vars(model)) == keys
+    assert pickle.dumps(model) == before
+
+
+def test_unfitted_model_raises_not_fitted():
+    with pytest.raises(NotFittedError):
+        MDNRegressor().predict(np.zeros((2, 2)))
+
+
+# ------------------------------------------------------------- persistence
+def test_joblib_round_trip(tmp_path):
+    X, y = small_problem(d=2)
+    model = MDNRegressor(noise_type="full", **FAST).fit(X, y)
+    path = tmp_path / "model.joblib"
+    joblib.dump(model, path)
+    loaded = joblib.load(path)
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+    np.testing.assert_array_equal(
+        loaded.sample(X, 2, random_state=0), model.sample(X, 2, random_state=0)
+    )
+    # The loaded model keeps training where the saved one stopped.
+    loaded.partial_fit(X, y)
+    assert loaded.n_iter_ == model.n_iter_ + 1
+
+
+def test_a_model_saved_on_a_gpu_loads_on_a_cpu_only_machine():
+    X, y = small_problem()
+    model = MDNRegressor(**FAST).fit(X, y)
+    state = model.__getstate__()
+    # What a CUDA-trained model's pickle holds: CPU tensors and device_='cuda'.
+    assert all(t.device.type == "cpu" for t in state["_network_state"].values())
+    state["device_"] = "cuda:0"
+    clone = MDNRegressor.__new__(MDNRegressor)
+    if torch.cuda.is_available():  # pragma: no cover - no GPU in CI
+        clone.__setstate__(state)
+        assert clone.device_.startswith("cuda")
+    else:
+        with pytest.warns(RuntimeWarning, match="not available"):
+            clone.__setstate__(state)
+        assert clone.device_ == "cpu"
+    np.testing.assert_array_equal(clone.predict(X), model.predict(X))
+
+
+def test_device_errors_are_clear():
+    X, y = small_problem()
+    with pytest.raises(ValueError, match="not understood"):
+        MDNRegressor(device="gpu").fit(X, y)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="not available"):
+            MDNRegressor(device="cuda").fit(X, y)
+
+
+# ---------------------------------------------------------- training faults
+def test_divergence_never_returns_a_nan_model():
+    X, y = small_problem()
+    model = MDNRegressor(learning_rate_init=1e6, max_iter=20, random_state=0)
+    try:
+        with warnings.catch_warnings(record=True):
+            warnings.simplefilter("always")
+            model.fit(X, y)
+    except FloatingPointError as exc:
+        assert "learning_rate_init" in str(exc)
+        assert not hasattr(model, "network_")
+    else:
+        assert np.isfinite(model.predict(X)).all()
+        assert np.isfinite(model.score(X, y))
+
+
+def test_predictive_distribution_is_a_gaussian_mixture():
+    X, y = small_problem()
+    dist = MDNRegressor(**FAST).fit(X, y).predict_dist(X[:3])
+    assert isinstance(dist, GaussianMixture)
+    assert "n_components=5" in repr(dist)
+    np.testing.assert_allclose(dist.weights.sum(1), 1.0, rtol=1e-12)
+    row = dist[1]
+    assert len(row) == 1
+    np.testing.assert_array_equal(row.means, dist.means[1:2])
