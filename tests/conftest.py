@@ -1,5 +1,11 @@
 """Shared fixtures: the synthetic problems the tests are built on."""
 
+import os
+
+# scikit-learn's common check of array-API input is skipped unless scipy's
+# array-API mode is on; turn it on (before scipy is imported) so it runs.
+os.environ.setdefault("SCIPY_ARRAY_API", "1")
+
 import numpy as np
 import pytest
 
