@@ -13,7 +13,6 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import (
-    _check_sample_weight,
     check_is_fitted,
     validate_data,
 )
@@ -22,6 +21,9 @@ from ._mixture import GaussianMixture
 from ._network import NOISE_TYPES, MDNNetwork
 from ._training import TrainData, TrainHistory, make_optimizer, train
 from ._utils import (
+    check_input_kind,
+    check_sample_weight,
+    preserve_global_rng,
     resolve_device,
     resolve_dtype,
     seed_from_random_state,
@@ -35,10 +37,20 @@ _PREDICT_CHUNK = 65536
 
 
 def _weighted_mean_scale(a: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Weighted column means and standard deviations (zero spread -> 1)."""
-    mean = np.average(a, axis=0, weights=w)
-    scale = np.sqrt(np.average((a - mean) ** 2, axis=0, weights=w))
-    scale[~(scale > 1e-12 * np.maximum(1.0, np.abs(mean)))] = 1.0
+    """Weighted column means and standard deviations (zero spread -> 1).
+
+    Each column is first divided by its largest magnitude, so that squares do
+    not overflow for values near the float64 limit (e.g. 1e200) and tiny units
+    (e.g. 1e-14) are not mistaken for a constant column.
+    """
+    big = np.max(np.abs(a), axis=0)
+    big[~(big > 0)] = 1.0
+    b = a / big
+    mean = np.average(b, axis=0, weights=w)
+    scale = np.sqrt(np.average((b - mean) ** 2, axis=0, weights=w))
+    constant = ~(scale > 1e-12)
+    mean, scale = mean * big, scale * big
+    scale[constant] = 1.0
     return mean, scale
 
 
@@ -297,6 +309,8 @@ default='tanh'
             )
 
     def _validate_fit_data(self, X, y, sample_weight, reset: bool):
+        check_input_kind(X, "X")
+        check_input_kind(y, "y")
         X, y = validate_data(
             self,
             X,
@@ -310,9 +324,7 @@ default='tanh'
         Y = y.reshape(-1, 1) if univariate else y
         if Y.ndim != 2:
             raise ValueError(f"y must be 1-D or 2-D; got an array of shape {y.shape}.")
-        sw = _check_sample_weight(
-            sample_weight, X, dtype=np.float64, ensure_non_negative=True
-        )
+        sw = check_sample_weight(sample_weight, X)
         keep = sw > 0
         if not keep.all():  # zero weight is the same as no sample
             X, Y, sw = X[keep], Y[keep], sw[keep]
@@ -453,7 +465,9 @@ default='tanh'
             optimizer = make_optimizer(
                 state.network, self.learning_rate_init, self.alpha / float(sw.sum())
             )
-            optimizer.load_state_dict(self._optimizer_state)
+            # a deep copy: load_state_dict shares the moment tensors, which
+            # Adam updates in place, so a failing call would corrupt self
+            optimizer.load_state_dict(copy.deepcopy(self._optimizer_state))
         generator = torch.Generator(device=state.device).manual_seed(
             (seed + 1_000_003 * (history.n_iter + 1)) % (2**63)
         )
@@ -500,7 +514,8 @@ default='tanh'
             "min_scale": float(self.min_scale),
             "fixed_scale": fixed,
         }
-        network = MDNNetwork(**config).to(dtype)
+        with preserve_global_rng():  # nn.Linear's default init draws globally
+            network = MDNNetwork(**config).to(dtype)
         generator = torch.Generator().manual_seed(seed)
         Ys = (Y - y_mean) / y_scale
         mean_init = _weighted_quantiles(Ys, sw, (np.arange(K) + 0.5) / K)
@@ -562,6 +577,7 @@ default='tanh'
             ``cov()``, ``logpdf(y)``, ``pdf(y)`` and ``sample(...)``.
         """
         check_is_fitted(self)
+        check_input_kind(X, "X")
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         Xs = (X - self.X_mean_) / self.X_scale_
         device = torch.device(self.device_)
@@ -660,6 +676,7 @@ default='tanh'
             Weighted mean of ``log p(y | x)``.
         """
         dist = self.predict_dist(X)
+        check_input_kind(y, "y")
         y = np.asarray(y, dtype=np.float64)
         if self._univariate and y.ndim == 2 and y.shape[1] == 1:
             y = y[:, 0]
@@ -669,9 +686,7 @@ default='tanh'
             raise ValueError("y contains NaN or infinity; remove or impute those rows.")
         sw = None
         if sample_weight is not None:
-            sw = _check_sample_weight(
-                sample_weight, y.reshape(len(y), -1), dtype=np.float64
-            )
+            sw = check_sample_weight(sample_weight, y.reshape(len(y), -1))
         return float(np.average(dist.logpdf(y), weights=sw))
 
     # ----------------------------------------------------------- persistence
@@ -691,7 +706,8 @@ default='tanh'
         super().__setstate__(state)
         if network_state is not None:
             device = resolve_device(self.device_, fallback=True)
-            network = MDNNetwork(**self._network_config).to(self.dtype_)
+            with preserve_global_rng():
+                network = MDNNetwork(**self._network_config).to(self.dtype_)
             network.load_state_dict(network_state)
             self.network_ = network.to(device)
             self.device_ = str(device)
