@@ -265,6 +265,9 @@ def check_input_kind(a, name: str, *, max_ndim: int = 2) -> None:
 def check_sample_weight(sample_weight, X) -> np.ndarray:
     """Validate ``sample_weight`` for ``X``: finite, non-negative, not all zero.
 
+    scikit-learn checks the values are finite and not all zero; the sign is
+    checked here with a message that says what to do.
+
     Returns a float64 array of shape (n_samples,) (ones if ``sample_weight``
     is None).
 
@@ -283,10 +286,5 @@ def check_sample_weight(sample_weight, X) -> np.ndarray:
         raise ValueError(
             f"sample_weight must be non-negative; its smallest value is "
             f"{float(sw.min())!r}. Give a sample weight 0 to ignore it."
-        )
-    if not sw.sum() > 0:
-        raise ValueError(
-            "sample_weight sums to zero, so every sample would be ignored; give "
-            "at least one sample a positive weight."
         )
     return sw
