@@ -299,6 +299,7 @@ default='tanh'
                 "noise_type='fixed' needs fixed_noise_level, the constant standard "
                 "deviation of the noise in target units, e.g. fixed_noise_level=0.1."
             )
+        resolve_device(self.device)  # checked on every fit, warm or not
         hidden = np.atleast_1d(np.asarray(self.hidden_layer_sizes))
         if hidden.ndim != 1 or not all(
             isinstance(h, Integral | np.integer) and h > 0 for h in hidden.tolist()
