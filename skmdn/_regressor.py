@@ -322,9 +322,7 @@ default='tanh'
             dtype=[np.float64, np.float32],
         )
         univariate = y.ndim == 1
-        Y = y.reshape(-1, 1) if univariate else y
-        if Y.ndim != 2:
-            raise ValueError(f"y must be 1-D or 2-D; got an array of shape {y.shape}.")
+        Y = y.reshape(-1, 1) if univariate else y  # 2-D: check_input_kind
         sw = check_sample_weight(sample_weight, X)
         keep = sw > 0
         if not keep.all():  # zero weight is the same as no sample

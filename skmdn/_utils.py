@@ -173,13 +173,17 @@ _TARGET_ADVICE = (
 )
 
 
+def _is_number(value) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 def _first_non_number(values: np.ndarray):
-    for value in values.ravel():
-        try:
-            float(value)
-        except (TypeError, ValueError):
-            return value.item() if isinstance(value, np.generic) else value
-    return None
+    value = next((v for v in values.ravel() if not _is_number(v)), None)
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def check_input_kind(a, name: str, *, max_ndim: int = 2) -> None:
@@ -235,8 +239,11 @@ def check_input_kind(a, name: str, *, max_ndim: int = 2) -> None:
         return
     try:
         array = np.asarray(a)
-    except (TypeError, ValueError):
-        return  # ragged or otherwise odd: scikit-learn explains it
+    except ValueError as error:  # ragged nested sequences
+        raise ValueError(
+            f"{name} could not be read as a rectangular array ({error}). Make "
+            "every row the same length."
+        ) from error
     if array.ndim > max_ndim:
         want = "(n_samples, n_features)" if name == "X" else "(n_samples, n_outputs)"
         raise ValueError(

@@ -261,6 +261,11 @@ CASES = [
     handled("boolean-X", lambda: fit(X > 0, Y), finite_model),
     handled("nested-lists", lambda: fit(X.tolist(), Y.tolist()),
             same_as_reference(fitted)),
+    raises("ragged-nested-lists", lambda: fit([[1.0, 2.0], [3.0]] * 20, Y[:40]),
+           ValueError, "X could not be read as a rectangular array.*same length"),
+    handled("score-with-column-y-for-1-D-model",
+            lambda: fitted().score(X, Y[:, None]),
+            lambda s: np.testing.assert_array_equal(s, fitted().score(X, Y))),
     handled("float32-X-trains-in-float32", lambda: fit(X.astype(np.float32), Y),
             float32_model),
     raises("sparse-X", lambda: fit(sp.csr_matrix(X), Y), TypeError,
@@ -447,3 +452,55 @@ def test_catalogue_is_large_and_unique():
     ids = [c.id if isinstance(c, Case) else c.values[0].id for c in CASES]
     assert len(ids) >= 40
     assert len(set(ids)) == len(ids)
+
+
+# ------------------------------------------- device strings and seeds (helpers)
+def test_device_resolution_without_accelerators(monkeypatch):
+    from skmdn import _utils
+
+    monkeypatch.setattr(_utils, "_cuda_available", lambda: False)
+    monkeypatch.setattr(_utils, "_mps_available", lambda: False)
+    assert _utils.resolve_device("auto").type == "cpu"
+    assert _utils.resolve_device("cpu").type == "cpu"
+    for device in ("cuda", "cuda:1", "mps"):
+        with pytest.raises(ValueError, match=f"device='{device}' was requested"):
+            _utils.resolve_device(device)
+        with pytest.warns(RuntimeWarning, match="moved to the CPU"):
+            assert _utils.resolve_device(device, fallback=True).type == "cpu"
+    for device in ("gpu", "cuda:", "CUDA", 0, None):
+        with pytest.raises(ValueError, match="is not understood"):
+            _utils.resolve_device(device)
+
+
+def test_device_resolution_with_accelerators(monkeypatch):
+    from skmdn import _utils
+
+    monkeypatch.setattr(_utils, "_cuda_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert _utils.resolve_device("auto") == torch.device("cuda")
+    assert _utils.resolve_device("cuda:0") == torch.device("cuda:0")
+    with pytest.raises(ValueError, match="device='cuda:1' was requested"):
+        _utils.resolve_device("cuda:1")
+    monkeypatch.setattr(_utils, "_cuda_available", lambda: False)
+    monkeypatch.setattr(_utils, "_mps_available", lambda: True)
+    assert _utils.resolve_device("auto") == torch.device("mps")
+    assert _utils.resolve_device("mps") == torch.device("mps")
+    mps = torch.device("mps")
+    with pytest.warns(RuntimeWarning, match="MPS does not support float64"):
+        assert _utils.resolve_dtype("float64", np.dtype(np.float64), mps) == (
+            torch.float32
+        )
+
+
+def test_seeds_from_every_kind_of_random_state():
+    from skmdn._utils import seed_from_random_state
+
+    assert seed_from_random_state(5) == 5
+    assert seed_from_random_state(-1) == 2**63 - 1
+    a = seed_from_random_state(np.random.RandomState(0))
+    assert a == seed_from_random_state(np.random.RandomState(0))
+    b = seed_from_random_state(np.random.default_rng(0))
+    assert b == seed_from_random_state(np.random.default_rng(0))
+    assert seed_from_random_state(None) != seed_from_random_state(None)
+    with pytest.raises(ValueError, match="cannot be used to seed; pass None, an int"):
+        seed_from_random_state("seed")

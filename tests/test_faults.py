@@ -321,3 +321,27 @@ def test_nothing_touches_the_global_random_states():
     numpy_after = np.random.get_state()  # noqa: NPY002
     np.testing.assert_array_equal(numpy_after[1], numpy_before[1])
     assert numpy_after[2:] == numpy_before[2:]
+
+
+# --------------------------------------------------------- stopping rules
+def test_early_stopping_stops_on_patience_and_restores_best_epoch():
+    m = quiet_fit(model(early_stopping=True, n_iter_no_change=2, tol=0.5, max_iter=50))
+    scores = m.validation_scores_
+    # stopped when more than n_iter_no_change epochs failed to improve by tol
+    assert m.n_iter_ < 50
+    best = int(np.argmax(scores)) + 1
+    reference = quiet_fit(model(early_stopping=True, max_iter=best))
+    np.testing.assert_array_equal(m.predict(X), reference.predict(X))
+    assert m.best_validation_score_ == max(scores)
+
+
+def test_verbose_prints_the_recorded_losses(capsys):
+    m = quiet_fit(model(verbose=1, early_stopping=True, max_iter=3))
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3
+    for epoch, (line, loss, score) in enumerate(
+        zip(lines, m.loss_curve_, m.validation_scores_, strict=True), start=1
+    ):
+        assert line == (
+            f"Epoch {epoch}, loss = {loss:.6f}, validation log-likelihood = {score:.6f}"
+        )
