@@ -245,6 +245,9 @@ CASES = [
     # ------------------------------------------------------ types and kinds
     raises("strings-in-X", lambda: fit(np.array([["u", "v"]] * 40), Y), ValueError,
            "X contains non-numeric values such as 'u'.*OneHotEncoder"),
+    raises("numeric-strings-mixed-with-words",
+           lambda: fit(np.array([["1.5", "2"], ["3", "n/a"]] * 20), Y), ValueError,
+           "X contains non-numeric values such as 'n/a'"),
     raises("strings-in-y", lambda: fit(X, np.array(["lo", "hi"] * 20)), ValueError,
            "y contains non-numeric values such as 'lo'.*real-valued target"),
     handled("object-array-of-floats", lambda: fit(X.astype(object), Y),

@@ -356,3 +356,8 @@ def test_any_valid_parameters_fit_and_predict_finite(params, n_outputs):
     assert np.isfinite(dist.cov()).all()
     assert np.isfinite(model.score(X, y))
     assert np.isfinite(model.sample(X[:3], 2, random_state=0)).all()
+
+
+def test_fixed_noise_network_needs_its_scale():
+    with pytest.raises(ValueError, match="noise_type='fixed' needs fixed_scale"):
+        MDNNetwork(2, 1, 2, (4,), "tanh", "fixed", 0.0, None)
