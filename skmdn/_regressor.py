@@ -600,6 +600,7 @@ default='tanh'
                 )
         log_w, means, scale = (np.concatenate(p) for p in zip(*parts, strict=True))
         means = means * self.y_scale_ + self.y_mean_
+        _check_finite_output(Xs, log_w, means, scale * self.y_scale_.max(), self.dtype_)
         if self._network_config["noise_type"] == "full":
             return GaussianMixture(
                 log_w,
@@ -749,6 +750,27 @@ class _State:
             Y_val=conv(Y_val, self.y_mean, self.y_scale),
             w_val=None if w_val is None else conv(w_val / w_mean),
         )
+
+
+def _check_finite_output(Xs, log_w, means, scale, dtype) -> None:
+    """Never return a silent NaN: name the rows whose parameters overflowed."""
+    n = len(log_w)
+    ok = (
+        np.isfinite(log_w).all(1)
+        & np.isfinite(means.reshape(n, -1)).all(1)
+        & np.isfinite(scale.reshape(n, -1)).all(1)
+    )
+    if ok.all():
+        return
+    bad = np.flatnonzero(~ok)
+    far = float(np.max(np.abs(Xs[bad])))
+    raise ValueError(
+        f"The network produced non-finite mixture parameters for {len(bad)} row(s) "
+        f"of X (first: row {bad[0]}), whose standardised features reach {far:.3g} "
+        f"(the network computes in {str(dtype).removeprefix('torch.')}). These "
+        "inputs are far outside the training data: check X for outliers or wrong "
+        "units, or refit with precision='float64'."
+    )
 
 
 def _to_cpu(obj):

@@ -58,7 +58,8 @@ def fitted_frame() -> MDNRegressor:
 
 
 def with_value(a, index, value):
-    a = np.array(a, dtype=np.result_type(a, type(value)))
+    kind = object if isinstance(value, dict) else np.asarray(value).dtype
+    a = np.array(a, dtype=np.result_type(a, kind))
     a[index] = value
     return a
 
@@ -159,6 +160,13 @@ def valid_mixture(m: MDNRegressor) -> None:
     cov = dist.cov()
     cov = cov.reshape(len(cov), 1, 1) if cov.ndim == 1 else cov
     assert np.all(np.linalg.eigvalsh(cov) > 0)
+
+
+def valid_mixture_of_any(dist) -> None:
+    np.testing.assert_allclose(dist.weights.sum(1), 1.0)
+    assert np.isfinite(dist.means).all()
+    assert np.isfinite(dist.mean()).all()
+    assert np.all(dist.scales > 0)
 
 
 def float32_model(m: MDNRegressor) -> None:
@@ -344,6 +352,13 @@ CASES = [
     handled("ndarray-at-predict-after-frame-fit",
             lambda: predict_warnings(fitted_frame(), X), ndarray_after_frame),
     # ------------------------------------------------- prediction and score
+    raises("predict-beyond-float32-range-of-a-float32-model",
+           lambda: fit(X.astype(np.float32), Y).predict(
+               with_value(X, 4, [1e300, -1e300])),
+           ValueError, r"non-finite mixture parameters for 1 row\(s\) of X \(first: "
+           r"row 4\).*float32.*precision='float64'"),
+    handled("predict-far-outside-training-range-in-float64",
+            lambda: fitted().predict_dist(X * 1e300), valid_mixture_of_any),
     raises("predict-before-fit", lambda: model().predict(X), NotFittedError,
            "not fitted yet.*Call 'fit'"),
     raises("predict-wrong-n-features", lambda: fitted().predict(np.c_[X, X]),
