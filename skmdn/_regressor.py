@@ -58,6 +58,7 @@ def _weighted_quantiles(a: np.ndarray, w: np.ndarray, q: np.ndarray) -> np.ndarr
     """Inverted-CDF weighted quantiles of each column (no interpolation), so that
     integer weights give exactly the quantiles of the repeated data."""
     out = np.empty((len(q), a.shape[1]))
+    w = w / w.max()  # equal weights of any size give exact integer sums (ties)
     for j in range(a.shape[1]):
         order = np.argsort(a[:, j], kind="stable")
         cum = np.cumsum(w[order])

@@ -94,6 +94,13 @@ def same_as_reference(reference: Callable[[], MDNRegressor]):
     return check
 
 
+def close_to(reference: Callable[[], MDNRegressor]):
+    def check(m: MDNRegressor) -> None:
+        np.testing.assert_allclose(m.predict(X), reference().predict(X), rtol=1e-8)
+
+    return check
+
+
 def equivariant(y_factor: float = 1.0, x_factor: float = 1.0):
     """Standardisation makes the fit equivariant to the units of X and y:
     predictions scale with y, and the log-likelihood shifts by -log(factor)."""
@@ -247,6 +254,12 @@ CASES = [
            ValueError, "Sample weights must contain at least one non-zero number"),
     raises("sample_weight-wrong-length", lambda: fit(X, Y, sample_weight=np.ones(3)),
            ValueError, r"sample_weight.shape == \(3,\), expected \(40,\)"),
+    handled("sample_weights-of-1e300-act-as-unit-weights",
+            lambda: fit(X, Y, sample_weight=np.full(40, 1e300), alpha=0.0),
+            close_to(lambda: fit(X, Y, alpha=0.0))),
+    handled("sample_weights-of-1e-300-act-as-unit-weights",
+            lambda: fit(X, Y, sample_weight=np.full(40, 1e-300), alpha=0.0),
+            close_to(lambda: fit(X, Y, alpha=0.0))),
     handled("some-zero-sample_weights-drop-those-rows",
             lambda: fit(X, Y, sample_weight=np.r_[np.ones(30), np.zeros(10)]),
             same_as_reference(lambda: fit(X[:30], Y[:30]))),
