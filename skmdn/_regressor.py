@@ -19,7 +19,13 @@ from sklearn.utils.validation import (
 
 from ._mixture import GaussianMixture
 from ._network import NOISE_TYPES, MDNNetwork
-from ._training import TrainData, TrainHistory, make_optimizer, train
+from ._training import (
+    TrainData,
+    TrainHistory,
+    make_optimizer,
+    mean_log_likelihood,
+    train,
+)
 from ._utils import (
     check_input_kind,
     check_sample_weight,
@@ -391,6 +397,9 @@ default='tanh'
         )
         generator = torch.Generator(device=state.device).manual_seed(seed)
         n_before = history.n_iter
+        initial_loss = data.log_scale - mean_log_likelihood(
+            state.network, data.X, data.Y, data.w
+        )
         converged = train(
             state.network,
             optimizer,
@@ -412,6 +421,7 @@ default='tanh'
                 ConvergenceWarning,
                 stacklevel=2,
             )
+        _warn_if_worse(initial_loss, history.loss_curve[n_before:], self)
         self._set_fitted(state, history, optimizer, univariate, seed)
         return self
 
@@ -750,6 +760,21 @@ class _State:
             X_val=conv(X_val, self.X_mean, self.X_scale),
             Y_val=conv(Y_val, self.y_mean, self.y_scale),
             w_val=None if w_val is None else conv(w_val / w_mean),
+        )
+
+
+def _warn_if_worse(initial_loss: float, losses: list[float], model) -> None:
+    """Warn when even the best epoch is worse than the untrained network: the
+    classic symptom of a learning rate so large that training diverged."""
+    if losses and min(losses) > initial_loss + 1.0:
+        lr = model.learning_rate_init
+        warnings.warn(
+            f"Training made the model worse: the best training loss "
+            f"({min(losses):.4g} nats) exceeds the loss at initialisation "
+            f"({initial_loss:.4g}) by more than 1 nat per sample, so training "
+            f"diverged. Lower learning_rate_init (now {lr:g}), e.g. to {lr / 10:g}.",
+            ConvergenceWarning,
+            stacklevel=3,
         )
 
 

@@ -46,12 +46,16 @@ def quiet_fit(m, X_=X, y_=Y, **kwargs):
 
 
 def inject(monkeypatch, after_calls: int, fault):
-    """From loss call ``after_calls + 1`` on, apply ``fault`` to the real loss."""
+    """From training step ``after_calls + 1`` on, apply ``fault`` to the loss.
+
+    Only training steps count (gradient enabled); evaluations under no_grad
+    (the initial loss, validation scores) pass through until the fault starts.
+    """
     real = training.mixture_log_prob
     calls = {"n": 0}
 
     def wrapped(params, y):
-        calls["n"] += 1
+        calls["n"] += torch.is_grad_enabled()
         out = real(params, y)
         return fault(out) if calls["n"] > after_calls else out
 
@@ -104,20 +108,35 @@ def assert_unchanged(m: MDNRegressor, before) -> None:
 def test_divergent_learning_rate_never_predicts_nan(noise_type, precision):
     # Adam's step is bounded by the learning rate, so lr=1e3 throws the weights
     # around but (with standardisation and the scale floor) the loss stays
-    # finite: the outcome is a finite, if poor, model -- never NaN.
-    m = quiet_fit(
-        model(
-            noise_type=noise_type,
-            fixed_noise_level=0.1,
-            learning_rate_init=1e3,
-            precision=precision,
-            max_iter=15,
-        )
+    # finite: the outcome is a finite but poor model -- never NaN -- and a
+    # warning that training made it worse than its initialisation.
+    m = model(
+        noise_type=noise_type,
+        fixed_noise_level=0.1,
+        learning_rate_init=1e3,
+        precision=precision,
+        max_iter=15,
     )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m.fit(X, Y)
+    messages = [str(w.message) for w in caught if w.category is ConvergenceWarning]
+    assert any(
+        "Training made the model worse" in s
+        and "Lower learning_rate_init (now 1000)" in s
+        for s in messages
+    ), messages
     assert np.isfinite(m.predict(X)).all()
     assert np.isfinite(m.score(X, Y))
     assert np.isfinite(m.sample(X, 3, random_state=0)).all()
     assert all(np.isfinite(m.loss_curve_))
+
+
+def test_a_sensible_learning_rate_does_not_warn_of_divergence():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model(learning_rate_init=1e-2, max_iter=20).fit(X, Y)
+    assert not any("made the model worse" in str(w.message) for w in caught)
 
 
 def test_non_finite_loss_mid_training_restores_last_finite_epoch(monkeypatch):
@@ -176,8 +195,8 @@ def test_keyboard_interrupt_with_early_stopping_keeps_best_weights(monkeypatch):
     m0 = quiet_fit(model(early_stopping=True, max_iter=4))
     best = int(np.argmax(m0.validation_scores_)) + 1
     reference = quiet_fit(model(early_stopping=True, max_iter=best))
-    # each epoch: 3 training steps (87 rows / 32) + 1 validation evaluation
-    inject(monkeypatch, after_calls=4 * 4 + 1, fault=interrupt)
+    # each epoch: 3 training steps (87 rows / 32); interrupt in epoch 5
+    inject(monkeypatch, after_calls=4 * 3 + 1, fault=interrupt)
     with pytest.warns(UserWarning, match="interrupted"):
         m = model(early_stopping=True, max_iter=10).fit(X, Y)
     assert m.n_iter_ == 4
