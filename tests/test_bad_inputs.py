@@ -219,7 +219,7 @@ FRAME = pd.DataFrame(X, columns=["a", "b"])
 CAT_FRAME = pd.DataFrame({"a": X[:, 0], "b": pd.Categorical(["u", "v"] * 20)})
 STR_FRAME = pd.DataFrame({"a": X[:, 0], "b": ["u", "v"] * 20})
 NA_FRAME = pd.DataFrame({"a": X[:, 0], "b": pd.array([1, None] * 20, dtype="Int64")})
-NOT_UNIT = "The '{}' parameter of MDNRegressor must be"
+NOT_UNIT = "The '{}' parameter of MDNRegressor must be .*Got .* instead"
 
 
 def invalid_param(name, value, **extra):

@@ -289,7 +289,7 @@ def test_cdf_is_monotone_and_ppf_inverts_it(mix, seed):
     grid = np.linspace(lo, hi, 200)  # (200, n)
     cdf = np.stack([dist.cdf(row) for row in grid])
     assert np.all(np.diff(cdf, axis=0) >= -1e-15)
-    assert np.all((cdf >= 0) & (cdf <= 1))
+    assert np.all((cdf >= 0) & (cdf <= 1 + 1e-12))  # weights sum to 1 +- eps
     np.testing.assert_allclose(cdf[0], 0.0, atol=1e-12)
     np.testing.assert_allclose(cdf[-1], 1.0, atol=1e-12)
     # the exact mixture CDF: sum_k w_k Phi((y - mu_k) / s_k)
