@@ -13,15 +13,22 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import (
-    _check_sample_weight,
     check_is_fitted,
     validate_data,
 )
 
 from ._mixture import GaussianMixture
 from ._network import NOISE_TYPES, MDNNetwork
-from ._training import TrainData, TrainHistory, make_optimizer, train
+from ._training import (
+    TrainData,
+    TrainHistory,
+    make_optimizer,
+    mean_log_likelihood,
+    train,
+)
 from ._utils import (
+    check_input_kind,
+    check_sample_weight,
     resolve_device,
     resolve_dtype,
     seed_from_random_state,
@@ -35,10 +42,20 @@ _PREDICT_CHUNK = 65536
 
 
 def _weighted_mean_scale(a: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Weighted column means and standard deviations (zero spread -> 1)."""
-    mean = np.average(a, axis=0, weights=w)
-    scale = np.sqrt(np.average((a - mean) ** 2, axis=0, weights=w))
-    scale[~(scale > 1e-12 * np.maximum(1.0, np.abs(mean)))] = 1.0
+    """Weighted column means and standard deviations (zero spread -> 1).
+
+    Each column is first divided by its largest magnitude, so that squares do
+    not overflow for values near the float64 limit (e.g. 1e200) and tiny units
+    (e.g. 1e-14) are not mistaken for a constant column.
+    """
+    big = np.max(np.abs(a), axis=0)
+    big[~(big > 0)] = 1.0
+    b = a / big
+    mean = np.average(b, axis=0, weights=w)
+    scale = np.sqrt(np.average((b - mean) ** 2, axis=0, weights=w))
+    constant = ~(scale > 1e-12)
+    mean, scale = mean * big, scale * big
+    scale[constant] = 1.0
     return mean, scale
 
 
@@ -46,6 +63,7 @@ def _weighted_quantiles(a: np.ndarray, w: np.ndarray, q: np.ndarray) -> np.ndarr
     """Inverted-CDF weighted quantiles of each column (no interpolation), so that
     integer weights give exactly the quantiles of the repeated data."""
     out = np.empty((len(q), a.shape[1]))
+    w = w / w.max()  # equal weights of any size give exact integer sums (ties)
     for j in range(a.shape[1]):
         order = np.argsort(a[:, j], kind="stable")
         cum = np.cumsum(w[order])
@@ -287,6 +305,7 @@ default='tanh'
                 "noise_type='fixed' needs fixed_noise_level, the constant standard "
                 "deviation of the noise in target units, e.g. fixed_noise_level=0.1."
             )
+        resolve_device(self.device)  # checked on every fit, warm or not
         hidden = np.atleast_1d(np.asarray(self.hidden_layer_sizes))
         if hidden.ndim != 1 or not all(
             isinstance(h, Integral | np.integer) and h > 0 for h in hidden.tolist()
@@ -297,6 +316,8 @@ default='tanh'
             )
 
     def _validate_fit_data(self, X, y, sample_weight, reset: bool):
+        check_input_kind(X, "X")
+        check_input_kind(y, "y")
         X, y = validate_data(
             self,
             X,
@@ -307,12 +328,8 @@ default='tanh'
             dtype=[np.float64, np.float32],
         )
         univariate = y.ndim == 1
-        Y = y.reshape(-1, 1) if univariate else y
-        if Y.ndim != 2:
-            raise ValueError(f"y must be 1-D or 2-D; got an array of shape {y.shape}.")
-        sw = _check_sample_weight(
-            sample_weight, X, dtype=np.float64, ensure_non_negative=True
-        )
+        Y = y.reshape(-1, 1) if univariate else y  # 2-D: check_input_kind
+        sw = check_sample_weight(sample_weight, X)
         keep = sw > 0
         if not keep.all():  # zero weight is the same as no sample
             X, Y, sw = X[keep], Y[keep], sw[keep]
@@ -379,6 +396,9 @@ default='tanh'
         )
         generator = torch.Generator(device=state.device).manual_seed(seed)
         n_before = history.n_iter
+        initial_loss = data.log_scale - mean_log_likelihood(
+            state.network, data.X, data.Y, data.w
+        )
         converged = train(
             state.network,
             optimizer,
@@ -400,6 +420,7 @@ default='tanh'
                 ConvergenceWarning,
                 stacklevel=2,
             )
+        _warn_if_worse(initial_loss, history.loss_curve[n_before:], self)
         self._set_fitted(state, history, optimizer, univariate, seed)
         return self
 
@@ -453,7 +474,9 @@ default='tanh'
             optimizer = make_optimizer(
                 state.network, self.learning_rate_init, self.alpha / float(sw.sum())
             )
-            optimizer.load_state_dict(self._optimizer_state)
+            # a deep copy: load_state_dict shares the moment tensors, which
+            # Adam updates in place, so a failing call would corrupt self
+            optimizer.load_state_dict(copy.deepcopy(self._optimizer_state))
         generator = torch.Generator(device=state.device).manual_seed(
             (seed + 1_000_003 * (history.n_iter + 1)) % (2**63)
         )
@@ -564,6 +587,7 @@ default='tanh'
             ``cov()``, ``logpdf(y)``, ``pdf(y)`` and ``sample(...)``.
         """
         check_is_fitted(self)
+        check_input_kind(X, "X")
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         Xs = (X - self.X_mean_) / self.X_scale_
         device = torch.device(self.device_)
@@ -587,6 +611,7 @@ default='tanh'
                 )
         log_w, means, scale = (np.concatenate(p) for p in zip(*parts, strict=True))
         means = means * self.y_scale_ + self.y_mean_
+        _check_finite_output(Xs, log_w, means, scale * self.y_scale_.max(), self.dtype_)
         if self._network_config["noise_type"] == "full":
             return GaussianMixture(
                 log_w,
@@ -662,6 +687,7 @@ default='tanh'
             Weighted mean of ``log p(y | x)``.
         """
         dist = self.predict_dist(X)
+        check_input_kind(y, "y")
         y = np.asarray(y, dtype=np.float64)
         if self._univariate and y.ndim == 2 and y.shape[1] == 1:
             y = y[:, 0]
@@ -671,9 +697,7 @@ default='tanh'
             raise ValueError("y contains NaN or infinity; remove or impute those rows.")
         sw = None
         if sample_weight is not None:
-            sw = _check_sample_weight(
-                sample_weight, y.reshape(len(y), -1), dtype=np.float64
-            )
+            sw = check_sample_weight(sample_weight, y.reshape(len(y), -1))
         return float(np.average(dist.logpdf(y), weights=sw))
 
     # ----------------------------------------------------------- persistence
@@ -736,6 +760,42 @@ class _State:
             Y_val=conv(Y_val, self.y_mean, self.y_scale),
             w_val=None if w_val is None else conv(w_val / w_mean),
         )
+
+
+def _warn_if_worse(initial_loss: float, losses: list[float], model) -> None:
+    """Warn when even the best epoch is worse than the untrained network: the
+    classic symptom of a learning rate so large that training diverged."""
+    if losses and min(losses) > initial_loss + 1.0:
+        lr = model.learning_rate_init
+        warnings.warn(
+            f"Training made the model worse: the best training loss "
+            f"({min(losses):.4g} nats) exceeds the loss at initialisation "
+            f"({initial_loss:.4g}) by more than 1 nat per sample, so training "
+            f"diverged. Lower learning_rate_init (now {lr:g}), e.g. to {lr / 10:g}.",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+
+
+def _check_finite_output(Xs, log_w, means, scale, dtype) -> None:
+    """Never return a silent NaN: name the rows whose parameters overflowed."""
+    n = len(log_w)
+    ok = (
+        np.isfinite(log_w).all(1)
+        & np.isfinite(means.reshape(n, -1)).all(1)
+        & np.isfinite(scale.reshape(n, -1)).all(1)
+    )
+    if ok.all():
+        return
+    bad = np.flatnonzero(~ok)
+    far = float(np.max(np.abs(Xs[bad])))
+    raise ValueError(
+        f"The network produced non-finite mixture parameters for {len(bad)} row(s) "
+        f"of X (first: row {bad[0]}), whose standardised features reach {far:.3g} "
+        f"(the network computes in {str(dtype).removeprefix('torch.')}). These "
+        "inputs are far outside the training data: check X for outliers or wrong "
+        "units, or refit with precision='float64'."
+    )
 
 
 def _to_cpu(obj):

@@ -8,9 +8,13 @@ from numbers import Integral
 
 import numpy as np
 import torch
+from scipy import sparse
+from sklearn.utils.validation import _check_sample_weight
 
 __all__ = [
     "as_numpy_generator",
+    "check_input_kind",
+    "check_sample_weight",
     "resolve_device",
     "resolve_dtype",
     "seed_from_random_state",
@@ -144,3 +148,138 @@ def to_tensor(
 def to_numpy(tensor: torch.Tensor) -> np.ndarray:
     """Return a float64 numpy copy of ``tensor`` (moved to the CPU)."""
     return tensor.detach().to("cpu", torch.float64).numpy()
+
+
+_ENCODE_ADVICE = (
+    "MDNRegressor needs numeric input: encode string or categorical columns "
+    "first, e.g. with sklearn.preprocessing.OneHotEncoder or OrdinalEncoder in "
+    "a sklearn.compose.ColumnTransformer."
+)
+_TARGET_ADVICE = (
+    "MDNRegressor is a regressor and needs a real-valued target; for class "
+    "labels use a classifier."
+)
+
+
+def _is_number(value) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _first_non_number(values: np.ndarray):
+    value = next((v for v in values.ravel() if not _is_number(v)), None)
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def check_input_kind(a, name: str, *, max_ndim: int = 2) -> None:
+    """Raise a clear error for inputs that scikit-learn reports cryptically.
+
+    Catches string and categorical data (naming the offending columns of a
+    data frame), complex numbers, a sparse target and arrays with more than
+    ``max_ndim`` axes, each with a message that says what to do. Anything
+    else is left to :func:`sklearn.utils.validation.validate_data`.
+
+    Parameters
+    ----------
+    a : array-like, sparse matrix, data frame or None
+        The input to check.
+    name : str
+        ``'X'`` or ``'y'``, used in the messages.
+    max_ndim : int, default=2
+        Largest number of axes allowed.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> check_input_kind(np.ones((3, 2)), "X")
+    >>> check_input_kind(np.array([["a", "b"]]), "X")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: X contains non-numeric values such as 'a'. MDNRegressor ...
+    """
+    if a is None:
+        return
+    advice = _TARGET_ADVICE if name == "y" else _ENCODE_ADVICE
+    if sparse.issparse(a):
+        if name == "y":
+            raise TypeError(
+                "y is a sparse matrix, but MDNRegressor needs a dense target; "
+                "convert it with y.toarray()."
+            )
+        return  # scikit-learn's message for sparse X already says .toarray()
+    dtypes = getattr(a, "dtypes", None)
+    if dtypes is not None and hasattr(a, "columns"):  # a data frame
+        bad = []
+        for column, dtype in zip(a.columns, dtypes, strict=True):
+            if getattr(dtype, "kind", "O") in "biuf":
+                continue
+            try:
+                np.asarray(a[column], dtype=np.float64)
+            except (TypeError, ValueError):
+                bad.append(f"{column!r} ({dtype})")
+        if bad:
+            raise ValueError(
+                f"{name} has non-numeric column(s) {', '.join(bad)}. {advice}"
+            )
+        return
+    try:
+        array = np.asarray(a)
+    except ValueError as error:  # ragged nested sequences
+        raise ValueError(
+            f"{name} could not be read as a rectangular array ({error}). Make "
+            "every row the same length."
+        ) from error
+    if array.ndim > max_ndim:
+        want = "(n_samples, n_features)" if name == "X" else "(n_samples, n_outputs)"
+        raise ValueError(
+            f"{name} must have at most {max_ndim} dimensions {want}; got an array "
+            f"of shape {array.shape}. Flatten the trailing axes first, e.g. "
+            f"{name}.reshape(len({name}), -1)."
+        )
+    if array.dtype.kind == "c":
+        raise ValueError(
+            f"Complex data not supported: {name} has complex values. MDNRegressor "
+            "models real numbers; pass the real and imaginary parts as separate "
+            "columns."
+        )
+    if array.dtype.kind in "USO":
+        try:
+            array.astype(np.float64)
+        except ValueError:
+            example = _first_non_number(array)
+            raise ValueError(
+                f"{name} contains non-numeric values such as {example!r}. {advice}"
+            ) from None
+        except TypeError:
+            return  # e.g. dicts in an object array: scikit-learn's TypeError
+
+
+def check_sample_weight(sample_weight, X) -> np.ndarray:
+    """Validate ``sample_weight`` for ``X``: finite, non-negative, not all zero.
+
+    scikit-learn checks the values are finite and not all zero; the sign is
+    checked here with a message that says what to do.
+
+    Returns a float64 array of shape (n_samples,) (ones if ``sample_weight``
+    is None).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> check_sample_weight(None, np.zeros((2, 1)))
+    array([1., 1.])
+    >>> check_sample_weight([1.0, -1.0], np.zeros((2, 1)))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: sample_weight must be non-negative; its smallest value is -1.0. ...
+    """
+    sw = _check_sample_weight(sample_weight, X, dtype=np.float64)
+    if sw.size and sw.min() < 0:
+        raise ValueError(
+            f"sample_weight must be non-negative; its smallest value is "
+            f"{float(sw.min())!r}. Give a sample weight 0 to ignore it."
+        )
+    return sw

@@ -1,0 +1,537 @@
+"""The catalogue of bad and awkward inputs: one row per case, each with its outcome.
+
+Every row is either handled correctly (and the ``check`` says what correct
+means) or raises a ValueError/TypeError whose message says what is wrong and
+what to do (asserted with ``match=``). scikit-learn's ``InvalidParameterError``
+is a ValueError subclass.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+import torch
+from sklearn.exceptions import NotFittedError
+
+from skmdn import MDNRegressor
+
+RNG = np.random.default_rng(0)
+X = RNG.normal(size=(40, 2))
+Y = np.sin(X[:, 0]) + 0.1 * RNG.normal(size=40)
+HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+
+
+def model(**params) -> MDNRegressor:
+    base = {
+        "n_components": 2,
+        "hidden_layer_sizes": (8,),
+        "max_iter": 5,
+        "random_state": 0,
+    }
+    return MDNRegressor(**{**base, **params})
+
+
+def fit(X_, y_, sample_weight=None, **params) -> MDNRegressor:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning: few epochs on purpose
+        return model(**params).fit(X_, y_, sample_weight=sample_weight)
+
+
+@cache
+def fitted() -> MDNRegressor:
+    return fit(X, Y)
+
+
+@cache
+def fitted_frame() -> MDNRegressor:
+    return fit(pd.DataFrame(X, columns=["a", "b"]), Y)
+
+
+def with_value(a, index, value):
+    kind = object if isinstance(value, dict) else np.asarray(value).dtype
+    a = np.array(a, dtype=np.result_type(a, kind))
+    a[index] = value
+    return a
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    run: Callable[[], Any]
+    error: type[Exception] | None = None
+    match: str | None = None
+    check: Callable[[Any], None] | None = None
+
+
+def raises(id, run, error, match):
+    return Case(id, run, error=error, match=match)
+
+
+def handled(id, run, check):
+    return Case(id, run, check=check)
+
+
+# ------------------------------------------------------------------ checks
+def finite_model(m: MDNRegressor) -> None:
+    assert np.isfinite(m.predict(X)).all()
+    assert np.isfinite(m.score(X, Y))
+
+
+def same_as_reference(reference: Callable[[], MDNRegressor]):
+    def check(m: MDNRegressor) -> None:
+        np.testing.assert_array_equal(m.predict(X), reference().predict(X))
+
+    return check
+
+
+def close_to(reference: Callable[[], MDNRegressor]):
+    def check(m: MDNRegressor) -> None:
+        np.testing.assert_allclose(m.predict(X), reference().predict(X), rtol=1e-8)
+
+    return check
+
+
+def equivariant(y_factor: float = 1.0, x_factor: float = 1.0):
+    """Standardisation makes the fit equivariant to the units of X and y:
+    predictions scale with y, and the log-likelihood shifts by -log(factor)."""
+
+    def check(m: MDNRegressor) -> None:
+        np.testing.assert_allclose(
+            m.predict(X * x_factor), y_factor * fitted().predict(X), rtol=1e-6
+        )
+        np.testing.assert_allclose(
+            m.score(X * x_factor, Y * y_factor),
+            fitted().score(X, Y) - math.log(y_factor),
+            rtol=1e-6,
+            atol=1e-6,
+        )
+
+    return check
+
+
+def constant_target(m: MDNRegressor) -> None:
+    pred = m.predict(X)
+    np.testing.assert_allclose(pred, 3.0, atol=0.1)
+    # zero spread -> y_scale 1 -> scale floor min_scale: density is bounded
+    score = m.score(X, np.full(40, 3.0))
+    assert np.isfinite(score)
+    assert score <= -math.log(m.min_scale) - HALF_LOG_2PI
+
+
+def scale_floor_holds(m: MDNRegressor) -> None:
+    Xd, yd = DUPLICATES
+    floor = m.min_scale * m.y_scale_[0]
+    scales = m.predict_dist(Xd[:1]).scales
+    assert np.all(scales >= floor * (1 - 1e-9))
+    assert scales.min() < 3 * floor  # training pushed against the floor ...
+    score = m.score(Xd, yd)  # ... so the log-likelihood is bounded by it
+    assert np.isfinite(score)
+    assert score <= -math.log(floor) - HALF_LOG_2PI
+
+
+def linear_means(m: MDNRegressor) -> None:
+    # no hidden layer: component means are affine in x
+    a, b = X[:1], X[1:2]
+    mid = m.predict_dist((a + b) / 2).means
+    ends = (m.predict_dist(a).means + m.predict_dist(b).means) / 2
+    np.testing.assert_allclose(mid, ends, rtol=1e-9, atol=1e-12)
+
+
+def one_sample(m: MDNRegressor) -> None:
+    assert m.n_features_in_ == 2
+    assert np.isfinite(m.predict(X)).all()
+    np.testing.assert_allclose(m.predict(X[:1]), Y[0], atol=0.5)
+    assert np.isfinite(m.score(X[:1], Y[:1]))
+
+
+def one_feature(m: MDNRegressor) -> None:
+    assert m.n_features_in_ == 1
+    assert np.isfinite(m.predict(X[:, :1])).all()
+    assert np.isfinite(m.score(X[:, :1], Y))
+
+
+def valid_mixture(m: MDNRegressor) -> None:
+    dist = m.predict_dist(X)
+    np.testing.assert_allclose(dist.weights.sum(1), 1.0)
+    assert np.isfinite(dist.means).all()
+    cov = dist.cov()
+    cov = cov.reshape(len(cov), 1, 1) if cov.ndim == 1 else cov
+    assert np.all(np.linalg.eigvalsh(cov) > 0)
+
+
+def valid_mixture_of_any(dist) -> None:
+    np.testing.assert_allclose(dist.weights.sum(1), 1.0)
+    assert np.isfinite(dist.means).all()
+    assert np.isfinite(dist.mean()).all()
+    assert np.all(dist.scales > 0)
+
+
+def float32_model(m: MDNRegressor) -> None:
+    assert m.dtype_ == torch.float32
+    pred = m.predict(X.astype(np.float32))
+    assert pred.dtype == np.float64
+    assert np.isfinite(pred).all()
+
+
+def constant_feature(m: MDNRegressor) -> None:
+    assert m.X_scale_[1] == 1.0  # zero spread is not divided by
+    assert np.isfinite(m.predict(with_value(X, (slice(None), 1), 5.0))).all()
+
+
+def ndarray_after_frame(result) -> None:
+    pred, messages = result
+    assert any("does not have valid feature names" in s for s in messages)
+    np.testing.assert_array_equal(
+        pred, fitted_frame().predict(pd.DataFrame(X, columns=["a", "b"]))
+    )
+
+
+def predict_warnings(m, X_):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pred = m.predict(X_)
+    return pred, [str(w.message) for w in caught]
+
+
+def partial_fit_twice(y1, y2, X2=X):
+    m = model()
+    m.partial_fit(X, y1)
+    return m.partial_fit(X2, y2)
+
+
+def warm_refit(y2):
+    m = fit(X, Y, warm_start=True)
+    return m.fit(X, y2)
+
+
+DUPLICATES = (np.zeros((200, 2)), np.repeat([0.0, 1.0], 100))
+FRAME = pd.DataFrame(X, columns=["a", "b"])
+CAT_FRAME = pd.DataFrame({"a": X[:, 0], "b": pd.Categorical(["u", "v"] * 20)})
+STR_FRAME = pd.DataFrame({"a": X[:, 0], "b": ["u", "v"] * 20})
+NA_FRAME = pd.DataFrame({"a": X[:, 0], "b": pd.array([1, None] * 20, dtype="Int64")})
+NOT_UNIT = "The '{}' parameter of MDNRegressor must be .*Got .* instead"
+
+
+def invalid_param(name, value, **extra):
+    return raises(
+        f"param-{name}={value!r}",
+        lambda: fit(X, Y, **{name: value, **extra}),
+        ValueError,
+        NOT_UNIT.format(name),
+    )
+
+
+CASES = [
+    # ---------------------------------------------------- non-finite values
+    raises("nan-in-X", lambda: fit(with_value(X, (0, 0), np.nan), Y), ValueError,
+           "Input X contains NaN.*impute"),
+    raises("inf-in-X", lambda: fit(with_value(X, (3, 1), np.inf), Y), ValueError,
+           "Input X contains infinity"),
+    raises("nan-in-y", lambda: fit(X, with_value(Y, 0, np.nan)), ValueError,
+           "Input y contains NaN"),
+    raises("inf-in-y", lambda: fit(X, with_value(Y, 5, -np.inf)), ValueError,
+           "Input y contains infinity"),
+    raises("nan-in-sample_weight",
+           lambda: fit(X, Y, sample_weight=with_value(np.ones(40), 0, np.nan)),
+           ValueError, "sample_weight contains NaN"),
+    raises("inf-in-sample_weight",
+           lambda: fit(X, Y, sample_weight=with_value(np.ones(40), 0, np.inf)),
+           ValueError, "sample_weight contains infinity"),
+    raises("negative-sample_weight",
+           lambda: fit(X, Y, sample_weight=with_value(np.ones(40), 2, -1.0)),
+           ValueError, r"sample_weight must be non-negative.*-1\.0.*weight 0"),
+    raises("zero-sum-sample_weight", lambda: fit(X, Y, sample_weight=np.zeros(40)),
+           ValueError, "Sample weights must contain at least one non-zero number"),
+    raises("sample_weight-wrong-length", lambda: fit(X, Y, sample_weight=np.ones(3)),
+           ValueError, r"sample_weight.shape == \(3,\), expected \(40,\)"),
+    handled("sample_weights-of-1e300-act-as-unit-weights",
+            lambda: fit(X, Y, sample_weight=np.full(40, 1e300), alpha=0.0),
+            close_to(lambda: fit(X, Y, alpha=0.0))),
+    handled("sample_weights-of-1e-300-act-as-unit-weights",
+            lambda: fit(X, Y, sample_weight=np.full(40, 1e-300), alpha=0.0),
+            close_to(lambda: fit(X, Y, alpha=0.0))),
+    handled("some-zero-sample_weights-drop-those-rows",
+            lambda: fit(X, Y, sample_weight=np.r_[np.ones(30), np.zeros(10)]),
+            same_as_reference(lambda: fit(X[:30], Y[:30]))),
+    # ------------------------------------------------------ types and kinds
+    raises("strings-in-X", lambda: fit(np.array([["u", "v"]] * 40), Y), ValueError,
+           "X contains non-numeric values such as 'u'.*OneHotEncoder"),
+    raises("numeric-strings-mixed-with-words",
+           lambda: fit(np.array([["1.5", "2"], ["3", "n/a"]] * 20), Y), ValueError,
+           "X contains non-numeric values such as 'n/a'"),
+    raises("strings-in-y", lambda: fit(X, np.array(["lo", "hi"] * 20)), ValueError,
+           "y contains non-numeric values such as 'lo'.*real-valued target"),
+    handled("object-array-of-floats", lambda: fit(X.astype(object), Y),
+            same_as_reference(fitted)),
+    raises("object-array-with-dict",
+           lambda: fit(with_value(X.astype(object), (0, 0), {"a": 1}), Y),
+           TypeError, "argument must be a string or a real number"),
+    raises("complex-X", lambda: fit(X + 1j, Y), ValueError,
+           "Complex data not supported: X.*real and imaginary parts"),
+    raises("complex-y", lambda: fit(X, Y + 0j), ValueError,
+           "Complex data not supported: y"),
+    handled("integer-X-same-as-float", lambda: fit(np.round(X * 10).astype(int), Y),
+            same_as_reference(lambda: fit(np.round(X * 10), Y))),
+    handled("boolean-X", lambda: fit(X > 0, Y), finite_model),
+    handled("nested-lists", lambda: fit(X.tolist(), Y.tolist()),
+            same_as_reference(fitted)),
+    raises("ragged-nested-lists", lambda: fit([[1.0, 2.0], [3.0]] * 20, Y[:40]),
+           ValueError, "X could not be read as a rectangular array.*same length"),
+    handled("score-with-column-y-for-1-D-model",
+            lambda: fitted().score(X, Y[:, None]),
+            lambda s: np.testing.assert_array_equal(s, fitted().score(X, Y))),
+    handled("float32-X-trains-in-float32", lambda: fit(X.astype(np.float32), Y),
+            float32_model),
+    raises("sparse-X", lambda: fit(sp.csr_matrix(X), Y), TypeError,
+           r"dense data is required.*toarray"),
+    raises("sparse-y", lambda: fit(X, sp.csr_matrix(Y[:, None])), TypeError,
+           r"y is a sparse matrix.*toarray"),
+    raises("sparse-X-at-predict", lambda: fitted().predict(sp.csr_matrix(X)),
+           TypeError, r"dense data is required.*toarray"),
+    # ------------------------------------------------------------- shapes
+    raises("empty-X", lambda: fit(np.empty((0, 2)), np.empty(0)), ValueError,
+           r"0 sample\(s\).*minimum of 1"),
+    raises("no-features", lambda: fit(np.empty((40, 0)), Y), ValueError,
+           r"0 feature\(s\).*minimum of 1"),
+    raises("1-D-X", lambda: fit(X[:, 0], Y), ValueError,
+           "Expected 2D array, got 1D array.*Reshape"),
+    raises("3-D-X", lambda: fit(X.reshape(40, 2, 1), Y), ValueError,
+           r"X must have at most 2 dimensions.*reshape\(len\(X\), -1\)"),
+    raises("3-D-y", lambda: fit(X, Y.reshape(40, 1, 1)), ValueError,
+           r"y must have at most 2 dimensions.*reshape\(len\(y\), -1\)"),
+    raises("y-of-different-length", lambda: fit(X, Y[:30]), ValueError,
+           r"inconsistent numbers of samples: \[40, 30\]"),
+    handled("one-sample", lambda: fit(X[:1], Y[:1]), one_sample),
+    raises("one-sample-with-early-stopping",
+           lambda: fit(X[:1], Y[:1], early_stopping=True), ValueError,
+           "early_stopping=True needs at least 2 samples.*early_stopping=False"),
+    raises("early-stopping-leaves-no-training-data",
+           lambda: fit(X[:2], Y[:2], early_stopping=True, validation_fraction=0.9),
+           ValueError, "needs at least 2 samples"),
+    handled("one-feature", lambda: fit(X[:, :1], Y), one_feature),
+    handled("n_components-larger-than-n_samples",
+            lambda: fit(X[:5], Y[:5], n_components=12), valid_mixture),
+    handled("four-outputs-full-covariance",
+            lambda: fit(X, np.column_stack([Y, -Y, Y**2, X[:, 1]]),
+                        noise_type="full"), valid_mixture),
+    handled("no-hidden-layer-is-a-linear-MDN",
+            lambda: fit(X, Y, hidden_layer_sizes=()), linear_means),
+    # ----------------------------------------------------- awkward values
+    handled("constant-y", lambda: fit(X, np.full(40, 3.0)), constant_target),
+    handled("constant-feature", lambda: fit(with_value(X, (slice(None), 1), 5.0), Y),
+            constant_feature),
+    handled("many-duplicate-points-scale-floor-holds",
+            lambda: fit(*DUPLICATES, min_scale=0.01, max_iter=300,
+                        learning_rate_init=0.05, hidden_layer_sizes=(4,)),
+            scale_floor_holds),
+    handled("y-on-scale-1e-8", lambda: fit(X, Y * 1e-8), equivariant(y_factor=1e-8)),
+    handled("y-on-scale-1e8", lambda: fit(X, Y * 1e8), equivariant(y_factor=1e8)),
+    handled("X-values-1e30", lambda: fit(X * 1e30, Y), equivariant(x_factor=1e30)),
+    handled("X-values-1e200-no-overflow", lambda: fit(X * 1e200, Y),
+            equivariant(x_factor=1e200)),
+    handled("y-values-1e200-no-overflow", lambda: fit(X, Y * 1e200),
+            lambda m: np.testing.assert_allclose(
+                m.predict(X), 1e200 * fitted().predict(X), rtol=1e-6)),
+    # --------------------------------------------------------------- pandas
+    raises("frame-with-categorical-column", lambda: fit(CAT_FRAME, Y), ValueError,
+           r"X has non-numeric column\(s\) 'b' \(category\).*OneHotEncoder"),
+    raises("frame-with-string-column", lambda: fit(STR_FRAME, Y), ValueError,
+           r"X has non-numeric column\(s\) 'b'.*ColumnTransformer"),
+    raises("frame-with-missing-values",
+           lambda: fit(FRAME.mask(FRAME > 1.5), Y), ValueError,
+           "Input X contains NaN"),
+    raises("frame-with-pandas-NA", lambda: fit(NA_FRAME, Y), ValueError,
+           "Input X contains NaN"),
+    raises("string-series-y", lambda: fit(X, pd.Series(["a"] * 40)), ValueError,
+           "y contains non-numeric values.*classifier"),
+    raises("columns-reordered-at-predict",
+           lambda: fitted_frame().predict(FRAME[["b", "a"]]), ValueError,
+           "Feature names must be in the same order as they were in fit"),
+    raises("columns-renamed-at-predict",
+           lambda: fitted_frame().predict(FRAME.rename(columns={"a": "c"})),
+           ValueError, "Feature names unseen at fit time:\n- c"),
+    raises("column-missing-at-predict", lambda: fitted_frame().predict(FRAME[["a"]]),
+           ValueError, "Feature names seen at fit time, yet now missing:\n- b"),
+    handled("ndarray-at-predict-after-frame-fit",
+            lambda: predict_warnings(fitted_frame(), X), ndarray_after_frame),
+    # ------------------------------------------------- prediction and score
+    raises("predict-beyond-float32-range-of-a-float32-model",
+           lambda: fit(X.astype(np.float32), Y).predict(
+               with_value(X, 4, [1e300, -1e300])),
+           ValueError, r"non-finite mixture parameters for 1 row\(s\) of X \(first: "
+           r"row 4\).*float32.*precision='float64'"),
+    handled("predict-far-outside-training-range-in-float64",
+            lambda: fitted().predict_dist(X * 1e300), valid_mixture_of_any),
+    raises("predict-before-fit", lambda: model().predict(X), NotFittedError,
+           "not fitted yet.*Call 'fit'"),
+    raises("predict-wrong-n-features", lambda: fitted().predict(np.c_[X, X]),
+           ValueError, "X has 4 features, but MDNRegressor is expecting 2"),
+    raises("predict-nan", lambda: fitted().predict(with_value(X, (1, 1), np.nan)),
+           ValueError, "Input X contains NaN"),
+    raises("predict-strings", lambda: fitted().predict(np.array([["a", "b"]])),
+           ValueError, "X contains non-numeric values such as 'a'"),
+    raises("predict-3-D", lambda: fitted().predict(X[:, :, None]), ValueError,
+           "X must have at most 2 dimensions"),
+    raises("score-y-wrong-length", lambda: fitted().score(X, Y[:3]), ValueError,
+           "y has 3 rows but X has 40"),
+    raises("score-nan-y", lambda: fitted().score(X, with_value(Y, 0, np.nan)),
+           ValueError, "y contains NaN or infinity; remove or impute"),
+    raises("score-strings-y", lambda: fitted().score(X, np.array(["a"] * 40)),
+           ValueError, "y contains non-numeric values such as 'a'"),
+    raises("score-two-outputs-for-1-D-model",
+           lambda: fitted().score(X, np.c_[Y, Y]), ValueError,
+           r"y has shape \(40, 2\); expected \(n,\)"),
+    raises("score-negative-weights",
+           lambda: fitted().score(X, Y, sample_weight=-np.ones(40)), ValueError,
+           "sample_weight must be non-negative"),
+    raises("score-zero-sum-weights",
+           lambda: fitted().score(X, Y, sample_weight=np.zeros(40)), ValueError,
+           "Sample weights must contain at least one non-zero number"),
+    raises("sample-zero-draws", lambda: fitted().sample(X, 0), ValueError,
+           "n_samples must be a positive integer; got 0"),
+    raises("sample-fractional-draws", lambda: fitted().sample(X, 2.5), ValueError,
+           "n_samples must be a positive integer; got 2.5"),
+    # ------------------------------------------ incremental and warm fits
+    raises("partial_fit-changes-n_outputs",
+           lambda: partial_fit_twice(Y, np.c_[Y, Y]), ValueError,
+           r"partial_fit got y with 2 output\(s\).*Keep the shape of y"),
+    raises("partial_fit-changes-1-D-to-2-D",
+           lambda: partial_fit_twice(Y, Y[:, None]), ValueError,
+           r"\(2-D\), but the model was fitted on 1 \(1-D\)"),
+    raises("partial_fit-changes-n_features",
+           lambda: partial_fit_twice(Y, Y, X2=np.c_[X, X]), ValueError,
+           "X has 4 features, but MDNRegressor is expecting 2"),
+    raises("warm_start-changes-n_outputs", lambda: warm_refit(np.c_[Y, Y]),
+           ValueError, "warm_start=True continues a model fitted on 1 outputs"),
+    # -------------------------------------- every constructor parameter
+    invalid_param("n_components", 0),
+    invalid_param("n_components", 2.5),
+    invalid_param("noise_type", "spherical"),
+    invalid_param("fixed_noise_level", -1.0, noise_type="fixed"),
+    invalid_param("fixed_noise_level", 0.0, noise_type="fixed"),
+    raises("fixed-noise-without-level", lambda: fit(X, Y, noise_type="fixed"),
+           ValueError, "noise_type='fixed' needs fixed_noise_level.*e.g."),
+    invalid_param("point_estimate", "median"),
+    invalid_param("hidden_layer_sizes", "64"),
+    raises("param-hidden_layer_sizes-zero-width",
+           lambda: fit(X, Y, hidden_layer_sizes=(8, 0)), ValueError,
+           r"hidden_layer_sizes=\(8, 0\) must be a positive integer or a sequence"),
+    raises("param-hidden_layer_sizes-fractional",
+           lambda: fit(X, Y, hidden_layer_sizes=(8.5,)), ValueError,
+           "must be a positive integer or a sequence of positive integers"),
+    raises("param-hidden_layer_sizes-nested",
+           lambda: fit(X, Y, hidden_layer_sizes=[[8]]), ValueError,
+           r"e.g. \(64, 64\)"),
+    invalid_param("activation", "sigmoid"),
+    invalid_param("alpha", -1.0),
+    invalid_param("alpha", np.inf),
+    invalid_param("batch_size", 0),
+    invalid_param("batch_size", "all"),
+    invalid_param("learning_rate_init", 0.0),
+    invalid_param("learning_rate_init", np.nan),
+    invalid_param("max_iter", 0),
+    invalid_param("tol", -1.0),
+    invalid_param("n_iter_no_change", 0),
+    invalid_param("early_stopping", "yes"),
+    invalid_param("validation_fraction", 1.0),
+    invalid_param("min_scale", -1e-3),
+    invalid_param("min_scale", np.inf),
+    invalid_param("standardize", "no"),
+    invalid_param("precision", "float16"),
+    invalid_param("device", 0),
+    raises("param-device-unknown", lambda: fit(X, Y, device="gpu"), ValueError,
+           "device='gpu' is not understood. Use 'auto', 'cpu', 'cuda'"),
+    raises("param-device-malformed-index", lambda: fit(X, Y, device="cuda:x"),
+           ValueError, "device='cuda:x' is not understood"),
+    pytest.param(
+        raises("param-device-cuda-unavailable", lambda: fit(X, Y, device="cuda"),
+               ValueError, "device='cuda' was requested but is not available.*"
+               "device='cpu'"),
+        marks=pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA present"),
+    ),
+    invalid_param("random_state", "seed"),
+    invalid_param("verbose", "loud"),
+    invalid_param("warm_start", None),
+]  # fmt: skip
+
+
+def _id(case):
+    return case.id if isinstance(case, Case) else None
+
+
+@pytest.mark.parametrize("case", CASES, ids=_id)
+def test_bad_input(case: Case):
+    if case.error is not None:
+        with pytest.raises(case.error, match=re.compile(case.match, re.DOTALL)):
+            case.run()
+    else:
+        result = case.run()
+        case.check(result)
+
+
+def test_catalogue_is_large_and_unique():
+    ids = [c.id if isinstance(c, Case) else c.values[0].id for c in CASES]
+    assert len(ids) >= 40
+    assert len(set(ids)) == len(ids)
+
+
+# ------------------------------------------- device strings and seeds (helpers)
+def test_device_resolution_without_accelerators(monkeypatch):
+    from skmdn import _utils
+
+    monkeypatch.setattr(_utils, "_cuda_available", lambda: False)
+    monkeypatch.setattr(_utils, "_mps_available", lambda: False)
+    assert _utils.resolve_device("auto").type == "cpu"
+    assert _utils.resolve_device("cpu").type == "cpu"
+    for device in ("cuda", "cuda:1", "mps"):
+        with pytest.raises(ValueError, match=f"device='{device}' was requested"):
+            _utils.resolve_device(device)
+        with pytest.warns(RuntimeWarning, match="moved to the CPU"):
+            assert _utils.resolve_device(device, fallback=True).type == "cpu"
+    for device in ("gpu", "cuda:", "CUDA", 0, None):
+        with pytest.raises(ValueError, match="is not understood"):
+            _utils.resolve_device(device)
+
+
+def test_device_resolution_with_accelerators(monkeypatch):
+    from skmdn import _utils
+
+    monkeypatch.setattr(_utils, "_cuda_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert _utils.resolve_device("auto") == torch.device("cuda")
+    assert _utils.resolve_device("cuda:0") == torch.device("cuda:0")
+    with pytest.raises(ValueError, match="device='cuda:1' was requested"):
+        _utils.resolve_device("cuda:1")
+    monkeypatch.setattr(_utils, "_cuda_available", lambda: False)
+    monkeypatch.setattr(_utils, "_mps_available", lambda: True)
+    assert _utils.resolve_device("auto") == torch.device("mps")
+    assert _utils.resolve_device("mps") == torch.device("mps")
+    mps = torch.device("mps")
+    with pytest.warns(RuntimeWarning, match="MPS does not support float64"):
+        assert _utils.resolve_dtype("float64", np.dtype(np.float64), mps) == (
+            torch.float32
+        )
+
+
+def test_seeds_from_every_kind_of_random_state():
+    from skmdn._utils import seed_from_random_state
+
+    assert seed_from_random_state(5) == 5
+    assert seed_from_random_state(-1) == 2**63 - 1
+    a = seed_from_random_state(np.random.RandomState(0))
+    assert a == seed_from_random_state(np.random.RandomState(0))
+    b = seed_from_random_state(np.random.default_rng(0))
+    assert b == seed_from_random_state(np.random.default_rng(0))
+    assert seed_from_random_state(None) != seed_from_random_state(None)
+    with pytest.raises(ValueError, match="cannot be used to seed; pass None, an int"):
+        seed_from_random_state("seed")

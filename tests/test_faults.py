@@ -1,0 +1,366 @@
+"""Training faults, fitted-state safety, determinism and the global random state.
+
+Faults are injected by wrapping the loss function the training loop calls
+(``skmdn._training.mixture_log_prob``), so they happen *inside* training, in
+the middle of an epoch, exactly where a real divergence or Ctrl-C would.
+"""
+
+from __future__ import annotations
+
+import copy
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
+
+import skmdn._training as training
+from skmdn import MDNRegressor
+from skmdn._network import NOISE_TYPES
+
+RNG = np.random.default_rng(1)
+X = RNG.normal(size=(96, 2))
+Y = np.sin(2 * X[:, 0]) + 0.1 * RNG.normal(size=96)
+
+
+def model(**params) -> MDNRegressor:
+    base = {
+        "n_components": 3,
+        "hidden_layer_sizes": (8,),
+        "batch_size": 32,  # three optimiser steps per epoch
+        "max_iter": 6,
+        "tol": 0.0,
+        "n_iter_no_change": 100,
+        "random_state": 0,
+    }
+    return MDNRegressor(**{**base, **params})
+
+
+def quiet_fit(m, X_=X, y_=Y, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return m.fit(X_, y_, **kwargs)
+
+
+def inject(monkeypatch, after_calls: int, fault):
+    """From training step ``after_calls + 1`` on, apply ``fault`` to the loss.
+
+    Only training steps count (gradient enabled); evaluations under no_grad
+    (the initial loss, validation scores) pass through until the fault starts.
+    """
+    real = training.mixture_log_prob
+    calls = {"n": 0}
+
+    def wrapped(params, y):
+        calls["n"] += torch.is_grad_enabled()
+        out = real(params, y)
+        return fault(out) if calls["n"] > after_calls else out
+
+    monkeypatch.setattr(training, "mixture_log_prob", wrapped)
+    return calls
+
+
+def nan_loss(out):
+    return out * float("nan")
+
+
+def interrupt(out):
+    raise KeyboardInterrupt
+
+
+def boom(out):
+    raise RuntimeError("injected failure")
+
+
+def snapshot(m: MDNRegressor):
+    """Everything a failing call must leave untouched."""
+    return {
+        "weights": {k: v.clone() for k, v in m.network_.state_dict().items()},
+        "optimizer": copy.deepcopy(m._optimizer_state),
+        "predict": m.predict(X),
+        "loss_curve": list(m.loss_curve_),
+        "n_iter": m.n_iter_,
+        "t": m.t_,
+        "stats": (m.X_mean_.copy(), m.X_scale_.copy(), m.y_mean_.copy()),
+    }
+
+
+def assert_unchanged(m: MDNRegressor, before) -> None:
+    after = snapshot(m)
+    np.testing.assert_array_equal(after["predict"], before["predict"])
+    for k, v in before["weights"].items():
+        assert torch.equal(after["weights"][k], v), k
+    for p, state in before["optimizer"]["state"].items():
+        for key, value in state.items():
+            assert torch.equal(after["optimizer"]["state"][p][key], value)
+    assert after["loss_curve"] == before["loss_curve"]
+    assert (after["n_iter"], after["t"]) == (before["n_iter"], before["t"])
+    for a, b in zip(after["stats"], before["stats"], strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+# ------------------------------------------------------------ divergence
+@pytest.mark.parametrize("noise_type", NOISE_TYPES)
+@pytest.mark.parametrize("precision", ["float32", "float64"])
+def test_divergent_learning_rate_never_predicts_nan(noise_type, precision):
+    # Adam's step is bounded by the learning rate, so lr=1e3 throws the weights
+    # around but (with standardisation and the scale floor) the loss stays
+    # finite: the outcome is a finite but poor model -- never NaN -- and a
+    # warning that training made it worse than its initialisation.
+    m = model(
+        noise_type=noise_type,
+        fixed_noise_level=0.1,
+        learning_rate_init=1e3,
+        precision=precision,
+        max_iter=15,
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m.fit(X, Y)
+    messages = [str(w.message) for w in caught if w.category is ConvergenceWarning]
+    assert any(
+        "Training made the model worse" in s
+        and "Lower learning_rate_init (now 1000)" in s
+        for s in messages
+    ), messages
+    assert np.isfinite(m.predict(X)).all()
+    assert np.isfinite(m.score(X, Y))
+    assert np.isfinite(m.sample(X, 3, random_state=0)).all()
+    assert all(np.isfinite(m.loss_curve_))
+
+
+def test_a_sensible_learning_rate_does_not_warn_of_divergence():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model(learning_rate_init=1e-2, max_iter=20).fit(X, Y)
+    assert not any("made the model worse" in str(w.message) for w in caught)
+
+
+def test_non_finite_loss_mid_training_restores_last_finite_epoch(monkeypatch):
+    reference = quiet_fit(model(max_iter=3))
+    inject(monkeypatch, after_calls=3 * 3 + 1, fault=nan_loss)  # epoch 4, step 2
+    with pytest.warns(ConvergenceWarning, match="non-finite in epoch 4.*epoch 3"):
+        m = model(max_iter=10).fit(X, Y)
+    assert m.n_iter_ == 3
+    assert all(np.isfinite(m.loss_curve_))
+    # the restored weights are exactly those after epoch 3
+    np.testing.assert_array_equal(m.predict(X), reference.predict(X))
+    assert np.isfinite(m.score(X, Y))
+
+
+def test_non_finite_loss_in_first_epoch_raises_with_advice_and_keeps_state(
+    monkeypatch,
+):
+    m = quiet_fit(model())
+    before = snapshot(m)
+    inject(monkeypatch, after_calls=0, fault=nan_loss)
+    with pytest.raises(FloatingPointError, match="Lower learning_rate_init"):
+        m.fit(X, Y)
+    assert_unchanged(m, before)
+
+
+def test_data_that_overflow_float32_raise_with_advice():
+    # unstandardised inputs of 1e36 overflow the float32 network at once
+    m = model(standardize=False, precision="float32", activation="relu")
+    with pytest.raises(FloatingPointError, match="standardize=True helps"):
+        m.fit(X * 1e36, Y)
+    assert not hasattr(m, "network_")
+
+
+def test_warm_start_divergence_restores_and_warns(monkeypatch):
+    m = quiet_fit(model(warm_start=True))
+    before = m.predict(X)
+    inject(monkeypatch, after_calls=0, fault=nan_loss)
+    with pytest.warns(ConvergenceWarning, match="weights of epoch 6 were restored"):
+        m.fit(X, Y)
+    np.testing.assert_array_equal(m.predict(X), before)
+    assert m.n_iter_ == 6
+
+
+# ------------------------------------------------------------- interrupt
+def test_keyboard_interrupt_leaves_a_usable_model(monkeypatch):
+    reference = quiet_fit(model(max_iter=2))
+    inject(monkeypatch, after_calls=2 * 3 + 1, fault=interrupt)  # in epoch 3
+    with pytest.warns(UserWarning, match="interrupted by the user after 2 epochs"):
+        m = model(max_iter=10).fit(X, Y)
+    assert m.n_iter_ == 2
+    np.testing.assert_array_equal(m.predict(X), reference.predict(X))
+    assert np.isfinite(m.score(X, Y))
+
+
+def test_keyboard_interrupt_with_early_stopping_keeps_best_weights(monkeypatch):
+    m0 = quiet_fit(model(early_stopping=True, max_iter=4))
+    best = int(np.argmax(m0.validation_scores_)) + 1
+    reference = quiet_fit(model(early_stopping=True, max_iter=best))
+    # each epoch: 3 training steps (87 rows / 32); interrupt in epoch 5
+    inject(monkeypatch, after_calls=4 * 3 + 1, fault=interrupt)
+    with pytest.warns(UserWarning, match="interrupted"):
+        m = model(early_stopping=True, max_iter=10).fit(X, Y)
+    assert m.n_iter_ == 4
+    np.testing.assert_array_equal(m.predict(X), reference.predict(X))
+
+
+# ---------------------------------------------- fitted state survives errors
+@pytest.mark.parametrize("method", ["fit", "warm_fit", "partial_fit"])
+def test_error_inside_training_never_loses_fitted_state(monkeypatch, method):
+    if method == "partial_fit":
+        m = model()
+        for _ in range(3):
+            m.partial_fit(X, Y)
+    else:
+        m = quiet_fit(model(warm_start=method == "warm_fit"))
+    before = snapshot(m)
+    inject(monkeypatch, after_calls=2, fault=boom)  # optimiser has stepped twice
+    call = m.partial_fit if method == "partial_fit" else m.fit
+    with pytest.raises(RuntimeError, match="injected failure"):
+        call(X, Y)
+    assert_unchanged(m, before)
+    monkeypatch.undo()
+    # and the model continues normally afterwards
+    call(X, Y) if method == "partial_fit" else quiet_fit(m)
+    assert np.isfinite(m.predict(X)).all()
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        lambda m: m.fit(np.c_[X, X], Y),
+        lambda m: m.fit(X, np.c_[Y, Y]),
+        lambda m: m.fit(X, np.where(np.arange(96) == 5, np.nan, Y)),
+        lambda m: m.partial_fit(X, np.c_[Y, Y]),
+        lambda m: m.partial_fit(X[:, :1], Y),
+        lambda m: m.partial_fit(X, Y, sample_weight=-np.ones(96)),
+        lambda m: m.set_params(noise_type="fixed").fit(X, Y),
+        lambda m: m.set_params(n_components=0).fit(X, Y),
+        lambda m: m.set_params(device="gpu").fit(X, Y),
+    ],
+    ids=[
+        "fit-n_features",
+        "warm-fit-n_outputs",
+        "fit-nan",
+        "partial_fit-n_outputs",
+        "partial_fit-n_features",
+        "partial_fit-negative-weight",
+        "fixed-without-level",
+        "invalid-parameter",
+        "bad-device",
+    ],
+)
+def test_validation_errors_leave_fitted_state_untouched(bad):
+    m = quiet_fit(model(warm_start=True))
+    before = snapshot(m)
+    with pytest.raises(ValueError):
+        bad(m)
+    m.set_params(noise_type="diagonal", n_components=3, device="auto")
+    assert_unchanged(m, before)
+
+
+# ------------------------------------------------------------- determinism
+def _weights(m):
+    return {k: v.clone() for k, v in m.network_.state_dict().items()}
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"noise_type": "diagonal"},
+        {"noise_type": "full", "early_stopping": True},
+        {"noise_type": "isotropic", "batch_size": 7},
+    ],
+    ids=["diagonal", "full-early-stopping", "isotropic-small-batches"],
+)
+def test_same_random_state_gives_bitwise_identical_fits(params):
+    Y2 = np.c_[Y, np.cos(X[:, 1])]
+    a = quiet_fit(model(precision="float64", **params), y_=Y2)
+    b = quiet_fit(model(precision="float64", **params), y_=Y2)
+    wa, wb = _weights(a), _weights(b)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert a.dtype_ == torch.float64
+    np.testing.assert_array_equal(a.predict(X), b.predict(X))
+    assert a.loss_curve_ == b.loss_curve_
+    # and the test can fail: another seed gives other weights
+    c = quiet_fit(model(precision="float64", **{**params, "random_state": 1}), y_=Y2)
+    assert not all(torch.equal(wa[k], _weights(c)[k]) for k in wa)
+
+
+def test_random_state_instances_are_reproducible():
+    a = quiet_fit(model(random_state=np.random.RandomState(3)))
+    b = quiet_fit(model(random_state=np.random.RandomState(3)))
+    np.testing.assert_array_equal(a.predict(X), b.predict(X))
+    # partial_fit too: the same sequence of calls gives the same model
+    p, q = model(), model()
+    for _ in range(3):
+        p.partial_fit(X, Y)
+        q.partial_fit(X, Y)
+    np.testing.assert_array_equal(p.predict(X), q.predict(X))
+
+
+def test_fit_does_not_depend_on_global_random_state():
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1)
+        np.random.seed(1)
+        a = quiet_fit(model())
+        torch.manual_seed(2)
+        np.random.seed(2)
+        b = quiet_fit(model())
+    np.testing.assert_array_equal(a.predict(X), b.predict(X))
+
+
+def test_sample_is_reproducible_with_random_state():
+    m = quiet_fit(model())
+    np.testing.assert_array_equal(
+        m.sample(X, 4, random_state=7), m.sample(X, 4, random_state=7)
+    )
+    assert not np.array_equal(
+        m.sample(X, 4, random_state=7), m.sample(X, 4, random_state=8)
+    )
+    g1, g2 = np.random.default_rng(5), np.random.default_rng(5)
+    np.testing.assert_array_equal(m.sample(X, 2, g1), m.sample(X, 2, g2))
+
+
+def test_nothing_touches_the_global_random_states():
+    torch_before = torch.get_rng_state()
+    numpy_before = np.random.get_state()
+    m = quiet_fit(model(random_state=None, early_stopping=True))
+    m.partial_fit(X, Y)
+    m.set_params(warm_start=True)
+    quiet_fit(m)
+    m.predict(X)
+    m.predict_dist(X).sample(3)
+    m.sample(X, 3)
+    m.score(X, Y)
+    pickle.loads(pickle.dumps(m)).predict(X)  # rebuilding the network on load
+    clone(m)
+    fresh = model(random_state=None)
+    fresh.partial_fit(X, Y)
+    assert torch.equal(torch.get_rng_state(), torch_before)
+    numpy_after = np.random.get_state()
+    np.testing.assert_array_equal(numpy_after[1], numpy_before[1])
+    assert numpy_after[2:] == numpy_before[2:]
+
+
+# --------------------------------------------------------- stopping rules
+def test_early_stopping_stops_on_patience_and_restores_best_epoch():
+    m = quiet_fit(model(early_stopping=True, n_iter_no_change=2, tol=0.5, max_iter=50))
+    scores = m.validation_scores_
+    # stopped when more than n_iter_no_change epochs failed to improve by tol
+    assert m.n_iter_ < 50
+    best = int(np.argmax(scores)) + 1
+    reference = quiet_fit(model(early_stopping=True, max_iter=best))
+    np.testing.assert_array_equal(m.predict(X), reference.predict(X))
+    assert m.best_validation_score_ == max(scores)
+
+
+def test_verbose_prints_the_recorded_losses(capsys):
+    m = quiet_fit(model(verbose=1, early_stopping=True, max_iter=3))
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3
+    for epoch, (line, loss, score) in enumerate(
+        zip(lines, m.loss_curve_, m.validation_scores_, strict=True), start=1
+    ):
+        assert line == (
+            f"Epoch {epoch}, loss = {loss:.6f}, validation log-likelihood = {score:.6f}"
+        )
