@@ -6,8 +6,9 @@ mixture as a :class:`GaussianMixture`.
 """
 
 from ._mixture import GaussianMixture
+from ._univariate import HighestDensityRegion
 from ._regressor import MDNRegressor
 
-__all__ = ["GaussianMixture", "MDNRegressor", "__version__"]
+__all__ = ["GaussianMixture", "HighestDensityRegion", "MDNRegressor", "__version__"]
 
 __version__ = "0.1.0"
