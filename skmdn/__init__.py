@@ -6,8 +6,8 @@ mixture as a :class:`GaussianMixture`.
 """
 
 from ._mixture import GaussianMixture
-from ._univariate import HighestDensityRegion
 from ._regressor import MDNRegressor
+from ._univariate import HighestDensityRegion
 
 __all__ = ["GaussianMixture", "HighestDensityRegion", "MDNRegressor", "__version__"]
 

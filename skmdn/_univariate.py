@@ -264,7 +264,7 @@ def mixture_hdr(confidence: float, w, mu, s, modes) -> HighestDensityRegion:
        (``dm/dt = -t * sum_e 1 / |p'(y_e)|`` over end points), bisection as
        the fallback, until ``|m(t) - confidence| <= 1e-10``.
     """
-    N, K = w.shape
+    N = w.shape[0]
     grid = (mu[:, :, None] + s[:, :, None] * _HDR_GRID).reshape(N, -1)
     extra = [modes, _antimodes(modes, w, mu, s)] if modes.shape[1] > 1 else [modes]
     grid = np.sort(np.concatenate([grid, *extra], axis=1), axis=1)
