@@ -371,9 +371,11 @@ class GaussianMixture:
         """(Marginal) quantile function, the inverse of :meth:`cdf`.
 
         Solved by bracketed Newton-bisection (brackets: the smallest and
-        largest component quantile) to a relative accuracy of 1e-10 in
-        ``y`` (relative to ``max(|y|, smallest component scale)``); levels
-        above one half use the survival function, so both tails are exact.
+        largest component quantile) until ``y`` is known to
+        ``max(4 eps |y|, 1e-12 s_min)`` (``eps`` the float64 resolution,
+        ``s_min`` the row's smallest component scale), far inside the 1e-8
+        relative accuracy one would ask for; levels above one half use the
+        survival function, so both tails are exact.
 
         Parameters
         ----------
@@ -426,8 +428,8 @@ class GaussianMixture:
         :class:`~skmdn.HighestDensityRegion` for the representation (a
         NaN-padded array of intervals with a count per row) and
         :func:`skmdn._univariate.mixture_hdr` for the method. End points are
-        accurate to 1e-10 relative, and the probability of each region is
-        ``confidence`` to 1e-10. Univariate only: for a multi-output model
+        accurate to ``max(4 eps |y|, 1e-12 s_min)`` as for :meth:`ppf`, and
+        the probability of each region is ``confidence`` to 1e-10. Univariate only: for a multi-output model
         use ``dist.marginal(j).hdr(...)``.
         """
         c = _check_confidence(confidence)
@@ -450,7 +452,7 @@ class GaussianMixture:
 
         Found by Gaussian mean-shift with Newton acceleration from every
         component mean (see :mod:`skmdn._modes`), for diagonal and full
-        covariances, to 1e-10 relative accuracy; the best of the ``K`` local
+        covariances, to 1e-10 relative accuracy; the best of the local
         maxima is returned. Shape (n,) or (n, n_outputs).
 
         At a non-degenerate maximum the location is exact to ~1e-10 relative.

@@ -8,7 +8,11 @@ satisfy the fixed-point equation (Carreira-Perpinan, 2000)
 
 whose iteration (Gaussian mean-shift) climbs the density from any start.
 Every component mean is a start, so each row has ``K`` ascents; the mode is
-the end point with the highest density. Mean-shift converges only linearly
+the end point with the highest density. In two or more dimensions a mixture
+can have more modes than components (where elongated components cross), not
+reached from any mean, so there the peak of every product of two components,
+``(L_k + L_l)^-1 (L_k mu_k + L_l mu_l)``, is a start too (``K (K + 1) / 2``
+ascents per row). Mean-shift converges only linearly
 near flat or merged modes, so each iteration also forms the Newton step on
 ``log p`` (exact gradient and Hessian) and keeps whichever of the two
 candidates has the higher density: the ascent stays monotone and ends with
@@ -55,9 +59,10 @@ def mixture_modes(
 
     Returns
     -------
-    points : ndarray of shape (n, K, d)
-        End point of the ascent started at each component mean.
-    log_density : ndarray of shape (n, K)
+    points : ndarray of shape (n, S, d)
+        End point of each ascent: ``S = K`` starts (the means) if ``d == 1``,
+        else ``S = K (K + 1) / 2`` (the means and the pairwise peaks).
+    log_density : ndarray of shape (n, S)
         ``log p`` at each end point; ``argmax`` over ``K`` gives the mode.
     """
     n, K, d = means.shape
@@ -84,10 +89,25 @@ def mixture_modes(
     def log_density(x, rows):
         return _logsumexp(components(x, rows)[0])
 
-    rows_all = np.repeat(np.arange(n), K)
-    x = means.reshape(n * K, d).copy()
+    starts = means
+    if d > 1 and K > 1:
+        k, m = np.triu_indices(K, 1)
+        if full:
+            A = prec[:, k] + prec[:, m]
+            b = np.einsum("nkij,nkj->nki", prec[:, k], means[:, k]) + np.einsum(
+                "nkij,nkj->nki", prec[:, m], means[:, m]
+            )
+            pair = np.linalg.solve(A, b[..., None])[..., 0]
+        else:
+            pair = (prec[:, k] * means[:, k] + prec[:, m] * means[:, m]) / (
+                prec[:, k] + prec[:, m]
+            )
+        starts = np.concatenate([means, pair], axis=1)
+    S = starts.shape[1]
+    rows_all = np.repeat(np.arange(n), S)
+    x = starts.reshape(n * S, d).copy()
     logp = log_density(x, rows_all)
-    active = np.arange(n * K)
+    active = np.arange(n * S)
     diag_idx = np.arange(d)
     for _ in range(_MAX_ITER):
         if active.size == 0:
@@ -133,4 +153,4 @@ def mixture_modes(
         x[active] = x_new
         logp[active] = np.where(improved, lp_new, lp)
         active = active[improved & (step > tol)]
-    return x.reshape(n, K, d), logp.reshape(n, K)
+    return x.reshape(n, S, d), logp.reshape(n, S)

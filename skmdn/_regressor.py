@@ -665,7 +665,7 @@ default='tanh'
         ndarray
             Shape (n_samples,) or (n_samples, n_outputs) for a scalar ``q``;
             (n_samples, n_quantiles) or (n_samples, n_quantiles, n_outputs)
-            otherwise. Exact to 1e-10 relative (see
+            otherwise. Exact to about 1e-12 relative (see
             :meth:`GaussianMixture.ppf`).
         """
         return self.predict_dist(X).quantile(q)

@@ -25,8 +25,10 @@ __all__ = [
 ]
 
 _INV_SQRT_2PI = 1.0 / np.sqrt(2.0 * np.pi)
+_EPS = np.finfo(np.float64).eps
 _MAX_ITER = 200
-#: Relative accuracy of quantiles and HDR end points (see ``_root_search``).
+#: Accuracy of quantiles and HDR end points, relative to the smallest component
+#: scale of the row (or float64 resolution of the root, whichever is larger).
 XTOL = 1e-12
 #: Standardised per-component grid used to bracket HDR end points (its
 #: density only affects speed: correctness rests on modes and antimodes being
@@ -74,8 +76,9 @@ def _antimodes(modes, w, mu, s) -> np.ndarray:
             rr = r[idx]
             return mixture_pdf(x, w[rr], mu[rr], s[rr], derivative=2)
 
-        tol = XTOL * np.maximum(np.maximum(np.abs(lo), np.abs(hi)), scale[r, 0])
-        out[r, j] = _root_search(fun, lo + margin, hi - margin, 0.5 * (lo + hi), tol)
+        out[r, j] = _root_search(
+            fun, lo + margin, hi - margin, 0.5 * (lo + hi), XTOL * scale[r, 0]
+        )
     return out
 
 
@@ -97,7 +100,7 @@ def _root_search(
     lo: np.ndarray,
     hi: np.ndarray,
     x0: np.ndarray,
-    tol: np.ndarray,
+    atol: np.ndarray,
 ) -> np.ndarray:
     """Safeguarded Newton-bisection (``rtsafe``) on many brackets at once.
 
@@ -106,7 +109,9 @@ def _root_search(
     taken when it stays inside the current bracket and at least halves the
     previous step, otherwise the bracket is bisected; the bracket shrinks every
     iteration, so the search always converges. Stops when the step is below
-    ``tol`` (absolute, per problem) or ``h == 0``.
+    ``max(4 eps |x|, atol)`` (``atol`` per problem; ``eps`` is the float64
+    resolution, so the root is then as accurate as the numbers allow) or
+    ``h == 0``.
     """
     x = np.clip(x0, lo, hi)
     lo, hi = lo.copy(), hi.copy()
@@ -119,7 +124,7 @@ def _root_search(
         h, dh = fun(xa, active)
         la = np.where(h < 0, xa, la)
         ha = np.where(h > 0, xa, ha)
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             newton = xa - h / dh
         ok = (
             np.isfinite(newton)
@@ -130,7 +135,8 @@ def _root_search(
         x_new = np.where(ok, newton, 0.5 * (la + ha))
         step = np.abs(x_new - xa)
         x[active], lo[active], hi[active], dx_old[active] = x_new, la, ha, step
-        done = (h == 0) | (step <= tol[active]) | (ha - la <= tol[active])
+        tol = np.maximum(4 * _EPS * np.abs(x_new), atol[active])
+        done = (h == 0) | (step <= tol) | (ha - la <= tol)
         x[active[h == 0]] = xa[h == 0]
         active = active[~done]
     return x
@@ -141,7 +147,7 @@ def mixture_ppf(q, w, mu, s) -> np.ndarray:
 
     The root is bracketed exactly by the smallest and largest component
     quantile (every ``Phi`` term is ``<= q`` at the first and ``>= q`` at the
-    second) and found by :func:`_root_search` to ``XTOL * max(|x|, min_k s_k)``.
+    second) and found by :func:`_root_search` to ``max(4 eps |x|, XTOL min_k s_k)``.
     Levels above one half solve ``1 - F(x) = 1 - q`` with the survival
     function, so quantiles deep in either tail are as accurate as central
     ones. ``q = 0`` and ``q = 1`` give ``-inf`` and ``inf``.
@@ -179,8 +185,7 @@ def _ppf_flat(q, w, mu, s) -> np.ndarray:
         h = np.where(up, target[idx] - tail, tail - target[idx])
         return h, mixture_pdf(x, w[idx], mu[idx], s[idx])
 
-    tol = XTOL * np.maximum(np.maximum(np.abs(lo), np.abs(hi)), s_min)
-    return _root_search(fun, lo, hi, x0, tol)
+    return _root_search(fun, lo, hi, x0, XTOL * s_min)
 
 
 @dataclass(frozen=True)
@@ -289,8 +294,7 @@ def mixture_hdr(confidence: float, w, mu, s, modes) -> HighestDensityRegion:
             p, dp = mixture_pdf(x, w[rr[idx]], mu[rr[idx]], s[rr[idx]], derivative=1)
             return sign[idx] * (p - tt[idx]), sign[idx] * dp
 
-        tol = xtol * np.maximum(np.maximum(np.abs(a), np.abs(b)), s_min[rr])
-        x = _root_search(fun, a, b, x0, tol)
+        x = _root_search(fun, a, b, x0, xtol * s_min[rr])
         F = mixture_cdf(x, w[rr], mu[rr], s[rr])
         mass = np.zeros(rows.size)
         np.add.at(mass, r, np.where(up, -F, F))
