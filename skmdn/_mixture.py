@@ -429,8 +429,9 @@ class GaussianMixture:
         NaN-padded array of intervals with a count per row) and
         :func:`skmdn._univariate.mixture_hdr` for the method. End points are
         accurate to ``max(4 eps |y|, 1e-12 s_min)`` as for :meth:`ppf`, and
-        the probability of each region is ``confidence`` to 1e-10. Univariate only: for a multi-output model
-        use ``dist.marginal(j).hdr(...)``.
+        the probability of each region is ``confidence`` to 1e-10.
+        Univariate only: for a multi-output model use
+        ``dist.marginal(j).hdr(...)``.
         """
         c = _check_confidence(confidence)
         if not self.univariate:

@@ -74,7 +74,9 @@ def test_mixture_cdf_is_the_integral_of_the_pdf():
     for i in range(len(dist)):
         row = dist[i]
         for y in (-2.0, 0.3, 4.0):
-            ref, _ = integrate.quad(lambda t: row.pdf(np.array([t]))[0], -np.inf, y)
+            ref, _ = integrate.quad(
+                lambda t, row=row: row.pdf(np.array([t]))[0], -np.inf, y
+            )
             assert row.cdf(np.array([y]))[0] == pytest.approx(ref, abs=1e-9)
             assert row.cdf(np.array([y]))[0] == pytest.approx(
                 scipy_mixture_cdf(dist, i, y), abs=1e-14
