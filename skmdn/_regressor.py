@@ -562,7 +562,8 @@ default='tanh'
         GaussianMixture
             A batch of ``n_samples`` Gaussian mixtures in the original target
             units, with ``weights``, ``means``, ``covariances``, ``mean()``,
-            ``cov()``, ``logpdf(y)``, ``pdf(y)`` and ``sample(...)``.
+            ``cov()``, ``logpdf(y)``, ``pdf(y)``, ``cdf(y)``, ``ppf(q)``,
+            ``interval(c)``, ``hdr(c)``, ``mode()`` and ``sample(...)``.
         """
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
