@@ -5,7 +5,6 @@ import numpy as np
 import properscoring
 import pytest
 import scoringrules
-from conftest import make_inverse_sine
 from scipy import integrate, stats
 from sklearn.model_selection import GridSearchCV
 
@@ -22,6 +21,8 @@ from skmdn.metrics import (
     nll,
     pit,
 )
+
+from .conftest import make_inverse_sine
 
 
 def random_mixture(seed, n=50, K=4, d=1):
