@@ -429,7 +429,7 @@ class GaussianMixture:
         NaN-padded array of intervals with a count per row) and
         :func:`skmdn._univariate.mixture_hdr` for the method. End points are
         accurate to ``max(4 eps |y|, 1e-12 s_min)`` as for :meth:`ppf`, and
-        the probability of each region is ``confidence`` to 1e-10.
+        the probability of each region is ``confidence`` to about 1e-9.
         Univariate only: for a multi-output model use
         ``dist.marginal(j).hdr(...)``.
         """

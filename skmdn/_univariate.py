@@ -266,8 +266,10 @@ def mixture_hdr(confidence: float, w, mu, s, modes) -> HighestDensityRegion:
        Newton-bisection to ``XTOL`` relative accuracy, and the region's mass
        ``m(t) = sum F(upper) - F(lower)`` is exact (mixture CDF).
     3. ``t`` solves ``m(t) = confidence`` by safeguarded Newton on ``log t``
-       (``dm/dt = -t * sum_e 1 / |p'(y_e)|`` over end points), bisection as
-       the fallback, until ``|m(t) - confidence| <= 1e-10``.
+       (``dm/dt = -t * sum_e 1 / |p'(y_e)|`` over end points), bisecting
+       whenever a Newton step would leave the bracket or the last step
+       neither halved the bracket nor quartered the error, until ``|m(t) - confidence| <= 1e-10``
+       (or the bracket on ``log t`` is below 1e-13).
     """
     N = w.shape[0]
     grid = (mu[:, :, None] + s[:, :, None] * _HDR_GRID).reshape(N, -1)
@@ -332,6 +334,8 @@ def mixture_hdr(confidence: float, w, mu, s, modes) -> HighestDensityRegion:
     log_lo = np.log(np.maximum(bounds[0], tiny)) - 1e-12
     log_hi = np.log(np.maximum(bounds[1], tiny)) + 1e-12
     u = 0.5 * (log_lo + log_hi)
+    width = log_hi - log_lo
+    last_err = np.full(N, np.inf)
     active = np.arange(N)
     for it in range(_MAX_ITER):
         if active.size == 0:
@@ -345,7 +349,15 @@ def mixture_hdr(confidence: float, w, mu, s, modes) -> HighestDensityRegion:
         hi_a = np.where(err < 0, u[active], log_hi[active])
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             newton = u[active] + err / (t * t * slope)
+        # Newton unless it stalls: where m(t) is steep (t near the flat top
+        # of a small mode) it can bounce inside the bracket without shrinking
+        # it, so bisect when the last step neither halved the bracket nor
+        # quartered the error.
         ok = np.isfinite(newton) & (newton > lo_a) & (newton < hi_a)
+        ok &= (hi_a - lo_a <= 0.5 * width[active]) | (
+            np.abs(err) <= 0.25 * last_err[active]
+        )
+        width[active], last_err[active] = hi_a - lo_a, np.abs(err)
         log_lo[active], log_hi[active] = lo_a, hi_a
         u[active] = np.where(ok, newton, 0.5 * (lo_a + hi_a))
         done = (np.abs(err) <= 1e-10) | (hi_a - lo_a <= 1e-13)

@@ -307,3 +307,46 @@ def test_bad_arguments_are_rejected_clearly():
         dist.cdf(np.zeros(4))
     with pytest.raises(ValueError, match="1-D"):
         dist.quantile(np.zeros((2, 2)))
+
+
+def test_hdr_threshold_next_to_the_flat_top_of_a_small_mode():
+    # Regression: the 0.9 threshold lies just above the peak of a small mode
+    # with a shoulder (p = 0.04045 at y = 4.99), where the mass m(t) falls
+    # steeply; plain Newton on t bounced there without converging.
+    dist = GaussianMixture(
+        np.array(
+            [
+                [
+                    -2.4927088324677786,
+                    -2.6965837743022414,
+                    -0.43659123214557194,
+                    -2.480864824425024,
+                    -2.120493123255,
+                ]
+            ]
+        ),
+        np.array(
+            [
+                2.3882805344741866,
+                5.046421938263979,
+                3.609013203265723,
+                -0.6727007179845574,
+                -0.2943816958836488,
+            ]
+        )[None, :, None],
+        scales=np.array(
+            [
+                0.41624979854374394,
+                0.6702108719386018,
+                0.3597967475418374,
+                1.0814098276104775,
+                0.9619837288859098,
+            ]
+        )[None, :, None],
+        univariate=True,
+    )
+    region = dist.hdr(0.9)
+    iv = region.to_list()[0]
+    mass = sum(dist.cdf(np.array([b]))[0] - dist.cdf(np.array([a]))[0] for a, b in iv)
+    assert mass == pytest.approx(0.9, abs=1e-9)
+    assert 0.0404 < region.threshold[0] < 0.0406  # dense-grid value 0.04050
