@@ -268,8 +268,10 @@ def mixture_hdr(confidence: float, w, mu, s, modes) -> HighestDensityRegion:
     3. ``t`` solves ``m(t) = confidence`` by safeguarded Newton on ``log t``
        (``dm/dt = -t * sum_e 1 / |p'(y_e)|`` over end points), bisecting
        whenever a Newton step would leave the bracket or the last step
-       neither halved the bracket nor quartered the error, until ``|m(t) - confidence| <= 1e-10``
-       (or the bracket on ``log t`` is below 1e-13).
+       neither halved the bracket nor quartered the error, until
+       ``|m(t) - confidence| <= 1e-10`` (or the bracket on ``log t`` is below
+       1e-13); end points are then refined once more, so the mass of the
+       returned region is ``confidence`` to about 1e-9.
     """
     N = w.shape[0]
     grid = (mu[:, :, None] + s[:, :, None] * _HDR_GRID).reshape(N, -1)
