@@ -7,7 +7,8 @@ mixture as a :class:`GaussianMixture`.
 
 from ._mixture import GaussianMixture
 from ._regressor import MDNRegressor
+from ._univariate import HighestDensityRegion
 
-__all__ = ["GaussianMixture", "MDNRegressor", "__version__"]
+__all__ = ["GaussianMixture", "HighestDensityRegion", "MDNRegressor", "__version__"]
 
 __version__ = "0.1.0"

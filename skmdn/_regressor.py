@@ -98,9 +98,12 @@ class MDNRegressor(RegressorMixin, BaseEstimator):
     fixed_noise_level : float, default=None
         Standard deviation for ``noise_type='fixed'``, in target units.
         Required with that noise type, ignored otherwise.
-    point_estimate : {'mean', 'approx_mode'}, default='mean'
+    point_estimate : {'mean', 'mode', 'approx_mode'}, default='mean'
         What :meth:`predict` returns: the conditional mean
-        ``sum_k pi_k mu_k``, or the mean of the most probable component.
+        ``sum_k pi_k mu_k``; the exact mode (global maximum of ``p(y | x)``,
+        :meth:`GaussianMixture.mode`), the most probable value and the right
+        choice for multimodal targets; or the mean of the most probable
+        component (Bishop's cheap approximation of the mode).
     hidden_layer_sizes : array-like of shape (n_layers,), default=(64, 64)
         Widths of the hidden layers.
     activation : {'tanh', 'relu', 'logistic', 'gelu', 'silu', 'identity'}, \
@@ -214,7 +217,7 @@ default='tanh'
         "n_components": [Interval(Integral, 1, None, closed="left")],
         "noise_type": [StrOptions(set(NOISE_TYPES))],
         "fixed_noise_level": [Interval(Real, 0, None, closed="neither"), None],
-        "point_estimate": [StrOptions({"mean", "approx_mode"})],
+        "point_estimate": [StrOptions({"mean", "mode", "approx_mode"})],
         "hidden_layer_sizes": [
             "array-like",
             Interval(Integral, 1, None, closed="left"),
@@ -584,7 +587,8 @@ default='tanh'
         GaussianMixture
             A batch of ``n_samples`` Gaussian mixtures in the original target
             units, with ``weights``, ``means``, ``covariances``, ``mean()``,
-            ``cov()``, ``logpdf(y)``, ``pdf(y)`` and ``sample(...)``.
+            ``cov()``, ``logpdf(y)``, ``pdf(y)``, ``cdf(y)``, ``ppf(q)``,
+            ``interval(c)``, ``hdr(c)``, ``mode()`` and ``sample(...)``.
         """
         check_is_fitted(self)
         check_input_kind(X, "X")
@@ -634,15 +638,75 @@ default='tanh'
         Returns
         -------
         ndarray of shape (n_samples,) or (n_samples, n_outputs)
-            The conditional mean (``point_estimate='mean'``) or the mean of the
-            most probable component (``'approx_mode'``), in target units.
+            The conditional mean (``point_estimate='mean'``), the mode
+            (``'mode'``) or the mean of the most probable component
+            (``'approx_mode'``), in target units.
         """
         dist = self.predict_dist(X)
         if self.point_estimate == "approx_mode":
             return dist.approx_mode()
+        if self.point_estimate == "mode":
+            return dist.mode()
         return dist.mean()
 
-    def sample(self, X, n_samples: int = 1, random_state=None) -> np.ndarray:
+    def predict_interval(self, X, confidence: float = 0.9, kind: str = "central"):
+        """Prediction intervals of probability ``confidence`` for every row.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Input data.
+        confidence : float, default=0.9
+            Probability content, in (0, 1).
+        kind : {'central', 'hdr'}, default='central'
+            ``'central'``: the equal-tailed interval between the quantiles
+            ``(1 - confidence) / 2`` and ``(1 + confidence) / 2``.
+            ``'hdr'``: the highest-density region, the shortest set with that
+            probability, which for a multimodal density is a union of
+            disjoint intervals (1-D targets only).
+
+        Returns
+        -------
+        ndarray or HighestDensityRegion
+            ``'central'``: shape (n_samples, 2) of ``[lower, upper]``, or
+            (n_samples, n_outputs, 2) of marginal intervals. ``'hdr'``: a
+            :class:`~skmdn.HighestDensityRegion` (NaN-padded intervals of
+            shape (n_samples, max_intervals, 2) and a count per row).
+        """
+        if kind not in ("central", "hdr"):
+            raise ValueError(f"kind must be 'central' or 'hdr'; got {kind!r}.")
+        dist = self.predict_dist(X)
+        return dist.interval(confidence) if kind == "central" else dist.hdr(confidence)
+
+    def predict_quantiles(self, X, q) -> np.ndarray:
+        """Quantiles of ``p(y | x)`` (marginal ones for multi-output models).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Input data.
+        q : float or array-like of shape (n_quantiles,)
+            Levels in [0, 1].
+
+        Returns
+        -------
+        ndarray
+            Shape (n_samples,) or (n_samples, n_outputs) for a scalar ``q``;
+            (n_samples, n_quantiles) or (n_samples, n_quantiles, n_outputs)
+            otherwise. Exact to about 1e-12 relative (see
+            :meth:`GaussianMixture.ppf`).
+        """
+        return self.predict_dist(X).quantile(q)
+
+    def sample(
+        self,
+        X,
+        n_samples: int = 1,
+        random_state=None,
+        *,
+        temperature: float = 1.0,
+        scale_temperature: float = 1.0,
+    ) -> np.ndarray:
         """Draw samples from ``p(y | x)`` for every row of ``X``.
 
         Parameters
@@ -653,6 +717,10 @@ default='tanh'
             Draws per row.
         random_state : int, Generator, RandomState or None, default=None
             Seed of a private generator; global random states are untouched.
+        temperature, scale_temperature : float, default=1.0
+            Sample from the tempered mixture: weights ``pi_k^(1/temperature)``
+            renormalised, standard deviations times
+            ``sqrt(scale_temperature)`` (see :meth:`GaussianMixture.tempered`).
 
         Returns
         -------
@@ -663,7 +731,12 @@ default='tanh'
             raise ValueError(
                 f"n_samples must be a positive integer; got {n_samples!r}."
             )
-        return self.predict_dist(X).sample(int(n_samples), random_state=random_state)
+        return self.predict_dist(X).sample(
+            int(n_samples),
+            random_state=random_state,
+            temperature=temperature,
+            scale_temperature=scale_temperature,
+        )
 
     def score(self, X, y, sample_weight=None) -> float:
         """Mean log-likelihood per sample, in original target units (nats).

@@ -1,0 +1,285 @@
+"""Proper scores and calibration metrics for predictive Gaussian mixtures.
+
+Every metric takes the observed targets ``y`` and the predictive distribution
+``dist`` (a :class:`~skmdn.GaussianMixture`, e.g. ``model.predict_dist(X)``),
+in the argument order of :mod:`sklearn.metrics` (truth first). For a
+multi-output model the univariate metrics (CRPS, PIT, intervals) apply to the
+marginal of each output dimension.
+
+Each metric also exists as a scorer ``scorer(estimator, X, y)`` for
+``GridSearchCV(..., scoring=...)``, ``cross_validate`` and friends, signed as
+scikit-learn expects (higher is better): :data:`neg_crps_scorer`,
+:data:`neg_nll_scorer`, :func:`make_coverage_scorer` and
+:func:`make_width_scorer`.
+
+Examples
+--------
+>>> import numpy as np
+>>> from skmdn import GaussianMixture
+>>> from skmdn.metrics import crps, nll, pit
+>>> dist = GaussianMixture(np.zeros((2, 1)), np.zeros((2, 1, 1)),
+...                        scales=np.ones((2, 1, 1)), univariate=True)
+>>> y = np.array([0.0, 1.0])
+>>> round(crps(y, dist), 4)  # standard normal: (0.2337 + 0.6024) / 2
+0.4181
+>>> round(nll(y, dist), 4), pit(y, dist).round(4)
+(1.1689, array([0.5   , 0.8413]))
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from scipy.special import ndtr
+
+from ._mixture import GaussianMixture
+
+__all__ = [
+    "DistributionScorer",
+    "crps",
+    "crps_values",
+    "interval_coverage",
+    "interval_width",
+    "make_coverage_scorer",
+    "make_width_scorer",
+    "neg_crps_scorer",
+    "neg_nll_scorer",
+    "nll",
+    "pit",
+]
+
+_INV_SQRT_2PI = 1.0 / np.sqrt(2.0 * np.pi)
+Kind = Literal["central", "hdr"]
+
+
+def _check(y, dist: GaussianMixture) -> np.ndarray:
+    if not isinstance(dist, GaussianMixture):
+        raise TypeError(
+            f"dist must be a GaussianMixture (e.g. model.predict_dist(X)); got "
+            f"{type(dist).__name__}. Note the order: metric(y, dist)."
+        )
+    y = np.asarray(y, dtype=np.float64)
+    if dist.univariate and y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    want = (len(dist),) if dist.univariate else (len(dist), dist.n_outputs)
+    if y.shape != want:
+        raise ValueError(f"y has shape {y.shape}; the distribution needs {want}.")
+    if not np.isfinite(y).all():
+        raise ValueError("y contains NaN or infinity; remove or impute those rows.")
+    return y
+
+
+def _average(values: np.ndarray, sample_weight, multioutput) -> float | np.ndarray:
+    per_output = np.average(values, axis=0, weights=sample_weight)
+    if values.ndim == 1:
+        return float(per_output)
+    if multioutput == "raw_values":
+        return per_output
+    if multioutput != "uniform_average":
+        raise ValueError(
+            "multioutput must be 'uniform_average' or 'raw_values'; "
+            f"got {multioutput!r}."
+        )
+    return float(per_output.mean())
+
+
+def _A(m: np.ndarray, var: np.ndarray) -> np.ndarray:
+    """``E|X|`` for ``X ~ N(m, var)``: ``m (2 Phi(m/s) - 1) + 2 s phi(m/s)``."""
+    s = np.sqrt(var)
+    z = m / s
+    return m * (2.0 * ndtr(z) - 1.0) + 2.0 * s * _INV_SQRT_2PI * np.exp(-0.5 * z * z)
+
+
+def crps_values(y, dist: GaussianMixture) -> np.ndarray:
+    """Closed-form CRPS of each observation (lower is better).
+
+    For ``F = sum_k w_k N(mu_k, s_k^2)`` (Grimit et al., 2006)::
+
+        CRPS(F, y) = sum_k w_k A(y - mu_k, s_k^2)
+                     - 1/2 sum_kl w_k w_l A(mu_k - mu_l, s_k^2 + s_l^2),
+
+    with ``A(m, v) = m (2 Phi(m / sqrt v) - 1) + 2 sqrt(v) phi(m / sqrt v)``,
+    the mean absolute value of ``N(m, v)``. Costs ``O(K^2)`` per row.
+
+    Parameters
+    ----------
+    y : array-like of shape (n,) or (n, n_outputs)
+        Observed targets.
+    dist : GaussianMixture
+        Predictive distributions of the ``n`` rows.
+
+    Returns
+    -------
+    ndarray of shape (n,) or (n, n_outputs)
+        CRPS in target units; per output dimension (of its marginal) for a
+        multi-output model.
+
+    References
+    ----------
+    E. P. Grimit, T. Gneiting, V. J. Berrocal and N. A. Johnson (2006), "The
+    continuous ranked probability score for circular variables and its
+    application to mesoscale forecast ensemble verification", Q. J. R.
+    Meteorol. Soc. 132, 2925-2942.
+    """
+    y = _check(y, dist)
+    w, mu, s = dist._marginal_params()  # flat rows (n * d, K)
+    var = s * s
+    first = (w * _A(y.reshape(-1, 1) - mu, var)).sum(1)
+    pair = _A(mu[:, :, None] - mu[:, None, :], var[:, :, None] + var[:, None, :])
+    second = np.einsum("nk,nkl,nl->n", w, pair, w)
+    return (first - 0.5 * second).reshape(y.shape)
+
+
+def crps(
+    y, dist: GaussianMixture, *, sample_weight=None, multioutput="uniform_average"
+) -> float | np.ndarray:
+    """Mean continuous ranked probability score (lower is better).
+
+    See :func:`crps_values` for the formula. ``multioutput='raw_values'``
+    returns one mean per output dimension.
+    """
+    return _average(crps_values(y, dist), sample_weight, multioutput)
+
+
+def nll(y, dist: GaussianMixture, *, sample_weight=None) -> float:
+    """Mean negative log-likelihood ``-log p(y | x)`` in nats (joint density).
+
+    Equals ``-model.score(X, y)`` for ``dist = model.predict_dist(X)``.
+    """
+    y = _check(y, dist)
+    return float(-np.average(dist.logpdf(y), weights=sample_weight))
+
+
+def pit(y, dist: GaussianMixture) -> np.ndarray:
+    """Probability integral transform ``F(y)`` of each observation.
+
+    For a calibrated model these are uniform on [0, 1]; a U shape means
+    over-confident, a hump under-confident predictions. Marginal per output
+    dimension for multi-output models: shape (n,) or (n, n_outputs).
+    """
+    return dist.cdf(_check(y, dist))
+
+
+def _marginals(dist: GaussianMixture) -> list[GaussianMixture]:
+    return (
+        [dist] if dist.univariate else [dist.marginal(j) for j in range(dist.n_outputs)]
+    )
+
+
+def _inside_and_width(y, dist, confidence, kind) -> tuple[np.ndarray, np.ndarray]:
+    """Membership of ``y`` (or None) and width, each (n,) or (n, d)."""
+    if kind not in ("central", "hdr"):
+        raise ValueError(f"kind must be 'central' or 'hdr'; got {kind!r}.")
+    inside, width = [], []
+    y_cols = None if y is None else (y[:, None] if dist.univariate else y)
+    for j, marginal in enumerate(_marginals(dist)):
+        if kind == "central":
+            lo, hi = marginal.interval(confidence).T
+            width.append(hi - lo)
+            if y_cols is not None:
+                inside.append((lo <= y_cols[:, j]) & (y_cols[:, j] <= hi))
+        else:
+            region = marginal.hdr(confidence)
+            width.append(region.width())
+            if y_cols is not None:
+                inside.append(region.contains(y_cols[:, j]))
+    shape = (lambda a: a[0]) if dist.univariate else (lambda a: np.stack(a, axis=1))
+    return (shape(inside) if inside else None), shape(width)
+
+
+def interval_coverage(
+    y,
+    dist: GaussianMixture,
+    confidence: float = 0.9,
+    *,
+    kind: Kind = "central",
+    sample_weight=None,
+    multioutput="uniform_average",
+) -> float | np.ndarray:
+    """Share of observations inside their predicted interval.
+
+    ``kind='central'`` uses the equal-tailed interval
+    (:meth:`GaussianMixture.interval`), ``kind='hdr'`` the highest-density
+    region (:meth:`GaussianMixture.hdr`). A calibrated model covers about
+    ``confidence``.
+    """
+    y = _check(y, dist)
+    inside, _ = _inside_and_width(y, dist, confidence, kind)
+    return _average(inside.astype(np.float64), sample_weight, multioutput)
+
+
+def interval_width(
+    dist: GaussianMixture,
+    confidence: float = 0.9,
+    *,
+    kind: Kind = "central",
+    sample_weight=None,
+    multioutput="uniform_average",
+) -> float | np.ndarray:
+    """Mean width of the predicted intervals (total length for an HDR)."""
+    _, width = _inside_and_width(None, dist, confidence, kind)
+    return _average(width, sample_weight, multioutput)
+
+
+class DistributionScorer:
+    """A scorer ``scorer(estimator, X, y, sample_weight=None) -> float``.
+
+    Calls ``estimator.predict_dist(X)`` and returns ``sign * metric(y, dist)``
+    so that higher is better, as :class:`~sklearn.model_selection.GridSearchCV`
+    expects.
+
+    Parameters
+    ----------
+    metric : callable
+        ``metric(y, dist, sample_weight=...) -> float``.
+    sign : {1, -1}
+        ``-1`` for losses.
+    name : str
+        Shown in the repr.
+    """
+
+    def __init__(self, metric, sign: int, name: str) -> None:
+        self.metric, self.sign, self.name = metric, sign, name
+
+    def __call__(self, estimator, X, y, sample_weight=None) -> float:
+        dist = estimator.predict_dist(X)
+        return self.sign * float(self.metric(y, dist, sample_weight=sample_weight))
+
+    def __repr__(self) -> str:
+        return f"DistributionScorer({self.name})"
+
+
+#: ``-crps``: mean CRPS, negated (higher is better).
+neg_crps_scorer = DistributionScorer(crps, -1, "neg_crps")
+#: ``-nll``: the mean log-likelihood (the estimator's own ``score``).
+neg_nll_scorer = DistributionScorer(nll, -1, "neg_nll")
+
+
+def make_coverage_scorer(
+    confidence: float = 0.9, kind: Kind = "central"
+) -> DistributionScorer:
+    """Scorer of calibration: ``-|coverage - confidence|`` (best is 0)."""
+
+    def error(y, dist, sample_weight=None):
+        cov = interval_coverage(
+            y, dist, confidence, kind=kind, sample_weight=sample_weight
+        )
+        return abs(cov - confidence)
+
+    return DistributionScorer(error, -1, f"neg_coverage_error({confidence}, {kind})")
+
+
+def make_width_scorer(
+    confidence: float = 0.9, kind: Kind = "central"
+) -> DistributionScorer:
+    """Scorer of sharpness: minus the mean interval width (narrower is higher).
+
+    Only meaningful beside a calibration score: a model can be sharp and wrong.
+    """
+
+    def width(y, dist, sample_weight=None):
+        _check(y, dist)
+        return interval_width(dist, confidence, kind=kind, sample_weight=sample_weight)
+
+    return DistributionScorer(width, -1, f"neg_interval_width({confidence}, {kind})")

@@ -1,0 +1,352 @@
+"""The predictive distribution against independent references.
+
+scipy.stats for single Gaussians, numerical integration (scipy.integrate) for
+mixtures, dense grids for modes and highest-density regions, analytic
+entropies, and round trips on mixtures with extreme separations and scales.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import integrate, stats
+
+from skmdn import GaussianMixture, HighestDensityRegion
+
+
+def random_mixture(rng, n, K, *, spread=3.0, log_scale=1.0, d=1, full=False):
+    log_w = np.log(rng.dirichlet(np.ones(K), n))
+    means = spread * rng.normal(size=(n, K, d))
+    if full:
+        L = np.tril(rng.normal(size=(n, K, d, d)), -1)
+        L += np.exp(log_scale * rng.normal(size=(n, K, d)))[..., None] * np.eye(d)
+        return GaussianMixture(log_w, means, scale_tril=L)
+    scales = np.exp(log_scale * rng.normal(size=(n, K, d)))
+    return GaussianMixture(log_w, means, scales=scales, univariate=d == 1)
+
+
+def extreme_mixture(seed, n=20, K=4):
+    """Components up to 1e6 apart with scales from 1e-6 to 1e3."""
+    rng = np.random.default_rng(seed)
+    log_w = np.log(rng.dirichlet(np.full(K, 0.5), n))
+    means = rng.choice([-1e6, 0.0, 1.0, 1e6], size=(n, K, 1)) + rng.normal(
+        size=(n, K, 1)
+    )
+    scales = 10.0 ** rng.uniform(-6, 3, size=(n, K, 1))
+    return GaussianMixture(log_w, means, scales=scales, univariate=True)
+
+
+def scipy_mixture_cdf(dist, i, y):
+    w, mu, s = dist.weights[i], dist.means[i, :, 0], dist.scales[i, :, 0]
+    return float(np.sum(w * stats.norm.cdf(y, mu, s)))
+
+
+# --------------------------------------------------------------- one Gaussian
+def test_single_gaussian_matches_scipy_including_far_tails():
+    rng = np.random.default_rng(0)
+    mu, s = rng.normal(size=50) * 10, 10.0 ** rng.uniform(-6, 3, 50)
+    dist = GaussianMixture(
+        np.zeros((50, 1)), mu[:, None, None], scales=s[:, None, None], univariate=True
+    )
+    y = mu + s * rng.normal(size=50) * 3
+    np.testing.assert_allclose(dist.pdf(y), stats.norm.pdf(y, mu, s), rtol=1e-12)
+    np.testing.assert_allclose(dist.cdf(y), stats.norm.cdf(y, mu, s), rtol=1e-12)
+    for q in (1e-12, 0.001, 0.3, 0.5, 0.97, 1 - 1e-12):
+        ref = stats.norm.ppf(q, mu, s)
+        np.testing.assert_allclose(
+            dist.ppf(q), ref, rtol=1e-8, atol=1e-8 * s.min(), err_msg=f"q={q}"
+        )
+    lo, hi = dist.interval(0.8).T
+    np.testing.assert_allclose(lo, stats.norm.ppf(0.1, mu, s), rtol=1e-8)
+    np.testing.assert_allclose(hi, stats.norm.ppf(0.9, mu, s), rtol=1e-8)
+    assert np.all(dist.ppf(0.0) == -np.inf) and np.all(dist.ppf(1.0) == np.inf)
+    # A Gaussian is symmetric and unimodal: its HDR is the central interval.
+    region = dist.hdr(0.8)
+    assert np.all(region.n_intervals == 1)
+    np.testing.assert_allclose(region.intervals[:, 0], dist.interval(0.8), rtol=1e-8)
+    assert np.all(np.abs(dist.mode() - mu) <= 1e-10 * s)
+    np.testing.assert_allclose(dist.std(), s, rtol=1e-12)
+
+
+# ---------------------------------------------------------------- mixtures
+def test_mixture_cdf_is_the_integral_of_the_pdf():
+    dist = random_mixture(np.random.default_rng(1), 6, 4)
+    for i in range(len(dist)):
+        row = dist[i]
+        for y in (-2.0, 0.3, 4.0):
+            ref, _ = integrate.quad(
+                lambda t, row=row: row.pdf(np.array([t]))[0], -np.inf, y
+            )
+            assert row.cdf(np.array([y]))[0] == pytest.approx(ref, abs=1e-9)
+            assert row.cdf(np.array([y]))[0] == pytest.approx(
+                scipy_mixture_cdf(dist, i, y), abs=1e-14
+            )
+
+
+def test_ppf_inverts_the_cdf_of_random_mixtures():
+    dist = random_mixture(np.random.default_rng(2), 500, 5)
+    q = np.random.default_rng(3).random(500)
+    assert np.max(np.abs(dist.cdf(dist.ppf(q)) - q)) < 1e-12
+    levels = np.linspace(0.001, 0.999, 41)
+    quantiles = dist.quantile(levels)
+    assert quantiles.shape == (500, 41)
+    assert np.all(np.diff(quantiles, axis=1) > 0)
+    np.testing.assert_array_equal(quantiles[:, 7], dist.ppf(levels[7]))
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_round_trip_and_monotonicity_with_extreme_separation_and_scale(seed):
+    dist = extreme_mixture(seed)
+    y = dist.sample(5, random_state=seed)  # (n, 5): where the mass is
+    back = dist.ppf(dist.cdf(y.T)).T
+    # Accuracy 1e-8 relative to max(|y|, smallest scale); where the density is
+    # tiny the CDF itself is only known to ~1e-16, hence the second term.
+    s_min = dist.scales.min(axis=(1, 2))[:, None]
+    density = dist.pdf(y.T).T
+    tol = 1e-8 * np.maximum(np.abs(y), s_min) + 4e-16 / density
+    assert np.all(np.abs(back - y) <= tol)
+    levels = np.concatenate([[1e-10], np.linspace(0.01, 0.99, 25), [1 - 1e-10]])
+    quantiles = dist.quantile(levels)
+    assert np.all(np.diff(quantiles, axis=1) >= 0)
+    # F(ppf(q)) = q up to the CDF's change over one float64 spacing of y,
+    # which inside a 1e-6 wide needle at 1e6 is about 1e-4.
+    resolution = dist.pdf(quantiles.T).T * 16 * np.spacing(np.abs(quantiles))
+    assert np.all(np.abs(dist.cdf(quantiles.T).T - levels) <= resolution + 1e-12)
+
+
+def test_quantiles_of_a_wide_and_a_needle_component():
+    # Half the mass in N(0, 1e3^2), half in N(1e6, 1e-6^2): the median sits at
+    # the top of the first component's contribution, and every level above
+    # 0.5 + (mass of the wide one above 1e6) falls inside the needle.
+    dist = GaussianMixture(
+        np.log([[0.5, 0.5]]),
+        np.array([[[0.0], [1e6]]]),
+        scales=np.array([[[1e3], [1e-6]]]),
+        univariate=True,
+    )
+    for q in (0.1, 0.25, 0.49):
+        assert dist.ppf(q)[0] == pytest.approx(stats.norm.ppf(2 * q, 0, 1e3), rel=1e-9)
+    assert dist.ppf(0.75)[0] == pytest.approx(1e6, abs=1e-6)
+    assert abs(dist.ppf(0.75)[0] - 1e6) < 1e-5
+
+
+# --------------------------------------------------------------------- HDR
+def grid_hdr(row: GaussianMixture, confidence, lo, hi, m=200_001):
+    """Reference HDR: the densest cells of a fine grid holding the mass."""
+    x = np.linspace(lo, hi, m)
+    p = row.pdf(x[:, None])[:, 0]
+    mass = p * (x[1] - x[0])
+    order = np.argsort(-p)
+    keep = order[: np.searchsorted(np.cumsum(mass[order]), confidence) + 1]
+    return x, np.isin(np.arange(m), keep), x[1] - x[0]
+
+
+def test_hdr_matches_a_dense_grid_on_random_mixtures():
+    dist = random_mixture(np.random.default_rng(4), 6, 4, spread=4.0, log_scale=0.5)
+    region = dist.hdr(0.8)
+    assert isinstance(region, HighestDensityRegion)
+    w, mu, s = dist.weights, dist.means[..., 0], dist.scales[..., 0]
+    for i, iv in enumerate(region.to_list()):
+        # Mass by scipy, density at every end point equals the threshold.
+        mass = sum(
+            np.sum(
+                w[i] * (stats.norm.cdf(b, mu[i], s[i]) - stats.norm.cdf(a, mu[i], s[i]))
+            )
+            for a, b in iv
+        )
+        assert mass == pytest.approx(0.8, abs=1e-9)
+        ends = iv.ravel()
+        np.testing.assert_allclose(
+            dist[[i] * ends.size].pdf(ends), region.threshold[i], rtol=1e-7
+        )
+        x, inside, dx = grid_hdr(dist[i], 0.8, -25, 25)
+        ours = ((iv[:, :1] <= x) & (x <= iv[:, 1:])).any(0)
+        assert np.mean(ours != inside) * 50 < 10 * dx  # disagreement: a few cells
+    central = dist.interval(0.8)
+    assert np.all(region.width() <= central[:, 1] - central[:, 0] + 1e-9)
+
+
+def test_hdr_of_a_bimodal_mixture_is_two_intervals_and_shorter():
+    dist = GaussianMixture(
+        np.log([[0.5, 0.5], [0.3, 0.7]]),
+        np.array([[[-5.0], [5.0]], [[-5.0], [5.0]]]),
+        scales=np.ones((2, 2, 1)),
+        univariate=True,
+    )
+    region = dist.hdr(0.9)
+    np.testing.assert_array_equal(region.n_intervals, [2, 2])
+    # Equal weights: each interval holds 0.45 of the mass -> mu +- z_{0.95}
+    # with negligible overlap.
+    z = stats.norm.ppf(0.5 + 0.45)
+    np.testing.assert_allclose(
+        region.intervals[0], [[-5 - z, -5 + z], [5 - z, 5 + z]], rtol=1e-6
+    )
+    assert np.all(region.width() < np.diff(dist.interval(0.9), axis=1)[:, 0])
+    assert not region.contains(np.array([0.0, 0.0])).any()
+    assert region.contains(np.array([-5.0, 5.0])).all()
+
+
+def test_hdr_handles_a_shallow_dip():
+    # Two overlapping components whose valley just dips below the threshold:
+    # the region splits into two intervals, and its mass stays exact.
+    dist = GaussianMixture(
+        np.log([[0.5, 0.5]]),
+        np.array([[[-1.2], [1.2]]]),
+        scales=np.ones((1, 2, 1)),
+        univariate=True,
+    )
+    for c in (0.3, 0.6, 0.95):
+        region = dist.hdr(c)
+        iv = region.to_list()[0]
+        mass = sum(
+            dist.cdf(np.array([b]))[0] - dist.cdf(np.array([a]))[0] for a, b in iv
+        )
+        assert mass == pytest.approx(c, abs=1e-9)
+    assert dist.hdr(0.3).n_intervals[0] == 2 and dist.hdr(0.95).n_intervals[0] == 1
+
+
+# -------------------------------------------------------------------- modes
+def test_mode_matches_a_dense_grid_in_1d():
+    dist = random_mixture(np.random.default_rng(5), 40, 5)
+    mode = dist.mode()
+    x = np.linspace(-20, 20, 20_001)[:, None]
+    best = dist.logpdf(np.broadcast_to(x, (x.size, 40))).max(0)
+    assert np.all(dist.logpdf(mode) >= best - 1e-12)
+    assert np.all(dist.logpdf(mode) >= dist.logpdf(dist.approx_mode()))
+
+
+@pytest.mark.parametrize("full", [False, True])
+def test_mode_matches_a_dense_grid_in_2d(full):
+    n = 20
+    dist = random_mixture(np.random.default_rng(6), n, 4, spread=2.0, d=2, full=full)
+    mode = dist.mode()
+    g = np.linspace(-12, 12, 193)
+    grid = np.stack(np.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 1, 2)
+    best = dist.logpdf(np.broadcast_to(grid, (len(grid), n, 2))).max(0)
+    assert mode.shape == (n, 2)
+    assert np.all(dist.logpdf(mode) >= best - 1e-12)
+    # A maximum: the density is lower a small step away in every direction.
+    for step in np.array([[1e-4, 0], [0, 1e-4], [-1e-4, 1e-4]]):
+        assert np.all(dist.logpdf(mode + step) <= dist.logpdf(mode) + 1e-13)
+
+
+# ---------------------------------------------------------------- marginals
+def test_marginals_of_full_covariance_match_scipy():
+    dist = random_mixture(np.random.default_rng(7), 5, 3, d=3, full=True)
+    cov = dist.covariances
+    y = np.random.default_rng(8).normal(size=(5, 3))
+    F = dist.cdf(y)
+    assert F.shape == (5, 3)
+    for j in range(3):
+        sd = np.sqrt(cov[:, :, j, j])
+        ref = (
+            dist.weights * stats.norm.cdf(y[:, j : j + 1], dist.means[..., j], sd)
+        ).sum(1)
+        np.testing.assert_allclose(F[:, j], ref, rtol=1e-12)
+        marginal = dist.marginal(j)
+        assert marginal.univariate
+        np.testing.assert_allclose(marginal.cdf(y[:, j]), ref, rtol=1e-12)
+        np.testing.assert_allclose(dist.ppf(0.3)[:, j], marginal.ppf(0.3), rtol=1e-12)
+    np.testing.assert_allclose(dist.var(), np.diagonal(dist.cov(), axis1=1, axis2=2))
+    assert dist.interval(0.5).shape == (5, 3, 2)
+    assert dist.quantile([0.1, 0.9]).shape == (5, 2, 3)
+    with pytest.raises(ValueError, match="marginal"):
+        dist.hdr(0.9)
+    with pytest.raises(ValueError, match="dim"):
+        dist.marginal(3)
+
+
+# ---------------------------------------------------- entropy, temperature
+def test_entropy_of_a_gaussian_within_its_standard_error():
+    s = np.array([0.1, 1.0, 30.0])
+    dist = GaussianMixture(
+        np.zeros((3, 1)), np.zeros((3, 1, 1)), scales=s[:, None, None], univariate=True
+    )
+    h, se = dist.entropy(4000, random_state=0, return_std_error=True)
+    exact = 0.5 * np.log(2 * np.pi * np.e * s**2)
+    assert np.all(np.abs(h - exact) < 4 * se)
+    assert np.all((se > 0.005) & (se < 0.02))  # sqrt(1/2) / sqrt(4000) = 0.011
+
+
+def test_temperature_semantics():
+    dist = random_mixture(np.random.default_rng(9), 4, 3)
+    cold = dist.tempered(temperature=0.5, scale_temperature=0.25)
+    w = dist.weights**2
+    np.testing.assert_allclose(cold.weights, w / w.sum(1, keepdims=True))
+    np.testing.assert_allclose(cold.scales, dist.scales * 0.5)  # sigma * sqrt(tau)
+    a = dist.sample(5, random_state=1)
+    b = dist.sample(5, random_state=1, temperature=1.0, scale_temperature=1.0)
+    np.testing.assert_array_equal(a, b)
+    # Scale temperature 0: every draw is a component mean.
+    draws = dist.sample(50, random_state=2, scale_temperature=0.0)
+    assert np.all(np.isclose(draws[..., None], dist.means[:, None, :, 0]).any(-1))
+    # Tempered draws have the tempered variance.
+    one = dist[0].tempered(2.0, 3.0)
+    draws = dist[0].sample(
+        40_000, random_state=3, temperature=2.0, scale_temperature=3.0
+    )
+    assert np.var(draws) == pytest.approx(one.var()[0], rel=0.05)
+    with pytest.raises(ValueError, match="temperature"):
+        dist.tempered(temperature=0.0)
+    with pytest.raises(ValueError, match="scale_temperature"):
+        dist.tempered(scale_temperature=-1.0)
+
+
+def test_bad_arguments_are_rejected_clearly():
+    dist = random_mixture(np.random.default_rng(10), 3, 2)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        dist.ppf(1.5)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        dist.ppf(np.nan)
+    with pytest.raises(ValueError, match="confidence"):
+        dist.interval(1.0)
+    with pytest.raises(ValueError, match="confidence"):
+        dist.hdr(0)
+    with pytest.raises(ValueError, match="broadcast"):
+        dist.cdf(np.zeros(4))
+    with pytest.raises(ValueError, match="1-D"):
+        dist.quantile(np.zeros((2, 2)))
+
+
+def test_hdr_threshold_next_to_the_flat_top_of_a_small_mode():
+    # Regression: the 0.9 threshold lies just above the peak of a small mode
+    # with a shoulder (p = 0.04045 at y = 4.99), where the mass m(t) falls
+    # steeply; plain Newton on t bounced there without converging.
+    dist = GaussianMixture(
+        np.array(
+            [
+                [
+                    -2.4927088324677786,
+                    -2.6965837743022414,
+                    -0.43659123214557194,
+                    -2.480864824425024,
+                    -2.120493123255,
+                ]
+            ]
+        ),
+        np.array(
+            [
+                2.3882805344741866,
+                5.046421938263979,
+                3.609013203265723,
+                -0.6727007179845574,
+                -0.2943816958836488,
+            ]
+        )[None, :, None],
+        scales=np.array(
+            [
+                0.41624979854374394,
+                0.6702108719386018,
+                0.3597967475418374,
+                1.0814098276104775,
+                0.9619837288859098,
+            ]
+        )[None, :, None],
+        univariate=True,
+    )
+    region = dist.hdr(0.9)
+    iv = region.to_list()[0]
+    mass = sum(dist.cdf(np.array([b]))[0] - dist.cdf(np.array([a]))[0] for a, b in iv)
+    assert mass == pytest.approx(0.9, abs=1e-9)
+    assert 0.0404 < region.threshold[0] < 0.0406  # dense-grid value 0.04050

@@ -1,0 +1,181 @@
+"""skmdn.metrics against independent implementations, and the estimator's
+distribution API on a known synthetic truth."""
+
+import numpy as np
+import properscoring
+import pytest
+import scoringrules
+from scipy import integrate, stats
+from sklearn.model_selection import GridSearchCV
+
+from skmdn import GaussianMixture, HighestDensityRegion, MDNRegressor
+from skmdn.metrics import (
+    crps,
+    crps_values,
+    interval_coverage,
+    interval_width,
+    make_coverage_scorer,
+    make_width_scorer,
+    neg_crps_scorer,
+    neg_nll_scorer,
+    nll,
+    pit,
+)
+
+from .conftest import make_inverse_sine
+
+
+def random_mixture(seed, n=50, K=4, d=1):
+    rng = np.random.default_rng(seed)
+    log_w = np.log(rng.dirichlet(np.ones(K), n))
+    means = 3 * rng.normal(size=(n, K, d))
+    scales = 10.0 ** rng.uniform(-2, 1, size=(n, K, d))
+    return GaussianMixture(log_w, means, scales=scales, univariate=d == 1)
+
+
+def test_crps_matches_scoringrules_and_properscoring():
+    dist = random_mixture(0)
+    y = dist.sample(1, random_state=1)[:, 0] + np.random.default_rng(2).normal(size=50)
+    ours = crps_values(y, dist)
+    ref = scoringrules.crps_mixnorm(
+        y, dist.means[..., 0], dist.scales[..., 0], dist.weights, backend="numpy"
+    )
+    np.testing.assert_allclose(ours, ref, rtol=1e-10)
+    one = GaussianMixture(
+        np.zeros((50, 1)), dist.means[:, :1], scales=dist.scales[:, :1], univariate=True
+    )
+    np.testing.assert_allclose(
+        crps_values(y, one),
+        properscoring.crps_gaussian(y, dist.means[:, 0, 0], dist.scales[:, 0, 0]),
+        rtol=1e-10,
+    )
+    assert crps(y, dist) == pytest.approx(ours.mean())
+
+
+def test_crps_is_the_integral_of_the_squared_cdf_difference():
+    # The definition, integrated numerically: independent of any formula.
+    dist = random_mixture(3, n=4)
+    y = np.array([-1.0, 0.5, 2.0, 7.0])
+    for i in range(4):
+        row = dist[i]
+
+        def below(t, row=row):
+            return row.cdf(np.array([t]))[0] ** 2
+
+        def above(t, row=row):
+            return (1 - row.cdf(np.array([t]))[0]) ** 2
+
+        ref = integrate.quad(below, -np.inf, y[i])[0]
+        ref += integrate.quad(above, y[i], np.inf)[0]
+        assert crps_values(y[i : i + 1], row)[0] == pytest.approx(ref, rel=1e-7)
+
+
+def test_multi_output_metrics_are_marginal():
+    dist = random_mixture(4, n=20, d=2)
+    y = np.random.default_rng(5).normal(size=(20, 2))
+    values = crps_values(y, dist)
+    assert values.shape == (20, 2)
+    for j in range(2):
+        np.testing.assert_allclose(values[:, j], crps_values(y[:, j], dist.marginal(j)))
+    np.testing.assert_allclose(crps(y, dist, multioutput="raw_values"), values.mean(0))
+    assert pit(y, dist).shape == (20, 2)
+    cov = interval_coverage(y, dist, 0.8, kind="hdr", multioutput="raw_values")
+    assert cov.shape == (2,)
+
+
+def test_pit_and_coverage_of_draws_from_the_distribution_itself():
+    # y drawn from the predictive distribution: PIT uniform, coverage nominal.
+    dist = random_mixture(6, n=2000)
+    y = dist.sample(1, random_state=7)[:, 0]
+    assert stats.kstest(pit(y, dist), "uniform").pvalue > 0.01
+    se = np.sqrt(0.8 * 0.2 / 2000)  # binomial standard error, 0.0089
+    for kind in ("central", "hdr"):
+        assert abs(interval_coverage(y, dist, 0.8, kind=kind) - 0.8) < 4 * se
+    assert interval_width(dist, 0.8, kind="hdr") < interval_width(dist, 0.8)
+    assert nll(y, dist) == pytest.approx(-dist.logpdf(y).mean())
+
+
+def test_metric_input_errors():
+    dist = random_mixture(8, n=5)
+    with pytest.raises(TypeError, match="metric\\(y, dist\\)"):
+        crps(dist, np.zeros(5))
+    with pytest.raises(ValueError, match="shape"):
+        crps(np.zeros(4), dist)
+    with pytest.raises(ValueError, match="NaN"):
+        nll(np.full(5, np.nan), dist)
+    with pytest.raises(ValueError, match="kind"):
+        interval_width(dist, kind="widest")
+
+
+# ------------------------------------------------------------ the estimator
+@pytest.fixture(scope="module")
+def fitted_inverse_sine():
+    X, y = make_inverse_sine(2000, seed=0)
+    model = MDNRegressor(
+        n_components=3,
+        hidden_layer_sizes=(32, 32),
+        learning_rate_init=1e-2,
+        max_iter=100,
+        random_state=0,
+    ).fit(X, y)
+    return model, make_inverse_sine(4000, seed=1)
+
+
+def test_held_out_intervals_cover_nominally_and_hdr_is_narrower(fitted_inverse_sine):
+    model, (X, y) = fitted_inverse_sine
+    central = model.predict_interval(X, 0.9)
+    region = model.predict_interval(X, 0.9, kind="hdr")
+    assert central.shape == (4000, 2) and isinstance(region, HighestDensityRegion)
+    central_cov = np.mean((central[:, 0] <= y) & (y <= central[:, 1]))
+    hdr_cov = np.mean(region.contains(y))
+    # Binomial noise alone is 0.005 (n = 4000); the rest of the 0.04 allowance
+    # is misfit: the truth has uniform noise, the model Gaussian components.
+    assert abs(central_cov - 0.9) < 0.04
+    assert abs(hdr_cov - 0.9) < 0.04
+    bimodal = (X[:, 0] > 0.4) & (X[:, 0] < 0.6)  # three branches of x(t)
+    central_width = central[:, 1] - central[:, 0]
+    assert region.width()[bimodal].mean() < 0.8 * central_width[bimodal].mean()
+    assert np.all(region.width() <= central_width + 1e-9)
+    assert interval_coverage(y, model.predict_dist(X), 0.9) == central_cov
+
+
+def test_point_estimates_and_quantiles(fitted_inverse_sine):
+    model, (X, _) = fitted_inverse_sine
+    X = X[:200]
+    dist = model.predict_dist(X)
+    modal = model.set_params(point_estimate="mode").predict(X)
+    np.testing.assert_array_equal(modal, dist.mode())
+    assert np.all(dist.logpdf(modal) >= dist.logpdf(dist.approx_mode()) - 1e-12)
+    assert np.all(dist.logpdf(modal) >= dist.logpdf(dist.mean()) - 1e-12)
+    model.set_params(point_estimate="mean")
+    q = model.predict_quantiles(X, [0.05, 0.5, 0.95])
+    assert q.shape == (200, 3)
+    np.testing.assert_allclose(q[:, [0, 2]], model.predict_interval(X, 0.9))
+    np.testing.assert_allclose(dist.cdf(q[:, 1]), 0.5, atol=1e-12)
+    draws = model.sample(X[:3], 5, random_state=0, temperature=0.5)
+    assert draws.shape == (3, 5)
+    with pytest.raises(ValueError, match="kind"):
+        model.predict_interval(X, kind="equal")
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_scorers_drive_grid_search(fitted_inverse_sine):
+    model, (X, y) = fitted_inverse_sine
+    X_small, y_small = X[:300], y[:300]
+    dist = model.predict_dist(X_small)
+    assert neg_crps_scorer(model, X_small, y_small) == -crps(y_small, dist)
+    assert neg_nll_scorer(model, X_small, y_small) == pytest.approx(
+        model.score(X_small, y_small)
+    )
+    coverage = make_coverage_scorer(0.8, "hdr")(model, X_small, y_small)
+    assert coverage == -abs(interval_coverage(y_small, dist, 0.8, kind="hdr") - 0.8)
+    assert make_width_scorer(0.8)(model, X_small, y_small) == -interval_width(dist, 0.8)
+    search = GridSearchCV(
+        MDNRegressor(hidden_layer_sizes=(8,), max_iter=5, random_state=0),
+        {"n_components": [1, 2]},
+        scoring={"crps": neg_crps_scorer, "nll": neg_nll_scorer},
+        refit="crps",
+        cv=2,
+    ).fit(X_small, y_small)
+    scores = search.cv_results_["mean_test_crps"]
+    assert np.all(np.isfinite(scores)) and np.all(scores < 0)
