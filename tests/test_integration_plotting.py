@@ -45,7 +45,7 @@ def _close_figures():
 def test_conditional_density_image_is_the_model_density(model):
     X, y = make_inverse_sine(100, seed=1)
     x = np.linspace(0.0, 1.0, 40)
-    fig, ax = plt.subplots()
+    _, ax = plt.subplots()
     out = plot_conditional_density(
         model, x, X=X, y=y, y_range=(-0.2, 1.2), n_points=40, n_samples=3, ax=ax
     )
