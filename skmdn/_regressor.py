@@ -130,7 +130,10 @@ default='tanh'
         same integer gives an identical model. Global numpy and torch random
         states are never used or changed.
     verbose : int, default=0
-        Print the loss after each epoch when positive.
+        Progress report: 0 silent; 1 a tqdm progress bar over the epochs with
+        the training loss and, with ``early_stopping``, the validation NLL
+        (a printed line per epoch when tqdm is not installed); 2 a printed
+        line per epoch, for logs.
     warm_start : bool, default=False
         Continue training from the fitted weights (and standardisation) on
         the next call to :meth:`fit`.
@@ -166,6 +169,24 @@ default='tanh'
         Number of optimiser steps taken.
     X_mean_, X_scale_, y_mean_, y_scale_ : ndarray
         Standardisation statistics (zeros and ones if ``standardize=False``).
+
+    Notes
+    -----
+    Fitted models pickle (and ``joblib.dump``) as plain numpy arrays, so they
+    load on a machine without the device they were trained on (a CUDA model
+    loads on the CPU with a warning). For the secure ``skops.io`` format, the
+    types to trust after checking the file's origin are::
+
+        import skops.io as sio
+        sio.dump(model, "model.skops")
+        sio.get_untrusted_types(file="model.skops")
+        # ['skmdn._regressor.MDNRegressor', 'skmdn._training.TrainHistory']
+        model = sio.load("model.skops", trusted=[
+            "skmdn._regressor.MDNRegressor", "skmdn._training.TrainHistory"])
+
+    Training threads: inside joblib (loky) or dask worker processes, training
+    uses at most ``OMP_NUM_THREADS`` torch threads, which those back-ends set
+    so that parallel fits share the cores (see ``GridSearchCV(n_jobs=...)``).
 
     See Also
     --------

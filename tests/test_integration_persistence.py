@@ -13,7 +13,7 @@ from tests.conftest import make_inverse_sine
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
 #: What ``skops.io.get_untrusted_types`` reports for a fitted MDNRegressor
-#: (with an integer or None ``random_state``): the types a user passes as
+#: (also with a RandomState as ``random_state``): the types a user passes as
 #: ``trusted`` after checking the file comes from a source they trust.
 SKOPS_TRUSTED_TYPES = ["skmdn._regressor.MDNRegressor", "skmdn._training.TrainHistory"]
 
