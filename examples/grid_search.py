@@ -9,6 +9,7 @@ oversubscribe the cores.
 Run: ``python examples/grid_search.py`` (writes examples/figures/grid_search.png).
 """
 
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -16,6 +17,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GridSearchCV, KFold
 
 from skmdn import MDNRegressor
@@ -30,14 +32,17 @@ def inverse_sine(n, seed):
 
 
 def main():
-    X, y = inverse_sine(2000, seed=0)
+    # max_iter is kept short for a quick example; scikit-learn passes this
+    # filter on to the joblib workers.
+    warnings.filterwarnings("ignore", category=ConvergenceWarning)
+    X, y = inverse_sine(1500, seed=0)
     components = [1, 2, 3, 5]
     noise_types = ["diagonal", "isotropic_across"]
     search = GridSearchCV(
         MDNRegressor(
             hidden_layer_sizes=(32, 32),
             learning_rate_init=3e-3,
-            max_iter=150,
+            max_iter=100,
             n_iter_no_change=15,
             random_state=0,
         ),
