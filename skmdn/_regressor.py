@@ -151,7 +151,10 @@ default='tanh'
         same integer gives an identical model. Global numpy and torch random
         states are never used or changed.
     verbose : int, default=0
-        Print the loss after each epoch when positive.
+        Progress report: 0 silent; 1 a tqdm progress bar over the epochs with
+        the training loss and, with ``early_stopping``, the validation NLL
+        (a printed line per epoch when tqdm is not installed); 2 a printed
+        line per epoch, for logs.
     warm_start : bool, default=False
         Continue training from the fitted weights (and standardisation) on
         the next call to :meth:`fit`.
@@ -187,6 +190,24 @@ default='tanh'
         Number of optimiser steps taken.
     X_mean_, X_scale_, y_mean_, y_scale_ : ndarray
         Standardisation statistics (zeros and ones if ``standardize=False``).
+
+    Notes
+    -----
+    Fitted models pickle (and ``joblib.dump``) as plain numpy arrays, so they
+    load on a machine without the device they were trained on (a CUDA model
+    loads on the CPU with a warning). For the secure ``skops.io`` format, the
+    types to trust after checking the file's origin are::
+
+        import skops.io as sio
+        sio.dump(model, "model.skops")
+        sio.get_untrusted_types(file="model.skops")
+        # ['skmdn._regressor.MDNRegressor', 'skmdn._training.TrainHistory']
+        model = sio.load("model.skops", trusted=[
+            "skmdn._regressor.MDNRegressor", "skmdn._training.TrainHistory"])
+
+    Training threads: inside joblib (loky) or dask worker processes, training
+    uses at most ``OMP_NUM_THREADS`` torch threads, which those back-ends set
+    so that parallel fits share the cores (see ``GridSearchCV(n_jobs=...)``).
 
     See Also
     --------
@@ -775,23 +796,31 @@ default='tanh'
 
     # ----------------------------------------------------------- persistence
     def __getstate__(self):
+        # Plain numpy arrays and strings only (no torch objects), so that pickle,
+        # joblib and skops (which cannot serialise tensors) all work; the
+        # network is rebuilt from its config on load.
         state = dict(super().__getstate__())  # a copy: never mutate self
         network = state.pop("network_", None)
         if network is not None:
-            state["_network_state"] = {
-                k: v.detach().cpu() for k, v in network.state_dict().items()
-            }
+            state["_network_state"] = _to_numpy_tree(network.state_dict())
         if "_optimizer_state" in state:
-            state["_optimizer_state"] = _to_cpu(state["_optimizer_state"])
+            state["_optimizer_state"] = _to_numpy_tree(state["_optimizer_state"])
+        if isinstance(state.get("dtype_"), torch.dtype):
+            state["dtype_"] = str(state["dtype_"]).removeprefix("torch.")
         return state
 
     def __setstate__(self, state):
+        state = dict(state)
         network_state = state.pop("_network_state", None)
+        if isinstance(state.get("dtype_"), str):
+            state["dtype_"] = getattr(torch, state["dtype_"])
+        if "_optimizer_state" in state:
+            state["_optimizer_state"] = _to_tensor_tree(state["_optimizer_state"])
         super().__setstate__(state)
         if network_state is not None:
             device = resolve_device(self.device_, fallback=True)
             network = MDNNetwork(**self._network_config).to(self.dtype_)
-            network.load_state_dict(network_state)
+            network.load_state_dict(_to_tensor_tree(network_state))
             self.network_ = network.to(device)
             self.device_ = str(device)
 
@@ -871,11 +900,23 @@ def _check_finite_output(Xs, log_w, means, scale, dtype) -> None:
     )
 
 
-def _to_cpu(obj):
+def _to_numpy_tree(obj):
+    """Tensors (at any depth of dicts, lists and tuples) to CPU numpy arrays."""
     if isinstance(obj, torch.Tensor):
-        return obj.detach().cpu()
+        return obj.detach().cpu().numpy()
     if isinstance(obj, dict):
-        return {k: _to_cpu(v) for k, v in obj.items()}
+        return {k: _to_numpy_tree(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return type(obj)(_to_cpu(v) for v in obj)
+        return type(obj)(_to_numpy_tree(v) for v in obj)
+    return obj
+
+
+def _to_tensor_tree(obj):
+    """Inverse of :func:`_to_numpy_tree` (older pickles hold tensors: kept)."""
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(np.array(obj))
+    if isinstance(obj, dict):
+        return {k: _to_tensor_tree(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(_to_tensor_tree(v) for v in obj)
     return obj

@@ -15,6 +15,8 @@ from sklearn.exceptions import ConvergenceWarning
 
 from ._mixture import mixture_log_prob
 from ._network import MDNNetwork
+from ._progress import ProgressReporter
+from ._utils import limit_torch_threads
 
 __all__ = ["TrainData", "TrainHistory", "make_optimizer", "train"]
 
@@ -133,6 +135,7 @@ def _restore(network: MDNNetwork, snapshot: list[torch.Tensor]) -> None:
             p.copy_(saved)
 
 
+@limit_torch_threads()
 def train(
     network: MDNNetwork,
     optimizer: torch.optim.Optimizer,
@@ -158,8 +161,11 @@ def train(
     finite epoch are restored and a warning is issued; if that happens in the
     first epoch a :class:`FloatingPointError` says what to change. A
     ``KeyboardInterrupt`` stops training, keeps the best weights so far and
-    warns. Returns True when the stopping criterion was met.
+    warns. ``verbose`` selects the progress report (see
+    :class:`~skmdn._progress.ProgressReporter`). Returns True when the
+    stopping criterion was met.
     """
+    reporter = ProgressReporter(verbose, max_iter)
     last_good = _snapshot(network)
     best_state = last_good if early_stopping else None
     for _ in range(max_iter):
@@ -169,6 +175,7 @@ def train(
             loss = float(loss_t) + data.log_scale
             finite = math.isfinite(float(check))
         except KeyboardInterrupt:
+            reporter.close()
             _restore(network, best_state if best_state is not None else last_good)
             warnings.warn(
                 f"Training interrupted by the user after {history.n_iter} epochs; "
@@ -178,6 +185,7 @@ def train(
             )
             return False
         if not finite:
+            reporter.close()
             if history.n_iter == 0:
                 raise FloatingPointError(
                     "The training loss became non-finite in the first epoch. Lower "
@@ -216,15 +224,13 @@ def train(
             else:
                 history.no_improvement_count = 0
         history.best_loss = min(history.best_loss, loss)
-        if verbose:
-            line = f"Epoch {history.n_iter}, loss = {loss:.6f}"
-            if early_stopping:
-                line += f", validation log-likelihood = {score:.6f}"
-            print(line)
+        reporter.update(history.n_iter, loss, -score if early_stopping else None)
         if stopping and history.no_improvement_count > n_iter_no_change:
+            reporter.close()
             if early_stopping:
                 _restore(network, best_state)
             return True
+    reporter.close()
     if early_stopping and best_state is not None:
         _restore(network, best_state)
     return False

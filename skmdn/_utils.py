@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from numbers import Integral
 
 import numpy as np
@@ -15,11 +18,13 @@ __all__ = [
     "as_numpy_generator",
     "check_input_kind",
     "check_sample_weight",
+    "limit_torch_threads",
     "resolve_device",
     "resolve_dtype",
     "seed_from_random_state",
     "to_numpy",
     "to_tensor",
+    "torch_thread_budget",
 ]
 
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -283,3 +288,50 @@ def check_sample_weight(sample_weight, X) -> np.ndarray:
             f"{float(sw.min())!r}. Give a sample weight 0 to ignore it."
         )
     return sw
+
+
+def torch_thread_budget() -> int:
+    """Number of intra-op threads torch may use for one fit in this process.
+
+    The smaller of :func:`torch.get_num_threads` and ``OMP_NUM_THREADS``.
+    Parallel back-ends set that variable in their worker processes so that
+    ``n_jobs`` workers share the cores instead of each starting one thread per
+    core: joblib's default ``loky`` backend sets it to ``cpu_count() // n_jobs``
+    and dask's nanny to 1. Torch reads it only when its thread pool starts, so
+    a process where torch was initialised before the variable was set (or
+    changed) would otherwise ignore it. Limits set with
+    ``threadpoolctl.threadpool_limits`` are already reflected in
+    :func:`torch.get_num_threads`, which shares OpenMP's thread count.
+    """
+    budget = torch.get_num_threads()
+    value = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    if value.isdigit() and int(value) > 0:
+        budget = min(budget, int(value))
+    return max(budget, 1)
+
+
+@contextmanager
+def limit_torch_threads() -> Iterator[int]:
+    """Run a block (or, as a decorator, a function) within
+    :func:`torch_thread_budget` threads, restoring torch's setting after.
+
+    Yields the number of threads in force. Nothing is changed when the budget
+    is not below the current setting, so single-process use is untouched.
+
+    Examples
+    --------
+    >>> import torch
+    >>> with limit_torch_threads() as n:
+    ...     n <= torch.get_num_threads()
+    True
+    """
+    before = torch.get_num_threads()
+    budget = torch_thread_budget()
+    if budget >= before:
+        yield before
+        return
+    torch.set_num_threads(budget)
+    try:
+        yield budget
+    finally:
+        torch.set_num_threads(before)

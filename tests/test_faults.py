@@ -355,12 +355,12 @@ def test_early_stopping_stops_on_patience_and_restores_best_epoch():
 
 
 def test_verbose_prints_the_recorded_losses(capsys):
-    m = quiet_fit(model(verbose=1, early_stopping=True, max_iter=3))
+    m = quiet_fit(model(verbose=2, early_stopping=True, max_iter=3))
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 3
     for epoch, (line, loss, score) in enumerate(
         zip(lines, m.loss_curve_, m.validation_scores_, strict=True), start=1
     ):
         assert line == (
-            f"Epoch {epoch}, loss = {loss:.6f}, validation log-likelihood = {score:.6f}"
+            f"Epoch {epoch}, loss = {loss:.6f}, validation NLL = {-score:.6f}"
         )

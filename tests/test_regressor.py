@@ -285,8 +285,8 @@ def test_a_model_saved_on_a_gpu_loads_on_a_cpu_only_machine():
     X, y = small_problem()
     model = MDNRegressor(**FAST).fit(X, y)
     state = model.__getstate__()
-    # What a CUDA-trained model's pickle holds: CPU tensors and device_='cuda'.
-    assert all(t.device.type == "cpu" for t in state["_network_state"].values())
+    # What a CUDA-trained model's pickle holds: numpy arrays and device_='cuda'.
+    assert all(isinstance(t, np.ndarray) for t in state["_network_state"].values())
     state["device_"] = "cuda:0"
     clone = MDNRegressor.__new__(MDNRegressor)
     if torch.cuda.is_available():  # pragma: no cover - no GPU in CI

@@ -1,0 +1,482 @@
+"""Plots of what a fitted :class:`~skmdn.MDNRegressor` learned (matplotlib).
+
+matplotlib is an optional dependency: ``pip install skmdn[plot]``. Every
+function draws on ``ax`` (a new figure's axes when ``ax=None``) and returns
+that :class:`matplotlib.axes.Axes`.
+
+- :func:`plot_conditional_density`: ``p(y | x)`` of a model with one input
+  feature as a heat map, with data, samples and point estimates.
+- :func:`plot_mixture_weights` and :func:`plot_mixture_means`: the mixture
+  parameters along ``x``.
+- :func:`plot_loss_curve`: training loss and validation NLL per epoch.
+- :func:`plot_pit_histogram` and :func:`plot_calibration`: probability
+  integral transform (PIT) of held-out data; a calibrated model gives uniform
+  PIT values.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from scipy.special import ndtr
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.axes import Axes
+
+    from ._mixture import GaussianMixture
+
+__all__ = [
+    "plot_calibration",
+    "plot_conditional_density",
+    "plot_loss_curve",
+    "plot_mixture_means",
+    "plot_mixture_weights",
+    "plot_pit_histogram",
+]
+
+
+def _pyplot():
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError as exc:  # pragma: no cover - exercised without matplotlib
+        raise ImportError(
+            "skmdn.plotting needs matplotlib; install it with "
+            "`pip install skmdn[plot]` (or `pip install matplotlib`)."
+        ) from exc
+    return plt
+
+
+def _get_ax(ax: Axes | None) -> Axes:
+    if ax is None:
+        _, ax = _pyplot().subplots()
+    return ax
+
+
+def _check_1d_input(model, x) -> np.ndarray:
+    from sklearn.utils.validation import check_is_fitted
+
+    check_is_fitted(model)
+    if model.n_features_in_ != 1:
+        raise ValueError(
+            f"This plot needs a model with one input feature; the model has "
+            f"{model.n_features_in_}. Plot a slice through X instead."
+        )
+    x = np.asarray(x, dtype=np.float64).reshape(-1)
+    if x.size < 2 or not np.isfinite(x).all():
+        raise ValueError("x must hold at least two finite values.")
+    return np.sort(x)
+
+
+def _predict_on(model, x: np.ndarray) -> GaussianMixture:
+    """``predict_dist`` on a 1-D grid, keeping pandas column names if fitted so."""
+    names = getattr(model, "feature_names_in_", None)
+    X = x[:, None]
+    if names is not None:
+        import pandas as pd
+
+        X = pd.DataFrame(X, columns=list(names))
+    return model.predict_dist(X)
+
+
+def _marginal(
+    dist: GaussianMixture, output: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Weights (n, K), means (n, K) and standard deviations (n, K) of output
+    ``output``'s marginal mixture."""
+    if not 0 <= output < dist.n_outputs:
+        raise ValueError(
+            f"output={output} is out of range for a model with "
+            f"{dist.n_outputs} output(s)."
+        )
+    sd = np.sqrt(dist.covariances[..., output, output])
+    return dist.weights, dist.means[..., output], sd
+
+
+def _pit(dist: GaussianMixture, y, output: int = 0) -> np.ndarray:
+    """Probability integral transform ``F(y | x)`` of each row's marginal mixture:
+    ``sum_k w_k Phi((y - mu_k) / sigma_k)``."""
+    w, mu, sd = _marginal(dist, output)
+    y = np.asarray(y, dtype=np.float64)
+    if y.ndim == 2:
+        y = y[:, output]
+    if y.shape != (len(dist),):
+        raise ValueError(f"y must have {len(dist)} rows; got shape {y.shape}.")
+    return np.sum(w * ndtr((y[:, None] - mu) / sd), axis=1)
+
+
+def plot_conditional_density(
+    model,
+    x=None,
+    *,
+    X=None,
+    y=None,
+    y_range: tuple[float, float] | None = None,
+    output: int = 0,
+    n_points: int = 200,
+    n_samples: int = 0,
+    point_estimates: tuple[str, ...] = ("mean", "approx_mode"),
+    random_state=0,
+    cmap: str = "viridis",
+    gamma: float = 0.5,
+    ax: Axes | None = None,
+) -> Axes:
+    """Heat map of the conditional density ``p(y | x)`` of a one-feature model.
+
+    Parameters
+    ----------
+    model : MDNRegressor
+        A fitted model with ``n_features_in_ == 1``.
+    x : array-like of shape (n,), default=None
+        Input values (sorted internally). Defaults to ``n_points`` values
+        spanning ``X``.
+    X, y : array-like, default=None
+        Data to scatter over the heat map (e.g. the training set).
+    y_range : (float, float), default=None
+        Range of the target axis; defaults to the data (or the mixture means)
+        padded by 10%.
+    output : int, default=0
+        Which output to show (its marginal density) for multi-output models.
+    n_points : int, default=200
+        Grid resolution along each axis.
+    n_samples : int, default=0
+        Samples from the model drawn at each grid value of ``x`` and shown as
+        dots.
+    point_estimates : tuple of {'mean', 'approx_mode'}, default=both
+        Point predictions drawn as lines.
+    random_state : int, default=0
+        Seed of the samples.
+    cmap : str, default='viridis'
+        Colour map of the density.
+    gamma : float, default=0.5
+        Exponent of the colour scale (:class:`matplotlib.colors.PowerNorm`);
+        below 1 keeps spread-out, multimodal regions visible next to sharp
+        peaks. 1 is a linear scale.
+    ax : matplotlib Axes, default=None
+        Where to draw; a new figure when None.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        With one image (the density), one line per point estimate and one
+        scatter collection each for the data and the samples.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import numpy as np
+    >>> from skmdn import MDNRegressor
+    >>> from skmdn.plotting import plot_conditional_density
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.uniform(-1, 1, (200, 1)); y = np.sin(3 * X[:, 0])
+    >>> model = MDNRegressor(n_components=2, max_iter=5, random_state=0).fit(X, y)
+    >>> ax = plot_conditional_density(model, X=X, y=y)
+    >>> len(ax.images)
+    1
+    """
+    if X is not None and x is None:
+        x = np.linspace(np.min(X), np.max(X), n_points)
+    if x is None:
+        raise ValueError("Give x (input values) or X (data to plot).")
+    x = _check_1d_input(model, x)
+    ax = _get_ax(ax)
+    from matplotlib.colors import PowerNorm
+
+    dist = _predict_on(model, x)
+    w, mu, sd = _marginal(dist, output)
+    if y_range is None:
+        if y is not None:
+            yo = np.asarray(y, dtype=np.float64)
+            yo = yo[:, output] if yo.ndim == 2 else yo
+            lo, hi = float(np.min(yo)), float(np.max(yo))
+        else:
+            lo = float(np.min(mu - 2 * sd))
+            hi = float(np.max(mu + 2 * sd))
+        pad = 0.1 * (hi - lo if hi > lo else 1.0)
+        y_range = (lo - pad, hi + pad)
+    grid = np.linspace(y_range[0], y_range[1], n_points)
+    z = (grid[:, None, None] - mu[None]) / sd[None]  # (m, n, K)
+    density = np.sum(w * np.exp(-0.5 * z**2) / (np.sqrt(2 * np.pi) * sd), axis=-1)
+    image = ax.imshow(
+        density,
+        origin="lower",
+        aspect="auto",
+        extent=(x[0], x[-1], y_range[0], y_range[1]),
+        cmap=cmap,
+        norm=PowerNorm(gamma, vmin=0.0),
+        interpolation="nearest",
+    )
+    ax.figure.colorbar(image, ax=ax, label="p(y | x)")
+    if X is not None and y is not None:
+        yo = np.asarray(y, dtype=np.float64)
+        yo = yo[:, output] if yo.ndim == 2 else yo
+        ax.scatter(
+            np.asarray(X, dtype=np.float64).reshape(-1),
+            yo,
+            s=2,
+            c="white",
+            alpha=0.25,
+            linewidths=0,
+            label="data",
+        )
+    if n_samples > 0:
+        draws = dist.sample(n_samples, random_state=random_state)
+        draws = draws if dist.univariate else draws[..., output]
+        ax.scatter(
+            np.repeat(x, n_samples),
+            draws.reshape(-1),
+            s=3,
+            c="tab:red",
+            alpha=0.5,
+            linewidths=0,
+            label="model samples",
+        )
+    styles = {"mean": ("tab:orange", "-"), "approx_mode": ("tab:pink", "--")}
+    for name in point_estimates:
+        if name not in styles:
+            raise ValueError(
+                f"point_estimates may hold 'mean' and 'approx_mode'; got {name!r}."
+            )
+        values = dist.mean() if name == "mean" else dist.approx_mode()
+        values = values if dist.univariate else values[:, output]
+        color, style = styles[name]
+        ax.plot(x, values, color=color, linestyle=style, lw=2, label=name)
+    ax.set_xlim(x[0], x[-1])
+    ax.set_ylim(*y_range)
+    ax.set_xlabel("x")
+    ax.set_ylabel("y" if dist.n_outputs == 1 else f"y[{output}]")
+    ax.legend(loc="upper left", fontsize="small", framealpha=0.8, markerscale=4)
+    return ax
+
+
+def plot_mixture_weights(model, x, *, ax: Axes | None = None) -> Axes:
+    """Mixture weights ``pi_k(x)`` of a one-feature model, one line per component.
+
+    Parameters
+    ----------
+    model : MDNRegressor
+        A fitted model with ``n_features_in_ == 1``.
+    x : array-like of shape (n,)
+        Input values (sorted internally).
+    ax : matplotlib Axes, default=None
+        Where to draw; a new figure when None.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        With ``n_components`` lines.
+    """
+    x = _check_1d_input(model, x)
+    ax = _get_ax(ax)
+    weights = _predict_on(model, x).weights
+    for k in range(weights.shape[1]):
+        ax.plot(x, weights[:, k], color=f"C{k % 10}", label=f"component {k}")
+    ax.set_ylim(0.0, 1.0)
+    ax.set_xlabel("x")
+    ax.set_ylabel("weight $\\pi_k(x)$")
+    ax.legend(loc="best", fontsize="small")
+    return ax
+
+
+def plot_mixture_means(
+    model, x, *, output: int = 0, bands: bool = True, ax: Axes | None = None
+) -> Axes:
+    """Component means ``mu_k(x)`` of a one-feature model, drawn with opacity
+    equal to the component's weight, and optional ``mu_k +- 2 sigma_k`` bands.
+
+    Parameters
+    ----------
+    model : MDNRegressor
+        A fitted model with ``n_features_in_ == 1``.
+    x : array-like of shape (n,)
+        Input values (sorted internally).
+    output : int, default=0
+        Which output's means to draw.
+    bands : bool, default=True
+        Shade ``mu_k +- 2 sigma_k`` (also with weight-proportional opacity).
+    ax : matplotlib Axes, default=None
+        Where to draw; a new figure when None.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        With one line collection per component (plus one band each).
+    """
+    x = _check_1d_input(model, x)
+    ax = _get_ax(ax)
+    from matplotlib.collections import LineCollection, PolyCollection
+
+    w, mu, sd = _marginal(_predict_on(model, x), output)
+    for k in range(w.shape[1]):
+        color = np.array(_rgba(f"C{k % 10}"))
+        alpha = 0.5 * (w[:-1, k] + w[1:, k])  # one value per segment
+        if bands:
+            quads = [
+                [
+                    (x[i], mu[i, k] - 2 * sd[i, k]),
+                    (x[i + 1], mu[i + 1, k] - 2 * sd[i + 1, k]),
+                    (x[i + 1], mu[i + 1, k] + 2 * sd[i + 1, k]),
+                    (x[i], mu[i, k] + 2 * sd[i, k]),
+                ]
+                for i in range(len(x) - 1)
+            ]
+            face = np.tile(color, (len(quads), 1))
+            face[:, 3] = 0.2 * alpha
+            ax.add_collection(PolyCollection(quads, facecolors=face, linewidths=0))
+        segments = np.stack(
+            [
+                np.column_stack([x[:-1], mu[:-1, k]]),
+                np.column_stack([x[1:], mu[1:, k]]),
+            ],
+            axis=1,
+        )
+        line_colors = np.tile(color, (len(segments), 1))
+        line_colors[:, 3] = np.clip(alpha, 0.05, 1.0)
+        ax.add_collection(
+            LineCollection(
+                segments, colors=line_colors, linewidths=2, label=f"component {k}"
+            )
+        )
+    ax.autoscale_view()
+    ax.set_xlabel("x")
+    ax.set_ylabel("mean $\\mu_k(x)$ (opacity = weight)")
+    from matplotlib.lines import Line2D
+
+    handles = [  # opaque legend entries (the collections fade with the weight)
+        Line2D([], [], color=f"C{k % 10}", lw=2, label=f"component {k}")
+        for k in range(w.shape[1])
+    ]
+    ax.legend(handles=handles, loc="best", fontsize="small")
+    return ax
+
+
+def _rgba(color: str) -> tuple[float, float, float, float]:
+    from matplotlib.colors import to_rgba
+
+    return to_rgba(color)
+
+
+def plot_loss_curve(model, *, ax: Axes | None = None) -> Axes:
+    """Training loss per epoch and, with ``early_stopping``, the validation NLL.
+
+    Parameters
+    ----------
+    model : MDNRegressor
+        A fitted model.
+    ax : matplotlib Axes, default=None
+        Where to draw; a new figure when None.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        With one line (``loss_curve_``) or two (also ``-validation_scores_``).
+    """
+    from sklearn.utils.validation import check_is_fitted
+
+    check_is_fitted(model)
+    ax = _get_ax(ax)
+    epochs = np.arange(1, len(model.loss_curve_) + 1)
+    ax.plot(epochs, model.loss_curve_, label="training NLL")
+    if model.validation_scores_ is not None:
+        ax.plot(
+            epochs,
+            -np.asarray(model.validation_scores_),
+            label="validation NLL",
+        )
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("mean negative log-likelihood (nats)")
+    ax.legend(loc="best")
+    return ax
+
+
+def _pit_of(model, X, y, output: int) -> np.ndarray:
+    return _pit(model.predict_dist(X), y, output)
+
+
+def plot_pit_histogram(
+    model, X, y, *, bins: int = 20, output: int = 0, ax: Axes | None = None
+) -> Axes:
+    """Histogram of the PIT values ``F(y_i | x_i)`` of held-out data.
+
+    A calibrated model gives a flat histogram (the dashed line); a U shape
+    means over-confident predictive distributions, a hump under-confident
+    ones.
+
+    Parameters
+    ----------
+    model : MDNRegressor
+        A fitted model.
+    X : array-like of shape (n_samples, n_features)
+        Inputs, preferably not used for training.
+    y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        Targets.
+    bins : int, default=20
+        Number of equal-width bins on [0, 1].
+    output : int, default=0
+        Which output's marginal PIT to show.
+    ax : matplotlib Axes, default=None
+        Where to draw; a new figure when None.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        With ``bins`` bars (density scale) and the uniform reference line.
+    """
+    pit = _pit_of(model, X, y, output)
+    ax = _get_ax(ax)
+    ax.hist(pit, bins=bins, range=(0.0, 1.0), density=True, color="C0", alpha=0.8)
+    ax.axhline(1.0, color="k", linestyle="--", lw=1, label="uniform")
+    ax.set_xlim(0.0, 1.0)
+    ax.set_xlabel("PIT  $F(y \\mid x)$")
+    ax.set_ylabel("density")
+    ax.legend(loc="best")
+    return ax
+
+
+def plot_calibration(
+    model, X, y, *, output: int = 0, ax: Axes | None = None, **kwargs: Any
+) -> Axes:
+    """Calibration curve: observed frequency of ``F(y | x) <= q`` against ``q``.
+
+    The empirical CDF of the PIT values; a calibrated model follows the
+    diagonal. Extra keyword arguments are passed to ``ax.plot``.
+
+    Parameters
+    ----------
+    model : MDNRegressor
+        A fitted model.
+    X : array-like of shape (n_samples, n_features)
+        Inputs, preferably not used for training.
+    y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        Targets.
+    output : int, default=0
+        Which output's marginal PIT to use.
+    ax : matplotlib Axes, default=None
+        Where to draw; a new figure when None.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        With the diagonal (drawn once per Axes) and the calibration curve, so
+        several models can share one Axes.
+    """
+    pit = np.sort(_pit_of(model, X, y, output))
+    ax = _get_ax(ax)
+    if not any(line.get_label() == "ideal" for line in ax.get_lines()):
+        ax.plot([0, 1], [0, 1], color="k", linestyle="--", lw=1, label="ideal")
+    observed = np.arange(1, len(pit) + 1) / len(pit)
+    kwargs.setdefault("label", "model")
+    ax.plot(
+        np.concatenate([[0.0], pit, [1.0]]),
+        np.concatenate([[0.0], observed, [1.0]]),
+        drawstyle="steps-post",
+        **kwargs,
+    )
+    ax.set_xlim(0.0, 1.0)
+    ax.set_ylim(0.0, 1.0)
+    ax.set_aspect("equal")
+    ax.set_xlabel("predicted quantile level q")
+    ax.set_ylabel("observed frequency of y <= q-quantile")
+    ax.legend(loc="upper left")
+    return ax

@@ -1,0 +1,164 @@
+"""Model selection with scikit-learn's tools, in parallel, for real."""
+
+import os
+
+import numpy as np
+import pytest
+import torch
+from joblib import Parallel, delayed
+from scipy.stats import randint
+from sklearn.model_selection import (
+    GridSearchCV,
+    KFold,
+    RandomizedSearchCV,
+    cross_validate,
+)
+
+from skmdn import MDNRegressor
+from skmdn._utils import limit_torch_threads, torch_thread_budget
+from tests.conftest import make_inverse_sine
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+
+def _base(**kw):
+    params = dict(
+        hidden_layer_sizes=(16,),
+        learning_rate_init=1e-2,
+        max_iter=30,
+        random_state=0,
+    )
+    params.update(kw)
+    return MDNRegressor(**params)
+
+
+def test_grid_search_in_two_processes_picks_the_multimodal_model():
+    # The inverse sine is trimodal in the middle: a 3-component model must beat
+    # one Gaussian on held-out log-likelihood (the estimator's own score).
+    X, y = make_inverse_sine(400, seed=0)
+    grid = {"n_components": [1, 3], "noise_type": ["diagonal", "isotropic_across"]}
+    search = GridSearchCV(
+        _base(max_iter=20), grid, cv=KFold(2, shuffle=True, random_state=0), n_jobs=2
+    )
+    search.fit(X, y)
+    assert search.best_params_["n_components"] == 3
+    scores = search.cv_results_["mean_test_score"]
+    one = np.array([p["n_components"] == 1 for p in search.cv_results_["params"]])
+    assert scores[~one].min() > scores[one].max()
+    # The same search in one process gives the same scores: workers are
+    # deterministic and see the same data.
+    serial = GridSearchCV(
+        _base(max_iter=20), grid, cv=KFold(2, shuffle=True, random_state=0), n_jobs=1
+    ).fit(X, y)
+    np.testing.assert_allclose(serial.cv_results_["mean_test_score"], scores)
+
+
+def test_randomized_search_over_components_noise_and_alpha():
+    X, y = make_inverse_sine(300, seed=1)
+    search = RandomizedSearchCV(
+        _base(max_iter=10),
+        {
+            "n_components": randint(1, 4),
+            "noise_type": ["diagonal", "isotropic"],
+            "alpha": [1e-4, 1e-2],
+        },
+        n_iter=3,
+        cv=2,
+        n_jobs=2,
+        random_state=0,
+    ).fit(X, y)
+    assert len(search.cv_results_["params"]) == 3
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+    assert search.best_estimator_.n_components == search.best_params_["n_components"]
+
+
+def _threads_in_worker():
+    import torch as worker_torch
+
+    return os.environ.get("OMP_NUM_THREADS"), worker_torch.get_num_threads()
+
+
+def test_loky_workers_do_not_oversubscribe(monkeypatch):
+    # Without OMP_NUM_THREADS in the parent, joblib's loky backend gives each of
+    # n_jobs workers cpu_count() // n_jobs threads; torch in the workers
+    # follows, so the total does not exceed the cores.
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    n_jobs = 2
+    results = Parallel(n_jobs=n_jobs)(delayed(_threads_in_worker)() for _ in range(4))
+    cores = os.cpu_count()
+    for env, threads in results:
+        assert env is not None
+        assert threads <= max(cores // n_jobs, 1)
+
+
+def test_fit_respects_omp_num_threads_set_after_torch_started(monkeypatch):
+    # Torch reads OMP_NUM_THREADS only when its pool starts; the training loop
+    # re-reads it, uses that many threads and restores torch's setting after.
+    seen = []
+    import skmdn._training as training
+
+    original_epoch = training._epoch
+
+    def recording_epoch(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return original_epoch(*args, **kwargs)
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        monkeypatch.setattr(training, "_epoch", recording_epoch)
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        assert torch_thread_budget() == 1
+        X, y = make_inverse_sine(100)
+        _base(max_iter=3).fit(X, y)
+        assert seen == [1, 1, 1]
+        assert torch.get_num_threads() == 2
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        with limit_torch_threads() as n:
+            assert n == 2 == torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_cross_validate_with_own_score_and_mse():
+    X, y = make_inverse_sine(400, seed=2)
+    cv = KFold(2, shuffle=True, random_state=0)
+    result = cross_validate(
+        _base(n_components=3),
+        X,
+        y,
+        cv=cv,
+        scoring={"loglik": None, "mse": "neg_mean_squared_error"},
+        return_estimator=True,
+        n_jobs=2,
+    )
+    # Independent recomputation of each fold's scores from its estimator.
+    for fold, (_, test) in enumerate(cv.split(X)):
+        est = result["estimator"][fold]
+        dist = est.predict_dist(X[test])
+        np.testing.assert_allclose(
+            result["test_loglik"][fold], dist.logpdf(y[test]).mean(), rtol=1e-10
+        )
+        np.testing.assert_allclose(
+            result["test_mse"][fold],
+            -np.mean((dist.mean() - y[test]) ** 2),
+            rtol=1e-10,
+        )
+
+
+def test_cross_validate_with_crps_and_nll_scorers():
+    metrics = pytest.importorskip(
+        "skmdn.metrics", reason="skmdn.metrics (CRPS/NLL scorers) is not merged yet"
+    )
+    scoring = {
+        name: getattr(metrics, name)
+        for name in dir(metrics)
+        if name.endswith("_scorer")
+        and not name.startswith("make_")
+        and callable(getattr(metrics, name))
+    }
+    assert scoring, "skmdn.metrics defines no *_scorer objects"
+    X, y = make_inverse_sine(300, seed=3)
+    result = cross_validate(_base(n_components=3), X, y, cv=2, scoring=scoring)
+    for name in scoring:
+        assert np.isfinite(result[f"test_{name}"]).all()

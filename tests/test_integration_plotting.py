@@ -1,0 +1,166 @@
+"""skmdn.plotting draws what the model predicts (Agg backend, real matplotlib)."""
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from skmdn import MDNRegressor
+
+matplotlib = pytest.importorskip("matplotlib", reason="matplotlib is not installed")
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from skmdn.plotting import (  # noqa: E402
+    _pit,
+    plot_calibration,
+    plot_conditional_density,
+    plot_loss_curve,
+    plot_mixture_means,
+    plot_mixture_weights,
+    plot_pit_histogram,
+)
+from tests.conftest import make_inverse_sine  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+
+@pytest.fixture(scope="module")
+def model():
+    X, y = make_inverse_sine(400, seed=0)
+    return MDNRegressor(
+        n_components=3,
+        hidden_layer_sizes=(16,),
+        max_iter=15,
+        early_stopping=True,
+        random_state=0,
+    ).fit(X, y)
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def test_conditional_density_image_is_the_model_density(model):
+    X, y = make_inverse_sine(100, seed=1)
+    x = np.linspace(0.0, 1.0, 40)
+    _, ax = plt.subplots()
+    out = plot_conditional_density(
+        model, x, X=X, y=y, y_range=(-0.2, 1.2), n_points=40, n_samples=3, ax=ax
+    )
+    assert out is ax
+    assert len(ax.images) == 1
+    image = ax.images[0].get_array()
+    assert image.shape == (40, 40)  # (y grid, x grid)
+    # Column j is the model's pdf at x[j] over the y grid.
+    grid = np.linspace(-0.2, 1.2, 40)
+    expected = model.predict_dist(np.repeat(x[5], 40)[:, None]).pdf(grid)
+    np.testing.assert_allclose(image[:, 5], expected, rtol=1e-10)
+    np.testing.assert_allclose(ax.images[0].get_extent(), [0.0, 1.0, -0.2, 1.2])
+    # One line per point estimate: the mean line is the model's mean.
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert set(lines) == {"mean", "approx_mode"}
+    np.testing.assert_allclose(lines["mean"].get_ydata(), model.predict(x[:, None]))
+    # Two scatters: the 100 data points and 3 samples per grid value.
+    sizes = sorted(len(c.get_offsets()) for c in ax.collections)
+    assert sizes == [100, 120]
+
+
+def test_mixture_weights_and_means(model):
+    x = np.linspace(0.0, 1.0, 30)
+    dist = model.predict_dist(x[:, None])
+    ax = plot_mixture_weights(model, x)
+    assert len(ax.get_lines()) == 3
+    for k, line in enumerate(ax.get_lines()):
+        np.testing.assert_allclose(line.get_ydata(), dist.weights[:, k])
+    ax = plot_mixture_means(model, x, bands=False)
+    assert len(ax.collections) == 3  # one line collection per component
+    segments = ax.collections[1].get_segments()
+    assert len(segments) == 29
+    np.testing.assert_allclose([s[0, 1] for s in segments], dist.means[:-1, 1, 0])
+    alpha = ax.collections[1].get_colors()[:, 3]
+    w = 0.5 * (dist.weights[:-1, 1] + dist.weights[1:, 1])
+    np.testing.assert_allclose(alpha, np.clip(w, 0.05, 1.0))
+    assert len(plot_mixture_means(model, x).collections) == 6  # with bands
+
+
+def test_loss_curve_with_validation(model):
+    ax = plot_loss_curve(model)
+    train, val = ax.get_lines()
+    np.testing.assert_allclose(train.get_ydata(), model.loss_curve_)
+    np.testing.assert_allclose(val.get_ydata(), -np.asarray(model.validation_scores_))
+    np.testing.assert_array_equal(train.get_xdata(), np.arange(1, model.n_iter_ + 1))
+    model_no_val = MDNRegressor(hidden_layer_sizes=(8,), max_iter=3, random_state=0)
+    model_no_val.fit(*make_inverse_sine(100))
+    assert len(plot_loss_curve(model_no_val).get_lines()) == 1
+
+
+def test_pit_matches_scipy_mixture_cdf(model):
+    X, y = make_inverse_sine(50, seed=2)
+    dist = model.predict_dist(X)
+    reference = np.array(
+        [
+            np.sum(
+                dist.weights[i]
+                * stats.norm.cdf(y[i], dist.means[i, :, 0], dist.scales[i, :, 0])
+            )
+            for i in range(50)
+        ]
+    )
+    np.testing.assert_allclose(_pit(dist, y), reference, rtol=1e-12)
+
+
+def test_pit_is_uniform_for_the_true_model():
+    # A model fitted on Gaussian data with enough epochs: its PIT values are
+    # close to uniform (Kolmogorov-Smirnov), and the histogram shows them.
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-1, 1, (1500, 1))
+    y = 2 * X[:, 0] + (0.2 + 0.3 * (X[:, 0] > 0)) * rng.normal(size=1500)
+    m = MDNRegressor(
+        n_components=1,
+        hidden_layer_sizes=(16,),
+        learning_rate_init=1e-2,
+        max_iter=60,
+        random_state=0,
+    ).fit(X, y)
+    X_test = rng.uniform(-1, 1, (1000, 1))
+    y_test = 2 * X_test[:, 0] + (0.2 + 0.3 * (X_test[:, 0] > 0)) * rng.normal(size=1000)
+    pit = _pit(m.predict_dist(X_test), y_test)
+    assert stats.kstest(pit, "uniform").pvalue > 1e-3
+    ax = plot_pit_histogram(m, X_test, y_test, bins=10)
+    heights = np.array([p.get_height() for p in ax.patches])
+    assert len(heights) == 10
+    np.testing.assert_allclose(heights.sum() * 0.1, 1.0)  # a density on [0, 1]
+    expected = np.histogram(pit, bins=10, range=(0, 1), density=True)[0]
+    np.testing.assert_allclose(heights, expected)
+
+
+def test_calibration_curve_is_the_empirical_cdf_of_pit(model):
+    X, y = make_inverse_sine(80, seed=3)
+    ax = plot_calibration(model, X, y)
+    plot_calibration(model, X, y, ax=ax, label="again")
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert labels.count("ideal") == 1 and len(labels) == 3
+    curve = ax.get_lines()[1]
+    pit = np.sort(_pit(model.predict_dist(X), y))
+    np.testing.assert_allclose(curve.get_xdata()[1:-1], pit)
+    np.testing.assert_allclose(curve.get_ydata()[1:-1], np.arange(1, 81) / 80)
+
+
+def test_plots_reject_models_with_several_features():
+    rng = np.random.default_rng(0)
+    m = MDNRegressor(hidden_layer_sizes=(4,), max_iter=2, random_state=0)
+    m.fit(rng.normal(size=(50, 2)), rng.normal(size=50))
+    with pytest.raises(ValueError, match="one input feature"):
+        plot_conditional_density(m, np.linspace(0, 1, 5))
+    with pytest.raises(ValueError, match="out of range"):
+        _pit(m.predict_dist(rng.normal(size=(5, 2))), np.zeros(5), output=1)
+
+
+def test_missing_matplotlib_says_how_to_install(monkeypatch, model):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
+    with pytest.raises(ImportError, match=r"pip install skmdn\[plot\]"):
+        plot_loss_curve(model)

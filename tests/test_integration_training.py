@@ -1,0 +1,109 @@
+"""Progress reporting (verbose) and interrupting a fit with Ctrl-C."""
+
+import re
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from skmdn import MDNRegressor
+from skmdn._network import MDNNetwork
+from tests.conftest import make_inverse_sine
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+
+def _model(**kw):
+    params = dict(
+        n_components=3,
+        hidden_layer_sizes=(8,),
+        batch_size=50,
+        max_iter=4,
+        random_state=0,
+    )
+    params.update(kw)
+    return MDNRegressor(**params)
+
+
+@pytest.fixture
+def data():
+    return make_inverse_sine(200, seed=0)
+
+
+def test_verbose_0_is_silent(data, capsys):
+    _model(verbose=0).fit(*data)
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == ""
+
+
+def test_verbose_2_prints_a_line_per_epoch(data, capsys):
+    model = _model(verbose=2, early_stopping=True).fit(*data)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == model.n_iter_ == 4
+    pattern = re.compile(r"Epoch (\d+), loss = (\S+), validation NLL = (\S+)")
+    for i, line in enumerate(lines):
+        epoch, loss, nll = pattern.fullmatch(line).groups()
+        assert int(epoch) == i + 1
+        assert float(loss) == pytest.approx(model.loss_curve_[i], abs=1e-6)
+        assert float(nll) == pytest.approx(-model.validation_scores_[i], abs=1e-6)
+
+
+def test_verbose_1_shows_a_tqdm_bar_with_loss_and_validation_nll(data, capsys):
+    pytest.importorskip("tqdm", reason="tqdm is not installed")
+    model = _model(verbose=1, early_stopping=True).fit(*data)
+    out = capsys.readouterr()
+    assert out.out == ""
+    final = out.err.replace("\r", "\n").strip().splitlines()[-1]
+    assert "MDNRegressor" in final and "4/4" in final
+    loss = float(re.search(r"loss=(\S+?)[,\]]", final).group(1))
+    nll = float(re.search(r"val_nll=(\S+?)[,\]]", final).group(1))
+    assert loss == pytest.approx(model.loss_curve_[-1], abs=1e-4)
+    assert nll == pytest.approx(-model.validation_scores_[-1], abs=1e-4)
+
+
+def test_verbose_1_without_tqdm_prints_lines_and_a_note(data, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)  # import now fails
+    model = _model(verbose=1).fit(*data)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert "pip install skmdn[progress]" in lines[0]
+    assert len(lines) == 1 + model.n_iter_
+    assert lines[1].startswith("Epoch 1, loss = ")
+
+
+def _interrupt_on_training_call(monkeypatch, call):
+    """Make the network raise KeyboardInterrupt on its ``call``-th forward pass
+    with gradients on (training batches; validation runs under no_grad)."""
+    original = MDNNetwork.forward
+    count = {"n": 0}
+
+    def forward(self, x):
+        if torch.is_grad_enabled():
+            count["n"] += 1
+            if count["n"] == call:
+                raise KeyboardInterrupt
+        return original(self, x)
+
+    monkeypatch.setattr(MDNNetwork, "forward", forward)
+
+
+@pytest.mark.parametrize("early_stopping", [False, True])
+def test_keyboard_interrupt_keeps_a_usable_model(data, monkeypatch, early_stopping):
+    X, y = data
+    # The reference: the same model trained for exactly 3 epochs.
+    reference = _model(max_iter=3, early_stopping=early_stopping).fit(X, y)
+    n_batches = int(np.ceil(len(X) * (0.9 if early_stopping else 1.0) / 50))
+    # Interrupt in the middle of epoch 4 (after 3 full epochs + 2 batches).
+    _interrupt_on_training_call(monkeypatch, 3 * n_batches + 2)
+    model = _model(max_iter=50, early_stopping=early_stopping)
+    with pytest.warns(UserWarning, match="interrupted by the user after 3 epochs"):
+        model.fit(X, y)
+    assert model.n_iter_ == 3
+    pred = model.predict(X)
+    assert np.isfinite(pred).all()
+    # The half-trained 4th epoch is discarded: the model is the 3-epoch model
+    # (with early stopping, its best epoch among the three).
+    np.testing.assert_allclose(pred, reference.predict(X), rtol=1e-12)
+    assert model.score(X, y) == pytest.approx(reference.score(X, y), rel=1e-12)
+    if early_stopping:
+        assert model.best_validation_score_ == reference.best_validation_score_
