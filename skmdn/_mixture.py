@@ -28,14 +28,15 @@ def mixture_log_prob(params: MixtureParams, y: torch.Tensor) -> torch.Tensor:
     d = diff.shape[-1]
     if params.scale_tril is None:
         z = diff / params.scales
-        log_det = params.scales.log().sum(-1)
+        # 0.5 z^2 + log sigma in one kernel: small batches are overhead-bound.
+        half_maha = torch.addcmul(params.scales.log(), z, z, value=0.5).sum(-1)
     else:
         z = torch.linalg.solve_triangular(
             params.scale_tril, diff.unsqueeze(-1), upper=False
         ).squeeze(-1)
         log_det = params.scale_tril.diagonal(dim1=-2, dim2=-1).log().sum(-1)
-    component = -0.5 * z.square().sum(-1) - log_det - 0.5 * d * _LOG_2PI
-    return torch.logsumexp(params.log_weights + component, dim=-1)
+        half_maha = 0.5 * z.square().sum(-1) + log_det
+    return torch.logsumexp(params.log_weights - half_maha, dim=-1) - 0.5 * d * _LOG_2PI
 
 
 class GaussianMixture:
@@ -242,15 +243,22 @@ class GaussianMixture:
         random state is never used.
         """
         rng = as_numpy_generator(random_state)
-        n, K, d = self.means.shape
+        n, _, d = self.means.shape
+        u = rng.random((n, n_samples))
+        z = rng.standard_normal((n, n_samples, d))
+        return self._out(self._draws(u, z))
+
+    def _draws(self, u: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """Samples (n, s, d) from uniforms ``u`` (n, s) and normals ``z``
+        (n, s, d); lets the estimator sample chunk by chunk."""
+        n, K = self.means.shape[:2]
         cum = np.cumsum(self.weights, axis=1)
-        u = rng.random((n, n_samples)) * cum[:, -1:]
+        u = u * cum[:, -1:]
         comp = np.minimum((u[:, :, None] >= cum[:, None, :]).sum(-1), K - 1)
         rows = np.arange(n)[:, None]
         mu = self.means[rows, comp]  # (n, s, d)
-        z = rng.standard_normal((n, n_samples, d))
         if self.scales is not None:
             draws = mu + self.scales[rows, comp] * z
         else:
             draws = mu + np.einsum("nsij,nsj->nsi", self._scale_tril[rows, comp], z)
-        return self._out(draws)
+        return draws

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import warnings
+from collections.abc import Iterator
 from numbers import Integral, Real
 
 import numpy as np
@@ -22,16 +23,23 @@ from ._mixture import GaussianMixture
 from ._network import NOISE_TYPES, MDNNetwork
 from ._training import TrainData, TrainHistory, make_optimizer, train
 from ._utils import (
+    as_numpy_generator,
     resolve_device,
     resolve_dtype,
     seed_from_random_state,
     to_numpy,
     to_tensor,
+    torch_threads,
+    training_threads,
 )
 
 __all__ = ["MDNRegressor"]
 
-_PREDICT_CHUNK = 65536
+# Rows per forward pass at inference: small enough for the activations to stay
+# in cache (4096 rows ran 2-6x faster than 65536 in benchmarks/speed.py), large
+# enough that the per-chunk overhead is negligible. All inference streams over
+# chunks, so memory is bounded by the outputs.
+_PREDICT_CHUNK = 4096
 
 
 def _weighted_mean_scale(a: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -125,6 +133,13 @@ default='tanh'
         ``'auto'`` (CUDA, else MPS, else CPU), ``'cpu'``, ``'cuda'``,
         ``'cuda:N'`` or ``'mps'``. Tensors are moved there internally; inputs
         and outputs are numpy arrays.
+    n_threads : int, default=None
+        Number of torch CPU threads used by fit and prediction; the global
+        torch setting is restored afterwards. ``None`` uses one thread for
+        training with batches smaller than 4096 rows (small steps are
+        dominated by per-kernel overhead, and a multi-threaded step slows
+        down many times when another process holds a core) and torch's
+        current setting (``torch.get_num_threads()``) otherwise.
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, shuffling and the validation split. The
         same integer gives an identical model. Global numpy and torch random
@@ -219,6 +234,7 @@ default='tanh'
         "standardize": ["boolean"],
         "precision": [StrOptions({"auto", "float32", "float64"})],
         "device": [str],
+        "n_threads": [Interval(Integral, 1, None, closed="left"), None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "warm_start": ["boolean"],
@@ -244,6 +260,7 @@ default='tanh'
         standardize=True,
         precision="auto",
         device="auto",
+        n_threads=None,
         random_state=None,
         verbose=0,
         warm_start=False,
@@ -266,6 +283,7 @@ default='tanh'
         self.standardize = standardize
         self.precision = precision
         self.device = device
+        self.n_threads = n_threads
         self.random_state = random_state
         self.verbose = verbose
         self.warm_start = warm_start
@@ -379,19 +397,21 @@ default='tanh'
         )
         generator = torch.Generator(device=state.device).manual_seed(seed)
         n_before = history.n_iter
-        converged = train(
-            state.network,
-            optimizer,
-            data,
-            history,
-            batch_size=self._resolve_batch_size(X_tr.shape[0]),
-            max_iter=self.max_iter,
-            tol=self.tol,
-            n_iter_no_change=self.n_iter_no_change,
-            early_stopping=self.early_stopping,
-            generator=generator,
-            verbose=self.verbose,
-        )
+        batch_size = self._resolve_batch_size(X_tr.shape[0])
+        with torch_threads(training_threads(self.n_threads, batch_size)):
+            converged = train(
+                state.network,
+                optimizer,
+                data,
+                history,
+                batch_size=batch_size,
+                max_iter=self.max_iter,
+                tol=self.tol,
+                n_iter_no_change=self.n_iter_no_change,
+                early_stopping=self.early_stopping,
+                generator=generator,
+                verbose=self.verbose,
+            )
         if not converged and history.n_iter - n_before >= self.max_iter:
             warnings.warn(
                 f"MDNRegressor reached max_iter={self.max_iter} epochs before the "
@@ -457,20 +477,22 @@ default='tanh'
         generator = torch.Generator(device=state.device).manual_seed(
             (seed + 1_000_003 * (history.n_iter + 1)) % (2**63)
         )
-        train(
-            state.network,
-            optimizer,
-            state.tensors(X, Y, sw),
-            history,
-            batch_size=self._resolve_batch_size(X.shape[0]),
-            max_iter=1,
-            tol=self.tol,
-            n_iter_no_change=self.n_iter_no_change,
-            early_stopping=False,
-            generator=generator,
-            verbose=self.verbose,
-            stopping=False,
-        )
+        batch_size = self._resolve_batch_size(X.shape[0])
+        with torch_threads(training_threads(self.n_threads, batch_size)):
+            train(
+                state.network,
+                optimizer,
+                state.tensors(X, Y, sw),
+                history,
+                batch_size=batch_size,
+                max_iter=1,
+                tol=self.tol,
+                n_iter_no_change=self.n_iter_no_change,
+                early_stopping=False,
+                generator=generator,
+                verbose=self.verbose,
+                stopping=False,
+            )
         self._set_fitted(state, history, optimizer, univariate, seed)
         return self
 
@@ -561,40 +583,62 @@ default='tanh'
             units, with ``weights``, ``means``, ``covariances``, ``mean()``,
             ``cov()``, ``logpdf(y)``, ``pdf(y)`` and ``sample(...)``.
         """
+        n, chunks = self._dist_chunks(X)
+        K, d = self._network_config["n_components"], self.n_outputs_
+        full = self._network_config["noise_type"] == "full"
+        log_w, means = np.empty((n, K)), np.empty((n, K, d))
+        scale = np.empty((n, K, d, d) if full else (n, K, d))
+        for sl, dist in chunks:
+            log_w[sl], means[sl] = dist.log_weights, dist.means
+            scale[sl] = dist.scale_tril if full else dist.scales
+        if full:
+            return GaussianMixture(
+                log_w, means, scale_tril=scale, univariate=self._univariate
+            )
+        return GaussianMixture(log_w, means, scales=scale, univariate=self._univariate)
+
+    def _dist_chunks(self, X) -> tuple[int, Iterator[tuple[slice, GaussianMixture]]]:
+        """Validate ``X``; return its number of rows and an iterator of
+        ``(rows, predictive distribution of those rows)`` over chunks.
+
+        Standardisation, the forward pass and the move to original units all
+        happen per chunk, so no N-sized intermediate is ever built.
+        """
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-        Xs = (X - self.X_mean_) / self.X_scale_
+        return X.shape[0], self._iter_dists(X)
+
+    def _iter_dists(self, X: np.ndarray) -> Iterator[tuple[slice, GaussianMixture]]:
+        n = X.shape[0]
         device = torch.device(self.device_)
-        parts: list[list[np.ndarray]] = []
-        with torch.inference_mode():
-            for start in range(0, Xs.shape[0], _PREDICT_CHUNK):
+        full = self._network_config["noise_type"] == "full"
+        for start in range(0, n, _PREDICT_CHUNK):
+            sl = slice(start, min(start + _PREDICT_CHUNK, n))
+            with torch_threads(self.n_threads), torch.inference_mode():
                 chunk = to_tensor(
-                    Xs[start : start + _PREDICT_CHUNK], self.dtype_, device
+                    (X[sl] - self.X_mean_) / self.X_scale_, self.dtype_, device
                 )
                 params = self.network_(chunk)
-                parts.append(
-                    [
-                        to_numpy(params.log_weights),
-                        to_numpy(params.means),
-                        to_numpy(
-                            params.scales
-                            if params.scale_tril is None
-                            else params.scale_tril
-                        ),
-                    ]
+                scale = params.scale_tril if full else params.scales
+                log_w, means, scale = map(
+                    to_numpy, (params.log_weights, params.means, scale)
                 )
-        log_w, means, scale = (np.concatenate(p) for p in zip(*parts, strict=True))
-        means = means * self.y_scale_ + self.y_mean_
-        if self._network_config["noise_type"] == "full":
-            return GaussianMixture(
-                log_w,
-                means,
-                scale_tril=scale * self.y_scale_[:, None],
-                univariate=self._univariate,
-            )
-        return GaussianMixture(
-            log_w, means, scales=scale * self.y_scale_, univariate=self._univariate
-        )
+            means = means * self.y_scale_ + self.y_mean_
+            if full:
+                dist = GaussianMixture(
+                    log_w,
+                    means,
+                    scale_tril=scale * self.y_scale_[:, None],
+                    univariate=self._univariate,
+                )
+            else:
+                dist = GaussianMixture(
+                    log_w,
+                    means,
+                    scales=scale * self.y_scale_,
+                    univariate=self._univariate,
+                )
+            yield sl, dist
 
     def predict(self, X) -> np.ndarray:
         """Point prediction selected by ``point_estimate``.
@@ -610,10 +654,14 @@ default='tanh'
             The conditional mean (``point_estimate='mean'``) or the mean of the
             most probable component (``'approx_mode'``), in target units.
         """
-        dist = self.predict_dist(X)
-        if self.point_estimate == "approx_mode":
-            return dist.approx_mode()
-        return dist.mean()
+        n, chunks = self._dist_chunks(X)
+        out = np.empty((n,) if self._univariate else (n, self.n_outputs_))
+        for sl, dist in chunks:
+            if self.point_estimate == "approx_mode":
+                out[sl] = dist.approx_mode()
+            else:
+                out[sl] = dist.mean()
+        return out
 
     def sample(self, X, n_samples: int = 1, random_state=None) -> np.ndarray:
         """Draw samples from ``p(y | x)`` for every row of ``X``.
@@ -636,7 +684,15 @@ default='tanh'
             raise ValueError(
                 f"n_samples must be a positive integer; got {n_samples!r}."
             )
-        return self.predict_dist(X).sample(int(n_samples), random_state=random_state)
+        n, chunks = self._dist_chunks(X)
+        rng = as_numpy_generator(random_state)
+        # The same draws, in the same order, as predict_dist(X).sample(...).
+        u = rng.random((n, int(n_samples)))
+        z = rng.standard_normal((n, int(n_samples), self.n_outputs_))
+        out = np.empty(z.shape)
+        for sl, dist in chunks:
+            out[sl] = dist._draws(u[sl], z[sl])
+        return out[..., 0] if self._univariate else out
 
     def score(self, X, y, sample_weight=None) -> float:
         """Mean log-likelihood per sample, in original target units (nats).
@@ -659,12 +715,12 @@ default='tanh'
         float
             Weighted mean of ``log p(y | x)``.
         """
-        dist = self.predict_dist(X)
+        n, chunks = self._dist_chunks(X)
         y = np.asarray(y, dtype=np.float64)
         if self._univariate and y.ndim == 2 and y.shape[1] == 1:
             y = y[:, 0]
-        if y.shape[0] != len(dist):
-            raise ValueError(f"y has {y.shape[0]} rows but X has {len(dist)}.")
+        if y.shape[0] != n:
+            raise ValueError(f"y has {y.shape[0]} rows but X has {n}.")
         if not np.isfinite(y).all():
             raise ValueError("y contains NaN or infinity; remove or impute those rows.")
         sw = None
@@ -672,7 +728,10 @@ default='tanh'
             sw = _check_sample_weight(
                 sample_weight, y.reshape(len(y), -1), dtype=np.float64
             )
-        return float(np.average(dist.logpdf(y), weights=sw))
+        logpdf = np.empty(n)
+        for sl, dist in chunks:
+            logpdf[sl] = dist.logpdf(y[sl])
+        return float(np.average(logpdf, weights=sw))
 
     # ----------------------------------------------------------- persistence
     def __getstate__(self):
