@@ -26,6 +26,7 @@ Peak memory is measured in a fresh child process per configuration
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -44,7 +45,7 @@ from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from skmdn import MDNRegressor  # noqa: E402
+from skmdn import MDNRegressor
 
 HIDDEN = (64, 64)
 K = 5
@@ -85,7 +86,7 @@ def get_problem(name: str, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarra
 
 def n_params(n_features: int, n_outputs: int) -> int:
     sizes = [n_features, *HIDDEN, K + 2 * K * n_outputs]
-    return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=False))
+    return sum(a * b + b for a, b in itertools.pairwise(sizes))
 
 
 # ------------------------------------------------------------------ baseline
@@ -202,18 +203,26 @@ def matmul_gflops(dtype: torch.dtype, n: int = 1024, repeats: int = 5) -> float:
 def fmt_table(header: list[str], rows: list[list]) -> str:
     cells = [[str(c) for c in row] for row in [header, *rows]]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |"
-             for r in cells]
+    lines = [
+        "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |"
+        for r in cells
+    ]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
     return "\n".join(lines)
 
 
 def fit_epochs(config, X, y, epochs, batch_size="auto"):
     if config == "baseline":
-        return Baseline(epochs, batch_size=BASE_BATCH if batch_size == "auto"
-                        else batch_size).fit(X, y)
-    model = skmdn_model(config, max_iter=epochs, tol=0.0,
-                        n_iter_no_change=epochs + 1, batch_size=batch_size)
+        return Baseline(
+            epochs, batch_size=BASE_BATCH if batch_size == "auto" else batch_size
+        ).fit(X, y)
+    model = skmdn_model(
+        config,
+        max_iter=epochs,
+        tol=0.0,
+        n_iter_no_change=epochs + 1,
+        batch_size=batch_size,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return model.fit(prepare_X(config, X), y)
@@ -234,20 +243,43 @@ def section_throughput(args, gflops) -> str:
                     if config == "baseline" and bs != BASE_BATCH:
                         continue
                     reps = args.repeats if n * epochs <= 2e5 or not args.quick else 1
-                    t = median_time(lambda c=config, b=bs: fit_epochs(
-                        c, X, y, epochs, b if c != "baseline" else BASE_BATCH), reps)
+                    t = median_time(
+                        lambda c=config, b=bs, X=X, y=y, e=epochs: fit_epochs(
+                            c, X, y, e, b if c != "baseline" else BASE_BATCH
+                        ),
+                        reps,
+                    )
                     rate = n * epochs / t
                     if config == "baseline":
                         base = rate
                     g = gflops["float64" if config == "skmdn-f64" else "float32"]
                     share = rate * 6 * P / (g * 1e9)
-                    rows.append([problem, f"{n:.0e}", bs, config, epochs,
-                                 f"{rate:,.0f}",
-                                 f"{rate / base:.2f}x" if base else "-",
-                                 f"{100 * share:.1f} %"])
+                    rows.append(
+                        [
+                            problem,
+                            f"{n:.0e}",
+                            bs,
+                            config,
+                            epochs,
+                            f"{rate:,.0f}",
+                            f"{rate / base:.2f}x" if base else "-",
+                            f"{100 * share:.1f} %",
+                        ]
+                    )
                     print(rows[-1], flush=True)
-    return fmt_table(["problem", "N", "batch", "config", "epochs", "samples/s",
-                      "vs baseline", "of FLOP limit"], rows)
+    return fmt_table(
+        [
+            "problem",
+            "N",
+            "batch",
+            "config",
+            "epochs",
+            "samples/s",
+            "vs baseline",
+            "of FLOP limit",
+        ],
+        rows,
+    )
 
 
 def section_time_to_target(args) -> str:
@@ -265,13 +297,19 @@ def section_time_to_target(args) -> str:
             for config in ["baseline", "skmdn-f64", "skmdn-f32"]:
                 if config == "baseline":
                     X_tr, X_val, y_tr, y_val = train_test_split(
-                        X, y, test_size=int(np.ceil(0.1 * n)), random_state=0)
+                        X, y, test_size=int(np.ceil(0.1 * n)), random_state=0
+                    )
                     curve = []
                     t0 = time.perf_counter()
                     Baseline(max_epochs).fit(
-                        X_tr, y_tr, X_val, y_val,
+                        X_tr,
+                        y_tr,
+                        X_val,
+                        y_val,
                         callback=lambda s, c=curve, t0=t0: c.append(
-                            (time.perf_counter() - t0, -s)))
+                            (time.perf_counter() - t0, -s)
+                        ),
+                    )
                 else:
                     curve = []
                     original = training.mean_log_likelihood
@@ -281,8 +319,9 @@ def section_time_to_target(args) -> str:
                         c.append((time.perf_counter(), value))
                         return value
 
-                    model = skmdn_model(config, max_iter=max_epochs,
-                                        early_stopping=True)
+                    model = skmdn_model(
+                        config, max_iter=max_epochs, early_stopping=True
+                    )
                     training.mean_log_likelihood = record
                     try:
                         with warnings.catch_warnings():
@@ -291,8 +330,12 @@ def section_time_to_target(args) -> str:
                             model.fit(prepare_X(config, X), y)
                     finally:
                         training.mean_log_likelihood = original
-                    curve = [(t - t0, -s) for (t, _), s in
-                             zip(curve, model.validation_scores_, strict=True)]
+                    curve = [
+                        (t - t0, -s)
+                        for (t, _), s in zip(
+                            curve, model.validation_scores_, strict=True
+                        )
+                    ]
                 curves[config] = curve
             best = min(nll for c in curves.values() for _, nll in c)
             base_t = None
@@ -301,14 +344,30 @@ def section_time_to_target(args) -> str:
                 t = hit[0] if hit else math.nan
                 if config == "baseline":
                     base_t = t
-                rows.append([problem, f"{n:.0e}", config, len(curve),
-                             f"{min(nll for _, nll in curve):.4f}",
-                             f"{t:.2f}" if hit else f"not in {curve[-1][0]:.1f}",
-                             f"{base_t / t:.2f}x" if hit and base_t == base_t
-                             else "-"])
+                rows.append(
+                    [
+                        problem,
+                        f"{n:.0e}",
+                        config,
+                        len(curve),
+                        f"{min(nll for _, nll in curve):.4f}",
+                        f"{t:.2f}" if hit else f"not in {curve[-1][0]:.1f}",
+                        f"{base_t / t:.2f}x" if hit and base_t == base_t else "-",
+                    ]
+                )
                 print(rows[-1], flush=True)
-    return fmt_table(["problem", "N", "config", "epochs", "best val NLL",
-                      "time to best+0.02 (s)", "speed-up vs baseline"], rows)
+    return fmt_table(
+        [
+            "problem",
+            "N",
+            "config",
+            "epochs",
+            "best val NLL",
+            "time to best+0.02 (s)",
+            "speed-up vs baseline",
+        ],
+        rows,
+    )
 
 
 def section_inference(args) -> str:
@@ -323,16 +382,16 @@ def section_inference(args) -> str:
             Xc = prepare_X(config, X)
             if config == "baseline":
                 ops = {
-                    "predict": lambda m=model: m.predict(X),
-                    "logpdf": lambda m=model: m.score(X, y),
-                    "score": lambda m=model: m.score(X, y),
-                    "sample": lambda m=model: m.sample(X),
+                    "predict": lambda m=model, X=X: m.predict(X),
+                    "logpdf": lambda m=model, X=X, y=y: m.score(X, y),
+                    "score": lambda m=model, X=X, y=y: m.score(X, y),
+                    "sample": lambda m=model, X=X: m.sample(X),
                 }
             else:
                 ops = {
                     "predict": lambda m=model, Xc=Xc: m.predict(Xc),
-                    "logpdf": lambda m=model, Xc=Xc: m.predict_dist(Xc).logpdf(y),
-                    "score": lambda m=model, Xc=Xc: m.score(Xc, y),
+                    "logpdf": lambda m=model, Xc=Xc, y=y: m.predict_dist(Xc).logpdf(y),
+                    "score": lambda m=model, Xc=Xc, y=y: m.score(Xc, y),
                     "sample": lambda m=model, Xc=Xc: m.sample(Xc, random_state=0),
                 }
             for op, fn in ops.items():
@@ -340,15 +399,26 @@ def section_inference(args) -> str:
                 t = median_time(fn, args.repeats)
                 if config == "baseline":
                     base[op] = t
-                rows.append([problem, f"{n:.0e}", op, config, f"{t:.3f}",
-                             f"{base[op] / t:.2f}x"])
+                rows.append(
+                    [
+                        problem,
+                        f"{n:.0e}",
+                        op,
+                        config,
+                        f"{t:.3f}",
+                        f"{base[op] / t:.2f}x",
+                    ]
+                )
                 print(rows[-1], flush=True)
-    return fmt_table(["problem", "rows", "operation", "config", "seconds",
-                      "speed-up vs baseline"], rows)
+    return fmt_table(
+        ["problem", "rows", "operation", "config", "seconds", "speed-up vs baseline"],
+        rows,
+    )
 
 
 def child_memory(spec: dict) -> dict:
     """Run in a fresh process: fit or predict once and report memory."""
+
     def rss_mb() -> float:
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
@@ -371,14 +441,19 @@ def child_memory(spec: dict) -> dict:
         else:
             model.score(X, y)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"data_mb": (X.nbytes + y.nbytes) / 2**20, "before_mb": before,
-            "peak_extra_mb": peak - before}
+    return {
+        "data_mb": (X.nbytes + y.nbytes) / 2**20,
+        "before_mb": before,
+        "peak_extra_mb": peak - before,
+    }
 
 
 def run_child(spec: dict) -> dict:
     out = subprocess.run(
         [sys.executable, __file__, "--child", json.dumps(spec)],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -389,8 +464,9 @@ def section_memory(args) -> str:
     for n in args.mem_fit_sizes:
         for config in ["baseline", "skmdn-f64", "skmdn-f32"]:
             specs.append({"task": "fit", "n": n, "config": config})
-        specs.append({"task": "fit", "n": n, "config": "skmdn-f32",
-                      "batch": LARGE_BATCH})
+        specs.append(
+            {"task": "fit", "n": n, "config": "skmdn-f32", "batch": LARGE_BATCH}
+        )
     for n in args.mem_predict_sizes:
         for config in ["baseline", "skmdn-f64", "skmdn-f32"]:
             for task in ("predict", "score"):
@@ -400,12 +476,20 @@ def section_memory(args) -> str:
     for spec in specs:
         spec.update(problem="synth10", threads=torch.get_num_threads())
         r = run_child(spec)
-        rows.append([spec["task"], f"{spec['n']:.0e}", spec["config"],
-                     spec.get("batch", "auto" if spec["task"] == "fit" else "-"),
-                     f"{r['data_mb']:.0f}", f"{r['peak_extra_mb']:.0f}"])
+        rows.append(
+            [
+                spec["task"],
+                f"{spec['n']:.0e}",
+                spec["config"],
+                spec.get("batch", "auto" if spec["task"] == "fit" else "-"),
+                f"{r['data_mb']:.0f}",
+                f"{r['peak_extra_mb']:.0f}",
+            ]
+        )
         print(rows[-1], flush=True)
-    return fmt_table(["task", "N", "config", "batch", "X+y MB",
-                      "peak RSS above data (MB)"], rows)
+    return fmt_table(
+        ["task", "N", "config", "batch", "X+y MB", "peak RSS above data (MB)"], rows
+    )
 
 
 def section_threads(args) -> str:
@@ -421,22 +505,43 @@ def section_threads(args) -> str:
             for threads in (1, 2):
                 torch.set_num_threads(threads)
                 epochs = 2 if bs == BASE_BATCH else 8
-                t = median_time(lambda c=config, b=bs, e=epochs: fit_epochs(
-                    c, X, y, e, b), args.repeats)
+                t = median_time(
+                    lambda c=config, b=bs, e=epochs: fit_epochs(c, X, y, e, b),
+                    args.repeats,
+                )
                 per_thread[threads] = t / (epochs * math.ceil(len(X) / bs)) * 1e3
-            rows.append([config, bs, f"{per_thread[1]:.3f}", f"{per_thread[2]:.3f}",
-                         f"{per_thread[1] / per_thread[2]:.2f}x"])
+            rows.append(
+                [
+                    config,
+                    bs,
+                    f"{per_thread[1]:.3f}",
+                    f"{per_thread[2]:.3f}",
+                    f"{per_thread[1] / per_thread[2]:.2f}x",
+                ]
+            )
             print(rows[-1], flush=True)
     torch.set_num_threads(saved)
-    return fmt_table(["config", "batch", "ms/step 1 thread", "ms/step 2 threads",
-                      "2-thread speed-up"], rows)
+    return fmt_table(
+        [
+            "config",
+            "batch",
+            "ms/step 1 thread",
+            "ms/step 2 threads",
+            "2-thread speed-up",
+        ],
+        rows,
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads (default: torch's default)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (default: torch's default)",
+    )
     parser.add_argument("--sections", default="throughput,threads,ttt,inference,memory")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -451,19 +556,31 @@ def main() -> None:
         args.infer_n, args.mem_fit_sizes = 1_000_000, [100_000]
         args.mem_predict_sizes = [1_000_000]
     else:
-        args.sizes, args.repeats, args.samples = [10_000, 100_000, 1_000_000], 3, 300_000
+        args.sizes, args.repeats, args.samples = (
+            [10_000, 100_000, 1_000_000],
+            3,
+            300_000,
+        )
         args.ttt_sizes, args.ttt_samples = [10_000, 100_000], 3_000_000
         args.infer_n, args.mem_fit_sizes = 1_000_000, [100_000, 1_000_000]
         args.mem_predict_sizes = [1_000_000, 10_000_000]
-    gflops = {"float32": matmul_gflops(torch.float32),
-              "float64": matmul_gflops(torch.float64)}
-    print(f"# skmdn speed benchmark, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
-    print(f"machine: {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPUs, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} torch threads, "
-          f"load average {os.getloadavg()[0]:.2f}")
-    print(f"matmul GFLOP/s: float32 {gflops['float32']:.1f}, "
-          f"float64 {gflops['float64']:.1f}")
+    gflops = {
+        "float32": matmul_gflops(torch.float32),
+        "float64": matmul_gflops(torch.float64),
+    }
+    print(
+        f"# skmdn speed benchmark, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+    )
+    print(
+        f"machine: {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} CPUs, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} torch threads, "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
+    print(
+        f"matmul GFLOP/s: float32 {gflops['float32']:.1f}, "
+        f"float64 {gflops['float64']:.1f}"
+    )
     print(f"parameters: sine {n_params(1, 1)}, synth10 {n_params(10, 2)}")
     out = {}
     sections = args.sections.split(",")
@@ -480,8 +597,10 @@ def main() -> None:
         out["memory"] = section_memory(args)
     for name, table in out.items():
         print(f"\n## {name}\n\n{table}")
-    print(f"\ntotal {time.perf_counter() - t_start:.0f} s, "
-          f"load average now {os.getloadavg()[0]:.2f}")
+    print(
+        f"\ntotal {time.perf_counter() - t_start:.0f} s, "
+        f"load average now {os.getloadavg()[0]:.2f}"
+    )
 
 
 if __name__ == "__main__":
