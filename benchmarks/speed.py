@@ -20,7 +20,8 @@ measured in the same run. The FLOP limit of a configuration is the measured
 matmul GFLOP/s (of its dtype, at the thread count in use) divided by
 ``6 x n_parameters`` FLOPs per training sample (forward + backward).
 Peak memory is measured in a fresh child process per configuration
-(``resource.getrusage``), as the peak RSS minus the RSS once the data exist.
+(``VmHWM``, reset once the data exist), as the peak RSS minus the RSS once
+the data exist.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ import json
 import math
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -419,9 +419,14 @@ def section_inference(args) -> str:
 def child_memory(spec: dict) -> dict:
     """Run in a fresh process: fit or predict once and report memory."""
 
-    def rss_mb() -> float:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    def rss_mb(field: str = "VmRSS") -> float:
+        with open("/proc/self/status") as f:
+            line = next(x for x in f if x.startswith(field + ":"))
+        return int(line.split()[1]) / 1024
+
+    def reset_peak() -> None:  # Linux: VmHWM restarts from the current RSS
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
 
     torch.set_num_threads(spec["threads"])
     config, problem = spec["config"], spec["problem"]
@@ -429,6 +434,7 @@ def child_memory(spec: dict) -> dict:
         X, y = get_problem(problem, spec["n"])
         X = prepare_X(config, X) if config != "baseline" else X
         before = rss_mb()
+        reset_peak()
         fit_epochs(config, X, y, 1, spec.get("batch", "auto"))
     else:
         X_fit, y_fit = get_problem(problem, 4096)
@@ -436,11 +442,12 @@ def child_memory(spec: dict) -> dict:
         X, y = get_problem(problem, spec["n"], seed=1)
         X = prepare_X(config, X)
         before = rss_mb()
+        reset_peak()
         if spec["task"] == "predict":
             model.predict(X)
         else:
             model.score(X, y)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = rss_mb("VmHWM")
     return {
         "data_mb": (X.nbytes + y.nbytes) / 2**20,
         "before_mb": before,
@@ -551,8 +558,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.quick:
-        args.sizes, args.repeats, args.samples = [10_000, 100_000], 3, 100_000
-        args.ttt_sizes, args.ttt_samples = [10_000], 1_000_000
+        args.sizes, args.repeats, args.samples = [10_000, 100_000], 3, 50_000
+        args.ttt_sizes, args.ttt_samples = [10_000], 600_000
         args.infer_n, args.mem_fit_sizes = 1_000_000, [100_000]
         args.mem_predict_sizes = [1_000_000]
     else:

@@ -223,7 +223,7 @@ class GaussianMixture:
         ``y`` has shape (n, d) (or (n,) if univariate), optionally with leading
         batch axes, e.g. a grid of candidate values of shape (m, n).
         """
-        return logsumexp(self.component_logpdf(y), axis=-1)
+        return _logsumexp(self.component_logpdf(y))
 
     def pdf(self, y) -> np.ndarray:
         """Density of ``y``; see :meth:`logpdf`."""
@@ -262,3 +262,12 @@ class GaussianMixture:
         else:
             draws = mu + np.einsum("nsij,nsj->nsi", self._scale_tril[rows, comp], z)
         return draws
+
+
+def _logsumexp(a: np.ndarray) -> np.ndarray:
+    """``log(sum(exp(a)))`` over the last axis; about 3x faster than scipy's
+    general version (no ``b``, no complex support, no keepdims)."""
+    m = np.max(a, axis=-1, keepdims=True)
+    m[~np.isfinite(m)] = 0.0
+    with np.errstate(divide="ignore"):
+        return np.log(np.exp(a - m).sum(-1)) + m[..., 0]
