@@ -156,9 +156,10 @@ class MDNNetwork(nn.Module):
         out = self.head(self.trunk(x))
         n = out.shape[0]
         K, d = self.n_components, self.n_outputs
-        log_weights = F.log_softmax(out[:, :K], dim=-1)
-        means = out[:, K : K + K * d].reshape(n, K, d)
-        raw = out[:, K + K * d :]
+        # One split (its backward is one cat) rather than three slices.
+        logits, means, raw = out.split((K, K * d, self._n_scale), dim=-1)
+        log_weights = F.log_softmax(logits, dim=-1)
+        means = means.reshape(n, K, d)
         if self.noise_type == "full":
             flat = raw.reshape(n, K, -1)
             flat = torch.where(

@@ -15,6 +15,7 @@ from scipy import sparse
 from sklearn.utils.validation import _check_sample_weight
 
 __all__ = [
+    "SMALL_BATCH",
     "as_numpy_generator",
     "check_input_kind",
     "check_sample_weight",
@@ -25,7 +26,15 @@ __all__ = [
     "to_numpy",
     "to_tensor",
     "torch_thread_budget",
+    "torch_threads",
+    "training_threads",
 ]
+
+# Below this many rows per optimiser step, one thread is the fastest: the work
+# per kernel is too small to split, and a second thread that has to wait for an
+# oversubscribed core makes every step many times slower (measured in
+# benchmarks/speed.py).
+SMALL_BATCH = 4096
 
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
@@ -335,3 +344,28 @@ def limit_torch_threads() -> Iterator[int]:
         yield budget
     finally:
         torch.set_num_threads(before)
+
+
+def training_threads(n_threads: int | None, batch_size: int) -> int | None:
+    """Torch threads for training: ``n_threads``, or 1 for small batches."""
+    if n_threads is not None:
+        return n_threads
+    return 1 if batch_size < SMALL_BATCH else None
+
+
+@contextmanager
+def torch_threads(n_threads: int | None) -> Iterator[None]:
+    """Run the block with ``n_threads`` torch threads, then restore the setting.
+
+    ``None`` leaves torch's current setting alone. The setting is global to
+    the process, so concurrent fits in threads of one process share it.
+    """
+    previous = torch.get_num_threads()
+    if n_threads is None or n_threads == previous:
+        yield
+        return
+    torch.set_num_threads(n_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

@@ -1,0 +1,614 @@
+"""Speed benchmark: skmdn against a textbook PyTorch MDN, in one run.
+
+Usage::
+
+    python benchmarks/speed.py            # full table (about 10-15 min on 2 cores)
+    python benchmarks/speed.py --quick    # smaller N, fewer repeats (< 3 min)
+
+Problems: Bishop's inverse sine (1 feature, 1 output) and a synthetic
+10-feature, 2-output bimodal problem. Configurations:
+
+- ``baseline``: the common textbook way, in float32: a two-hidden-layer MLP of
+  the same size, loss ``MixtureSameFamily(...).log_prob``, Adam, a
+  ``DataLoader`` over a ``TensorDataset`` at batch 256 with ``shuffle=True``.
+- ``skmdn-f64``: ``MDNRegressor`` with its defaults on float64 ``X``.
+- ``skmdn-f32``: ``MDNRegressor`` on float32 ``X`` (``precision='auto'``
+  follows X; ``precision='float32'`` is the same).
+
+Every timing is the median of several runs; ratios are against the baseline
+measured in the same run. The FLOP limit of a configuration is the measured
+matmul GFLOP/s (of its dtype, at the thread count in use) divided by
+``6 x n_parameters`` FLOPs per training sample (forward + backward).
+Peak memory is measured in a fresh child process per configuration
+(``VmHWM``, reset once the data exist), as the peak RSS minus the RSS once
+the data exist.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from skmdn import MDNRegressor
+
+HIDDEN = (64, 64)
+K = 5
+BASE_BATCH = 256
+LARGE_BATCH = 8192
+
+
+# ------------------------------------------------------------------ problems
+def make_inverse_sine(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """x ~ U(0, 1), t = x + 0.3 sin(2 pi x) + U(-0.1, 0.1); regress x on t."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0.0, 1.0, n)
+    t = x + 0.3 * np.sin(2.0 * np.pi * x) + rng.uniform(-0.1, 0.1, n)
+    return t[:, None], x
+
+
+def make_synth10(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """10 features, 2 outputs, two modes whose weight and noise depend on x."""
+    rng = np.random.default_rng(seed)
+    W = np.random.default_rng(1234).normal(size=(10, 2)) / np.sqrt(10)
+    X = rng.normal(size=(n, 10))
+    mode = rng.random(n) < 1.0 / (1.0 + np.exp(-2.0 * X[:, 0]))
+    shift = np.where(mode[:, None], [1.0, -0.5], [-1.0, 0.5])
+    noise = 0.1 * (1.0 + np.abs(X[:, 1:2])) * rng.normal(size=(n, 2))
+    return np.tanh(X @ W) + shift + noise, np.asarray(X)
+
+
+PROBLEMS = {
+    "sine": lambda n, seed=0: make_inverse_sine(n, seed),
+    "synth10": lambda n, seed=0: make_synth10(n, seed)[::-1],
+}
+
+
+def get_problem(name: str, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    X, y = PROBLEMS[name](n, seed)
+    return np.ascontiguousarray(X, dtype=np.float64), np.ascontiguousarray(y)
+
+
+def n_params(n_features: int, n_outputs: int) -> int:
+    sizes = [n_features, *HIDDEN, K + 2 * K * n_outputs]
+    return sum(a * b + b for a, b in itertools.pairwise(sizes))
+
+
+# ------------------------------------------------------------------ baseline
+class TextbookMDN(nn.Module):
+    """Two hidden layers and a head for logits, means and scales."""
+
+    def __init__(self, n_features: int, n_outputs: int) -> None:
+        super().__init__()
+        self.d = n_outputs
+        self.net = nn.Sequential(
+            nn.Linear(n_features, HIDDEN[0]),
+            nn.Tanh(),
+            nn.Linear(HIDDEN[0], HIDDEN[1]),
+            nn.Tanh(),
+            nn.Linear(HIDDEN[1], K + 2 * K * n_outputs),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.distributions.Distribution:
+        out = self.net(x)
+        logits = out[:, :K]
+        mu = out[:, K : K + K * self.d].reshape(-1, K, self.d)
+        sigma = F.softplus(out[:, K + K * self.d :]).reshape(-1, K, self.d) + 1e-3
+        D = torch.distributions
+        return D.MixtureSameFamily(
+            D.Categorical(logits=logits), D.Independent(D.Normal(mu, sigma), 1)
+        )
+
+
+class Baseline:
+    """The textbook loop, float32, with standardised X and y."""
+
+    def __init__(self, epochs: int, batch_size: int = BASE_BATCH, seed: int = 0):
+        self.epochs, self.batch_size, self.seed = epochs, batch_size, seed
+
+    def fit(self, X, y, X_val=None, y_val=None, callback=None, patience=10):
+        torch.manual_seed(self.seed)
+        Y = y.reshape(len(y), -1)
+        self.xm, self.xs = X.mean(0), X.std(0)
+        self.ym, self.ys = Y.mean(0), Y.std(0)
+        Xt = torch.as_tensor((X - self.xm) / self.xs, dtype=torch.float32)
+        Yt = torch.as_tensor((Y - self.ym) / self.ys, dtype=torch.float32)
+        self.model = TextbookMDN(X.shape[1], Y.shape[1])
+        opt = torch.optim.Adam(self.model.parameters(), lr=1e-3)
+        loader = torch.utils.data.DataLoader(
+            torch.utils.data.TensorDataset(Xt, Yt),
+            batch_size=self.batch_size,
+            shuffle=True,
+        )
+        best, bad = -math.inf, 0
+        for _ in range(self.epochs):
+            for xb, yb in loader:
+                loss = -self.model(xb).log_prob(yb).mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            if callback is not None:
+                score = self.score(X_val, y_val)
+                callback(score)
+                bad = 0 if score > best + 1e-4 else bad + 1
+                best = max(best, score)
+                if bad > patience:
+                    break
+        return self
+
+    def dist(self, X):
+        with torch.no_grad():
+            Xt = torch.as_tensor((X - self.xm) / self.xs, dtype=torch.float32)
+            return self.model(Xt)
+
+    def predict(self, X):
+        return self.dist(X).mean.double().numpy() * self.ys + self.ym
+
+    def score(self, X, y):
+        Y = torch.as_tensor((y.reshape(len(y), -1) - self.ym) / self.ys)
+        with torch.no_grad():
+            lp = self.dist(X).log_prob(Y.float()).double()
+        return float(lp.mean()) - float(np.log(self.ys).sum())
+
+    def sample(self, X):
+        with torch.no_grad():
+            return self.dist(X).sample().double().numpy() * self.ys + self.ym
+
+
+# ------------------------------------------------------------------- helpers
+def skmdn_model(config: str, **kw) -> MDNRegressor:
+    params = dict(n_components=K, hidden_layer_sizes=HIDDEN, random_state=0)
+    if config == "skmdn-f32-p":
+        params["precision"] = "float32"
+    params.update(kw)
+    return MDNRegressor(**params)
+
+
+def prepare_X(config: str, X: np.ndarray) -> np.ndarray:
+    return X.astype(np.float32) if config == "skmdn-f32" else X
+
+
+def median_time(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def matmul_gflops(dtype: torch.dtype, n: int = 1024, repeats: int = 5) -> float:
+    a = torch.randn(n, n, dtype=dtype)
+    b = torch.randn(n, n, dtype=dtype)
+    a @ b
+    t = median_time(lambda: a @ b, repeats)
+    return 2 * n**3 / t / 1e9
+
+
+def fmt_table(header: list[str], rows: list[list]) -> str:
+    cells = [[str(c) for c in row] for row in [header, *rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = [
+        "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |"
+        for r in cells
+    ]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
+def fit_epochs(config, X, y, epochs, batch_size="auto"):
+    if config == "baseline":
+        return Baseline(
+            epochs, batch_size=BASE_BATCH if batch_size == "auto" else batch_size
+        ).fit(X, y)
+    model = skmdn_model(
+        config,
+        max_iter=epochs,
+        tol=0.0,
+        n_iter_no_change=epochs + 1,
+        batch_size=batch_size,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return model.fit(prepare_X(config, X), y)
+
+
+# ---------------------------------------------------------------- sections
+def section_throughput(args, gflops) -> str:
+    rows = []
+    configs = ["baseline", "skmdn-f64", "skmdn-f32"]
+    for problem in PROBLEMS:
+        for n in args.sizes:
+            X, y = get_problem(problem, n)
+            P = n_params(X.shape[1], 1 if y.ndim == 1 else y.shape[1])
+            epochs = max(1, int(args.samples // n))
+            for bs in (BASE_BATCH, LARGE_BATCH):
+                base = None
+                for config in configs:
+                    if config == "baseline" and bs != BASE_BATCH:
+                        continue
+                    reps = args.repeats if n * epochs <= 2e5 or not args.quick else 1
+                    t = median_time(
+                        lambda c=config, b=bs, X=X, y=y, e=epochs: fit_epochs(
+                            c, X, y, e, b if c != "baseline" else BASE_BATCH
+                        ),
+                        reps,
+                    )
+                    rate = n * epochs / t
+                    if config == "baseline":
+                        base = rate
+                    g = gflops["float64" if config == "skmdn-f64" else "float32"]
+                    share = rate * 6 * P / (g * 1e9)
+                    rows.append(
+                        [
+                            problem,
+                            f"{n:.0e}",
+                            bs,
+                            config,
+                            epochs,
+                            f"{rate:,.0f}",
+                            f"{rate / base:.2f}x" if base else "-",
+                            f"{100 * share:.1f} %",
+                        ]
+                    )
+                    print(rows[-1], flush=True)
+    return fmt_table(
+        [
+            "problem",
+            "N",
+            "batch",
+            "config",
+            "epochs",
+            "samples/s",
+            "vs baseline",
+            "of FLOP limit",
+        ],
+        rows,
+    )
+
+
+def section_time_to_target(args) -> str:
+    """Validation NLL against wall time; target = best over configs + 0.02 nats."""
+    from sklearn.model_selection import train_test_split
+
+    import skmdn._training as training
+
+    rows = []
+    for problem in PROBLEMS:
+        for n in args.ttt_sizes:
+            X, y = get_problem(problem, n)
+            max_epochs = max(3, int(args.ttt_samples // n))
+            curves: dict[str, list[tuple[float, float]]] = {}
+            for config in ["baseline", "skmdn-f64", "skmdn-f32"]:
+                if config == "baseline":
+                    X_tr, X_val, y_tr, y_val = train_test_split(
+                        X, y, test_size=int(np.ceil(0.1 * n)), random_state=0
+                    )
+                    curve = []
+                    t0 = time.perf_counter()
+                    Baseline(max_epochs).fit(
+                        X_tr,
+                        y_tr,
+                        X_val,
+                        y_val,
+                        callback=lambda s, c=curve, t0=t0: c.append(
+                            (time.perf_counter() - t0, -s)
+                        ),
+                    )
+                else:
+                    curve = []
+                    original = training.mean_log_likelihood
+
+                    def record(*a, c=curve, orig=original, **kw):
+                        value = orig(*a, **kw)
+                        c.append((time.perf_counter(), value))
+                        return value
+
+                    model = skmdn_model(
+                        config, max_iter=max_epochs, early_stopping=True
+                    )
+                    training.mean_log_likelihood = record
+                    try:
+                        with warnings.catch_warnings():
+                            warnings.simplefilter("ignore")
+                            t0 = time.perf_counter()
+                            model.fit(prepare_X(config, X), y)
+                    finally:
+                        training.mean_log_likelihood = original
+                    curve = [
+                        (t - t0, -s)
+                        for (t, _), s in zip(
+                            curve, model.validation_scores_, strict=True
+                        )
+                    ]
+                curves[config] = curve
+            best = min(nll for c in curves.values() for _, nll in c)
+            base_t = None
+            for config, curve in curves.items():
+                hit = [t for t, nll in curve if nll <= best + 0.02]
+                t = hit[0] if hit else math.nan
+                if config == "baseline":
+                    base_t = t
+                rows.append(
+                    [
+                        problem,
+                        f"{n:.0e}",
+                        config,
+                        len(curve),
+                        f"{min(nll for _, nll in curve):.4f}",
+                        f"{t:.2f}" if hit else f"not in {curve[-1][0]:.1f}",
+                        f"{base_t / t:.2f}x" if hit and base_t == base_t else "-",
+                    ]
+                )
+                print(rows[-1], flush=True)
+    return fmt_table(
+        [
+            "problem",
+            "N",
+            "config",
+            "epochs",
+            "best val NLL",
+            "time to best+0.02 (s)",
+            "speed-up vs baseline",
+        ],
+        rows,
+    )
+
+
+def section_inference(args) -> str:
+    rows = []
+    n = args.infer_n
+    for problem in PROBLEMS:
+        X_fit, y_fit = get_problem(problem, 4096)
+        X, y = get_problem(problem, n, seed=1)
+        base = {}
+        for config in ["baseline", "skmdn-f64", "skmdn-f32"]:
+            model = fit_epochs(config, X_fit, y_fit, 1)
+            Xc = prepare_X(config, X)
+            if config == "baseline":
+                ops = {
+                    "predict": lambda m=model, X=X: m.predict(X),
+                    "logpdf": lambda m=model, X=X, y=y: m.score(X, y),
+                    "score": lambda m=model, X=X, y=y: m.score(X, y),
+                    "sample": lambda m=model, X=X: m.sample(X),
+                }
+            else:
+                ops = {
+                    "predict": lambda m=model, Xc=Xc: m.predict(Xc),
+                    "logpdf": lambda m=model, Xc=Xc, y=y: m.predict_dist(Xc).logpdf(y),
+                    "score": lambda m=model, Xc=Xc, y=y: m.score(Xc, y),
+                    "sample": lambda m=model, Xc=Xc: m.sample(Xc, random_state=0),
+                }
+            for op, fn in ops.items():
+                fn()
+                t = median_time(fn, args.repeats)
+                if config == "baseline":
+                    base[op] = t
+                rows.append(
+                    [
+                        problem,
+                        f"{n:.0e}",
+                        op,
+                        config,
+                        f"{t:.3f}",
+                        f"{base[op] / t:.2f}x",
+                    ]
+                )
+                print(rows[-1], flush=True)
+    return fmt_table(
+        ["problem", "rows", "operation", "config", "seconds", "speed-up vs baseline"],
+        rows,
+    )
+
+
+def child_memory(spec: dict) -> dict:
+    """Run in a fresh process: fit or predict once and report memory."""
+
+    def rss_mb(field: str = "VmRSS") -> float:
+        with open("/proc/self/status") as f:
+            line = next(x for x in f if x.startswith(field + ":"))
+        return int(line.split()[1]) / 1024
+
+    def reset_peak() -> None:  # Linux: VmHWM restarts from the current RSS
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+
+    torch.set_num_threads(spec["threads"])
+    config, problem = spec["config"], spec["problem"]
+    if spec["task"] == "fit":
+        X, y = get_problem(problem, spec["n"])
+        X = prepare_X(config, X) if config != "baseline" else X
+        before = rss_mb()
+        reset_peak()
+        fit_epochs(config, X, y, 1, spec.get("batch", "auto"))
+    else:
+        X_fit, y_fit = get_problem(problem, 4096)
+        model = fit_epochs(config, X_fit, y_fit, 1)
+        X, y = get_problem(problem, spec["n"], seed=1)
+        X = prepare_X(config, X)
+        before = rss_mb()
+        reset_peak()
+        if spec["task"] == "predict":
+            model.predict(X)
+        else:
+            model.score(X, y)
+    peak = rss_mb("VmHWM")
+    return {
+        "data_mb": (X.nbytes + y.nbytes) / 2**20,
+        "before_mb": before,
+        "peak_extra_mb": peak - before,
+    }
+
+
+def run_child(spec: dict) -> dict:
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def section_memory(args) -> str:
+    rows = []
+    specs = []
+    for n in args.mem_fit_sizes:
+        for config in ["baseline", "skmdn-f64", "skmdn-f32"]:
+            specs.append({"task": "fit", "n": n, "config": config})
+        specs.append(
+            {"task": "fit", "n": n, "config": "skmdn-f32", "batch": LARGE_BATCH}
+        )
+    for n in args.mem_predict_sizes:
+        for config in ["baseline", "skmdn-f64", "skmdn-f32"]:
+            for task in ("predict", "score"):
+                if config == "baseline" and n > 1e6:
+                    continue
+                specs.append({"task": task, "n": n, "config": config})
+    for spec in specs:
+        spec.update(problem="synth10", threads=torch.get_num_threads())
+        r = run_child(spec)
+        rows.append(
+            [
+                spec["task"],
+                f"{spec['n']:.0e}",
+                spec["config"],
+                spec.get("batch", "auto" if spec["task"] == "fit" else "-"),
+                f"{r['data_mb']:.0f}",
+                f"{r['peak_extra_mb']:.0f}",
+            ]
+        )
+        print(rows[-1], flush=True)
+    return fmt_table(
+        ["task", "N", "config", "batch", "X+y MB", "peak RSS above data (MB)"], rows
+    )
+
+
+def section_threads(args) -> str:
+    """Training step time with 1 and 2 threads, small and large batch."""
+    rows = []
+    X, y = get_problem("synth10", 1 << 15)
+    saved = torch.get_num_threads()
+    for config in ["baseline", "skmdn-f32", "skmdn-f64"]:
+        for bs in (BASE_BATCH, LARGE_BATCH):
+            if config == "baseline" and bs != BASE_BATCH:
+                continue
+            per_thread = {}
+            for threads in (1, 2):
+                torch.set_num_threads(threads)
+                epochs = 2 if bs == BASE_BATCH else 8
+                t = median_time(
+                    lambda c=config, b=bs, e=epochs: fit_epochs(c, X, y, e, b),
+                    args.repeats,
+                )
+                per_thread[threads] = t / (epochs * math.ceil(len(X) / bs)) * 1e3
+            rows.append(
+                [
+                    config,
+                    bs,
+                    f"{per_thread[1]:.3f}",
+                    f"{per_thread[2]:.3f}",
+                    f"{per_thread[1] / per_thread[2]:.2f}x",
+                ]
+            )
+            print(rows[-1], flush=True)
+    torch.set_num_threads(saved)
+    return fmt_table(
+        [
+            "config",
+            "batch",
+            "ms/step 1 thread",
+            "ms/step 2 threads",
+            "2-thread speed-up",
+        ],
+        rows,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (default: torch's default)",
+    )
+    parser.add_argument("--sections", default="throughput,threads,ttt,inference,memory")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child_memory(json.loads(args.child))))
+        return
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.quick:
+        args.sizes, args.repeats, args.samples = [10_000, 100_000], 3, 50_000
+        args.ttt_sizes, args.ttt_samples = [10_000], 600_000
+        args.infer_n, args.mem_fit_sizes = 1_000_000, [100_000]
+        args.mem_predict_sizes = [1_000_000]
+    else:
+        args.sizes, args.repeats, args.samples = (
+            [10_000, 100_000, 1_000_000],
+            3,
+            300_000,
+        )
+        args.ttt_sizes, args.ttt_samples = [10_000, 100_000], 3_000_000
+        args.infer_n, args.mem_fit_sizes = 1_000_000, [100_000, 1_000_000]
+        args.mem_predict_sizes = [1_000_000, 10_000_000]
+    gflops = {
+        "float32": matmul_gflops(torch.float32),
+        "float64": matmul_gflops(torch.float64),
+    }
+    print(
+        f"# skmdn speed benchmark, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+    )
+    print(
+        f"machine: {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} CPUs, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} torch threads, "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
+    print(
+        f"matmul GFLOP/s: float32 {gflops['float32']:.1f}, "
+        f"float64 {gflops['float64']:.1f}"
+    )
+    print(f"parameters: sine {n_params(1, 1)}, synth10 {n_params(10, 2)}")
+    out = {}
+    sections = args.sections.split(",")
+    t_start = time.perf_counter()
+    if "throughput" in sections:
+        out["throughput"] = section_throughput(args, gflops)
+    if "threads" in sections:
+        out["threads"] = section_threads(args)
+    if "ttt" in sections:
+        out["ttt"] = section_time_to_target(args)
+    if "inference" in sections:
+        out["inference"] = section_inference(args)
+    if "memory" in sections:
+        out["memory"] = section_memory(args)
+    for name, table in out.items():
+        print(f"\n## {name}\n\n{table}")
+    print(
+        f"\ntotal {time.perf_counter() - t_start:.0f} s, "
+        f"load average now {os.getloadavg()[0]:.2f}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""Chunked inference and thread handling: the fast paths must give the same
+answers as the plain ones and leave global state alone."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from scipy.special import logsumexp
+
+from skmdn import MDNRegressor
+from skmdn._mixture import _logsumexp
+from skmdn._regressor import _PREDICT_CHUNK
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 3))
+    Y = np.c_[X[:, 0] + 0.1 * rng.normal(size=300), np.sign(X[:, 1])]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = MDNRegressor(n_components=3, max_iter=3, random_state=0).fit(X, Y)
+    X_new = rng.normal(size=(2 * _PREDICT_CHUNK + 17, 3))  # three chunks
+    Y_new = np.c_[X_new[:, 0], np.sign(X_new[:, 1])]
+    return model, X_new, Y_new
+
+
+def test_streamed_predict_score_sample_match_predict_dist(fitted):
+    model, X, Y = fitted
+    dist = model.predict_dist(X)
+    np.testing.assert_array_equal(model.predict(X), dist.mean())
+    model.set_params(point_estimate="approx_mode")
+    np.testing.assert_array_equal(model.predict(X), dist.approx_mode())
+    model.set_params(point_estimate="mean")
+    np.testing.assert_array_equal(
+        model.sample(X, 2, random_state=3), dist.sample(2, random_state=3)
+    )
+    assert model.score(X, Y) == pytest.approx(dist.logpdf(Y).mean(), rel=1e-12)
+
+
+def test_chunk_boundaries_do_not_change_rows(fitted):
+    model, X, _ = fitted
+    whole = model.predict_dist(X)
+    part = model.predict_dist(X[_PREDICT_CHUNK - 5 : _PREDICT_CHUNK + 5])
+    np.testing.assert_allclose(
+        part.means, whole.means[_PREDICT_CHUNK - 5 : _PREDICT_CHUNK + 5], rtol=1e-12
+    )
+
+
+@pytest.mark.parametrize("n_threads", [None, 1, 2])
+def test_global_thread_setting_is_restored(fitted, n_threads):
+    model, X, Y = fitted
+    before = torch.get_num_threads()
+    model.set_params(n_threads=n_threads)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(X[:200], Y[:200])
+    model.predict(X[:10])
+    assert torch.get_num_threads() == before
+
+
+def test_logsumexp_matches_scipy_including_infinities():
+    a = np.array([[-np.inf, -np.inf], [np.inf, 0.0], [-1000.0, -1001.0], [1.0, 2.0]])
+    np.testing.assert_allclose(_logsumexp(a), logsumexp(a, axis=-1), rtol=1e-15)
