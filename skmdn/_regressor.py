@@ -33,6 +33,17 @@ __all__ = ["MDNRegressor"]
 
 _PREDICT_CHUNK = 65536
 
+# 'auto' training levers (noise regularisation, early stopping) switch on from
+# this effective sample size, sum(sample_weight). Below it a 10 % validation
+# split holds too few points to stop on, and full-batch training without
+# noise keeps integer weights exactly equivalent to repeated rows.
+_AUTO_MIN_SAMPLES = 100
+# Noise regularisation 'auto': bandwidth c * n ** (-1 / (4 + d)) in
+# standardised units (Rothfuss et al. 2019), n = sum(sample_weight),
+# d = n_features + n_outputs.
+_NOISE_C = 0.2
+_AUTO_BATCH_MIN = 32
+
 
 def _weighted_mean_scale(a: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Weighted column means and standard deviations (zero spread -> 1)."""
@@ -93,8 +104,11 @@ default='tanh'
         :class:`~sklearn.neural_network.MLPRegressor`
         (``alpha / (2 n) * ||W||^2`` added to the mean NLL).
     batch_size : int or 'auto', default='auto'
-        Mini-batch size; ``'auto'`` is ``min(256, n_samples)``.
-    learning_rate_init : float, default=1e-3
+        Mini-batch size. ``'auto'`` gives about ten steps per epoch on small
+        data and at most 256 rows: ``min(n, max(32, min(256, n // 10)))``
+        for ``n`` training rows, and the full batch when the effective sample
+        size ``sum(sample_weight)`` is below 100.
+    learning_rate_init : float, default=3e-3
         Adam's learning rate.
     max_iter : int, default=500
         Maximum number of epochs.
@@ -102,14 +116,27 @@ default='tanh'
         Minimum improvement (in nats) of the training loss, or of the
         validation log-likelihood with ``early_stopping``, that resets the
         patience counter.
-    n_iter_no_change : int, default=10
+    n_iter_no_change : int, default=50
         Patience: epochs without an improvement of at least ``tol`` before
         training stops.
-    early_stopping : bool, default=False
+    early_stopping : bool or 'auto', default='auto'
         Hold out ``validation_fraction`` of the training data, stop when its
         log-likelihood stops improving, and restore the best weights.
+        ``'auto'`` does so when the effective sample size
+        ``sum(sample_weight)`` (the number of rows without weights) is at
+        least 100, and otherwise trains on all rows, stopping on the training
+        loss.
     validation_fraction : float, default=0.1
         Share of the training data held out with ``early_stopping``.
+    noise_regularization : 'auto', float or None, default='auto'
+        Standard deviation (in standardised units) of fresh Gaussian noise
+        added to the inputs and targets of every mini-batch (Rothfuss et al.,
+        2019): a smoothness prior that shrinks as data grow. ``'auto'`` uses
+        ``0.2 * n ** (-1 / (4 + d))`` with ``n = sum(sample_weight)`` and
+        ``d = n_features + n_outputs``, from an effective sample size of 100
+        (no noise below it); a float is used as it is; ``None`` or ``0``
+        disables it. Used by :meth:`fit` (not :meth:`partial_fit`); the
+        reported ``loss_curve_`` is then the loss on noisy data.
     min_scale : float, default=1e-3
         Floor on every component standard deviation (and Cholesky diagonal),
         in standardised target units (target units if ``standardize=False``).
@@ -213,8 +240,13 @@ default='tanh'
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
-        "early_stopping": ["boolean"],
+        "early_stopping": ["boolean", StrOptions({"auto"})],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "noise_regularization": [
+            StrOptions({"auto"}),
+            Interval(Real, 0, None, closed="left"),
+            None,
+        ],
         "min_scale": [Interval(Real, 0, None, closed="left")],
         "standardize": ["boolean"],
         "precision": [StrOptions({"auto", "float32", "float64"})],
@@ -234,12 +266,13 @@ default='tanh'
         activation="tanh",
         alpha=1e-4,
         batch_size="auto",
-        learning_rate_init=1e-3,
+        learning_rate_init=3e-3,
         max_iter=500,
         tol=1e-4,
-        n_iter_no_change=10,
-        early_stopping=False,
+        n_iter_no_change=50,
+        early_stopping="auto",
         validation_fraction=0.1,
+        noise_regularization="auto",
         min_scale=1e-3,
         standardize=True,
         precision="auto",
@@ -262,6 +295,7 @@ default='tanh'
         self.n_iter_no_change = n_iter_no_change
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
+        self.noise_regularization = noise_regularization
         self.min_scale = min_scale
         self.standardize = standardize
         self.precision = precision
@@ -318,8 +352,28 @@ default='tanh'
             X, Y, sw = X[keep], Y[keep], sw[keep]
         return X, np.asarray(Y, dtype=np.float64), sw, univariate
 
-    def _resolve_batch_size(self, n: int) -> int:
-        return min(256, n) if self.batch_size == "auto" else min(self.batch_size, n)
+    def _use_early_stopping(self, n_eff: float) -> bool:
+        if self.early_stopping == "auto":
+            return n_eff >= _AUTO_MIN_SAMPLES
+        return bool(self.early_stopping)
+
+    def _noise_level(self, n_eff: float, n_features: int, n_outputs: int) -> float:
+        """Noise-regularisation standard deviation in standardised units."""
+        if self.noise_regularization is None:
+            return 0.0
+        if self.noise_regularization == "auto":
+            if n_eff < _AUTO_MIN_SAMPLES:
+                return 0.0
+            return _NOISE_C * n_eff ** (-1.0 / (4 + n_features + n_outputs))
+        return float(self.noise_regularization)
+
+    def _resolve_batch_size(self, n: int, n_eff: float) -> int:
+        if self.batch_size != "auto":
+            return min(self.batch_size, n)
+        if n_eff < _AUTO_MIN_SAMPLES:
+            return n  # full batch: deterministic, weights == repeated rows
+        # about 10 steps per epoch on small data, at most 256 rows a batch
+        return min(n, max(_AUTO_BATCH_MIN, min(256, n // 10)))
 
     # ------------------------------------------------------------------- fit
     @_fit_context(prefer_skip_nested_validation=True)
@@ -359,7 +413,8 @@ default='tanh'
         )
         X_tr, Y_tr, w_tr = X, Y, sw
         X_val = Y_val = w_val = None
-        if self.early_stopping:
+        early_stopping = self._use_early_stopping(float(sw.sum()))
+        if early_stopping:
             n_val = int(np.ceil(self.validation_fraction * X.shape[0]))
             if X.shape[0] < 2 or X.shape[0] - n_val < 1:
                 raise ValueError(
@@ -370,6 +425,9 @@ default='tanh'
                 X, Y, sw, test_size=n_val, random_state=seed % (2**32)
             )
         data = state.tensors(X_tr, Y_tr, w_tr, X_val, Y_val, w_val)
+        data.x_noise = data.y_noise = self._noise_level(
+            float(sw.sum()), X.shape[1], Y.shape[1]
+        )
         history = TrainHistory() if not warm else copy.deepcopy(self._history)
         history.no_improvement_count = 0
         history.best_loss = np.inf
@@ -384,11 +442,11 @@ default='tanh'
             optimizer,
             data,
             history,
-            batch_size=self._resolve_batch_size(X_tr.shape[0]),
+            batch_size=self._resolve_batch_size(X_tr.shape[0], float(sw.sum())),
             max_iter=self.max_iter,
             tol=self.tol,
             n_iter_no_change=self.n_iter_no_change,
-            early_stopping=self.early_stopping,
+            early_stopping=early_stopping,
             generator=generator,
             verbose=self.verbose,
         )
@@ -400,7 +458,7 @@ default='tanh'
                 ConvergenceWarning,
                 stacklevel=2,
             )
-        self._set_fitted(state, history, optimizer, univariate, seed)
+        self._set_fitted(state, history, optimizer, univariate, seed, early_stopping)
         return self
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -462,7 +520,7 @@ default='tanh'
             optimizer,
             state.tensors(X, Y, sw),
             history,
-            batch_size=self._resolve_batch_size(X.shape[0]),
+            batch_size=self._resolve_batch_size(X.shape[0], float(sw.sum())),
             max_iter=1,
             tol=self.tol,
             n_iter_no_change=self.n_iter_no_change,
@@ -522,7 +580,9 @@ default='tanh'
             self.y_scale_,
         )
 
-    def _set_fitted(self, state, history, optimizer, univariate, seed) -> None:
+    def _set_fitted(
+        self, state, history, optimizer, univariate, seed, early_stopping=False
+    ) -> None:
         self.network_ = state.network
         self._network_config = state.config
         self.device_ = str(state.device)
@@ -536,7 +596,7 @@ default='tanh'
         self._optimizer_state = optimizer.state_dict()
         self.loss_curve_ = list(history.loss_curve)
         self.best_loss_ = min(history.loss_curve) if history.loss_curve else np.nan
-        if self.early_stopping and history.validation_scores:
+        if early_stopping and history.validation_scores:
             self.validation_scores_ = list(history.validation_scores)
             self.best_validation_score_ = max(history.validation_scores)
         else:
