@@ -39,7 +39,7 @@ from scipy.special import logsumexp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from skmdn import MDNRegressor  # noqa: E402
+from skmdn import MDNRegressor
 
 
 # ------------------------------------------------------------- inverse sine

@@ -43,6 +43,9 @@ _AUTO_MIN_SAMPLES = 100
 # d = n_features + n_outputs.
 _NOISE_C = 0.2
 _AUTO_BATCH_MIN = 32
+# learning_rate='plateau' halves the rate every n_iter_no_change // this
+# epochs without improvement.
+_LR_DECAY_DIVISOR = 2
 
 
 def _weighted_mean_scale(a: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -109,8 +112,14 @@ default='tanh'
         for ``n`` training rows, and the full batch when the effective sample
         size ``sum(sample_weight)`` is below 100.
     learning_rate_init : float, default=3e-3
-        Adam's learning rate.
-    max_iter : int, default=500
+        Adam's initial learning rate.
+    learning_rate : {'plateau', 'constant'}, default='plateau'
+        Schedule of the learning rate in :meth:`fit`. ``'plateau'`` halves it
+        after every ``max(1, n_iter_no_change // 2)`` epochs without an
+        improvement of the monitored loss (training loss, or validation
+        log-likelihood with early stopping), so training ends with small,
+        precise steps; ``'constant'`` keeps ``learning_rate_init``.
+    max_iter : int, default=300
         Maximum number of epochs.
     tol : float, default=1e-4
         Minimum improvement (in nats) of the training loss, or of the
@@ -128,7 +137,7 @@ default='tanh'
         loss.
     validation_fraction : float, default=0.1
         Share of the training data held out with ``early_stopping``.
-    noise_regularization : 'auto', float or None, default='auto'
+    noise_regularization : 'auto', float or None, default=None
         Standard deviation (in standardised units) of fresh Gaussian noise
         added to the inputs and targets of every mini-batch (Rothfuss et al.,
         2019): a smoothness prior that shrinks as data grow. ``'auto'`` uses
@@ -237,6 +246,7 @@ default='tanh'
             Interval(Integral, 1, None, closed="left"),
         ],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+        "learning_rate": [StrOptions({"plateau", "constant"})],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
@@ -267,12 +277,13 @@ default='tanh'
         alpha=1e-4,
         batch_size="auto",
         learning_rate_init=3e-3,
-        max_iter=500,
+        learning_rate="plateau",
+        max_iter=300,
         tol=1e-4,
         n_iter_no_change=50,
         early_stopping="auto",
         validation_fraction=0.1,
-        noise_regularization="auto",
+        noise_regularization=None,
         min_scale=1e-3,
         standardize=True,
         precision="auto",
@@ -290,6 +301,7 @@ default='tanh'
         self.alpha = alpha
         self.batch_size = batch_size
         self.learning_rate_init = learning_rate_init
+        self.learning_rate = learning_rate
         self.max_iter = max_iter
         self.tol = tol
         self.n_iter_no_change = n_iter_no_change
@@ -449,6 +461,11 @@ default='tanh'
             early_stopping=early_stopping,
             generator=generator,
             verbose=self.verbose,
+            lr_decay_patience=(
+                max(1, self.n_iter_no_change // _LR_DECAY_DIVISOR)
+                if self.learning_rate == "plateau"
+                else None
+            ),
         )
         if not converged and history.n_iter - n_before >= self.max_iter:
             warnings.warn(

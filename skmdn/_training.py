@@ -147,6 +147,7 @@ def train(
     generator: torch.Generator,
     verbose: int = 0,
     stopping: bool = True,
+    lr_decay_patience: int | None = None,
 ) -> bool:
     """Run up to ``max_iter`` epochs, updating ``network`` and ``history``.
 
@@ -158,7 +159,9 @@ def train(
     finite epoch are restored and a warning is issued; if that happens in the
     first epoch a :class:`FloatingPointError` says what to change. A
     ``KeyboardInterrupt`` stops training, keeps the best weights so far and
-    warns. Returns True when the stopping criterion was met.
+    warns. With ``lr_decay_patience`` (learning rate on plateau), every
+    ``lr_decay_patience`` epochs without improvement halve the learning rate.
+    Returns True when the stopping criterion was met.
     """
     last_good = _snapshot(network)
     best_state = last_good if early_stopping else None
@@ -216,6 +219,13 @@ def train(
             else:
                 history.no_improvement_count = 0
         history.best_loss = min(history.best_loss, loss)
+        if (
+            lr_decay_patience
+            and history.no_improvement_count
+            and history.no_improvement_count % lr_decay_patience == 0
+        ):
+            for group in optimizer.param_groups:
+                group["lr"] *= 0.5
         if verbose:
             line = f"Epoch {history.n_iter}, loss = {loss:.6f}"
             if early_stopping:
