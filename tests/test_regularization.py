@@ -35,7 +35,7 @@ def test_auto_levers_are_off_below_the_effective_sample_size(param):
     # Below the threshold 'auto' must be exactly the lever switched off.
     X, y = _pure_noise(_AUTO_MIN_SAMPLES - 1)
     off = {"noise_regularization": None, "early_stopping": False}[param]
-    auto = MDNRegressor(max_iter=5, random_state=0).fit(X, y)
+    auto = MDNRegressor(max_iter=5, random_state=0, **{param: "auto"}).fit(X, y)
     manual = MDNRegressor(max_iter=5, random_state=0, **{param: off}).fit(X, y)
     np.testing.assert_array_equal(auto.predict(X), manual.predict(X))
 
@@ -58,9 +58,26 @@ def test_auto_early_stopping_holds_out_data_above_the_threshold():
 
 
 def test_auto_noise_level_follows_the_documented_rule():
-    model = MDNRegressor()
+    model = MDNRegressor(noise_regularization="auto")
     n, p, d = 1000.0, 3, 1
     assert model._noise_level(n, p, d) == pytest.approx(0.2 * n ** (-1 / (4 + p + d)))
     assert model._noise_level(_AUTO_MIN_SAMPLES - 1, p, d) == 0.0
     assert MDNRegressor(noise_regularization=0.3)._noise_level(n, p, d) == 0.3
     assert MDNRegressor(noise_regularization=None)._noise_level(n, p, d) == 0.0
+
+
+@pytest.mark.parametrize("schedule", ["plateau", "constant"])
+def test_learning_rate_is_halved_on_plateaus(schedule):
+    # Training stops after more than n_iter_no_change = 4 epochs without
+    # improvement; 'plateau' halves the rate after every 2 of them, so at least
+    # twice before stopping. 'constant' never changes it.
+    X, y = _pure_noise(300)
+    model = MDNRegressor(
+        n_iter_no_change=4, learning_rate=schedule, max_iter=300, random_state=0
+    ).fit(X, y)
+    assert model.n_iter_ < 300  # stopped by the criterion
+    lr = model._optimizer_state["param_groups"][0]["lr"]
+    if schedule == "constant":
+        assert lr == model.learning_rate_init
+    else:
+        assert lr <= model.learning_rate_init / 4
