@@ -59,9 +59,9 @@ DATASETS = (
 # split (never on the test split).
 TUNING_GRID = (
     {},
-    {"n_components": 1},
-    {"alpha": 1.0},
-    {"noise_type": "isotropic_across"},
+    {"noise_regularization": "auto"},
+    {"n_components": 10},
+    {"learning_rate": "constant"},
 )
 
 
