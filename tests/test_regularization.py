@@ -40,13 +40,15 @@ def test_auto_levers_are_off_below_the_effective_sample_size(param):
     np.testing.assert_array_equal(auto.predict(X), manual.predict(X))
 
 
-def test_auto_levers_use_the_sum_of_weights_not_the_row_count():
-    # 60 rows with weight 2 are 120 effective samples: early stopping is on.
-    X, y = _pure_noise(60)
+def test_auto_levers_use_the_effective_sample_size_of_the_weights():
+    # Kish's sum(w)^2 / sum(w^2): rescaling the weights changes nothing, while
+    # 150 rows of which 100 carry almost no weight count as about 50.
+    X, y = _pure_noise(150)
     model = MDNRegressor(max_iter=3, random_state=0)
-    model.fit(X, y, sample_weight=np.full(60, 2.0))
-    assert model.validation_scores_ is not None
-    assert model.fit(X, y).validation_scores_ is None
+    assert model.fit(X, y).validation_scores_ is not None
+    assert model.fit(X, y, np.full(150, 1e300)).validation_scores_ is not None
+    uneven = np.r_[np.ones(50), np.full(100, 1e-6)]
+    assert model.fit(X, y, sample_weight=uneven).validation_scores_ is None
 
 
 def test_auto_early_stopping_holds_out_data_above_the_threshold():
