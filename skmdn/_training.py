@@ -154,6 +154,7 @@ def train(
     generator: torch.Generator,
     verbose: int = 0,
     stopping: bool = True,
+    lr_decay_patience: int | None = None,
 ) -> bool:
     """Run up to ``max_iter`` epochs, updating ``network`` and ``history``.
 
@@ -165,7 +166,9 @@ def train(
     finite epoch are restored and a warning is issued; if that happens in the
     first epoch a :class:`FloatingPointError` says what to change. A
     ``KeyboardInterrupt`` stops training, keeps the best weights so far and
-    warns. ``verbose`` selects the progress report (see
+    warns. With ``lr_decay_patience`` (learning rate on plateau), every
+    ``lr_decay_patience`` epochs without improvement halve the learning rate.
+    ``verbose`` selects the progress report (see
     :class:`~skmdn._progress.ProgressReporter`). Returns True when the
     stopping criterion was met.
     """
@@ -228,6 +231,13 @@ def train(
             else:
                 history.no_improvement_count = 0
         history.best_loss = min(history.best_loss, loss)
+        if (
+            lr_decay_patience
+            and history.no_improvement_count
+            and history.no_improvement_count % lr_decay_patience == 0
+        ):
+            for group in optimizer.param_groups:
+                group["lr"] *= 0.5
         reporter.update(history.n_iter, loss, -score if early_stopping else None)
         if stopping and history.no_improvement_count > n_iter_no_change:
             reporter.close()

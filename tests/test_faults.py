@@ -194,7 +194,9 @@ def test_keyboard_interrupt_leaves_a_usable_model(monkeypatch):
 def test_keyboard_interrupt_with_early_stopping_keeps_best_weights(monkeypatch):
     m0 = quiet_fit(model(early_stopping=True, max_iter=4))
     best = int(np.argmax(m0.validation_scores_)) + 1
-    reference = quiet_fit(model(early_stopping=True, max_iter=best))
+    reference = quiet_fit(
+        model(early_stopping=True, max_iter=best, learning_rate="constant")
+    )
     # each epoch: 3 training steps (87 rows / 32); interrupt in epoch 5
     inject(monkeypatch, after_calls=4 * 3 + 1, fault=interrupt)
     with pytest.warns(UserWarning, match="interrupted"):
@@ -344,12 +346,22 @@ def test_nothing_touches_the_global_random_states():
 
 # --------------------------------------------------------- stopping rules
 def test_early_stopping_stops_on_patience_and_restores_best_epoch():
-    m = quiet_fit(model(early_stopping=True, n_iter_no_change=2, tol=0.5, max_iter=50))
+    m = quiet_fit(
+        model(
+            early_stopping=True,
+            n_iter_no_change=2,
+            tol=0.5,
+            max_iter=50,
+            learning_rate="constant",
+        )
+    )
     scores = m.validation_scores_
     # stopped when more than n_iter_no_change epochs failed to improve by tol
     assert m.n_iter_ < 50
     best = int(np.argmax(scores)) + 1
-    reference = quiet_fit(model(early_stopping=True, max_iter=best))
+    reference = quiet_fit(
+        model(early_stopping=True, max_iter=best, learning_rate="constant")
+    )
     np.testing.assert_array_equal(m.predict(X), reference.predict(X))
     assert m.best_validation_score_ == max(scores)
 

@@ -91,7 +91,9 @@ def test_loss_curve_with_validation(model):
     np.testing.assert_allclose(train.get_ydata(), model.loss_curve_)
     np.testing.assert_allclose(val.get_ydata(), -np.asarray(model.validation_scores_))
     np.testing.assert_array_equal(train.get_xdata(), np.arange(1, model.n_iter_ + 1))
-    model_no_val = MDNRegressor(hidden_layer_sizes=(8,), max_iter=3, random_state=0)
+    model_no_val = MDNRegressor(
+        hidden_layer_sizes=(8,), max_iter=3, early_stopping=False, random_state=0
+    )
     model_no_val.fit(*make_inverse_sine(100))
     assert len(plot_loss_curve(model_no_val).get_lines()) == 1
 

@@ -1,0 +1,85 @@
+"""Training levers with 'auto' defaults: noise regularisation, early stopping and
+the automatic batch size."""
+
+import numpy as np
+import pytest
+
+from skmdn import MDNRegressor
+from skmdn._regressor import _AUTO_MIN_SAMPLES
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+
+def _pure_noise(n, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.uniform(-1, 1, size=(n, 1)), 3.0 + 2.0 * rng.normal(size=n)
+
+
+def test_target_noise_widens_the_fitted_density_by_its_variance():
+    # y independent of x with standard deviation 2: training on y + s * e, with
+    # s in standardised units, is fitting N(0, 1 + s^2) in standardised units,
+    # so the predictive standard deviation is std(y) * sqrt(1 + s^2).
+    X, y = _pure_noise(4000)
+    s = 1.0
+    common = dict(n_components=1, max_iter=60, early_stopping=False, random_state=0)
+    plain = MDNRegressor(noise_regularization=None, **common).fit(X, y)
+    noisy = MDNRegressor(noise_regularization=s, **common).fit(X, y)
+    sd_plain = np.sqrt(plain.predict_dist(X[:200]).cov()).mean()
+    sd_noisy = np.sqrt(noisy.predict_dist(X[:200]).cov()).mean()
+    assert sd_plain == pytest.approx(y.std(), rel=0.05)
+    assert sd_noisy == pytest.approx(y.std() * np.sqrt(1 + s**2), rel=0.05)
+
+
+@pytest.mark.parametrize("param", ["noise_regularization", "early_stopping"])
+def test_auto_levers_are_off_below_the_effective_sample_size(param):
+    # Below the threshold 'auto' must be exactly the lever switched off.
+    X, y = _pure_noise(_AUTO_MIN_SAMPLES - 1)
+    off = {"noise_regularization": None, "early_stopping": False}[param]
+    auto = MDNRegressor(max_iter=5, random_state=0, **{param: "auto"}).fit(X, y)
+    manual = MDNRegressor(max_iter=5, random_state=0, **{param: off}).fit(X, y)
+    np.testing.assert_array_equal(auto.predict(X), manual.predict(X))
+
+
+def test_auto_levers_use_the_effective_sample_size_of_the_weights():
+    # Kish's sum(w)^2 / sum(w^2): rescaling the weights changes nothing, while
+    # 150 rows of which 100 carry almost no weight count as about 50.
+    X, y = _pure_noise(150)
+    model = MDNRegressor(max_iter=3, random_state=0)
+    assert model.fit(X, y).validation_scores_ is not None
+    assert model.fit(X, y, np.full(150, 1e300)).validation_scores_ is not None
+    uneven = np.r_[np.ones(50), np.full(100, 1e-6)]
+    assert model.fit(X, y, sample_weight=uneven).validation_scores_ is None
+
+
+def test_auto_early_stopping_holds_out_data_above_the_threshold():
+    X, y = _pure_noise(300)
+    model = MDNRegressor(max_iter=3, random_state=0).fit(X, y)
+    assert len(model.validation_scores_) == model.n_iter_
+    off = MDNRegressor(max_iter=3, early_stopping=False, random_state=0).fit(X, y)
+    assert off.validation_scores_ is None
+
+
+def test_auto_noise_level_follows_the_documented_rule():
+    model = MDNRegressor(noise_regularization="auto")
+    n, p, d = 1000.0, 3, 1
+    assert model._noise_level(n, p, d) == pytest.approx(0.2 * n ** (-1 / (4 + p + d)))
+    assert model._noise_level(_AUTO_MIN_SAMPLES - 1, p, d) == 0.0
+    assert MDNRegressor(noise_regularization=0.3)._noise_level(n, p, d) == 0.3
+    assert MDNRegressor(noise_regularization=None)._noise_level(n, p, d) == 0.0
+
+
+@pytest.mark.parametrize("schedule", ["plateau", "constant"])
+def test_learning_rate_is_halved_on_plateaus(schedule):
+    # Training stops after more than n_iter_no_change = 4 epochs without
+    # improvement; 'plateau' halves the rate after every 2 of them, so at least
+    # twice before stopping. 'constant' never changes it.
+    X, y = _pure_noise(300)
+    model = MDNRegressor(
+        n_iter_no_change=4, learning_rate=schedule, max_iter=300, random_state=0
+    ).fit(X, y)
+    assert model.n_iter_ < 300  # stopped by the criterion
+    lr = model._optimizer_state["param_groups"][0]["lr"]
+    if schedule == "constant":
+        assert lr == model.learning_rate_init
+    else:
+        assert lr <= model.learning_rate_init / 4
