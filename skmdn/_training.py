@@ -181,6 +181,14 @@ def train(
             check = loss_t + sum(p.detach().sum() for p in network.parameters()) * 0.0
             loss = float(loss_t) + data.log_scale
             finite = math.isfinite(float(check))
+            # Validate inside the try, before any record of this epoch is made,
+            # so an interrupt here also keeps the history consistent.
+            score = math.nan
+            if early_stopping and finite:
+                score = (
+                    mean_log_likelihood(network, data.X_val, data.Y_val, data.w_val)
+                    - data.log_scale
+                )
         except KeyboardInterrupt:
             reporter.close()
             _restore(network, best_state if best_state is not None else last_good)
@@ -213,10 +221,6 @@ def train(
         history.t += steps
         history.loss_curve.append(loss)
         if early_stopping:
-            score = (
-                mean_log_likelihood(network, data.X_val, data.Y_val, data.w_val)
-                - data.log_scale
-            )
             history.validation_scores.append(score)
             if score < history.best_validation_score + tol:
                 history.no_improvement_count += 1

@@ -376,3 +376,26 @@ def test_verbose_prints_the_recorded_losses(capsys):
         assert line == (
             f"Epoch {epoch}, loss = {loss:.6f}, validation NLL = {-score:.6f}"
         )
+
+
+def test_keyboard_interrupt_during_validation_keeps_history_consistent(monkeypatch):
+    import skmdn._training as training
+
+    real = training.mean_log_likelihood
+    calls = {"n": 0}
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:  # the validation pass of epoch 3
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "mean_log_likelihood", flaky)
+    rng = np.random.default_rng(0)
+    X_ = rng.normal(size=(300, 2))
+    y_ = X_[:, 0] + 0.1 * rng.normal(size=300)
+    m = MDNRegressor(early_stopping=True, max_iter=10, random_state=0)
+    with pytest.warns(UserWarning, match="interrupted by the user after 2 epochs"):
+        m.fit(X_, y_)
+    assert m.n_iter_ == len(m.loss_curve_) == len(m.validation_scores_) == 2
+    assert np.isfinite(m.predict(X_)).all()
