@@ -19,7 +19,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy.special import ndtr
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
@@ -79,30 +78,35 @@ def _predict_on(model, x: np.ndarray) -> GaussianMixture:
     return model.predict_dist(X)
 
 
-def _marginal(
-    dist: GaussianMixture, output: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Weights (n, K), means (n, K) and standard deviations (n, K) of output
-    ``output``'s marginal mixture."""
+def _marginal_of(dist: GaussianMixture, output: int) -> GaussianMixture:
+    """The univariate marginal mixture of output ``output`` (range-checked)."""
     if not 0 <= output < dist.n_outputs:
         raise ValueError(
             f"output={output} is out of range for a model with "
             f"{dist.n_outputs} output(s)."
         )
-    sd = np.sqrt(dist.covariances[..., output, output])
-    return dist.weights, dist.means[..., output], sd
+    return dist.marginal(output)
+
+
+def _marginal(
+    dist: GaussianMixture, output: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Weights (n, K), means (n, K) and standard deviations (n, K) of output
+    ``output``'s marginal mixture."""
+    marginal = _marginal_of(dist, output)
+    return marginal.weights, marginal.means[..., 0], marginal.scales[..., 0]
 
 
 def _pit(dist: GaussianMixture, y, output: int = 0) -> np.ndarray:
-    """Probability integral transform ``F(y | x)`` of each row's marginal mixture:
-    ``sum_k w_k Phi((y - mu_k) / sigma_k)``."""
-    w, mu, sd = _marginal(dist, output)
+    """Probability integral transform ``F(y | x)`` of each row's marginal mixture
+    (:meth:`GaussianMixture.cdf` of the marginal)."""
+    marginal = _marginal_of(dist, output)
     y = np.asarray(y, dtype=np.float64)
     if y.ndim == 2:
         y = y[:, output]
     if y.shape != (len(dist),):
         raise ValueError(f"y must have {len(dist)} rows; got shape {y.shape}.")
-    return np.sum(w * ndtr((y[:, None] - mu) / sd), axis=1)
+    return marginal.cdf(y)
 
 
 def plot_conditional_density(
