@@ -21,9 +21,9 @@ from sklearn.utils.validation import (
 from ._mixture import GaussianMixture
 from ._network import NOISE_TYPES, MDNNetwork
 from ._training import (
+    FlatAdam,
     TrainData,
     TrainHistory,
-    make_optimizer,
     mean_log_likelihood,
     train,
 )
@@ -34,10 +34,10 @@ from ._utils import (
     resolve_device,
     resolve_dtype,
     seed_from_random_state,
+    thread_count,
     to_numpy,
     to_tensor,
     torch_threads,
-    training_threads,
 )
 
 __all__ = ["MDNRegressor"]
@@ -47,6 +47,10 @@ __all__ = ["MDNRegressor"]
 # enough that the per-chunk overhead is negligible. All inference streams over
 # chunks, so memory is bounded by the outputs.
 _PREDICT_CHUNK = 4096
+# Rows of the training data on which the loss at initialisation is estimated.
+_INITIAL_LOSS_ROWS = 4096
+# Rows standardised at a time when the training tensors are built.
+_PACK_CHUNK = 65536
 
 # 'auto' training levers (noise regularisation, early stopping, mini-batches)
 # switch on from this effective sample size (Kish: sum(w)^2 / sum(w^2), the
@@ -76,13 +80,18 @@ def _weighted_mean_scale(a: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.n
 
     Each column is first divided by its largest magnitude, so that squares do
     not overflow for values near the float64 limit (e.g. 1e200) and tiny units
-    (e.g. 1e-14) are not mistaken for a constant column.
+    (e.g. 1e-14) are not mistaken for a constant column. Computed in float64
+    over chunks of rows: no N-sized temporary.
     """
-    big = np.max(np.abs(a), axis=0)
+    chunks = [slice(i, i + _PACK_CHUNK) for i in range(0, len(a), _PACK_CHUNK)]
+    big = np.zeros(a.shape[1])
+    for sl in chunks:
+        np.maximum(big, np.abs(a[sl]).max(axis=0), out=big)
     big[~(big > 0)] = 1.0
-    b = a / big
-    mean = np.average(b, axis=0, weights=w)
-    scale = np.sqrt(np.average((b - mean) ** 2, axis=0, weights=w))
+    total = float(np.sum(w))
+    mean = sum(w[sl] @ (a[sl] / big) for sl in chunks) / total
+    var = sum(w[sl] @ np.square(a[sl] / big - mean) for sl in chunks) / total
+    scale = np.sqrt(var)
     constant = ~(scale > 1e-12)
     mean, scale = mean * big, scale * big
     scale[constant] = 1.0
@@ -204,10 +213,12 @@ default='tanh'
     n_threads : int, default=None
         Number of torch CPU threads used by fit and prediction; the global
         torch setting is restored afterwards. ``None`` uses one thread for
-        training with batches smaller than 4096 rows (small steps are
-        dominated by per-kernel overhead, and a multi-threaded step slows
-        down many times when another process holds a core) and torch's
-        current setting (``torch.get_num_threads()``) otherwise.
+        work on fewer than 4096 rows at a time, such as training steps with
+        smaller batches (small steps are dominated by per-kernel overhead, and
+        a multi-threaded step slows down many times when another process
+        holds a core), and otherwise torch's current setting
+        (``torch.get_num_threads()``), lowered to ``OMP_NUM_THREADS`` if that
+        is smaller (joblib and dask workers set it to share the cores).
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, shuffling and the validation split. The
         same integer gives an identical model. Global numpy and torch random
@@ -493,8 +504,7 @@ default='tanh'
             if not warm
             else self._copy_state()
         )
-        X_tr, Y_tr, w_tr = X, Y, sw
-        X_val = Y_val = w_val = None
+        train_rows = val_rows = None
         n_eff = _effective_sample_size(sw)
         early_stopping = self._use_early_stopping(n_eff)
         if early_stopping:
@@ -504,25 +514,28 @@ default='tanh'
                     f"early_stopping=True needs at least 2 samples with non-zero "
                     f"weight; got n_samples={X.shape[0]}. Set early_stopping=False."
                 )
-            X_tr, X_val, Y_tr, Y_val, w_tr, w_val = train_test_split(
-                X, Y, sw, test_size=n_val, random_state=seed % (2**32)
+            train_rows, val_rows = train_test_split(
+                np.arange(X.shape[0]), test_size=n_val, random_state=seed % (2**32)
             )
-        data = state.tensors(X_tr, Y_tr, w_tr, X_val, Y_val, w_val)
+        data = state.tensors(X, Y, sw, train_rows, val_rows)
         data.x_noise = data.y_noise = self._noise_level(n_eff, X.shape[1], Y.shape[1])
         history = TrainHistory() if not warm else copy.deepcopy(self._history)
         history.no_improvement_count = 0
         history.best_loss = np.inf
         history.best_validation_score = -np.inf
-        optimizer = make_optimizer(
+        optimizer = FlatAdam(
             state.network, self.learning_rate_init, self.alpha / float(sw.sum())
         )
         generator = torch.Generator(device=state.device).manual_seed(seed)
         n_before = history.n_iter
-        initial_loss = data.log_scale - mean_log_likelihood(
-            state.network, data.X, data.Y, data.w
-        )
-        batch_size = self._resolve_batch_size(X_tr.shape[0], n_eff)
-        with torch_threads(training_threads(self.n_threads, batch_size)):
+        batch_size = self._resolve_batch_size(data.train.shape[0], n_eff)
+        with torch_threads(thread_count(self.n_threads, batch_size)):
+            # on an evenly spaced subsample: the warning it feeds has a
+            # margin of 1 nat, and a full pass would cost an epoch's forward
+            every = -(-data.train.shape[0] // _INITIAL_LOSS_ROWS)
+            initial_loss = data.log_scale - mean_log_likelihood(
+                state.network, *data.columns(data.train[::every])
+            )
             converged = train(
                 state.network,
                 optimizer,
@@ -593,24 +606,22 @@ default='tanh'
             seed = seed_from_random_state(self.random_state)
             state = self._fresh_state(X, Y, sw, univariate, seed)
             history = TrainHistory()
-            optimizer = make_optimizer(
+            optimizer = FlatAdam(
                 state.network, self.learning_rate_init, self.alpha / float(sw.sum())
             )
         else:
             seed = self._seed
             state = self._copy_state()
             history = copy.deepcopy(self._history)
-            optimizer = make_optimizer(
+            optimizer = FlatAdam(
                 state.network, self.learning_rate_init, self.alpha / float(sw.sum())
             )
-            # a deep copy: load_state_dict shares the moment tensors, which
-            # Adam updates in place, so a failing call would corrupt self
-            optimizer.load_state_dict(copy.deepcopy(self._optimizer_state))
+            optimizer.load_state_dict(self._optimizer_state)  # copies
         generator = torch.Generator(device=state.device).manual_seed(
             (seed + 1_000_003 * (history.n_iter + 1)) % (2**63)
         )
         batch_size = self._resolve_batch_size(X.shape[0], _effective_sample_size(sw))
-        with torch_threads(training_threads(self.n_threads, batch_size)):
+        with torch_threads(thread_count(self.n_threads, batch_size)):
             train(
                 state.network,
                 optimizer,
@@ -633,7 +644,7 @@ default='tanh'
         device = resolve_device(self.device)
         dtype = resolve_dtype(self.precision, X.dtype, device)
         if self.standardize:
-            X_mean, X_scale = _weighted_mean_scale(X.astype(np.float64), sw)
+            X_mean, X_scale = _weighted_mean_scale(X, sw)
             y_mean, y_scale = _weighted_mean_scale(Y, sw)
         else:
             X_mean, X_scale = np.zeros(X.shape[1]), np.ones(X.shape[1])
@@ -752,7 +763,10 @@ default='tanh'
         full = self._network_config["noise_type"] == "full"
         for start in range(0, n, _PREDICT_CHUNK):
             sl = slice(start, min(start + _PREDICT_CHUNK, n))
-            with torch_threads(self.n_threads), torch.inference_mode():
+            with (
+                torch_threads(thread_count(self.n_threads, sl.stop - sl.start)),
+                torch.inference_mode(),
+            ):
                 chunk = to_tensor(
                     (X[sl] - self.X_mean_) / self.X_scale_, self.dtype_, device
                 )
@@ -999,23 +1013,34 @@ class _State:
             y_scale,
         )
 
-    def tensors(self, X, Y, w, X_val=None, Y_val=None, w_val=None) -> TrainData:
-        def conv(a, centre=None, scale=None):
-            if a is None:
-                return None
-            if centre is not None:
-                a = (a - centre) / scale
-            return to_tensor(a, self.dtype, self.device)
+    def tensors(self, X, Y, w, train_rows=None, val_rows=None) -> TrainData:
+        """Standardised, packed tensors of the rows ``train_rows`` (all rows
+        if None) and ``val_rows`` (no validation data if None).
 
+        Rows are written in chunks straight into one array of the training
+        dtype, so nothing N-sized is built besides the packed data itself.
+        """
+        np_dtype = np.float32 if self.dtype == torch.float32 else np.float64
+        f, d = X.shape[1], Y.shape[1]
         w_mean = float(np.mean(w))
+
+        def pack(rows):
+            if rows is None:
+                return None
+            out = np.empty((len(rows), f + d + 1), dtype=np_dtype)
+            for start in range(0, len(rows), _PACK_CHUNK):
+                index = rows[start : start + _PACK_CHUNK]
+                dest = out[start : start + len(index)]
+                dest[:, :f] = (X[index] - self.X_mean) / self.X_scale
+                dest[:, f:-1] = (Y[index] - self.y_mean) / self.y_scale
+                dest[:, -1] = w[index] / w_mean
+            return torch.from_numpy(out).to(self.device)
+
         return TrainData(
-            X=conv(X, self.X_mean, self.X_scale),
-            Y=conv(Y, self.y_mean, self.y_scale),
-            w=conv(w / w_mean),
+            train=pack(np.arange(len(X)) if train_rows is None else train_rows),
+            n_features=f,
             log_scale=float(np.sum(np.log(self.y_scale))),
-            X_val=conv(X_val, self.X_mean, self.X_scale),
-            Y_val=conv(Y_val, self.y_mean, self.y_scale),
-            w_val=None if w_val is None else conv(w_val / w_mean),
+            val=pack(val_rows),
         )
 
 

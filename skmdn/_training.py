@@ -13,33 +13,45 @@ from dataclasses import dataclass, field
 import torch
 from sklearn.exceptions import ConvergenceWarning
 
-from ._mixture import mixture_log_prob
+from ._mixture import diagonal_mixture_nll, mixture_log_prob
 from ._network import MDNNetwork
 from ._progress import ProgressReporter
-from ._utils import limit_torch_threads
 
-__all__ = ["TrainData", "TrainHistory", "make_optimizer", "train"]
+__all__ = [
+    "FlatAdam",
+    "TrainData",
+    "TrainHistory",
+    "batch_loss",
+    "mean_log_likelihood",
+    "train",
+]
 
 
 @dataclass
 class TrainData:
-    """Standardised training (and optional validation) tensors.
+    """Standardised training (and optional validation) rows.
 
-    ``w`` and ``w_val`` are sample weights; ``log_scale`` is
+    ``train`` and ``val`` hold one row ``[x | y | w]`` per sample, so that a
+    batch is one gather instead of three; :meth:`columns` splits rows back
+    into ``x``, ``y`` and the sample weights ``w``. ``log_scale`` is
     ``sum(log y_scale)``, added to standardised NLLs to report them in the
     original target units. ``x_noise`` and ``y_noise`` are standard deviations
     (standardised units) of Gaussian noise added to each training batch.
     """
 
-    X: torch.Tensor
-    Y: torch.Tensor
-    w: torch.Tensor
+    train: torch.Tensor
+    n_features: int
     log_scale: float
-    X_val: torch.Tensor | None = None
-    Y_val: torch.Tensor | None = None
-    w_val: torch.Tensor | None = None
+    val: torch.Tensor | None = None
     x_noise: float = 0.0
     y_noise: float = 0.0
+
+    def columns(
+        self, rows: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Views ``(x, y, w)`` of packed ``rows``."""
+        f = self.n_features
+        return rows[:, :f], rows[:, f:-1], rows[:, -1]
 
 
 @dataclass
@@ -55,58 +67,143 @@ class TrainHistory:
     no_improvement_count: int = 0
 
 
-def make_optimizer(
-    network: MDNNetwork, lr: float, weight_decay: float
-) -> torch.optim.Adam:
-    """Adam with L2 weight decay on the weight matrices only (not biases).
+class FlatAdam:
+    """Adam over one flat buffer that holds every parameter of a network.
 
-    ``weight_decay`` is ``alpha / n_samples``, so the penalty is
-    ``alpha / (2 n) * ||W||^2`` as in scikit-learn's MLP. On CPU and CUDA the
-    fused implementation is used: one kernel per parameter group instead of
-    a dozen small ones, measured fastest in ``benchmarks/speed.py``.
+    Binding rewires each parameter (and its ``.grad``) to a view of one
+    contiguous buffer, so a step is eight tensor operations on that buffer
+    whatever the number of layers, and zeroing the gradients is one. On a
+    small network this more than halves the optimiser's share of a step
+    against ``torch.optim.Adam(fused=True)`` (numbers in
+    ``benchmarks/README.md``). The update is Adam's (Kingma & Ba), with L2
+    weight decay ``weight_decay * W`` added to the gradient of the weight
+    matrices only (not the biases), as ``torch.optim.Adam(weight_decay=...)``
+    on those parameters. ``weight_decay`` is ``alpha / n_samples``, so the
+    penalty is ``alpha / (2 n) * ||W||^2`` as in scikit-learn's MLP.
+
+    Call :meth:`release` when training ends: it gives every parameter its own
+    storage back and drops the gradients.
     """
-    decay = [p for name, p in network.named_parameters() if name.endswith("weight")]
-    rest = [p for name, p in network.named_parameters() if not name.endswith("weight")]
-    groups = [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": rest, "weight_decay": 0.0},
-    ]
-    device = next(network.parameters()).device
-    fused = True if device.type in ("cpu", "cuda") else None
-    return torch.optim.Adam(groups, lr=lr, fused=fused)
+
+    def __init__(
+        self,
+        network: MDNNetwork,
+        lr: float,
+        weight_decay: float,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+    ) -> None:
+        self.lr, self.betas, self.eps, self.t = float(lr), betas, eps, 0
+        self._params = list(network.parameters())
+        with torch.no_grad():
+            self.flat = torch.cat([p.detach().reshape(-1) for p in self._params])
+        self.grad = torch.zeros_like(self.flat)
+        decay, offset = [], 0
+        for name, p in network.named_parameters():
+            n = p.numel()
+            p.data = self.flat[offset : offset + n].view_as(p)
+            p.grad = self.grad[offset : offset + n].view_as(p)
+            decay.append(self.flat.new_full((n,), 0.0 if "bias" in name else 1.0))
+            offset += n
+        self.decay = torch.cat(decay).mul_(weight_decay)
+        self.exp_avg = torch.zeros_like(self.flat)
+        self.exp_avg_sq = torch.zeros_like(self.flat)
+
+    def zero_grad(self) -> None:
+        """Zero every gradient (autograd accumulates into the flat buffer)."""
+        self.grad.zero_()
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """One Adam update of every parameter."""
+        self.t += 1
+        beta1, beta2 = self.betas
+        g = torch.addcmul(self.grad, self.decay, self.flat)
+        self.exp_avg.lerp_(g, 1.0 - beta1)
+        self.exp_avg_sq.mul_(beta2).addcmul_(g, g, value=1.0 - beta2)
+        denom = self.exp_avg_sq.sqrt().div_(math.sqrt(1.0 - beta2**self.t))
+        step_size = self.lr / (1.0 - beta1**self.t)
+        self.flat.addcdiv_(self.exp_avg, denom.add_(self.eps), value=-step_size)
+
+    def snapshot(self) -> torch.Tensor:
+        """A copy of every parameter (one tensor)."""
+        return self.flat.detach().clone()
+
+    @torch.no_grad()
+    def restore(self, snapshot: torch.Tensor) -> None:
+        """Put the parameters of ``snapshot`` back."""
+        self.flat.copy_(snapshot)
+
+    def release(self) -> None:
+        """Give each parameter its own storage again and drop the gradients."""
+        for p in self._params:
+            p.data = p.data.clone()
+            p.grad = None
+
+    def state_dict(self) -> dict:
+        """Step count, learning rate and moment estimates."""
+        return {
+            "t": self.t,
+            "lr": self.lr,
+            "exp_avg": self.exp_avg.clone(),
+            "exp_avg_sq": self.exp_avg_sq.clone(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from :meth:`state_dict` (copies the moments)."""
+        self.t, self.lr = int(state["t"]), float(state["lr"])
+        self.exp_avg.copy_(torch.as_tensor(state["exp_avg"]))
+        self.exp_avg_sq.copy_(torch.as_tensor(state["exp_avg_sq"]))
+
+
+def batch_loss(
+    network: MDNNetwork, x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor
+) -> torch.Tensor:
+    """Weighted mean NLL of a batch (``weights`` sum to one), standardised units.
+
+    Diagonal-family noise types use the fused
+    :func:`~skmdn._mixture.diagonal_mixture_nll`; ``'full'`` goes through
+    autograd on :func:`~skmdn._mixture.mixture_log_prob`.
+    """
+    if network.noise_type == "full":
+        return -(weights * mixture_log_prob(network(x), y)).sum()
+    logits, means, raw = network.head_outputs(x)
+    if network.noise_type == "fixed":
+        return diagonal_mixture_nll(
+            logits, means, None, y, weights, 0.0, network.fixed_scale
+        )
+    return diagonal_mixture_nll(logits, means, raw, y, weights, network.min_scale)
 
 
 def _epoch(
     network: MDNNetwork,
-    optimizer: torch.optim.Optimizer,
+    optimizer: FlatAdam,
     data: TrainData,
     batch_size: int,
     generator: torch.Generator,
 ) -> tuple[torch.Tensor, int]:
     """One pass over the data; returns the weighted mean loss (a tensor) and steps."""
-    n = data.X.shape[0]
-    total = data.X.new_zeros(())
+    rows = data.train
+    n = rows.shape[0]
+    total = rows.new_zeros(())
     if batch_size >= n:
         batches = [None]
     else:
         perm = torch.randperm(n, generator=generator, device=generator.device)
-        batches = perm.to(data.X.device).split(batch_size)
+        batches = perm.to(rows.device).split(batch_size)
     for idx in batches:
-        if idx is None:
-            xb, yb, wb = data.X, data.Y, data.w
-        else:
-            xb, yb, wb = data.X[idx], data.Y[idx], data.w[idx]
+        xb, yb, wb = data.columns(rows if idx is None else rows.index_select(0, idx))
         if data.x_noise > 0.0:  # noise regularisation: fresh noise every step
             xb = xb + data.x_noise * _randn_like(xb, generator)
         if data.y_noise > 0.0:
             yb = yb + data.y_noise * _randn_like(yb, generator)
         w_sum = wb.sum()
-        loss = -(wb * mixture_log_prob(network(xb), yb)).sum() / w_sum
-        optimizer.zero_grad(set_to_none=True)
+        loss = batch_loss(network, xb, yb, wb / w_sum)
+        optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         total += loss.detach() * w_sum
-    return total / data.w.sum(), len(batches)
+    return total / data.columns(rows)[2].sum(), len(batches)
 
 
 @torch.no_grad()
@@ -129,20 +226,9 @@ def _randn_like(t: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return torch.randn(t.shape, generator=generator, device=generator.device).to(t)
 
 
-def _snapshot(network: MDNNetwork) -> list[torch.Tensor]:
-    return [p.detach().clone() for p in network.parameters()]
-
-
-def _restore(network: MDNNetwork, snapshot: list[torch.Tensor]) -> None:
-    with torch.no_grad():
-        for p, saved in zip(network.parameters(), snapshot, strict=True):
-            p.copy_(saved)
-
-
-@limit_torch_threads()
 def train(
     network: MDNNetwork,
-    optimizer: torch.optim.Optimizer,
+    optimizer: FlatAdam,
     data: TrainData,
     history: TrainHistory,
     *,
@@ -171,84 +257,90 @@ def train(
     ``verbose`` selects the progress report (see
     :class:`~skmdn._progress.ProgressReporter`). Returns True when the
     stopping criterion was met.
+
+    The parameters of ``network`` are bound to ``optimizer``'s flat buffer
+    while training runs and get their own storage back when it ends.
     """
-    reporter = ProgressReporter(verbose, max_iter)
-    last_good = _snapshot(network)
-    best_state = last_good if early_stopping else None
-    for _ in range(max_iter):
-        try:
-            loss_t, steps = _epoch(network, optimizer, data, batch_size, generator)
-            check = loss_t + sum(p.detach().sum() for p in network.parameters()) * 0.0
-            loss = float(loss_t) + data.log_scale
-            finite = math.isfinite(float(check))
-            # Validate inside the try, before any record of this epoch is made,
-            # so an interrupt here also keeps the history consistent.
-            score = math.nan
-            if early_stopping and finite:
-                score = (
-                    mean_log_likelihood(network, data.X_val, data.Y_val, data.w_val)
-                    - data.log_scale
+    try:
+        reporter = ProgressReporter(verbose, max_iter)
+        last_good = optimizer.snapshot()
+        best_state = last_good if early_stopping else None
+        for _ in range(max_iter):
+            try:
+                loss_t, steps = _epoch(network, optimizer, data, batch_size, generator)
+                check = loss_t + optimizer.flat.sum() * 0.0
+                loss = float(loss_t) + data.log_scale
+                finite = math.isfinite(float(check))
+                # Validate inside the try, before any record of this epoch is made,
+                # so an interrupt here also keeps the history consistent.
+                score = math.nan
+                if early_stopping and finite:
+                    score = (
+                        mean_log_likelihood(network, *data.columns(data.val))
+                        - data.log_scale
+                    )
+            except KeyboardInterrupt:
+                reporter.close()
+                optimizer.restore(best_state if best_state is not None else last_good)
+                warnings.warn(
+                    f"Training interrupted by the user after {history.n_iter} epochs; "
+                    "the model keeps the best weights found so far.",
+                    UserWarning,
+                    stacklevel=3,
                 )
-        except KeyboardInterrupt:
-            reporter.close()
-            _restore(network, best_state if best_state is not None else last_good)
-            warnings.warn(
-                f"Training interrupted by the user after {history.n_iter} epochs; "
-                "the model keeps the best weights found so far.",
-                UserWarning,
-                stacklevel=3,
-            )
-            return False
-        if not finite:
-            reporter.close()
-            if history.n_iter == 0:
-                raise FloatingPointError(
-                    "The training loss became non-finite in the first epoch. Lower "
-                    "learning_rate_init, raise min_scale, or check the data for "
-                    "extreme values (standardize=True helps)."
+                return False
+            if not finite:
+                reporter.close()
+                if history.n_iter == 0:
+                    raise FloatingPointError(
+                        "The training loss became non-finite in the first epoch. Lower "
+                        "learning_rate_init, raise min_scale, or check the data for "
+                        "extreme values (standardize=True helps)."
+                    )
+                optimizer.restore(last_good)
+                warnings.warn(
+                    "The training loss became non-finite in epoch "
+                    f"{history.n_iter + 1}; the weights of epoch {history.n_iter} "
+                    "were restored and training stopped. Lower learning_rate_init "
+                    "or raise min_scale.",
+                    ConvergenceWarning,
+                    stacklevel=3,
                 )
-            _restore(network, last_good)
-            warnings.warn(
-                f"The training loss became non-finite in epoch {history.n_iter + 1}; "
-                f"the weights of epoch {history.n_iter} were restored and training "
-                "stopped. Lower learning_rate_init or raise min_scale.",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
-            return False
-        last_good = _snapshot(network)
-        history.n_iter += 1
-        history.t += steps
-        history.loss_curve.append(loss)
-        if early_stopping:
-            history.validation_scores.append(score)
-            if score < history.best_validation_score + tol:
-                history.no_improvement_count += 1
-            else:
-                history.no_improvement_count = 0
-            if score > history.best_validation_score:
-                history.best_validation_score = score
-                best_state = last_good
-        else:
-            if loss > history.best_loss - tol:
-                history.no_improvement_count += 1
-            else:
-                history.no_improvement_count = 0
-        history.best_loss = min(history.best_loss, loss)
-        if (
-            lr_decay_patience
-            and history.no_improvement_count
-            and history.no_improvement_count % lr_decay_patience == 0
-        ):
-            for group in optimizer.param_groups:
-                group["lr"] *= 0.5
-        reporter.update(history.n_iter, loss, -score if early_stopping else None)
-        if stopping and history.no_improvement_count > n_iter_no_change:
-            reporter.close()
+                return False
+            last_good = optimizer.snapshot()
+            history.n_iter += 1
+            history.t += steps
+            history.loss_curve.append(loss)
             if early_stopping:
-                _restore(network, best_state)
-            return True
-    reporter.close()
-    if early_stopping and best_state is not None:
-        _restore(network, best_state)
-    return False
+                history.validation_scores.append(score)
+                if score < history.best_validation_score + tol:
+                    history.no_improvement_count += 1
+                else:
+                    history.no_improvement_count = 0
+                if score > history.best_validation_score:
+                    history.best_validation_score = score
+                    best_state = last_good
+            else:
+                if loss > history.best_loss - tol:
+                    history.no_improvement_count += 1
+                else:
+                    history.no_improvement_count = 0
+            history.best_loss = min(history.best_loss, loss)
+            if (
+                lr_decay_patience
+                and history.no_improvement_count
+                and history.no_improvement_count % lr_decay_patience == 0
+            ):
+                optimizer.lr *= 0.5
+            reporter.update(history.n_iter, loss, -score if early_stopping else None)
+            if stopping and history.no_improvement_count > n_iter_no_change:
+                reporter.close()
+                if early_stopping:
+                    optimizer.restore(best_state)
+                return True
+        reporter.close()
+        if early_stopping and best_state is not None:
+            optimizer.restore(best_state)
+        return False
+    finally:
+        optimizer.release()

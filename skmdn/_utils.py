@@ -19,15 +19,14 @@ __all__ = [
     "as_numpy_generator",
     "check_input_kind",
     "check_sample_weight",
-    "limit_torch_threads",
     "resolve_device",
     "resolve_dtype",
     "seed_from_random_state",
+    "thread_count",
     "to_numpy",
     "to_tensor",
     "torch_thread_budget",
     "torch_threads",
-    "training_threads",
 ]
 
 # Below this many rows per optimiser step, one thread is the fastest: the work
@@ -319,53 +318,49 @@ def torch_thread_budget() -> int:
     return max(budget, 1)
 
 
-@contextmanager
-def limit_torch_threads() -> Iterator[int]:
-    """Run a block (or, as a decorator, a function) within
-    :func:`torch_thread_budget` threads, restoring torch's setting after.
+def thread_count(n_threads: int | None, rows_per_call: int) -> int:
+    """The number of torch threads for work on ``rows_per_call`` rows at a time.
 
-    Yields the number of threads in force. Nothing is changed when the budget
-    is not below the current setting, so single-process use is untouched.
+    ``n_threads`` if given. Otherwise one thread below :data:`SMALL_BATCH`
+    rows (small kernels gain nothing from a second thread, and one that waits
+    for a busy core makes every step many times slower), and
+    :func:`torch_thread_budget` threads above.
+
+    Examples
+    --------
+    >>> thread_count(3, 10)
+    3
+    >>> thread_count(None, 256)
+    1
+    """
+    if n_threads is not None:
+        return int(n_threads)
+    return 1 if rows_per_call < SMALL_BATCH else torch_thread_budget()
+
+
+@contextmanager
+def torch_threads(n_threads: int) -> Iterator[int]:
+    """Run the block with ``n_threads`` torch threads, then restore the setting.
+
+    The setting is global to the process, so concurrent fits in threads of
+    one process share it. Yields the number of threads in force.
 
     Examples
     --------
     >>> import torch
-    >>> with limit_torch_threads() as n:
-    ...     n <= torch.get_num_threads()
+    >>> before = torch.get_num_threads()
+    >>> with torch_threads(1) as n:
+    ...     n, torch.get_num_threads()
+    (1, 1)
+    >>> torch.get_num_threads() == before
     True
     """
-    before = torch.get_num_threads()
-    budget = torch_thread_budget()
-    if budget >= before:
-        yield before
-        return
-    torch.set_num_threads(budget)
-    try:
-        yield budget
-    finally:
-        torch.set_num_threads(before)
-
-
-def training_threads(n_threads: int | None, batch_size: int) -> int | None:
-    """Torch threads for training: ``n_threads``, or 1 for small batches."""
-    if n_threads is not None:
-        return n_threads
-    return 1 if batch_size < SMALL_BATCH else None
-
-
-@contextmanager
-def torch_threads(n_threads: int | None) -> Iterator[None]:
-    """Run the block with ``n_threads`` torch threads, then restore the setting.
-
-    ``None`` leaves torch's current setting alone. The setting is global to
-    the process, so concurrent fits in threads of one process share it.
-    """
     previous = torch.get_num_threads()
-    if n_threads is None or n_threads == previous:
-        yield
+    if n_threads == previous:
+        yield previous
         return
     torch.set_num_threads(n_threads)
     try:
-        yield
+        yield n_threads
     finally:
         torch.set_num_threads(previous)

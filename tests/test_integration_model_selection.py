@@ -15,7 +15,7 @@ from sklearn.model_selection import (
 )
 
 from skmdn import MDNRegressor
-from skmdn._utils import limit_torch_threads, torch_thread_budget
+from skmdn._utils import SMALL_BATCH, thread_count, torch_thread_budget
 from tests.conftest import make_inverse_sine
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -113,9 +113,12 @@ def test_fit_respects_omp_num_threads_set_after_torch_started(monkeypatch):
         _base(max_iter=3).fit(X, y)
         assert seen == [1, 1, 1]
         assert torch.get_num_threads() == 2
+        # large work (e.g. a predict chunk) gets the budget, not torch's 2
+        assert thread_count(None, SMALL_BATCH) == 1
         monkeypatch.delenv("OMP_NUM_THREADS")
-        with limit_torch_threads() as n:
-            assert n == 2 == torch.get_num_threads()
+        assert thread_count(None, SMALL_BATCH) == 2
+        assert thread_count(None, SMALL_BATCH - 1) == 1
+        assert thread_count(2, 10) == 2
     finally:
         torch.set_num_threads(before)
 

@@ -72,19 +72,19 @@ def test_verbose_1_without_tqdm_prints_lines_and_a_note(data, capsys, monkeypatc
 
 
 def _interrupt_on_training_call(monkeypatch, call):
-    """Make the network raise KeyboardInterrupt on its ``call``-th forward pass
-    with gradients on (training batches; validation runs under no_grad)."""
-    original = MDNNetwork.forward
+    """Make the network raise KeyboardInterrupt on its ``call``-th pass with
+    gradients on (training batches; validation runs under no_grad)."""
+    original = MDNNetwork.head_outputs
     count = {"n": 0}
 
-    def forward(self, x):
+    def head_outputs(self, x):
         if torch.is_grad_enabled():
             count["n"] += 1
             if count["n"] == call:
                 raise KeyboardInterrupt
         return original(self, x)
 
-    monkeypatch.setattr(MDNNetwork, "forward", forward)
+    monkeypatch.setattr(MDNNetwork, "head_outputs", head_outputs)
 
 
 @pytest.mark.parametrize("early_stopping", [False, True])

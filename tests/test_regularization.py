@@ -78,7 +78,7 @@ def test_learning_rate_is_halved_on_plateaus(schedule):
         n_iter_no_change=4, learning_rate=schedule, max_iter=300, random_state=0
     ).fit(X, y)
     assert model.n_iter_ < 300  # stopped by the criterion
-    lr = model._optimizer_state["param_groups"][0]["lr"]
+    lr = model._optimizer_state["lr"]
     if schedule == "constant":
         assert lr == model.learning_rate_init
     else:
