@@ -36,17 +36,17 @@ from ._utils import (
     seed_from_random_state,
     thread_count,
     to_numpy,
-    to_tensor,
     torch_threads,
 )
 
 __all__ = ["MDNRegressor"]
 
 # Rows per forward pass at inference: small enough for the activations to stay
-# in cache (4096 rows ran 2-6x faster than 65536 in benchmarks/speed.py), large
-# enough that the per-chunk overhead is negligible. All inference streams over
+# in cache (32768 rows ran 1.1-1.6x slower), large enough for the per-chunk
+# overhead to be small (2048 rows: 1.7x slower) and for two threads to pay;
+# measured on 1e6 rows, see benchmarks/README.md. All inference streams over
 # chunks, so memory is bounded by the outputs.
-_PREDICT_CHUNK = 4096
+_PREDICT_CHUNK = 8192
 # Rows of the training data on which the loss at initialisation is estimated.
 _INITIAL_LOSS_ROWS = 4096
 # Rows standardised at a time when the training tensors are built.
@@ -761,42 +761,44 @@ default='tanh'
         n = X.shape[0]
         device = torch.device(self.device_)
         full = self._network_config["noise_type"] == "full"
+        # Standardisation and the move to target units run in torch, in
+        # float64 (numpy's broadcasting over a last axis of d = 1 or 2 was the
+        # slowest part of predict, measured in benchmarks/speed.py).
+        X_mean, X_scale, y_mean, y_scale = (
+            torch.as_tensor(a, dtype=torch.float64, device=device)
+            for a in (self.X_mean_, self.X_scale_, self.y_mean_, self.y_scale_)
+        )
+        # row i of a Cholesky factor scales with output i
+        cov_scale = y_scale[:, None] if full else y_scale
         for start in range(0, n, _PREDICT_CHUNK):
             sl = slice(start, min(start + _PREDICT_CHUNK, n))
             with (
                 torch_threads(thread_count(self.n_threads, sl.stop - sl.start)),
                 torch.inference_mode(),
             ):
-                chunk = to_tensor(
-                    (X[sl] - self.X_mean_) / self.X_scale_, self.dtype_, device
-                )
-                params = self.network_(chunk)
+                x = torch.as_tensor(X[sl], device=device).to(torch.float64)
+                params = self.network_(((x - X_mean) / X_scale).to(self.dtype_))
                 scale = params.scale_tril if full else params.scales
-                log_w, means, scale = map(
-                    to_numpy, (params.log_weights, params.means, scale)
-                )
-            means = means * self.y_scale_ + self.y_mean_
+                log_w = to_numpy(params.log_weights)
+                means = to_numpy(torch.addcmul(y_mean, params.means.double(), y_scale))
+                scale = to_numpy(scale.double() * cov_scale)
             _check_finite_output(
-                (X[sl] - self.X_mean_) / self.X_scale_,
+                X[sl],
+                self.X_mean_,
+                self.X_scale_,
                 log_w,
                 means,
-                scale * self.y_scale_.max(),
+                scale,
                 self.dtype_,
                 offset=start,
             )
             if full:
                 dist = GaussianMixture(
-                    log_w,
-                    means,
-                    scale_tril=scale * self.y_scale_[:, None],
-                    univariate=self._univariate,
+                    log_w, means, scale_tril=scale, univariate=self._univariate
                 )
             else:
                 dist = GaussianMixture(
-                    log_w,
-                    means,
-                    scales=scale * self.y_scale_,
-                    univariate=self._univariate,
+                    log_w, means, scales=scale, univariate=self._univariate
                 )
             yield sl, dist
 
@@ -1059,8 +1061,12 @@ def _warn_if_worse(initial_loss: float, losses: list[float], model) -> None:
         )
 
 
-def _check_finite_output(Xs, log_w, means, scale, dtype, offset: int = 0) -> None:
+def _check_finite_output(
+    X, X_mean, X_scale, log_w, means, scale, dtype, offset: int = 0
+) -> None:
     """Never return a silent NaN: name the rows whose parameters overflowed."""
+    if all(np.isfinite(np.sum(a)) for a in (log_w, means, scale)):
+        return  # one pass each; a sum is non-finite if any term is
     n = len(log_w)
     ok = (
         np.isfinite(log_w).all(1)
@@ -1070,7 +1076,7 @@ def _check_finite_output(Xs, log_w, means, scale, dtype, offset: int = 0) -> Non
     if ok.all():
         return
     bad = np.flatnonzero(~ok)
-    far = float(np.max(np.abs(Xs[bad])))
+    far = float(np.max(np.abs((X[bad] - X_mean) / X_scale)))
     raise ValueError(
         f"The network produced non-finite mixture parameters for {len(bad)} row(s) "
         f"of X (first: row {bad[0] + offset}), whose standardised features "

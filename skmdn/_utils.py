@@ -159,8 +159,12 @@ def to_tensor(
 
 
 def to_numpy(tensor: torch.Tensor) -> np.ndarray:
-    """Return a float64 numpy copy of ``tensor`` (moved to the CPU)."""
-    return tensor.detach().to("cpu", torch.float64).numpy()
+    """Return a C-contiguous float64 numpy array of ``tensor`` (on the CPU).
+
+    Contiguous so that numpy reductions sum in the same order whatever the
+    layout the tensor had (results are then bit-identical across paths).
+    """
+    return tensor.detach().to("cpu", torch.float64).contiguous().numpy()
 
 
 _ENCODE_ADVICE = (
