@@ -64,6 +64,90 @@ def inverse_sine_optimal_nll(t: np.ndarray, n_grid: int = 2_000_000) -> np.ndarr
     return np.log(length)
 
 
+# ------------------------------------------- approximation floor (--floor)
+def _uniform_quantiles(
+    t: float, n: int, x_grid: np.ndarray
+) -> tuple[np.ndarray, float]:
+    """n equally weighted points standing for U(S(t)), and len(S(t)).
+
+    The intervals of S(t) are located on ``x_grid`` (midpoints of equal cells of
+    [0, 1]); the points are the midpoint-rule quantiles Q((i + 0.5) / n), i < n,
+    of the uniform law on S(t): equally spaced within each interval.
+    """
+    inside = np.concatenate([[0], np.abs(t - _f(x_grid)) < 0.1, [0]])
+    edges = np.flatnonzero(np.diff(inside)) / len(x_grid)
+    lo, hi = edges[::2], edges[1::2]  # the one to three intervals of S(t)
+    cum = np.concatenate([[0.0], np.cumsum(hi - lo)])
+    u = (np.arange(n) + 0.5) / n * cum[-1]
+    j = np.searchsorted(cum, u, side="right") - 1
+    return lo[j] + u - cum[j], cum[-1]
+
+
+def gmm_cross_entropy(
+    points: np.ndarray, k: int, tol: float = 1e-11, max_iter: int = 20_000
+) -> tuple[np.ndarray, int, float]:
+    """Min over K-component Gaussian mixtures q of -mean(log q(points)), per row.
+
+    ``points`` (n_rows, n) holds sorted, equally weighted samples of one density
+    per row. EM (which decreases this cross-entropy at every step) starts from
+    means at the (j + 0.5) / K quantiles, equal weights and scales equal to the
+    spacing of those means, and stops once no row improves by more than ``tol``
+    nats per iteration. Returns the cross-entropies, the number of iterations and
+    the last largest improvement (to check convergence).
+    """
+    x = points[:, :, None]
+    n = points.shape[1]
+    mu = points[:, ((np.arange(k) + 0.5) * n / k).astype(int)]
+    span = points[:, -1:] - points[:, :1]
+    scale = np.broadcast_to(np.maximum(span, 1e-3) / k, mu.shape)
+    log_w = np.full(mu.shape, -np.log(k))
+    previous, iteration = np.inf, 0
+    while iteration < max_iter:
+        iteration += 1
+        z = (x - mu[:, None]) / scale[:, None]
+        log_joint = log_w[:, None] - 0.5 * z**2 - np.log(scale)[:, None]
+        top = log_joint.max(axis=2, keepdims=True)
+        resp = np.exp(log_joint - top)
+        total = resp.sum(axis=2, keepdims=True)
+        ce = 0.5 * np.log(2 * np.pi) - (top + np.log(total)).mean(axis=(1, 2))
+        improvement = np.max(previous - ce)
+        if improvement < tol:
+            break
+        previous = ce
+        resp /= total
+        nk = resp.sum(axis=1) + 1e-300
+        log_w = np.log(nk / n)
+        mu = (resp * x).sum(axis=1) / nk
+        var = (resp * (x - mu[:, None]) ** 2).sum(axis=1) / nk
+        scale = np.sqrt(np.maximum(var, 1e-12))
+    return ce, iteration, improvement
+
+
+def inverse_sine_floor(
+    ks: list[int], n_t: int = 300, n_points: int = 1000, seed: int = 0
+) -> dict[int, tuple[float, float]]:
+    """Approximation floor of a K-component MDN on the inverse-sine problem.
+
+    For ``n_t`` values of t drawn from the problem's own generator, fit the best
+    K-component Gaussian mixture q_K(. | t) to p(x | t) = U(S(t)) and return
+    {K: (mean, s.e.)} over t of KL(p || q_K) = cross-entropy - log len(S(t)):
+    the least excess NLL any K-component MDN can reach, even with a perfect
+    network and infinite data (up to EM finding the global optimum).
+    """
+    t, _ = make_inverse_sine(n_t, np.random.default_rng(seed))
+    x_grid = (np.arange(200_000) + 0.5) / 200_000
+    pairs = [_uniform_quantiles(ti, n_points, x_grid) for ti in t[:, 0]]
+    points = np.array([p for p, _ in pairs])
+    log_len = np.log([length for _, length in pairs])
+    floor = {}
+    for k in ks:
+        ce, iterations, improvement = gmm_cross_entropy(points, k)
+        kl = ce - log_len
+        floor[k] = (kl.mean(), kl.std(ddof=1) / np.sqrt(n_t))
+        print(f"K={k}: {iterations} EM iterations, last gain {improvement:.1e}")
+    return floor
+
+
 # ---------------------------------------------------------------- robot arm
 L1, L2, SIGMA = 1.0, 0.8, 0.05
 T1_RANGE, T2_RANGE = (0.0, np.pi), (-2.5, 2.5)
