@@ -83,43 +83,62 @@ def _uniform_quantiles(
     return lo[j] + u - cum[j], cum[-1]
 
 
+def _em_step(x: np.ndarray, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cross-entropy -mean(log q(x)) of each row's mixture and its EM update.
+
+    ``x`` (n_rows, n, 1); ``theta`` (n_rows, 3, K) = (means, log scales, log
+    weights up to a constant), so that any real theta is a valid mixture.
+    """
+    mu, log_scale = theta[:, :1], theta[:, 1:2]
+    log_w = theta[:, 2:] - logsumexp(theta[:, 2:], axis=2, keepdims=True)
+    log_joint = log_w - 0.5 * ((x - mu) / np.exp(log_scale)) ** 2 - log_scale
+    resp = np.exp(log_joint - log_joint.max(axis=2, keepdims=True))
+    total = resp.sum(axis=2, keepdims=True)
+    log_q = np.log(total) + log_joint.max(axis=2, keepdims=True)
+    ce = 0.5 * np.log(2 * np.pi) - log_q.mean(axis=(1, 2))
+    resp /= total  # responsibilities, (n_rows, n, K)
+    nk = resp.sum(axis=1, keepdims=True) + 1e-300
+    mu = (resp * x).sum(axis=1, keepdims=True) / nk
+    var = (resp * (x - mu) ** 2).sum(axis=1, keepdims=True) / nk
+    return ce, np.concatenate([mu, 0.5 * np.log(var + 1e-300), np.log(nk)], axis=1)
+
+
 def gmm_cross_entropy(
-    points: np.ndarray, k: int, tol: float = 1e-11, max_iter: int = 20_000
+    points: np.ndarray, k: int, tol: float = 1e-10, max_iter: int = 5000
 ) -> tuple[np.ndarray, int, float]:
     """Min over K-component Gaussian mixtures q of -mean(log q(points)), per row.
 
     ``points`` (n_rows, n) holds sorted, equally weighted samples of one density
     per row. EM (which decreases this cross-entropy at every step) starts from
-    means at the (j + 0.5) / K quantiles, equal weights and scales equal to the
-    spacing of those means, and stops once no row improves by more than ``tol``
-    nats per iteration. Returns the cross-entropies, the number of iterations and
-    the last largest improvement (to check convergence).
+    means at the (j + 0.5) / K quantiles, equal weights and scales of the order
+    of the spacing of those means; plain EM needs ~1e4 steps for K=20, so it is
+    accelerated by SQUAREM (Varadhan & Roland 2008), falling back to two plain
+    EM steps for any row where the extrapolation does not decrease the
+    cross-entropy. Stops once no row improves by more than ``tol`` nats per
+    iteration; returns the cross-entropies, the number of iterations and the
+    last largest improvement (to check convergence).
     """
     x = points[:, :, None]
     n = points.shape[1]
     mu = points[:, ((np.arange(k) + 0.5) * n / k).astype(int)]
-    span = points[:, -1:] - points[:, :1]
-    scale = np.broadcast_to(np.maximum(span, 1e-3) / k, mu.shape)
-    log_w = np.full(mu.shape, -np.log(k))
+    span = np.maximum(points[:, -1:] - points[:, :1], 1e-3)
+    theta = np.stack([mu, np.log(span / k) + 0 * mu, 0 * mu], axis=1)
     previous, iteration = np.inf, 0
-    while iteration < max_iter:
-        iteration += 1
-        z = (x - mu[:, None]) / scale[:, None]
-        log_joint = log_w[:, None] - 0.5 * z**2 - np.log(scale)[:, None]
-        top = log_joint.max(axis=2, keepdims=True)
-        resp = np.exp(log_joint - top)
-        total = resp.sum(axis=2, keepdims=True)
-        ce = 0.5 * np.log(2 * np.pi) - (top + np.log(total)).mean(axis=(1, 2))
-        improvement = np.max(previous - ce)
-        if improvement < tol:
-            break
-        previous = ce
-        resp /= total
-        nk = resp.sum(axis=1) + 1e-300
-        log_w = np.log(nk / n)
-        mu = (resp * x).sum(axis=1) / nk
-        var = (resp * (x - mu[:, None]) ** 2).sum(axis=1) / nk
-        scale = np.sqrt(np.maximum(var, 1e-12))
+    with np.errstate(all="ignore"):
+        while iteration < max_iter:
+            iteration += 1
+            ce, theta1 = _em_step(x, theta)
+            theta2 = _em_step(x, theta1)[1]
+            r, v = theta1 - theta, theta2 - 2 * theta1 + theta
+            alpha = -np.sqrt((r**2).sum(axis=(1, 2)) / (v**2).sum(axis=(1, 2)))
+            alpha = np.minimum(np.nan_to_num(alpha, nan=-1.0), -1.0)[:, None, None]
+            ce_jump, theta3 = _em_step(x, theta - 2 * alpha * r + alpha**2 * v)
+            worse = ~(ce_jump <= ce)[:, None, None]  # also catches nan
+            theta = np.where(worse, theta2, theta3)
+            improvement = np.max(previous - ce)
+            if improvement < tol:
+                break
+            previous = ce
     return ce, iteration, improvement
 
 

@@ -51,6 +51,10 @@ _PREDICT_CHUNK = 8192
 _INITIAL_LOSS_ROWS = 4096
 # Rows standardised at a time when the training tensors are built.
 _PACK_CHUNK = 65536
+# Rows per chunk for the standardisation statistics (temporaries stay in cache).
+_STATS_CHUNK = 8192
+# At most this many rows (evenly spaced) set the initial component means.
+_QUANTILE_ROWS = 100_000
 
 # 'auto' training levers (noise regularisation, early stopping, mini-batches)
 # switch on from this effective sample size (Kish: sum(w)^2 / sum(w^2), the
@@ -80,18 +84,30 @@ def _weighted_mean_scale(a: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.n
 
     Each column is first divided by its largest magnitude, so that squares do
     not overflow for values near the float64 limit (e.g. 1e200) and tiny units
-    (e.g. 1e-14) are not mistaken for a constant column. Computed in float64
-    over chunks of rows: no N-sized temporary.
+    (e.g. 1e-14) are not mistaken for a constant column. Two passes over
+    cache-sized chunks of rows, in float64, with no N-sized temporary: the
+    largest magnitudes, then weighted sums of the scaled values and of their
+    squares around a pilot mean (the first chunk's), which keeps the
+    one-pass variance formula free of cancellation.
     """
-    chunks = [slice(i, i + _PACK_CHUNK) for i in range(0, len(a), _PACK_CHUNK)]
+    chunks = [slice(i, i + _STATS_CHUNK) for i in range(0, len(a), _STATS_CHUNK)]
     big = np.zeros(a.shape[1])
     for sl in chunks:
         np.maximum(big, np.abs(a[sl]).max(axis=0), out=big)
     big[~(big > 0)] = 1.0
+    shift = np.average(a[chunks[0]] / big, axis=0, weights=None)
+    s1 = np.zeros(a.shape[1])
+    s2 = np.zeros(a.shape[1])
+    for sl in chunks:
+        c = a[sl] / big
+        c -= shift
+        s1 += w[sl] @ c
+        c *= c
+        s2 += w[sl] @ c
     total = float(np.sum(w))
-    mean = sum(w[sl] @ (a[sl] / big) for sl in chunks) / total
-    var = sum(w[sl] @ np.square(a[sl] / big - mean) for sl in chunks) / total
-    scale = np.sqrt(var)
+    mean = s1 / total
+    scale = np.sqrt(np.maximum(s2 / total - mean**2, 0.0))
+    mean += shift
     constant = ~(scale > 1e-12)
     mean, scale = mean * big, scale * big
     scale[constant] = 1.0
@@ -230,7 +246,8 @@ default='tanh'
         line per epoch, for logs.
     warm_start : bool, default=False
         Continue training from the fitted weights (and standardisation) on
-        the next call to :meth:`fit`.
+        the next call to :meth:`fit`, with Adam's moment estimates carried
+        over; the learning rate restarts at ``learning_rate_init``.
 
     Attributes
     ----------
@@ -517,6 +534,10 @@ default='tanh'
             train_rows, val_rows = train_test_split(
                 np.arange(X.shape[0]), test_size=n_val, random_state=seed % (2**32)
             )
+            # in order: gathering rows sequentially is 2x faster on large data,
+            # and each epoch draws its own permutation anyway
+            train_rows.sort()
+            val_rows.sort()
         data = state.tensors(X, Y, sw, train_rows, val_rows)
         data.x_noise = data.y_noise = self._noise_level(n_eff, X.shape[1], Y.shape[1])
         history = TrainHistory() if not warm else copy.deepcopy(self._history)
@@ -526,6 +547,9 @@ default='tanh'
         optimizer = FlatAdam(
             state.network, self.learning_rate_init, self.alpha / float(sw.sum())
         )
+        if warm:  # continue Adam's moments too; the schedule restarts
+            optimizer.load_state_dict(self._optimizer_state)
+            optimizer.lr = float(self.learning_rate_init)
         generator = torch.Generator(device=state.device).manual_seed(seed)
         n_before = history.n_iter
         batch_size = self._resolve_batch_size(data.train.shape[0], n_eff)
@@ -669,8 +693,11 @@ default='tanh'
         # float32 and float64 fits start from the same weights.
         network = MDNNetwork(**config).double()
         generator = torch.Generator().manual_seed(seed)
-        Ys = (Y - y_mean) / y_scale
-        mean_init = _weighted_quantiles(Ys, sw, (np.arange(K) + 0.5) / K)
+        # Components start at quantiles of y; on large data, of an evenly
+        # spaced subsample (sorting 1e6 rows took a quarter of an epoch).
+        every = -(-len(Y) // _QUANTILE_ROWS)
+        Ys = (Y[::every] - y_mean) / y_scale
+        mean_init = _weighted_quantiles(Ys, sw[::every], (np.arange(K) + 0.5) / K)
         network.reset_parameters(
             generator, torch.as_tensor(mean_init), scale_init=1.0 / np.sqrt(K)
         )

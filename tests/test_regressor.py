@@ -178,6 +178,7 @@ def test_warm_start_continues_from_the_fitted_weights():
     assert model.n_iter_ == 10
     assert len(model.loss_curve_) == 10
     assert model.loss_curve_[5] < first + 0.05  # no restart from scratch
+    assert model._optimizer_state["t"] == model.t_  # Adam continued too
     cold = MDNRegressor(max_iter=5, random_state=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
