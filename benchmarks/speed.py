@@ -237,6 +237,31 @@ def fit_epochs(config, X, y, epochs, batch_size="auto"):
         return model.fit(prepare_X(config, X), y)
 
 
+def matmul_ceiling(n_features: int, n_outputs: int, batch: int, repeats: int) -> float:
+    """Samples/s if a float32 training step were only its matrix products.
+
+    The forward ``addmm`` of each layer and the backward products (weight
+    gradients of every layer, input gradients of all but the first), on
+    random tensors of the network's shapes: what the layer widths allow
+    before any elementwise work, a ceiling for the "share of the FLOP limit".
+    """
+    sizes = [n_features, *HIDDEN, K + 2 * K * n_outputs]
+    acts = [torch.randn(batch, s) for s in sizes]
+    weights = [torch.randn(b, a) for a, b in itertools.pairwise(sizes)]
+    biases = [torch.randn(b) for b in sizes[1:]]
+
+    def step():
+        for i, (W, b) in enumerate(zip(weights, biases, strict=True)):
+            torch.addmm(b, acts[i], W.t())
+        for i, W in enumerate(weights):
+            acts[i + 1].t() @ acts[i]  # dW
+            if i:
+                acts[i + 1] @ W  # dX
+
+    step()
+    return batch / median_time(step, max(repeats, 5))
+
+
 # ---------------------------------------------------------------- sections
 def section_throughput(args, gflops) -> str:
     rows = []
@@ -276,6 +301,12 @@ def section_throughput(args, gflops) -> str:
                         ]
                     )
                     print(rows[-1], flush=True)
+        d = 1 if y.ndim == 1 else y.shape[1]
+        rate = matmul_ceiling(X.shape[1], d, LARGE_BATCH, args.repeats)
+        share = rate * 6 * P / (gflops["float32"] * 1e9)
+        cells = [problem, "-", LARGE_BATCH, "matmuls only (f32)", "-"]
+        rows.append([*cells, f"{rate:,.0f}", "-", f"{100 * share:.1f} %"])
+        print(rows[-1], flush=True)
     return fmt_table(
         [
             "problem",
