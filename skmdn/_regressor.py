@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import time
 import warnings
 from collections.abc import Iterator
 from numbers import Integral, Real
@@ -28,6 +29,7 @@ from ._training import (
     train,
 )
 from ._utils import (
+    ThreadChooser,
     as_numpy_generator,
     check_input_kind,
     check_sample_weight,
@@ -572,6 +574,7 @@ default='tanh'
                 early_stopping=early_stopping,
                 generator=generator,
                 verbose=self.verbose,
+                threads=ThreadChooser(self.n_threads, batch_size, state.device),
                 lr_decay_patience=(
                     max(1, self.n_iter_no_change // _LR_DECAY_DIVISOR)
                     if self.learning_rate == "plateau"
@@ -659,6 +662,7 @@ default='tanh'
                 generator=generator,
                 verbose=self.verbose,
                 stopping=False,
+                threads=ThreadChooser(self.n_threads, batch_size, state.device),
             )
         self._set_fitted(state, history, optimizer, univariate, seed)
         return self
@@ -788,27 +792,29 @@ default='tanh'
         n = X.shape[0]
         device = torch.device(self.device_)
         full = self._network_config["noise_type"] == "full"
-        # Standardisation and the move to target units run in torch, in
-        # float64 (numpy's broadcasting over a last axis of d = 1 or 2 was the
-        # slowest part of predict, measured in benchmarks/speed.py).
+        # Standardisation and the move to target units run in torch float64 on
+        # the CPU (numpy's broadcasting over a last axis of d = 1 or 2 was the
+        # slowest part of predict, measured in benchmarks/speed.py); only the
+        # network runs on the device, which need not support float64 (MPS).
         X_mean, X_scale, y_mean, y_scale = (
-            torch.as_tensor(a, dtype=torch.float64, device=device)
+            torch.as_tensor(a, dtype=torch.float64)
             for a in (self.X_mean_, self.X_scale_, self.y_mean_, self.y_scale_)
         )
         # row i of a Cholesky factor scales with output i
         cov_scale = y_scale[:, None] if full else y_scale
+        chooser = ThreadChooser(self.n_threads, min(n, _PREDICT_CHUNK), device)
         for start in range(0, n, _PREDICT_CHUNK):
             sl = slice(start, min(start + _PREDICT_CHUNK, n))
-            with (
-                torch_threads(thread_count(self.n_threads, sl.stop - sl.start)),
-                torch.inference_mode(),
-            ):
-                x = torch.as_tensor(X[sl], device=device).to(torch.float64)
-                params = self.network_(((x - X_mean) / X_scale).to(self.dtype_))
+            threads, began = chooser.choose(), time.perf_counter()
+            with torch_threads(threads), torch.inference_mode():
+                x = (torch.as_tensor(X[sl], dtype=torch.float64) - X_mean) / X_scale
+                params = self.network_(x.to(device, self.dtype_))
                 scale = params.scale_tril if full else params.scales
+                means = params.means.to("cpu", torch.float64)
                 log_w = to_numpy(params.log_weights)
-                means = to_numpy(torch.addcmul(y_mean, params.means.double(), y_scale))
-                scale = to_numpy(scale.double() * cov_scale)
+                means = to_numpy(torch.addcmul(y_mean, means, y_scale))
+                scale = to_numpy(scale.to("cpu", torch.float64) * cov_scale)
+            chooser.record(threads, time.perf_counter() - began, sl.stop - sl.start)
             _check_finite_output(
                 X[sl],
                 self.X_mean_,

@@ -7,6 +7,7 @@ epoch draws one permutation from a private :class:`torch.Generator`.
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from dataclasses import dataclass, field
 
@@ -16,6 +17,7 @@ from sklearn.exceptions import ConvergenceWarning
 from ._mixture import diagonal_mixture_nll, mixture_log_prob
 from ._network import MDNNetwork
 from ._progress import ProgressReporter
+from ._utils import ThreadChooser
 
 __all__ = [
     "FlatAdam",
@@ -181,8 +183,14 @@ def _epoch(
     data: TrainData,
     batch_size: int,
     generator: torch.Generator,
+    threads: ThreadChooser | None = None,
 ) -> tuple[torch.Tensor, int]:
-    """One pass over the data; returns the weighted mean loss (a tensor) and steps."""
+    """One pass over the data; returns the weighted mean loss (a tensor) and steps.
+
+    With an adaptive ``threads`` chooser, each step sets torch's thread count
+    and reports its time (large batches only; see :class:`ThreadChooser`).
+    """
+    adaptive = threads is not None and threads.fixed is None
     rows = data.train
     n = rows.shape[0]
     total = rows.new_zeros(())
@@ -192,6 +200,9 @@ def _epoch(
         perm = torch.randperm(n, generator=generator, device=generator.device)
         batches = perm.to(rows.device).split(batch_size)
     for idx in batches:
+        if adaptive:
+            n_threads, began = threads.choose(), time.perf_counter()
+            torch.set_num_threads(n_threads)
         xb, yb, wb = data.columns(rows if idx is None else rows.index_select(0, idx))
         if data.x_noise > 0.0:  # noise regularisation: fresh noise every step
             xb = xb + data.x_noise * _randn_like(xb, generator)
@@ -203,6 +214,8 @@ def _epoch(
         loss.backward()
         optimizer.step()
         total += loss.detach() * w_sum
+        if adaptive:
+            threads.record(n_threads, time.perf_counter() - began, xb.shape[0])
     return total / data.columns(rows)[2].sum(), len(batches)
 
 
@@ -241,6 +254,7 @@ def train(
     verbose: int = 0,
     stopping: bool = True,
     lr_decay_patience: int | None = None,
+    threads: ThreadChooser | None = None,
 ) -> bool:
     """Run up to ``max_iter`` epochs, updating ``network`` and ``history``.
 
@@ -255,8 +269,9 @@ def train(
     warns. With ``lr_decay_patience`` (learning rate on plateau), every
     ``lr_decay_patience`` epochs without improvement halve the learning rate.
     ``verbose`` selects the progress report (see
-    :class:`~skmdn._progress.ProgressReporter`). Returns True when the
-    stopping criterion was met.
+    :class:`~skmdn._progress.ProgressReporter`). ``threads`` chooses torch's
+    thread count step by step (the caller restores the setting). Returns True
+    when the stopping criterion was met.
 
     The parameters of ``network`` are bound to ``optimizer``'s flat buffer
     while training runs and get their own storage back when it ends.
@@ -267,7 +282,9 @@ def train(
         best_state = last_good if early_stopping else None
         for _ in range(max_iter):
             try:
-                loss_t, steps = _epoch(network, optimizer, data, batch_size, generator)
+                loss_t, steps = _epoch(
+                    network, optimizer, data, batch_size, generator, threads
+                )
                 check = loss_t + optimizer.flat.sum() * 0.0
                 loss = float(loss_t) + data.log_scale
                 finite = math.isfinite(float(check))

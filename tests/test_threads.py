@@ -1,0 +1,87 @@
+"""Thread choice: the static rule and the timing-based chooser."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import skmdn._training as training
+from skmdn import MDNRegressor
+from skmdn._utils import SMALL_BATCH, ThreadChooser
+
+
+@pytest.fixture
+def two_threads(monkeypatch):
+    before = torch.get_num_threads()
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def _drive(chooser: ThreadChooser, cost, n_blocks: int) -> list[int]:
+    """Run blocks whose seconds per row are ``cost(block, threads)``."""
+    used = []
+    for block in range(n_blocks):
+        threads = chooser.choose()
+        used.append(threads)
+        chooser.record(threads, cost(block, threads) * SMALL_BATCH, SMALL_BATCH)
+    return used
+
+
+def test_chooser_follows_the_faster_choice_and_reprobes(two_threads):
+    chooser = ThreadChooser(None, SMALL_BATCH, reprobe=4)
+
+    def cost(block, threads):  # quiet, then another process takes a core
+        if block < 40:
+            return 1.0 if threads == 2 else 1.8
+        return 60.0 if threads == 2 else 2.0
+
+    used = _drive(chooser, cost, 120)
+    assert used[:3] == [2, 1, 2]  # both timed, the budget twice (warm-up)
+    quiet, busy = used[3:40], used[42:]
+    assert quiet.count(2) > 0.85 * len(quiet)
+    assert busy.count(1) > 0.9 * len(busy)
+    probes = [i for i in range(42, 120) if used[i] == 2]
+    assert len(probes) <= 4  # re-probes back off (4, 8, 16, 32 blocks apart)
+    assert np.all(np.diff(probes) > 1)
+
+
+@pytest.mark.parametrize(
+    ("n_threads", "rows", "device", "fixed"),
+    [(3, SMALL_BATCH, None, 3), (None, SMALL_BATCH - 1, None, 1)],
+)
+def test_chooser_is_fixed_when_there_is_nothing_to_choose(
+    two_threads, n_threads, rows, device, fixed
+):
+    chooser = ThreadChooser(n_threads, rows, device)
+    assert chooser.fixed == fixed
+    assert {chooser.choose() for _ in range(20)} == {fixed}
+
+
+def test_chooser_is_fixed_with_a_budget_of_one_or_on_an_accelerator(
+    two_threads, monkeypatch
+):
+    assert ThreadChooser(None, SMALL_BATCH, torch.device("cuda")).fixed == 2
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert ThreadChooser(None, SMALL_BATCH).fixed == 1
+
+
+def test_large_batch_training_chooses_threads_per_step(two_threads, monkeypatch):
+    seen = []
+    real = training.batch_loss
+
+    def recording(*args):
+        seen.append(torch.get_num_threads())
+        return real(*args)
+
+    monkeypatch.setattr(training, "batch_loss", recording)
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(3 * SMALL_BATCH, 2)).astype(np.float32)
+    y = X[:, 0] + 0.1 * rng.normal(size=len(X))
+    MDNRegressor(
+        batch_size=SMALL_BATCH, max_iter=2, early_stopping=False, random_state=0
+    ).fit(X, y)
+    assert seen[:3] == [2, 1, 2]  # the probes, then the faster choice
+    assert torch.get_num_threads() == 2  # restored
