@@ -89,13 +89,17 @@ def _uniform_quantiles(
     return lo[j] + u - cum[j], cum[-1]
 
 
-def _em_step(x: np.ndarray, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _em_step(
+    x: np.ndarray, theta: np.ndarray, min_log_scale: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Cross-entropy -mean(log q(x)) of each row's mixture and its EM update.
 
     ``x`` (n_rows, n, 1); ``theta`` (n_rows, 3, K) = (means, log scales, log
-    weights up to a constant), so that any real theta is a valid mixture.
+    weights up to a constant), so that any real theta is a valid mixture. Log
+    scales are clipped at ``min_log_scale`` (n_rows, 1, 1), the log spacing of
+    the points: a narrower Gaussian could collapse onto a single point.
     """
-    mu, log_scale = theta[:, :1], theta[:, 1:2]
+    mu, log_scale = theta[:, :1], np.maximum(theta[:, 1:2], min_log_scale)
     log_w = theta[:, 2:] - logsumexp(theta[:, 2:], axis=2, keepdims=True)
     log_joint = log_w - 0.5 * ((x - mu) / np.exp(log_scale)) ** 2 - log_scale
     resp = np.exp(log_joint - log_joint.max(axis=2, keepdims=True))
@@ -106,7 +110,8 @@ def _em_step(x: np.ndarray, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     nk = resp.sum(axis=1, keepdims=True) + 1e-300
     mu = (resp * x).sum(axis=1, keepdims=True) / nk
     var = (resp * (x - mu) ** 2).sum(axis=1, keepdims=True) / nk
-    return ce, np.concatenate([mu, 0.5 * np.log(var + 1e-300), np.log(nk)], axis=1)
+    log_scale = np.maximum(0.5 * np.log(var + 1e-300), min_log_scale)
+    return ce, np.concatenate([mu, log_scale, np.log(nk)], axis=1)
 
 
 def gmm_cross_entropy(
@@ -129,17 +134,19 @@ def gmm_cross_entropy(
     mu = points[:, ((np.arange(k) + 0.5) * n / k).astype(int)]
     span = np.maximum(points[:, -1:] - points[:, :1], 1e-3)
     theta = np.stack([mu, np.log(span / k) + 0 * mu, 0 * mu], axis=1)
+    min_log_scale = np.log(np.diff(points, axis=1).min(axis=1))[:, None, None]
     ce, active, iteration = np.full(len(points), np.inf), np.arange(len(points)), 0
     with np.errstate(all="ignore"):
         while len(active) and iteration < max_iter:
             iteration += 1
-            xa, theta0 = x[active], theta[active]
-            ce_a, theta1 = _em_step(xa, theta0)
-            theta2 = _em_step(xa, theta1)[1]
+            xa, theta0, floor = x[active], theta[active], min_log_scale[active]
+            ce_a, theta1 = _em_step(xa, theta0, floor)
+            theta2 = _em_step(xa, theta1, floor)[1]
             r, v = theta1 - theta0, theta2 - 2 * theta1 + theta0
             alpha = -np.sqrt((r**2).sum(axis=(1, 2)) / (v**2).sum(axis=(1, 2)))
             alpha = np.minimum(np.nan_to_num(alpha, nan=-1.0), -1.0)[:, None, None]
-            ce_jump, theta3 = _em_step(xa, theta0 - 2 * alpha * r + alpha**2 * v)
+            jump = theta0 - 2 * alpha * r + alpha**2 * v
+            ce_jump, theta3 = _em_step(xa, jump, floor)
             worse = ~(ce_jump <= ce_a)[:, None, None]  # also catches nan
             theta[active] = np.where(worse, theta2, theta3)
             gain, ce[active] = ce[active] - ce_a, ce_a
