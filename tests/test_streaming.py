@@ -63,3 +63,18 @@ def test_global_thread_setting_is_restored(fitted, n_threads):
 def test_logsumexp_matches_scipy_including_infinities():
     a = np.array([[-np.inf, -np.inf], [np.inf, 0.0], [-1000.0, -1001.0], [1.0, 2.0]])
     np.testing.assert_allclose(_logsumexp(a), logsumexp(a, axis=-1), rtol=1e-15)
+
+
+def test_finite_check_is_not_fooled_by_an_overflowing_sum():
+    # Finite parameters whose sum overflows pass; a NaN row is named.
+    from skmdn._regressor import _check_finite_output
+
+    X = np.zeros((2, 1))
+    log_w = np.log(np.full((2, 2), 0.5))
+    means = np.full((2, 2, 1), 1e308)
+    scale = np.ones((2, 2, 1))
+    assert not np.isfinite(means.sum())
+    _check_finite_output(X, 0.0, 1.0, log_w, means, scale, "float64")
+    means[1, 0, 0] = np.nan
+    with pytest.raises(ValueError, match=r"1 row.*row 1"):
+        _check_finite_output(X, 0.0, 1.0, log_w, means, scale, "float64")
