@@ -232,11 +232,13 @@ default='tanh'
         Number of torch CPU threads used by fit and prediction; the global
         torch setting is restored afterwards. ``None`` uses one thread for
         work on fewer than 4096 rows at a time, such as training steps with
-        smaller batches (small steps are dominated by per-kernel overhead, and
-        a multi-threaded step slows down many times when another process
-        holds a core), and otherwise torch's current setting
-        (``torch.get_num_threads()``), lowered to ``OMP_NUM_THREADS`` if that
-        is smaller (joblib and dask workers set it to share the cores).
+        smaller batches (small steps are dominated by per-kernel overhead).
+        For larger work (prediction chunks, larger batches) it times one
+        thread against the thread budget -- torch's current setting, lowered
+        to ``OMP_NUM_THREADS`` if that is smaller (joblib and dask workers set
+        it) -- and keeps the faster, probing again from time to time: on a
+        machine busy with other processes a second thread can make every
+        step many times slower.
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, shuffling and the validation split. The
         same integer gives an identical model. Global numpy and torch random
