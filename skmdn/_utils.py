@@ -1,4 +1,4 @@
-"""Device resolution, seeding and numpy/torch conversion helpers."""
+"""Device resolution, threads, seeding, conversion and input checks."""
 
 from __future__ import annotations
 
@@ -25,7 +25,6 @@ __all__ = [
     "seed_from_random_state",
     "thread_count",
     "to_numpy",
-    "to_tensor",
     "torch_thread_budget",
     "torch_threads",
 ]
@@ -150,13 +149,6 @@ def as_numpy_generator(random_state) -> np.random.Generator:
     if isinstance(random_state, np.random.Generator):
         return random_state
     return np.random.default_rng(seed_from_random_state(random_state))
-
-
-def to_tensor(
-    array: np.ndarray, dtype: torch.dtype, device: torch.device
-) -> torch.Tensor:
-    """Copy a numpy array to a contiguous tensor of ``dtype`` on ``device``."""
-    return torch.as_tensor(np.ascontiguousarray(array), dtype=dtype, device=device)
 
 
 def to_numpy(tensor: torch.Tensor) -> np.ndarray:
