@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import time
 import warnings
 from collections.abc import Iterator
 from numbers import Integral, Real
@@ -807,8 +806,7 @@ default='tanh'
         chooser = ThreadChooser(self.n_threads, min(n, _PREDICT_CHUNK), device)
         for start in range(0, n, _PREDICT_CHUNK):
             sl = slice(start, min(start + _PREDICT_CHUNK, n))
-            threads, began = chooser.choose(), time.perf_counter()
-            with torch_threads(threads), torch.inference_mode():
+            with chooser.block(sl.stop - sl.start), torch.inference_mode():
                 x = (torch.as_tensor(X[sl], dtype=torch.float64) - X_mean) / X_scale
                 params = self.network_(x.to(device, self.dtype_))
                 scale = params.scale_tril if full else params.scales
@@ -816,7 +814,6 @@ default='tanh'
                 log_w = to_numpy(params.log_weights)
                 means = to_numpy(torch.addcmul(y_mean, means, y_scale))
                 scale = to_numpy(scale.to("cpu", torch.float64) * cov_scale)
-            chooser.record(threads, time.perf_counter() - began, sl.stop - sl.start)
             _check_finite_output(
                 X[sl],
                 self.X_mean_,

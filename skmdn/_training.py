@@ -7,7 +7,6 @@ epoch draws one permutation from a private :class:`torch.Generator`.
 from __future__ import annotations
 
 import math
-import time
 import warnings
 from dataclasses import dataclass, field
 
@@ -17,7 +16,7 @@ from sklearn.exceptions import ConvergenceWarning
 from ._mixture import diagonal_mixture_nll, mixture_log_prob
 from ._network import MDNNetwork
 from ._progress import ProgressReporter
-from ._utils import ThreadChooser
+from ._utils import ThreadChooser, torch_threads
 
 __all__ = [
     "FlatAdam",
@@ -183,14 +182,12 @@ def _epoch(
     data: TrainData,
     batch_size: int,
     generator: torch.Generator,
-    threads: ThreadChooser | None = None,
+    threads: ThreadChooser,
 ) -> tuple[torch.Tensor, int]:
     """One pass over the data; returns the weighted mean loss (a tensor) and steps.
 
-    With an adaptive ``threads`` chooser, each step sets torch's thread count
-    and reports its time (large batches only; see :class:`ThreadChooser`).
+    Each step runs as one ``threads`` block (see :class:`ThreadChooser`).
     """
-    adaptive = threads is not None and threads.fixed is None
     rows = data.train
     n = rows.shape[0]
     total = rows.new_zeros(())
@@ -200,22 +197,20 @@ def _epoch(
         perm = torch.randperm(n, generator=generator, device=generator.device)
         batches = perm.to(rows.device).split(batch_size)
     for idx in batches:
-        if adaptive:
-            n_threads, began = threads.choose(), time.perf_counter()
-            torch.set_num_threads(n_threads)
-        xb, yb, wb = data.columns(rows if idx is None else rows.index_select(0, idx))
-        if data.x_noise > 0.0:  # noise regularisation: fresh noise every step
-            xb = xb + data.x_noise * _randn_like(xb, generator)
-        if data.y_noise > 0.0:
-            yb = yb + data.y_noise * _randn_like(yb, generator)
-        w_sum = wb.sum()
-        loss = batch_loss(network, xb, yb, wb / w_sum)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        total += loss.detach() * w_sum
-        if adaptive:
-            threads.record(n_threads, time.perf_counter() - began, xb.shape[0])
+        with threads.block(n if idx is None else idx.numel()):
+            xb, yb, wb = data.columns(
+                rows if idx is None else rows.index_select(0, idx)
+            )
+            if data.x_noise > 0.0:  # noise regularisation: fresh noise every step
+                xb = xb + data.x_noise * _randn_like(xb, generator)
+            if data.y_noise > 0.0:
+                yb = yb + data.y_noise * _randn_like(yb, generator)
+            w_sum = wb.sum()
+            loss = batch_loss(network, xb, yb, wb / w_sum)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += loss.detach() * w_sum
     return total / data.columns(rows)[2].sum(), len(batches)
 
 
@@ -270,12 +265,14 @@ def train(
     ``lr_decay_patience`` epochs without improvement halve the learning rate.
     ``verbose`` selects the progress report (see
     :class:`~skmdn._progress.ProgressReporter`). ``threads`` chooses torch's
-    thread count step by step (the caller restores the setting). Returns True
+    thread count step by step (None keeps the current setting). Returns True
     when the stopping criterion was met.
 
     The parameters of ``network`` are bound to ``optimizer``'s flat buffer
     while training runs and get their own storage back when it ends.
     """
+    if threads is None:  # keep torch's current setting
+        threads = ThreadChooser(torch.get_num_threads(), batch_size)
     try:
         reporter = ProgressReporter(verbose, max_iter)
         last_good = optimizer.snapshot()
@@ -292,10 +289,9 @@ def train(
                 # so an interrupt here also keeps the history consistent.
                 score = math.nan
                 if early_stopping and finite:
-                    score = (
-                        mean_log_likelihood(network, *data.columns(data.val))
-                        - data.log_scale
-                    )
+                    with torch_threads(threads.preferred()):
+                        val_ll = mean_log_likelihood(network, *data.columns(data.val))
+                    score = val_ll - data.log_scale
             except KeyboardInterrupt:
                 reporter.close()
                 optimizer.restore(best_state if best_state is not None else last_good)

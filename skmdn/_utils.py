@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -402,6 +403,25 @@ class ThreadChooser:
         """Report how long the last block of ``rows`` rows took."""
         if self.fixed is None and rows > 0:
             self._seconds_per_row[threads] = seconds / rows
+
+    def preferred(self) -> int:
+        """The faster choice so far, without counting a block (for other
+        work between blocks, such as a validation pass)."""
+        if self.fixed is not None:
+            return self.fixed
+        if not self._seconds_per_row:
+            return self._probes[0]
+        return min(self._seconds_per_row, key=self._seconds_per_row.get)
+
+    @contextmanager
+    def block(self, rows: int) -> Iterator[int]:
+        """Run one block of ``rows`` rows with the chosen number of threads,
+        timed and recorded; torch's setting is restored afterwards."""
+        threads = self.choose()
+        began = time.perf_counter()
+        with torch_threads(threads):
+            yield threads
+        self.record(threads, time.perf_counter() - began, rows)
 
 
 @contextmanager

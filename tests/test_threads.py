@@ -32,6 +32,7 @@ def _drive(chooser: ThreadChooser, cost, n_blocks: int) -> list[int]:
 
 def test_chooser_follows_the_faster_choice_and_reprobes(two_threads):
     chooser = ThreadChooser(None, SMALL_BATCH, reprobe=4)
+    assert chooser.preferred() == 2  # nothing timed yet: the budget
 
     def cost(block, threads):  # quiet, then another process takes a core
         if block < 40:
@@ -43,6 +44,7 @@ def test_chooser_follows_the_faster_choice_and_reprobes(two_threads):
     quiet, busy = used[3:40], used[42:]
     assert quiet.count(2) > 0.85 * len(quiet)
     assert busy.count(1) > 0.9 * len(busy)
+    assert chooser.preferred() == 1  # e.g. for the validation pass
     probes = [i for i in range(42, 120) if used[i] == 2]
     assert len(probes) <= 4  # re-probes back off (4, 8, 16, 32 blocks apart)
     assert np.all(np.diff(probes) > 1)
@@ -85,3 +87,13 @@ def test_large_batch_training_chooses_threads_per_step(two_threads, monkeypatch)
     ).fit(X, y)
     assert seen[:3] == [2, 1, 2]  # the probes, then the faster choice
     assert torch.get_num_threads() == 2  # restored
+
+
+def test_block_sets_times_and_restores_threads(two_threads):
+    chooser = ThreadChooser(None, SMALL_BATCH)
+    with chooser.block(SMALL_BATCH) as n:
+        assert n == 2 == torch.get_num_threads()
+    with chooser.block(SMALL_BATCH) as n:
+        assert n == 1 == torch.get_num_threads()
+    assert torch.get_num_threads() == 2
+    assert set(chooser._seconds_per_row) == {1, 2}
