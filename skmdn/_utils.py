@@ -417,6 +417,9 @@ class ThreadChooser:
     def block(self, rows: int) -> Iterator[int]:
         """Run one block of ``rows`` rows with the chosen number of threads,
         timed and recorded; torch's setting is restored afterwards."""
+        if self.fixed is not None and torch.get_num_threads() == self.fixed:
+            yield self.fixed  # nothing to set or time (training's small steps)
+            return
         threads = self.choose()
         began = time.perf_counter()
         with torch_threads(threads):
