@@ -583,9 +583,11 @@ def section_threads(args) -> str:
 def section_steps(args) -> str:
     """Before and after each training-step optimisation, in one run.
 
-    Microseconds per step at batch 256, float32, 1 thread, on the model the
-    estimator builds: the optimiser and the loss are swapped one at a time.
+    Microseconds per step, float32, 1 thread, on the model the estimator
+    builds, at batch 256 and 8192: the optimiser and the backward pass are
+    swapped one at a time.
     """
+    from skmdn._backprop import ManualBackprop
     from skmdn._mixture import mixture_log_prob
     from skmdn._network import MDNNetwork
     from skmdn._training import FlatAdam, batch_loss
@@ -602,47 +604,55 @@ def section_steps(args) -> str:
     variants = {
         "torch Adam(fused=True) + autograd loss": (torch_adam, autograd_loss),
         "FlatAdam + autograd loss": (None, autograd_loss),
-        "FlatAdam + fused loss (skmdn)": (None, batch_loss),
+        "FlatAdam + fused loss": (None, batch_loss),
+        "FlatAdam + hand-written backprop (skmdn)": (None, None),
     }
     rows = []
     saved = torch.get_num_threads()
     torch.set_num_threads(1)
     for problem in PROBLEMS:
-        X, y = get_problem(problem, 10_000)
+        X, y = get_problem(problem, 50_000)
         Y = y.reshape(len(y), -1)
         Xt = torch.as_tensor(X, dtype=torch.float32)
         Yt = torch.as_tensor(Y, dtype=torch.float32)
-        w = torch.full((len(X),), 1.0 / BASE_BATCH)
-        base = None
-        for name, (make_opt, loss_fn) in variants.items():
-            net = MDNNetwork(
-                X.shape[1], Y.shape[1], K, HIDDEN, "tanh", "diagonal", 1e-3
-            )
-            net.reset_parameters(torch.Generator().manual_seed(0))
-            net = net.float()
-            opt = make_opt(net) if make_opt else FlatAdam(net, 3e-3, 1e-8)
-            perm = torch.randperm(len(X), generator=torch.Generator().manual_seed(0))
-            batches = perm.split(BASE_BATCH)[:-1]
+        for batch in (BASE_BATCH, LARGE_BATCH):
+            w = torch.full((len(X),), 1.0 / batch)
+            base = None
+            for name, (make_opt, loss_fn) in variants.items():
+                net = MDNNetwork(
+                    X.shape[1], Y.shape[1], K, HIDDEN, "tanh", "diagonal", 1e-3
+                )
+                net.reset_parameters(torch.Generator().manual_seed(0))
+                net = net.float()
+                opt = make_opt(net) if make_opt else FlatAdam(net, 3e-3, 1e-8)
+                manual = ManualBackprop(net) if loss_fn is None else None
+                gen = torch.Generator().manual_seed(0)
+                batches = torch.randperm(len(X), generator=gen).split(batch)[:-1]
+                batches = batches[: 10_000 // BASE_BATCH]
 
-            def run(
-                net=net, opt=opt, loss_fn=loss_fn, batches=batches, Xt=Xt, Yt=Yt, w=w
-            ):
-                for idx in batches:
-                    loss = loss_fn(net, Xt[idx], Yt[idx], w[idx])
-                    if isinstance(opt, FlatAdam):
-                        opt.zero_grad()
-                    else:
-                        opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
+                def run(net=net, opt=opt, loss_fn=loss_fn, manual=manual,
+                        batches=batches, Xt=Xt, Yt=Yt, w=w):  # fmt: skip
+                    for idx in batches:
+                        if manual is not None:
+                            manual(Xt[idx], Yt[idx], w[idx])
+                        else:
+                            loss = loss_fn(net, Xt[idx], Yt[idx], w[idx])
+                            if isinstance(opt, FlatAdam):
+                                opt.zero_grad()
+                            else:
+                                opt.zero_grad(set_to_none=True)
+                            loss.backward()
+                        opt.step()
 
-            run()
-            t = median_time(run, max(args.repeats, 5)) / len(batches) * 1e6
-            base = base or t
-            rows.append([problem, name, f"{t:.0f}", f"{base / t:.2f}x"])
-            print(rows[-1], flush=True)
+                run()
+                t = median_time(run, max(args.repeats, 5)) / len(batches) * 1e6
+                base = base or t
+                rows.append([problem, batch, name, f"{t:.0f}", f"{base / t:.2f}x"])
+                print(rows[-1], flush=True)
     torch.set_num_threads(saved)
-    return fmt_table(["problem", "training step", "us/step", "vs first row"], rows)
+    return fmt_table(
+        ["problem", "batch", "training step", "us/step", "vs first row"], rows
+    )
 
 
 def main() -> None:

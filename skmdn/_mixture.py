@@ -100,52 +100,82 @@ def diagonal_mixture_nll(
 
 
 class _DiagonalNLL(torch.autograd.Function):
-    """Forward and analytic backward of :func:`diagonal_mixture_nll`.
+    """Autograd wrapper of :func:`diagonal_nll_forward` and its backward."""
+
+    @staticmethod
+    def forward(ctx, logits, means, raw_scales, y, weights, min_scale, fixed_scale):
+        loss, saved = diagonal_nll_forward(
+            logits, means, raw_scales, y, weights, min_scale, fixed_scale
+        )
+        ctx.save_for_backward(*saved)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad):
+        need_raw = ctx.needs_input_grad[2]
+        grads = diagonal_nll_backward(ctx.saved_tensors, grad, need_raw)
+        return *grads, None, None, None, None
+
+
+def diagonal_nll_forward(
+    logits: torch.Tensor,
+    means: torch.Tensor,
+    raw_scales: torch.Tensor | None,
+    y: torch.Tensor,
+    weights: torch.Tensor,
+    min_scale: float,
+    fixed_scale: torch.Tensor | None,
+) -> tuple[torch.Tensor, tuple]:
+    """The loss of :func:`diagonal_mixture_nll` and what its backward needs.
+
+    Runs without autograd; ``saved`` goes to :func:`diagonal_nll_backward`.
+    """
+    # logsumexp written out: torch's handles infinities with extra kernels
+    # and log_softmax is slow over a last axis of a few components; the
+    # exponentials are reused for the responsibilities.
+    shifted = logits - logits.amax(-1, keepdim=True)
+    pi = shifted.exp()
+    pi_sum = pi.sum(-1, keepdim=True)
+    pi.div_(pi_sum)
+    log_pi = shifted.sub_(pi_sum.log_())
+    if raw_scales is None:
+        scales = fixed_scale.to(means).expand(1, 1, -1)
+    else:
+        scales = F.softplus(raw_scales).add_(min_scale)
+    z = (y.unsqueeze(-2) - means).div_(scales)
+    log_comp = log_pi - torch.addcmul(scales.log(), z, z, value=0.5).sum(-1)
+    top = log_comp.amax(-1, keepdim=True)
+    resp = log_comp.sub_(top).exp_()
+    total = resp.sum(-1, keepdim=True)
+    resp.div_(total)
+    ll = total.log_().add_(top).squeeze(-1)  # without the 2 pi term
+    d = means.shape[-1]
+    loss = 0.5 * d * _LOG_2PI - weights @ ll
+    return loss, (resp, pi, z, scales, raw_scales, weights)
+
+
+def diagonal_nll_backward(
+    saved: tuple, grad: torch.Tensor | float, need_raw: bool = True
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Gradients ``(logits, means, raw_scales)`` of the loss times ``grad``.
 
     With responsibilities ``g_k = p(k | x, y)``, ``z = (y - mu) / s`` and
     per-sample log-likelihood ``l``: ``dl/dlogits = g - pi``,
     ``dl/dmu = g z / s`` and ``dl/ds = g (z^2 - 1) / s``, summed over the
-    axes a shared scale is broadcast along, times ``sigmoid(raw)``.
+    axes a shared scale is broadcast along, times ``sigmoid(raw)``. The
+    raw-scale gradient is None without raw scales or ``need_raw``.
     """
-
-    @staticmethod
-    def forward(ctx, logits, means, raw_scales, y, weights, min_scale, fixed_scale):
-        # logsumexp written out: torch's handles infinities with extra kernels
-        # and log_softmax is slow over a last axis of a few components; the
-        # exponentials are reused for the responsibilities.
-        shifted = logits - logits.amax(-1, keepdim=True)
-        pi = shifted.exp()
-        pi_sum = pi.sum(-1, keepdim=True)
-        pi.div_(pi_sum)
-        log_pi = shifted.sub_(pi_sum.log_())
-        if raw_scales is None:
-            scales = fixed_scale.to(means).expand(1, 1, -1)
-        else:
-            scales = F.softplus(raw_scales).add_(min_scale)
-        z = (y.unsqueeze(-2) - means).div_(scales)
-        log_comp = log_pi - torch.addcmul(scales.log(), z, z, value=0.5).sum(-1)
-        top = log_comp.amax(-1, keepdim=True)
-        resp = log_comp.sub_(top).exp_()
-        total = resp.sum(-1, keepdim=True)
-        resp.div_(total)
-        ll = total.log_().add_(top).squeeze(-1)  # without the 2 pi term
-        ctx.save_for_backward(resp, pi, z, scales, raw_scales, weights)
-        d = means.shape[-1]
-        return 0.5 * d * _LOG_2PI - weights @ ll
-
-    @staticmethod
-    def backward(ctx, grad):
-        resp, pi, z, scales, raw_scales, weights = ctx.saved_tensors
-        coef = (weights * -grad).unsqueeze(-1)  # d(loss)/d(l_i), shape (n, 1)
-        grad_logits = (resp - pi).mul_(coef)
-        resp = (resp * coef).unsqueeze(-1)
-        u = z / scales
-        grad_means = u * resp
-        grad_raw = None
-        if raw_scales is not None and ctx.needs_input_grad[2]:
-            grad_s = torch.addcmul(scales.reciprocal().neg_(), z, u).mul_(resp)
-            grad_raw = grad_s.sum_to_size(raw_scales.shape) * torch.sigmoid(raw_scales)
-        return grad_logits, grad_means, grad_raw, None, None, None, None
+    resp, pi, z, scales, raw_scales, weights = saved
+    coef = (weights * -grad).unsqueeze(-1)  # d(loss)/d(l_i), shape (n, 1)
+    grad_logits = (resp - pi).mul_(coef)
+    resp = (resp * coef).unsqueeze(-1)
+    u = z / scales
+    grad_means = u * resp
+    grad_raw = None
+    if raw_scales is not None and need_raw:
+        grad_s = torch.addcmul(scales.reciprocal().neg_(), z, u).mul_(resp)
+        grad_raw = grad_s.sum_to_size(raw_scales.shape) * torch.sigmoid(raw_scales)
+    return grad_logits, grad_means, grad_raw
 
 
 class GaussianMixture:

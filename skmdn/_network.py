@@ -162,7 +162,12 @@ class MDNNetwork(nn.Module):
         for ``'fixed'`` and (n, K, d (d + 1) / 2) Cholesky entries for
         ``'full'``.
         """
-        out = self.head(self.trunk(x))
+        return self.split_head(self.head(self.trunk(x)))
+
+    def split_head(
+        self, out: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Split the head's output (n, n_head) as :meth:`head_outputs` returns it."""
         n = out.shape[0]
         K, d = self.n_components, self.n_outputs
         # One split (its backward is one cat) rather than three slices.

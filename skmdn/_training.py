@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from sklearn.exceptions import ConvergenceWarning
 
+from ._backprop import ManualBackprop
 from ._mixture import diagonal_mixture_nll, mixture_log_prob
 from ._network import MDNNetwork
 from ._progress import ProgressReporter
@@ -24,6 +25,7 @@ __all__ = [
     "TrainHistory",
     "batch_loss",
     "mean_log_likelihood",
+    "step_loss",
     "train",
 ]
 
@@ -176,6 +178,27 @@ def batch_loss(
     return diagonal_mixture_nll(logits, means, raw, y, weights, network.min_scale)
 
 
+def step_loss(
+    network: MDNNetwork,
+    optimizer: FlatAdam,
+    manual: ManualBackprop | None,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    weights: torch.Tensor,
+) -> torch.Tensor:
+    """A batch's loss, with every parameter's ``.grad`` set to its gradient.
+
+    By ``manual`` (:class:`~skmdn._backprop.ManualBackprop`) when given, else
+    by autograd through :func:`batch_loss`.
+    """
+    if manual is not None:
+        return manual(x, y, weights)
+    optimizer.zero_grad()
+    loss = batch_loss(network, x, y, weights)
+    loss.backward()
+    return loss
+
+
 def _epoch(
     network: MDNNetwork,
     optimizer: FlatAdam,
@@ -183,10 +206,12 @@ def _epoch(
     batch_size: int,
     generator: torch.Generator,
     threads: ThreadChooser,
+    manual: ManualBackprop | None = None,
 ) -> tuple[torch.Tensor, int]:
     """One pass over the data; returns the weighted mean loss (a tensor) and steps.
 
     Each step runs as one ``threads`` block (see :class:`ThreadChooser`).
+    Gradients come from :func:`step_loss`.
     """
     rows = data.train
     n = rows.shape[0]
@@ -206,9 +231,7 @@ def _epoch(
             if data.y_noise > 0.0:
                 yb = yb + data.y_noise * _randn_like(yb, generator)
             w_sum = wb.sum()
-            loss = batch_loss(network, xb, yb, wb / w_sum)
-            optimizer.zero_grad()
-            loss.backward()
+            loss = step_loss(network, optimizer, manual, xb, yb, wb / w_sum)
             optimizer.step()
             total += loss.detach() * w_sum
     return total / data.columns(rows)[2].sum(), len(batches)
@@ -273,6 +296,7 @@ def train(
     """
     if threads is None:  # keep torch's current setting
         threads = ThreadChooser(torch.get_num_threads(), batch_size)
+    manual = ManualBackprop(network) if ManualBackprop.supports(network) else None
     try:
         reporter = ProgressReporter(verbose, max_iter)
         last_good = optimizer.snapshot()
@@ -280,7 +304,7 @@ def train(
         for _ in range(max_iter):
             try:
                 loss_t, steps = _epoch(
-                    network, optimizer, data, batch_size, generator, threads
+                    network, optimizer, data, batch_size, generator, threads, manual
                 )
                 check = loss_t + optimizer.flat.sum() * 0.0
                 loss = float(loss_t) + data.log_scale

@@ -1,7 +1,7 @@
 """Training faults, fitted-state safety, determinism and the global random state.
 
 Faults are injected by wrapping the loss function the training loop calls
-(``skmdn._training.batch_loss``), so they happen *inside* training, in the
+(``skmdn._training.step_loss``), so they happen *inside* training, in the
 middle of an epoch, exactly where a real divergence or Ctrl-C would.
 """
 
@@ -48,10 +48,10 @@ def quiet_fit(m, X_=X, y_=Y, **kwargs):
 def inject(monkeypatch, after_calls: int, fault):
     """From training step ``after_calls + 1`` on, apply ``fault`` to the loss.
 
-    Only training steps call ``batch_loss``; evaluations (the initial loss,
+    Only training steps call ``step_loss``; evaluations (the initial loss,
     validation scores) do not.
     """
-    real = training.batch_loss
+    real = training.step_loss
     calls = {"n": 0}
 
     def wrapped(*args):
@@ -59,7 +59,7 @@ def inject(monkeypatch, after_calls: int, fault):
         out = real(*args)
         return fault(out) if calls["n"] > after_calls else out
 
-    monkeypatch.setattr(training, "batch_loss", wrapped)
+    monkeypatch.setattr(training, "step_loss", wrapped)
     return calls
 
 

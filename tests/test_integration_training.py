@@ -5,10 +5,9 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 
 from skmdn import MDNRegressor
-from skmdn._network import MDNNetwork
+from skmdn import _training as training
 from tests.conftest import make_inverse_sine
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -72,19 +71,18 @@ def test_verbose_1_without_tqdm_prints_lines_and_a_note(data, capsys, monkeypatc
 
 
 def _interrupt_on_training_call(monkeypatch, call):
-    """Make the network raise KeyboardInterrupt on its ``call``-th pass with
-    gradients on (training batches; validation runs under no_grad)."""
-    original = MDNNetwork.head_outputs
+    """Raise KeyboardInterrupt in the ``call``-th training step (validation
+    passes do not call ``step_loss``)."""
+    original = training.step_loss
     count = {"n": 0}
 
-    def head_outputs(self, x):
-        if torch.is_grad_enabled():
-            count["n"] += 1
-            if count["n"] == call:
-                raise KeyboardInterrupt
-        return original(self, x)
+    def step_loss(*args):
+        count["n"] += 1
+        if count["n"] == call:
+            raise KeyboardInterrupt
+        return original(*args)
 
-    monkeypatch.setattr(MDNNetwork, "head_outputs", head_outputs)
+    monkeypatch.setattr(training, "step_loss", step_loss)
 
 
 @pytest.mark.parametrize("early_stopping", [False, True])

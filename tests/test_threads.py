@@ -72,13 +72,13 @@ def test_chooser_is_fixed_with_a_budget_of_one_or_on_an_accelerator(
 
 def test_large_batch_training_chooses_threads_per_step(two_threads, monkeypatch):
     seen = []
-    real = training.batch_loss
+    real = training.step_loss
 
     def recording(*args):
         seen.append(torch.get_num_threads())
         return real(*args)
 
-    monkeypatch.setattr(training, "batch_loss", recording)
+    monkeypatch.setattr(training, "step_loss", recording)
     rng = np.random.default_rng(0)
     X = rng.normal(size=(3 * SMALL_BATCH, 2)).astype(np.float32)
     y = X[:, 0] + 0.1 * rng.normal(size=len(X))
