@@ -78,53 +78,67 @@ class ManualBackprop:
         )
 
     def _buffers(self, x: torch.Tensor) -> tuple[list[torch.Tensor], ...]:
-        """Activations and their gradients for ``len(x)`` rows, made once."""
+        """Transposed activations and gradients for ``len(x)`` rows, made once.
+
+        ``acts[0]`` is ``x`` transposed; ``acts[i]`` (i >= 1) is the output
+        of layer ``i - 1`` and ``grads[i]`` the gradient with respect to it.
+        """
         n = x.shape[0]
         if n not in self._workspace:
             if len(self._workspace) >= 4:  # a stream of sizes: keep a few
                 self._workspace.clear()
-            acts = [x.new_empty(n, m.out_features) for m in self.linears]
-            grads = [x.new_empty(n, m.in_features) for m in self.linears[1:]]
-            grads.append(x.new_empty(n, self.linears[-1].out_features))
-            self._workspace[n] = (acts, grads, [x.new_ones(n)])
+            widths = [self.linears[0].in_features]
+            widths += [m.out_features for m in self.linears]
+            acts = [x.new_empty(w, n) for w in widths]
+            grads = [x.new_empty(0)] + [x.new_empty(w, n) for w in widths[1:]]
+            first = x.new_empty(widths[0], widths[1])  # layer 0's weight grad^T
+            self._workspace[n] = (acts, grads, [x.new_ones(n), first])
         return self._workspace[n]
+
+    def _split(self, out_t: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Views (logits, means, raw scales) of a transposed head output."""
+        net = self.network
+        K, d, n = net.n_components, net.n_outputs, out_t.shape[1]
+        raw = None
+        if net.noise_type != "fixed":
+            shape = {"isotropic": (K, 1), "isotropic_across": (1, 1)}
+            raw = out_t[K + K * d :].view(*shape.get(net.noise_type, (K, d)), n)
+        return out_t[:K], out_t[K : K + K * d].view(K, d, n), raw
 
     @torch.no_grad()
     def __call__(
         self, x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor
     ) -> torch.Tensor:
-        """Weighted mean NLL of a batch (``weights`` sum to one); sets ``.grad``."""
+        """Weighted mean NLL of a batch (``weights`` sum to one); sets ``.grad``.
+
+        Everything runs feature-major, one column per row of ``x``: of the
+        layouts measured at batch 8192 (2 threads), this one gives the
+        fastest products, ``mm`` then an in-place bias beats ``addmm``, and the
+        mixture loss reads its parameters as contiguous row slices.
+        """
         net = self.network
-        acts, grads, (ones,) = self._buffers(x)
-        inputs = [x]
+        acts, grads, (ones, first) = self._buffers(x)
+        acts[0].copy_(x.t())
         last = len(self.linears) - 1
-        for i, (layer, out) in enumerate(zip(self.linears, acts, strict=True)):
-            torch.addmm(layer.bias, inputs[-1], layer.weight.t(), out=out)
+        for i, layer in enumerate(self.linears):
+            out = acts[i + 1]
+            torch.mm(layer.weight, acts[i], out=out).add_(layer.bias[:, None])
             if i < last and self.forward_act is not None:
                 self.forward_act(out)
-            inputs.append(out)
-        logits, means, raw = net.split_head(acts[-1])
-        fixed = net.fixed_scale if net.noise_type == "fixed" else None
+        logits, means, raw = self._split(acts[-1])
+        fixed = net.fixed_scale if raw is None else None
         loss, saved = diagonal_nll_forward(
-            logits, means, None if fixed is not None else raw, y, weights,
-            net.min_scale, fixed,
-        )  # fmt: skip
-        g_logits, g_means, g_raw = diagonal_nll_backward(saved, 1.0)
-        n = x.shape[0]
-        parts = [g_logits, g_means.reshape(n, -1)]
-        if g_raw is not None:
-            parts.append(g_raw.reshape(n, -1))
-        grad = grads[-1]
-        torch.cat(parts, dim=1, out=grad)
+            logits, means, raw, y.t().contiguous(), weights, net.min_scale, fixed
+        )
+        diagonal_nll_backward(saved, 1.0, out=self._split(grads[-1]))
         for i in range(last, -1, -1):
-            layer = self.linears[i]
-            torch.mm(grad.t(), inputs[i], out=layer.weight.grad)
-            torch.mv(grad.t(), ones, out=layer.bias.grad)
-            if i == 0:
-                break
-            below = grads[i - 1]
-            torch.mm(grad, layer.weight, out=below)
-            if self.backward_act is not None:
-                self.backward_act(below, inputs[i])
-            grad = below
+            layer, grad = self.linears[i], grads[i + 1]
+            if i < last and self.backward_act is not None:
+                self.backward_act(grad, acts[i + 1])
+            if i > 0:
+                torch.mm(grad, acts[i].t(), out=layer.weight.grad)
+                torch.mm(layer.weight.t(), grad, out=grads[i])
+            else:  # a thin input: (x^T g) is the faster product here
+                layer.weight.grad.copy_(torch.mm(acts[0], grad.t(), out=first).t())
+            torch.mv(grad, ones, out=layer.bias.grad)
         return loss

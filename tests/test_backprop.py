@@ -102,3 +102,43 @@ def test_supports_only_what_it_differentiates(noise_type, activation, supported)
     if not supported:
         with pytest.raises(ValueError, match="autograd"):
             ManualBackprop(net)
+
+
+def test_far_components_leave_no_subnormal_gradients():
+    """A component e^-95 less likely than the best has a subnormal float32
+    responsibility (and slows every product after it); it is dropped, and the
+    loss and gradients stay those of the exact mixture."""
+    net = _network("diagonal", hidden=(8,), dtype=torch.float32)
+    with torch.no_grad():  # unit scales; means 0, 8, 16, 24 in each of 3 dims
+        net.head.weight.mul_(1e-3)
+        net.head.bias[:4] = 0.0
+        net.head.bias[4:16] = torch.arange(4.0).repeat_interleave(3) * 7.96
+        net.head.bias[16:] = 0.5413  # softplus^-1(1)
+    x, _, w = _batch(400, dtype=torch.float32)
+    y = 0.05 * torch.randn(400, 3, generator=torch.Generator().manual_seed(2))
+    log_p = _log_prob64(net, x, y, component=1) - _log_prob64(net, x, y)
+    assert (log_p < -87.3).all() and (log_p > -103).all()  # subnormal in float32
+    _, want = _autograd(net, x, y, w)
+    got_loss, got = _manual(net, x, y, w)
+    tiny = torch.finfo(torch.float32).tiny
+    for g, ref in zip(got, want, strict=True):
+        assert not ((g != 0) & (g.abs() < tiny)).any()
+        torch.testing.assert_close(g, ref, rtol=1e-4, atol=1e-6)
+    reference = -(w.double() * _log_prob64(net, x, y)).sum()
+    assert float(got_loss) == pytest.approx(float(reference), rel=1e-5)
+
+
+def _log_prob64(net, x, y, component=None):
+    """float64 log p(y|x), or the log of one component's term in it."""
+    from skmdn._mixture import mixture_log_prob
+
+    with torch.no_grad():
+        p = net.double()(x.double())
+        net.float()
+        if component is not None:
+            k = slice(component, component + 1)
+            p = p._replace(
+                log_weights=p.log_weights[:, k], means=p.means[:, k],
+                scales=p.scales[:, k],
+            )  # fmt: skip
+        return mixture_log_prob(p, y.double())
