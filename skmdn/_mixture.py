@@ -208,6 +208,22 @@ def diagonal_nll_backward(
     return grad_logits, grad_means, grad_raw
 
 
+# Rows per random stream when sampling (the estimator's inference chunk).
+SAMPLE_ROWS = 16384
+
+
+def sample_seeds(random_state, n: int) -> np.ndarray:
+    """Seeds of the random streams that sample ``n`` rows, one per
+    :data:`SAMPLE_ROWS` rows, drawn from a private generator for
+    ``random_state``.
+
+    Each block of rows draws from its own stream, so blocks can be sampled in
+    any order, on any thread, with the same result.
+    """
+    rng = as_numpy_generator(random_state)
+    return rng.integers(0, 2**63, size=-(-n // SAMPLE_ROWS), dtype=np.int64)
+
+
 class GaussianMixture:
     """A batch of ``n`` Gaussian mixtures, one per input row (numpy, float64).
 
@@ -436,16 +452,20 @@ class GaussianMixture:
             return self.tempered(temperature, scale_temperature).sample(
                 n_samples, random_state
             )
-        rng = as_numpy_generator(random_state)
         n, _, d = self.means.shape
+        out = np.empty((n, n_samples, d))
+        for i, seed in enumerate(sample_seeds(random_state, n)):
+            rows = slice(i * SAMPLE_ROWS, (i + 1) * SAMPLE_ROWS)
+            out[rows] = self[rows]._draws(seed, n_samples)
+        return self._out(out)
+
+    def _draws(self, seed: int, n_samples: int) -> np.ndarray:
+        """Samples (n, n_samples, d) from the stream ``seed`` (see
+        :func:`sample_seeds`); lets the estimator sample chunk by chunk."""
+        rng = np.random.default_rng(seed)
+        n, K, d = self.means.shape
         u = rng.random((n, n_samples))
         z = rng.standard_normal((n, n_samples, d))
-        return self._out(self._draws(u, z))
-
-    def _draws(self, u: np.ndarray, z: np.ndarray) -> np.ndarray:
-        """Samples (n, s, d) from uniforms ``u`` (n, s) and normals ``z``
-        (n, s, d); lets the estimator sample chunk by chunk."""
-        n, K, d = self.means.shape
         w = self.weights
         # Inverse-CDF choice of the component by a loop over the K columns:
         # numpy's cumsum and comparisons along a short last axis are several

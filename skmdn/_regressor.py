@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from numbers import Integral, Real
 
 import numpy as np
@@ -18,7 +19,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from ._mixture import GaussianMixture
+from ._mixture import SAMPLE_ROWS, GaussianMixture, sample_seeds
 from ._network import NOISE_TYPES, MDNNetwork
 from ._training import (
     FlatAdam,
@@ -29,7 +30,6 @@ from ._training import (
 )
 from ._utils import (
     ThreadChooser,
-    as_numpy_generator,
     check_input_kind,
     check_sample_weight,
     resolve_device,
@@ -42,12 +42,13 @@ from ._utils import (
 
 __all__ = ["MDNRegressor"]
 
-# Rows per forward pass at inference: small enough for the activations to stay
-# in cache (32768 rows ran 1.1-1.6x slower), large enough for the per-chunk
-# overhead to be small (2048 rows: 1.7x slower) and for two threads to pay;
-# measured on 1e6 rows, see benchmarks/README.md. All inference streams over
-# chunks, so memory is bounded by the outputs.
-_PREDICT_CHUNK = 8192
+# Rows per forward pass at inference. Chunks run on worker threads, one torch
+# thread each (see MDNRegressor._map_dists); on 1e6 rows 16384-row chunks beat
+# 8192 (synth10 predict 0.25 against 0.28 s, sine 0.19 against 0.21 s) and
+# 24576 or more (0.27-0.40 s), measured in one run. All inference streams over
+# chunks, so memory is bounded by the outputs. Each chunk samples from its own
+# random stream (SAMPLE_ROWS rows each).
+_PREDICT_CHUNK = SAMPLE_ROWS
 # Rows of the training data on which the loss at initialisation is estimated.
 _INITIAL_LOSS_ROWS = 4096
 # Rows standardised at a time when the training tensors are built.
@@ -763,76 +764,104 @@ default='tanh'
             ``cov()``, ``logpdf(y)``, ``pdf(y)``, ``cdf(y)``, ``ppf(q)``,
             ``interval(c)``, ``hdr(c)``, ``mode()`` and ``sample(...)``.
         """
-        n, chunks = self._dist_chunks(X)
+        X = self._validated_X(X)
+        n = X.shape[0]
         K, d = self._network_config["n_components"], self.n_outputs_
         full = self._network_config["noise_type"] == "full"
         log_w, means = np.empty((n, K)), np.empty((n, K, d))
         scale = np.empty((n, K, d, d) if full else (n, K, d))
-        for sl, dist in chunks:
+
+        def store(sl: slice, dist: GaussianMixture) -> None:
             log_w[sl], means[sl] = dist.log_weights, dist.means
             scale[sl] = dist.scale_tril if full else dist.scales
+
+        self._map_dists(X, store)
         if full:
             return GaussianMixture(
                 log_w, means, scale_tril=scale, univariate=self._univariate
             )
         return GaussianMixture(log_w, means, scales=scale, univariate=self._univariate)
 
-    def _dist_chunks(self, X) -> tuple[int, Iterator[tuple[slice, GaussianMixture]]]:
-        """Validate ``X``; return its number of rows and an iterator of
-        ``(rows, predictive distribution of those rows)`` over chunks.
-
-        Standardisation, the forward pass and the move to original units all
-        happen per chunk, so no N-sized intermediate is ever built.
-        """
+    def _validated_X(self, X) -> np.ndarray:
         check_is_fitted(self)
         check_input_kind(X, "X")
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-        return X.shape[0], self._iter_dists(X)
+        return validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
 
-    def _iter_dists(self, X: np.ndarray) -> Iterator[tuple[slice, GaussianMixture]]:
+    def _map_dists(
+        self, X: np.ndarray, fn: Callable[[slice, GaussianMixture], None]
+    ) -> None:
+        """Call ``fn(rows, predictive distribution of those rows)`` per chunk.
+
+        Standardisation, the forward pass and the move to original units all
+        happen per chunk, so no N-sized intermediate is ever built. On the CPU
+        the chunks run on worker threads (as many as the thread budget, or
+        ``n_threads``), each with one torch thread: every part of inference,
+        numpy's included, then runs in parallel (1e6 rows: see
+        benchmarks/README.md), no OpenMP barrier waits for a core that another
+        process holds, and each chunk's arithmetic is the same whatever the
+        number of workers, so results are too. ``fn`` must only write the
+        rows it is given.
+        """
         n = X.shape[0]
         device = torch.device(self.device_)
-        full = self._network_config["noise_type"] == "full"
         # Standardisation and the move to target units run in torch float64 on
         # the CPU (numpy's broadcasting over a last axis of d = 1 or 2 was the
         # slowest part of predict, measured in benchmarks/speed.py); only the
         # network runs on the device, which need not support float64 (MPS).
-        X_mean, X_scale, y_mean, y_scale = (
+        stats = tuple(
             torch.as_tensor(a, dtype=torch.float64)
             for a in (self.X_mean_, self.X_scale_, self.y_mean_, self.y_scale_)
         )
+        step = _PREDICT_CHUNK
+        rows = [slice(i, min(i + step, n)) for i in range(0, n, step)]
+
+        def run(sl: slice) -> None:
+            with torch.inference_mode():
+                fn(sl, self._chunk_dist(X, sl, stats, device))
+
+        on_cpu = device.type == "cpu"
+        workers = min(len(rows), thread_count(self.n_threads, n)) if on_cpu else 1
+        if workers <= 1:
+            with torch_threads(1 if on_cpu else thread_count(self.n_threads, n)):
+                for sl in rows:
+                    run(sl)
+            return
+        pool = ThreadPoolExecutor(workers, initializer=lambda: torch.set_num_threads(1))
+        with torch_threads(1):
+            try:
+                for future in [pool.submit(run, sl) for sl in rows]:
+                    future.result()
+            finally:  # after an error or an interrupt, drop the chunks not started
+                pool.shutdown(wait=True, cancel_futures=True)
+
+    def _chunk_dist(
+        self,
+        X: np.ndarray,
+        sl: slice,
+        stats: tuple[torch.Tensor, ...],
+        device: torch.device,
+    ) -> GaussianMixture:
+        """The predictive distribution of rows ``sl`` of ``X`` (see _map_dists)."""
+        X_mean, X_scale, y_mean, y_scale = stats
+        full = self._network_config["noise_type"] == "full"
         # row i of a Cholesky factor scales with output i
         cov_scale = y_scale[:, None] if full else y_scale
-        chooser = ThreadChooser(self.n_threads, min(n, _PREDICT_CHUNK), device)
-        for start in range(0, n, _PREDICT_CHUNK):
-            sl = slice(start, min(start + _PREDICT_CHUNK, n))
-            with chooser.block(sl.stop - sl.start), torch.inference_mode():
-                x = (torch.as_tensor(X[sl], dtype=torch.float64) - X_mean) / X_scale
-                params = self.network_(x.to(device, self.dtype_))
-                scale = params.scale_tril if full else params.scales
-                means = params.means.to("cpu", torch.float64)
-                log_w = to_numpy(params.log_weights)
-                means = to_numpy(torch.addcmul(y_mean, means, y_scale))
-                scale = to_numpy(scale.to("cpu", torch.float64) * cov_scale)
-            _check_finite_output(
-                X[sl],
-                self.X_mean_,
-                self.X_scale_,
-                log_w,
-                means,
-                scale,
-                self.dtype_,
-                offset=start,
-            )
-            if full:
-                dist = GaussianMixture(
-                    log_w, means, scale_tril=scale, univariate=self._univariate
-                )
-            else:
-                dist = GaussianMixture(
-                    log_w, means, scales=scale, univariate=self._univariate
-                )
-            yield sl, dist
+        # float32 X and network outputs are promoted to float64 by the
+        # arithmetic itself (a conversion pass less each)
+        x = torch.sub(torch.as_tensor(X[sl]), X_mean).div_(X_scale)
+        params = self.network_(x.to(device, self.dtype_))
+        scale = params.scale_tril if full else params.scales
+        log_w = to_numpy(params.log_weights)
+        means = to_numpy(torch.addcmul(y_mean, params.means.cpu(), y_scale))
+        scale = to_numpy(scale.cpu() * cov_scale)
+        _check_finite_output(
+            X[sl], self.X_mean_, self.X_scale_, log_w, means, scale, self.dtype_,
+            offset=sl.start,
+        )  # fmt: skip
+        kind = "scale_tril" if full else "scales"
+        return GaussianMixture(
+            log_w, means, **{kind: scale}, univariate=self._univariate
+        )
 
     def predict(self, X) -> np.ndarray:
         """Point prediction selected by ``point_estimate``.
@@ -849,15 +878,18 @@ default='tanh'
             (``'mode'``) or the mean of the most probable component
             (``'approx_mode'``), in target units.
         """
-        n, chunks = self._dist_chunks(X)
+        X = self._validated_X(X)
+        n = X.shape[0]
         out = np.empty((n,) if self._univariate else (n, self.n_outputs_))
-        for sl, dist in chunks:
-            if self.point_estimate == "approx_mode":
-                out[sl] = dist.approx_mode()
-            elif self.point_estimate == "mode":
-                out[sl] = dist.mode()
-            else:
-                out[sl] = dist.mean()
+        estimate = {
+            "approx_mode": GaussianMixture.approx_mode,
+            "mode": GaussianMixture.mode,
+        }.get(self.point_estimate, GaussianMixture.mean)
+
+        def store(sl: slice, dist: GaussianMixture) -> None:
+            out[sl] = estimate(dist)
+
+        self._map_dists(X, store)
         return out
 
     def predict_interval(self, X, confidence: float = 0.9, kind: str = "central"):
@@ -949,14 +981,16 @@ default='tanh'
                 temperature=temperature,
                 scale_temperature=scale_temperature,
             )
-        n, chunks = self._dist_chunks(X)
-        rng = as_numpy_generator(random_state)
-        # The same draws, in the same order, as predict_dist(X).sample(...).
-        u = rng.random((n, int(n_samples)))
-        z = rng.standard_normal((n, int(n_samples), self.n_outputs_))
-        out = np.empty(z.shape)
-        for sl, dist in chunks:
-            out[sl] = dist._draws(u[sl], z[sl])
+        X = self._validated_X(X)
+        n = X.shape[0]
+        # The same streams, one per chunk, as predict_dist(X).sample(...).
+        seeds = sample_seeds(random_state, n)
+        out = np.empty((n, int(n_samples), self.n_outputs_))
+
+        def store(sl: slice, dist: GaussianMixture) -> None:
+            out[sl] = dist._draws(seeds[sl.start // _PREDICT_CHUNK], int(n_samples))
+
+        self._map_dists(X, store)
         return out[..., 0] if self._univariate else out
 
     def score(self, X, y, sample_weight=None) -> float:
@@ -980,7 +1014,8 @@ default='tanh'
         float
             Weighted mean of ``log p(y | x)``.
         """
-        n, chunks = self._dist_chunks(X)
+        X = self._validated_X(X)
+        n = X.shape[0]
         check_input_kind(y, "y")
         y = np.asarray(y, dtype=np.float64)
         if self._univariate and y.ndim == 2 and y.shape[1] == 1:
@@ -993,8 +1028,11 @@ default='tanh'
         if sample_weight is not None:
             sw = check_sample_weight(sample_weight, y.reshape(len(y), -1))
         logpdf = np.empty(n)
-        for sl, dist in chunks:
+
+        def store(sl: slice, dist: GaussianMixture) -> None:
             logpdf[sl] = dist.logpdf(y[sl])
+
+        self._map_dists(X, store)
         return float(np.average(logpdf, weights=sw))
 
     # ----------------------------------------------------------- persistence

@@ -158,7 +158,12 @@ def to_numpy(tensor: torch.Tensor) -> np.ndarray:
     Contiguous so that numpy reductions sum in the same order whatever the
     layout the tensor had (results are then bit-identical across paths).
     """
-    return tensor.detach().to("cpu", torch.float64).contiguous().numpy()
+    tensor = tensor.detach()
+    cpu = tensor.device.type == "cpu"
+    if cpu and tensor.dtype == torch.float64 and tensor.is_contiguous():
+        return tensor.numpy()
+    out = torch.empty(tensor.shape, dtype=torch.float64)
+    return out.copy_(tensor).numpy()  # one pass whatever the device and layout
 
 
 _ENCODE_ADVICE = (

@@ -1,6 +1,7 @@
 """Chunked inference and thread handling: the fast paths must give the same
 answers as the plain ones and leave global state alone."""
 
+import threading
 import warnings
 
 import numpy as np
@@ -9,7 +10,7 @@ import torch
 from scipy.special import logsumexp
 
 from skmdn import MDNRegressor
-from skmdn._mixture import _logsumexp
+from skmdn._mixture import SAMPLE_ROWS, _logsumexp, sample_seeds
 from skmdn._regressor import _PREDICT_CHUNK
 
 
@@ -58,6 +59,77 @@ def test_global_thread_setting_is_restored(fitted, n_threads):
         model.fit(X[:200], Y[:200])
     model.predict(X[:10])
     assert torch.get_num_threads() == before
+
+
+@pytest.fixture
+def two_threads(monkeypatch):
+    before = torch.get_num_threads()
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_worker_threads_give_the_same_answers(fitted, two_threads, monkeypatch):
+    """Chunks run on worker threads, one torch thread each: the answers are
+    bit-identical to one worker, whatever the number of workers."""
+    model, X, Y = fitted
+    seen = set()
+    real = MDNRegressor._chunk_dist
+
+    def recording(self, *args):
+        seen.add(threading.get_ident())
+        return real(self, *args)
+
+    monkeypatch.setattr(MDNRegressor, "_chunk_dist", recording)
+    answers = {}
+    for n_threads in (1, 2, 3, None):
+        model.set_params(n_threads=n_threads)
+        seen.clear()
+        predicted = model.predict(X)
+        assert len(seen) == {1: 1, 2: 2, 3: 3, None: 2}[n_threads]
+        answers[n_threads] = (
+            predicted,
+            model.sample(X, 2, random_state=5),
+            model.score(X, Y),
+        )
+        assert torch.get_num_threads() == 2  # restored after the workers
+    model.set_params(n_threads=None)
+    for got in answers.values():
+        np.testing.assert_array_equal(got[0], answers[1][0])
+        np.testing.assert_array_equal(got[1], answers[1][1])
+        assert got[2] == answers[1][2]
+
+
+def test_an_error_in_a_worker_reaches_the_caller(two_threads):
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(200, 2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = MDNRegressor(
+            precision="float32", activation="relu", max_iter=2, random_state=0
+        )
+        model.fit(X, X[:, 0])
+    X_new = rng.normal(size=(3 * _PREDICT_CHUNK, 2))
+    X_new[_PREDICT_CHUNK + 3, 1] = 1e300  # inf in float32: non-finite output
+    with pytest.raises(ValueError, match=f"first: row {_PREDICT_CHUNK + 3}\\)"):
+        model.predict(X_new)
+    assert torch.get_num_threads() == 2
+
+
+def test_sample_streams_are_independent_of_chunking(fitted):
+    """Each block of SAMPLE_ROWS rows has its own stream: the draws of a block
+    are those of the same block sampled alone."""
+    model, X, _ = fitted
+    dist = model.predict_dist(X)
+    seeds = sample_seeds(7, len(X))
+    whole = dist.sample(3, random_state=7)
+    block = slice(SAMPLE_ROWS, 2 * SAMPLE_ROWS)
+    np.testing.assert_array_equal(whole[block], dist[block]._draws(seeds[1], 3))
+    # and the moments are those of the mixture (a test that the streams draw)
+    draws = dist[:2000].sample(4000, random_state=0)
+    mean = dist[:2000].mean()
+    assert np.abs(draws.mean(axis=1) - mean).max() < 0.2
 
 
 def test_logsumexp_matches_scipy_including_infinities():
