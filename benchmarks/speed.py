@@ -225,12 +225,15 @@ def fit_epochs(config, X, y, epochs, batch_size="auto"):
         return Baseline(
             epochs, batch_size=BASE_BATCH if batch_size == "auto" else batch_size
         ).fit(X, y)
+    # No validation split: every row is trained on, as in the baseline (the
+    # time-to-target section measures fits with validation).
     model = skmdn_model(
         config,
         max_iter=epochs,
         tol=0.0,
         n_iter_no_change=epochs + 1,
         batch_size=batch_size,
+        early_stopping=False,
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

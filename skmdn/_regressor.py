@@ -229,16 +229,17 @@ default='tanh'
         ``'cuda:N'`` or ``'mps'``. Tensors are moved there internally; inputs
         and outputs are numpy arrays.
     n_threads : int, default=None
-        Number of torch CPU threads used by fit and prediction; the global
-        torch setting is restored afterwards. ``None`` uses one thread for
-        work on fewer than 4096 rows at a time, such as training steps with
-        smaller batches (small steps are dominated by per-kernel overhead).
-        For larger work (prediction chunks, larger batches) it times one
-        thread against the thread budget -- torch's current setting, lowered
-        to ``OMP_NUM_THREADS`` if that is smaller (joblib and dask workers set
-        it) -- and keeps the faster, probing again from time to time: on a
-        machine busy with other processes a second thread can make every
-        step many times slower.
+        Number of CPU threads used by fit and prediction; the global torch
+        setting is restored afterwards. ``None`` means the thread budget:
+        torch's current setting, lowered to ``OMP_NUM_THREADS`` if that is
+        smaller (joblib and dask workers set it). Training steps on fewer
+        than 4096 rows use one thread (small steps are dominated by
+        per-kernel overhead); for larger batches ``None`` times one thread
+        against the budget and keeps the faster, probing again from time to
+        time, since on a machine busy with other processes a second thread
+        can make every step many times slower. Prediction, scoring and
+        sampling run their chunks on that many worker threads with one torch
+        thread each, so results do not depend on the number of threads.
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, shuffling and the validation split. The
         same integer gives an identical model. Global numpy and torch random
