@@ -348,12 +348,13 @@ class ThreadChooser:
     A second thread that waits for a core busy with another process makes
     every parallel kernel wait for a scheduler slice: a 1e6-row ``predict``
     took 18 s with 2 threads instead of 0.2 s (measured here), and no rule
-    fixed in advance can know whether the machine is busy. So, for repeated
-    blocks of the same work (prediction chunks, large training batches), the
-    first blocks are timed with the budget and with one thread, the faster
-    per row is used, and the other is probed again after ``reprobe`` blocks,
-    then after twice as many each time it loses (a probe on a busy machine
-    costs a slow block). With an explicit ``n_threads``, a budget of one,
+    fixed in advance can know whether the machine is busy. (Inference now
+    runs its chunks on worker threads with one torch thread each instead,
+    which a busy core only slows in proportion.) So, for repeated blocks of
+    the same work (large training batches), the first blocks are timed with
+    the budget and with one thread, the faster per row is used, and the
+    other is probed again after ``reprobe`` blocks, then after twice as many
+    each time it loses (a probe on a busy machine costs a slow block). With an explicit ``n_threads``, a budget of one,
     blocks below :data:`SMALL_BATCH` rows or a non-CPU device the choice is
     fixed (:func:`thread_count`).
 
