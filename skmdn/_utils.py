@@ -354,9 +354,10 @@ class ThreadChooser:
     the same work (large training batches), the first blocks are timed with
     the budget and with one thread, the faster per row is used, and the
     other is probed again after ``reprobe`` blocks, then after twice as many
-    each time it loses (a probe on a busy machine costs a slow block). With an explicit ``n_threads``, a budget of one,
-    blocks below :data:`SMALL_BATCH` rows or a non-CPU device the choice is
-    fixed (:func:`thread_count`).
+    each time it loses (a probe on a busy machine costs a slow block). With
+    an explicit ``n_threads``, a budget of one, blocks below
+    :data:`SMALL_BATCH` rows or a non-CPU device the choice is fixed
+    (:func:`thread_count`).
 
     Examples
     --------
