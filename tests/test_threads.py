@@ -97,3 +97,18 @@ def test_block_sets_times_and_restores_threads(two_threads):
         assert n == 1 == torch.get_num_threads()
     assert torch.get_num_threads() == 2
     assert set(chooser._seconds_per_row) == {1, 2}
+
+
+def test_large_batch_fits_with_fixed_threads_are_bit_identical(two_threads):
+    """The timed thread choice may change rounding; a fixed count does not."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(3 * SMALL_BATCH, 3))
+    y = X[:, 0] + 0.1 * rng.normal(size=len(X))
+    preds = [
+        MDNRegressor(batch_size=SMALL_BATCH, max_iter=3, n_threads=2, random_state=0)
+        .fit(X, y)
+        .predict(X[:500])
+        for _ in range(3)
+    ]
+    for p in preds[1:]:
+        np.testing.assert_array_equal(p, preds[0])
