@@ -22,3 +22,15 @@ def make_inverse_sine(n, seed=0):
 @pytest.fixture
 def inverse_sine():
     return make_inverse_sine(2000, seed=0)
+
+
+@pytest.fixture
+def two_threads(monkeypatch):
+    """Torch on two threads with no OMP_NUM_THREADS cap (restored after)."""
+    import torch
+
+    before = torch.get_num_threads()
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)

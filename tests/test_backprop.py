@@ -50,23 +50,22 @@ def _manual(net, x, y, w):
 @pytest.mark.parametrize("activation", ["tanh", "logistic", "relu", "identity"])
 @pytest.mark.parametrize("hidden", [(), (8,), (8, 5)])
 def test_loss_and_gradients_match_autograd(noise_type, activation, hidden):
-    net = _network(noise_type, activation, hidden)
-    x, y, w = _batch(12)
-    want_loss, want = _autograd(net, x, y, w)
-    got_loss, got = _manual(net, x, y, w)
-    torch.testing.assert_close(got_loss, want_loss, rtol=1e-12, atol=1e-12)
-    for g, ref in zip(got, want, strict=True):
-        torch.testing.assert_close(g, ref, rtol=1e-10, atol=1e-12)
+    _assert_matches_autograd(_network(noise_type, activation, hidden), *_batch(12))
 
 
 def test_float32_matches_autograd():
     net = _network("diagonal", dtype=torch.float32)
     x, y, w = _batch(300, dtype=torch.float32)
+    _assert_matches_autograd(net, x, y, w, rtol=(1e-5, 1e-4), atol=1e-6)
+
+
+def _assert_matches_autograd(net, x, y, w, rtol=(1e-12, 1e-10), atol=1e-12):
+    """Loss and gradients against autograd; ``rtol`` is (loss, gradients)."""
     want_loss, want = _autograd(net, x, y, w)
     got_loss, got = _manual(net, x, y, w)
-    torch.testing.assert_close(got_loss, want_loss, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(got_loss, want_loss, rtol=rtol[0], atol=atol)
     for g, ref in zip(got, want, strict=True):
-        torch.testing.assert_close(g, ref, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(g, ref, rtol=rtol[1], atol=atol)
 
 
 def test_workspace_serves_changing_batch_sizes():

@@ -61,15 +61,6 @@ def test_global_thread_setting_is_restored(fitted, n_threads):
     assert torch.get_num_threads() == before
 
 
-@pytest.fixture
-def two_threads(monkeypatch):
-    before = torch.get_num_threads()
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_worker_threads_give_the_same_answers(fitted, two_threads, monkeypatch):
     """Chunks run on worker threads, one torch thread each: the answers are
     bit-identical to one worker, whatever the number of workers."""

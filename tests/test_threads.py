@@ -11,15 +11,6 @@ from skmdn import MDNRegressor
 from skmdn._utils import SMALL_BATCH, ThreadChooser
 
 
-@pytest.fixture
-def two_threads(monkeypatch):
-    before = torch.get_num_threads()
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
-
-
 def _drive(chooser: ThreadChooser, cost, n_blocks: int) -> list[int]:
     """Run blocks whose seconds per row are ``cost(block, threads)``."""
     used = []
