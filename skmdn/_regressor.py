@@ -781,13 +781,13 @@ default='tanh'
             scale[sl] = dist.scale_tril if full else dist.scales
 
         self._map_dists(X, store)
-        if full:
-            return GaussianMixture(
-                log_w, means, scale_tril=scale, univariate=self._univariate
-            )
-        return GaussianMixture(log_w, means, scales=scale, univariate=self._univariate)
+        kind = "scale_tril" if full else "scales"
+        return GaussianMixture(
+            log_w, means, **{kind: scale}, univariate=self._univariate
+        )
 
     def _validated_X(self, X) -> np.ndarray:
+        """``X`` checked for a fitted model: a float32 or float64 array."""
         check_is_fitted(self)
         check_input_kind(X, "X")
         return validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
