@@ -103,8 +103,7 @@ class ManualBackprop:
         K, d, n = net.n_components, net.n_outputs, out_t.shape[1]
         raw = None
         if net.noise_type != "fixed":
-            shape = {"isotropic": (K, 1), "isotropic_across": (1, 1)}
-            raw = out_t[K + K * d :].view(*shape.get(net.noise_type, (K, d)), n)
+            raw = out_t[K + K * d :].view(*net.raw_scale_shape(), n)
         return out_t[:K], out_t[K : K + K * d].view(K, d, n), raw
 
     @torch.no_grad()

@@ -172,12 +172,19 @@ class MDNNetwork(nn.Module):
         K, d = self.n_components, self.n_outputs
         # One split (its backward is one cat) rather than three slices.
         logits, means, raw = out.split((K, K * d, self._n_scale), dim=-1)
-        shape = {"isotropic": (n, K, 1), "isotropic_across": (n, 1, 1)}
         # Contiguous copies: elementwise kernels on column slices of ``out``
         # take a strided path that is ten times slower (softplus: 115 us
         # against 10 us on 256 rows, measured).
-        raw = raw.contiguous().view(shape.get(self.noise_type, (n, K, -1)))
+        raw = raw.contiguous().view(n, *self.raw_scale_shape())
         return logits.contiguous(), means.reshape(n, K, d), raw
+
+    def raw_scale_shape(self) -> tuple[int, int]:
+        """Per-row shape of the raw scale outputs: (K, 1) for ``'isotropic'``,
+        (1, 1) for ``'isotropic_across'``, else (K, -1) (-1: d for
+        ``'diagonal'``, 0 for ``'fixed'``, d (d + 1) / 2 for ``'full'``)."""
+        K = self.n_components
+        shape = {"isotropic": (K, 1), "isotropic_across": (1, 1)}
+        return shape.get(self.noise_type, (K, -1))
 
     def forward(self, x: torch.Tensor) -> MixtureParams:
         """Map a batch of inputs (n, n_features) to :class:`MixtureParams`."""
