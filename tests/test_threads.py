@@ -90,6 +90,23 @@ def test_block_sets_times_and_restores_threads(two_threads):
     assert set(chooser._seconds_per_row) == {1, 2}
 
 
+def test_a_smaller_last_block_is_neither_timed_nor_counted(two_threads):
+    """An epoch's remainder batch costs more per row at any thread count; were
+    it recorded, it would make the count it ran with lose against the other."""
+    chooser = ThreadChooser(None, SMALL_BATCH)
+    for threads in (2, 1, 2):  # the probes: two threads are faster per row
+        assert chooser.choose() == threads
+        chooser.record(
+            threads, (1.0 if threads == 2 else 1.5) * SMALL_BATCH, SMALL_BATCH
+        )
+    count = chooser._count
+    with chooser.block(SMALL_BATCH // 5) as n:
+        assert n == 2 == torch.get_num_threads()
+    assert chooser._count == count  # not counted as a block
+    assert chooser._seconds_per_row == {2: 1.0, 1: 1.5}  # and not timed
+    assert chooser.choose() == 2
+
+
 def test_large_batch_fits_with_fixed_threads_are_bit_identical(two_threads):
     """The timed thread choice may change rounding; a fixed count does not."""
     rng = np.random.default_rng(0)
