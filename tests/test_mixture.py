@@ -194,3 +194,33 @@ def test_network_loss_is_the_numpy_density(noise_type, d):
         assert np.allclose(dist.scales, dist.scales[..., :1])
     if noise_type == "isotropic_across":
         assert np.allclose(dist.scales, dist.scales[:, :1, :1])
+
+
+@pytest.mark.parametrize("full", [False, True])
+def test_logpdf_and_sample_of_many_blocks_on_worker_threads(
+    full, two_threads, monkeypatch
+):
+    """Batches longer than one block run block by block on worker threads;
+    the rows at every block edge match scipy and the draws match one worker."""
+    from skmdn._mixture import SAMPLE_ROWS
+
+    rng = np.random.default_rng(11)
+    n = 2 * SAMPLE_ROWS + 123
+    dist = random_mixture(rng, n=n, K=3, d=2, full=full)
+    y = rng.normal(scale=2.0, size=(n, 2))
+    out = dist.logpdf(y)
+    edges = np.array([0, SAMPLE_ROWS - 1, SAMPLE_ROWS, 2 * SAMPLE_ROWS, n - 1])
+    np.testing.assert_allclose(
+        out[edges], scipy_logpdf(dist[edges], y[edges]), rtol=1e-10
+    )
+    if not full:  # every row, against scipy.stats.norm
+        terms = stats.norm.logpdf(y[:, None, :], dist.means, dist.scales).sum(-1)
+        np.testing.assert_allclose(
+            out, logsumexp(dist.log_weights + terms, axis=1), rtol=1e-10
+        )
+    grid = np.stack([y, -y])  # leading axes across blocks
+    np.testing.assert_array_equal(dist.logpdf(grid)[1], dist.logpdf(-y))
+    draws = dist.sample(2, random_state=3)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # one worker
+    np.testing.assert_array_equal(dist.logpdf(y), out)
+    np.testing.assert_array_equal(dist.sample(2, random_state=3), draws)
