@@ -1,6 +1,7 @@
 """Chunked inference and thread handling: the fast paths must give the same
 answers as the plain ones and leave global state alone."""
 
+import itertools
 import threading
 import warnings
 
@@ -67,9 +68,15 @@ def test_worker_threads_give_the_same_answers(fitted, two_threads, monkeypatch):
     model, X, Y = fitted
     seen = set()
     real = MDNRegressor._chunk_dist
+    sync = {}
 
     def recording(self, *args):
         seen.add(threading.get_ident())
+        # the first chunks wait for each other: a pool that lets one worker
+        # take every chunk (it may, if a chunk ends before the next is
+        # submitted) would hang here and fail, not pass by chance
+        if next(sync["calls"]) < sync["barrier"].parties:
+            sync["barrier"].wait(timeout=60)
         return real(self, *args)
 
     monkeypatch.setattr(MDNRegressor, "_chunk_dist", recording)
@@ -77,8 +84,10 @@ def test_worker_threads_give_the_same_answers(fitted, two_threads, monkeypatch):
     for n_threads in (1, 2, 3, None):
         model.set_params(n_threads=n_threads)
         seen.clear()
+        workers = {1: 1, 2: 2, 3: 3, None: 2}[n_threads]
+        sync.update(calls=itertools.count(), barrier=threading.Barrier(workers))
         predicted = model.predict(X)
-        assert len(seen) == {1: 1, 2: 2, 3: 3, None: 2}[n_threads]
+        assert len(seen) == workers
         answers[n_threads] = (
             predicted,
             model.sample(X, 2, random_state=5),
