@@ -126,17 +126,26 @@ class MDNNetwork(nn.Module):
     ) -> None:
         """Initialise every weight from ``generator`` (no global RNG is used).
 
-        Hidden layers get Glorot-uniform weights (as scikit-learn's MLP) and
-        zero biases. The head starts with small weights, so that at
-        initialisation the components sit at ``mean_init`` (shape (K, d)) with
-        equal weights and standard deviation ``scale_init``.
+        Hidden layers get weights and biases uniform on
+        ``(-1/sqrt(fan_in), 1/sqrt(fan_in))``, ``torch.nn.Linear``'s default.
+        Against Glorot-uniform weights and zero biases (scikit-learn's MLP
+        weights, this estimator's choice until 2026-12): a 1-feature input
+        gets weights of +-1 instead of +-0.3 and units centred apart, not all
+        at 0, so the network starts non-linear where the data are. Measured
+        (``benchmarks/README.md``): inverse sine excess NLL 0.151 against
+        0.172, robot arm 0.658 against 0.711, sine with 1e5 rows -1.175
+        against -1.135 after 30 epochs; on the UCI sets better on kin8nm,
+        power, protein and energy, worse on wine (its integer target). The
+        head starts with small weights, so that at initialisation the
+        components sit at ``mean_init`` (shape (K, d)) with equal weights and
+        standard deviation ``scale_init``.
         """
         with torch.no_grad():
             for module in self.trunk:
                 if isinstance(module, nn.Linear):
-                    bound = math.sqrt(6.0 / (module.in_features + module.out_features))
+                    bound = 1.0 / math.sqrt(module.in_features)
                     module.weight.uniform_(-bound, bound, generator=generator)
-                    module.bias.zero_()
+                    module.bias.uniform_(-bound, bound, generator=generator)
             bound = math.sqrt(6.0 / (self.head.in_features + self.head.out_features))
             self.head.weight.uniform_(-bound, bound, generator=generator)
             self.head.weight.mul_(0.1)
