@@ -46,7 +46,7 @@ def main(n=6000, seed=0):
     model = MDNRegressor(
         n_components=4,
         hidden_layer_sizes=(64, 64),
-        max_iter=300,
+        max_iter=1000,
         learning_rate_init=3e-3,
         early_stopping=True,
         n_iter_no_change=20,
