@@ -132,10 +132,10 @@ class MDNNetwork(nn.Module):
         weights, this estimator's choice until 2026-12): a 1-feature input
         gets weights of +-1 instead of +-0.3 and units centred apart, not all
         at 0, so the network starts non-linear where the data are. Measured
-        (``benchmarks/README.md``): inverse sine excess NLL 0.151 against
-        0.172, robot arm 0.658 against 0.711, sine with 1e5 rows -1.175
-        against -1.135 after 30 epochs; on the UCI sets better on kin8nm,
-        power, protein and energy, worse on wine (its integer target). The
+        (``benchmarks/README.md``): inverse sine excess NLL 0.149 against
+        0.171, robot arm 0.679 against 0.770, sine with 1e5 rows -1.175
+        against -1.135 after 30 epochs; on the UCI sets within noise except
+        power and protein (better) and wine (worse, its integer target). The
         head starts with small weights, so that at initialisation the
         components sit at ``mean_init`` (shape (K, d)) with equal weights and
         standard deviation ``scale_init``.
