@@ -246,6 +246,11 @@ class GaussianMixture:
         The model was fitted on 1-D ``y``: ``logpdf`` then takes ``y`` of
         shape (n,), ``mean`` and ``var`` return shape (n,) and ``sample``
         returns shape (n, n_samples).
+    n_threads : int, default=None
+        Worker threads for ``logpdf``, ``pdf`` and ``sample`` on batches of
+        more than 16384 rows; ``None`` means the thread budget (see
+        :class:`~skmdn.MDNRegressor`'s ``n_threads``, which
+        ``predict_dist`` passes on). Results do not depend on it.
 
     Notes
     -----
@@ -273,6 +278,8 @@ class GaussianMixture:
     (array([0.5]), array([2.6461]))
     """
 
+    n_threads: int | None = None  # also the value of objects pickled without it
+
     def __init__(
         self,
         log_weights: np.ndarray,
@@ -281,6 +288,7 @@ class GaussianMixture:
         scale_tril: np.ndarray | None = None,
         *,
         univariate: bool = False,
+        n_threads: int | None = None,
     ) -> None:
         if (scales is None) == (scale_tril is None):
             raise ValueError("Give exactly one of scales and scale_tril.")
@@ -291,6 +299,7 @@ class GaussianMixture:
             None if scale_tril is None else np.asarray(scale_tril, dtype=np.float64)
         )
         self.univariate = bool(univariate)
+        self.n_threads = n_threads
         n, K, d = self.means.shape
         if self.log_weights.shape != (n, K):
             raise ValueError(f"log_weights must have shape {(n, K)}.")
@@ -321,6 +330,7 @@ class GaussianMixture:
             None if self.scales is None else self.scales[index],
             None if self._scale_tril is None else self._scale_tril[index],
             univariate=self.univariate,
+            n_threads=self.n_threads,
         )
 
     def __repr__(self) -> str:
@@ -420,15 +430,16 @@ class GaussianMixture:
     def _map_blocks(self, fn) -> None:
         """Call ``fn(rows)`` for blocks of :data:`SAMPLE_ROWS` rows.
 
-        Blocks run on worker threads (as many as torch's thread budget) when
-        there are several. Per block the temporaries stay in cache, and the
-        row-wise arithmetic is the same as on the whole batch, so results do
-        not depend on the blocks. 1e6 rows, ``logpdf``: 0.19 s whole, 0.11 s
-        in blocks, 0.07 s on 2 threads (sine, K=5, measured).
+        Blocks run on worker threads (``n_threads``, by default as many as
+        torch's thread budget) when there are several. Per block the
+        temporaries stay in cache, and the row-wise arithmetic is the same as
+        on the whole batch, so results do not depend on the blocks. 1e6
+        rows, ``logpdf``: 0.19 s whole, 0.11 s in blocks, 0.07 s on 2
+        threads (sine, K=5, measured).
         """
         n = len(self)
         blocks = [slice(i, min(i + SAMPLE_ROWS, n)) for i in range(0, n, SAMPLE_ROWS)]
-        run_blocks(fn, blocks, thread_count(None, n))
+        run_blocks(fn, blocks, thread_count(self.n_threads, n))
 
     def logpdf(self, y) -> np.ndarray:
         """Log-density of ``y``; shape (..., n).
@@ -556,6 +567,7 @@ class GaussianMixture:
             self.means[..., dim : dim + 1 or None],
             scales=s,
             univariate=True,
+            n_threads=self.n_threads,
         )
 
     def _unflatten(self, out: np.ndarray) -> np.ndarray:
@@ -767,6 +779,7 @@ class GaussianMixture:
             None if self.scales is None else self.scales * root,
             None if self._scale_tril is None else self._scale_tril * root,
             univariate=self.univariate,
+            n_threads=self.n_threads,
         )
 
 

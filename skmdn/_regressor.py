@@ -783,7 +783,11 @@ default='tanh'
         self._map_dists(X, store)
         kind = "scale_tril" if full else "scales"
         return GaussianMixture(
-            log_w, means, **{kind: scale}, univariate=self._univariate
+            log_w,
+            means,
+            **{kind: scale},
+            univariate=self._univariate,
+            n_threads=self.n_threads,
         )
 
     def _validated_X(self, X) -> np.ndarray:
@@ -855,7 +859,11 @@ default='tanh'
         )  # fmt: skip
         kind = "scale_tril" if full else "scales"
         return GaussianMixture(
-            log_w, means, **{kind: scale}, univariate=self._univariate
+            log_w,
+            means,
+            **{kind: scale},
+            univariate=self._univariate,
+            n_threads=self.n_threads,
         )
 
     def predict(self, X) -> np.ndarray:

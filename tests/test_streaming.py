@@ -150,3 +150,34 @@ def test_finite_check_is_not_fooled_by_an_overflowing_sum():
     means[1, 0, 0] = np.nan
     with pytest.raises(ValueError, match=r"1 row.*row 1"):
         _check_finite_output(X, 0.0, 1.0, log_w, means, scale, "float64")
+
+
+def test_predict_dist_carries_n_threads_to_its_block_work(
+    fitted, two_threads, monkeypatch
+):
+    """With n_threads=1 the distribution's logpdf and sample stay on the
+    calling thread; any count gives the same answers."""
+    from skmdn import GaussianMixture
+
+    model, X, Y = fitted
+    seen = set()
+    real = GaussianMixture._component_logpdf
+
+    def recording(self, y):
+        seen.add(threading.get_ident())
+        return real(self, y)
+
+    monkeypatch.setattr(GaussianMixture, "_component_logpdf", recording)
+    answers = []
+    for n_threads in (1, 2):
+        model.set_params(n_threads=n_threads)
+        dist = model.predict_dist(X)
+        assert dist.n_threads == n_threads
+        assert dist.tempered(0.5).n_threads == dist.marginal(0).n_threads == n_threads
+        seen.clear()
+        answers.append((dist.logpdf(Y), dist.sample(2, random_state=1)))
+        if n_threads == 1:
+            assert seen == {threading.get_ident()}
+    model.set_params(n_threads=None)
+    np.testing.assert_array_equal(answers[0][0], answers[1][0])
+    np.testing.assert_array_equal(answers[0][1], answers[1][1])
