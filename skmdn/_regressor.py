@@ -781,6 +781,15 @@ default='tanh'
             scale[sl] = dist.scale_tril if full else dist.scales
 
         self._map_dists(X, store)
+        return self._mixture(log_w, means, scale)
+
+    def _mixture(
+        self, log_w: np.ndarray, means: np.ndarray, scale: np.ndarray
+    ) -> GaussianMixture:
+        """A :class:`GaussianMixture` of this model's kind from its arrays in
+        target units (``scale``: Cholesky factors for ``'full'`` noise,
+        standard deviations otherwise)."""
+        full = self._network_config["noise_type"] == "full"
         kind = "scale_tril" if full else "scales"
         return GaussianMixture(
             log_w,
@@ -857,14 +866,7 @@ default='tanh'
             X[sl], self.X_mean_, self.X_scale_, log_w, means, scale, self.dtype_,
             offset=sl.start,
         )  # fmt: skip
-        kind = "scale_tril" if full else "scales"
-        return GaussianMixture(
-            log_w,
-            means,
-            **{kind: scale},
-            univariate=self._univariate,
-            n_threads=self.n_threads,
-        )
+        return self._mixture(log_w, means, scale)
 
     def predict(self, X) -> np.ndarray:
         """Point prediction selected by ``point_estimate``.
