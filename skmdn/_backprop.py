@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from . import _kernels
 from ._mixture import diagonal_nll_backward, diagonal_nll_forward
 from ._network import MDNNetwork
 
@@ -40,7 +41,7 @@ def _relu_backward(grad: torch.Tensor, out: torch.Tensor) -> None:
 
 # activation module -> (in-place forward, in-place backward from the output)
 _ACTIVATIONS = {
-    nn.Tanh: (torch.Tensor.tanh_, _tanh_backward),
+    nn.Tanh: (_kernels.tanh_, _tanh_backward),
     nn.Sigmoid: (torch.Tensor.sigmoid_, _sigmoid_backward),
     nn.ReLU: (torch.Tensor.relu_, _relu_backward),
 }

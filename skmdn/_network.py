@@ -13,6 +13,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from . import _kernels
+
 __all__ = ["NOISE_TYPES", "MDNNetwork", "MixtureParams"]
 
 NOISE_TYPES = ("diagonal", "isotropic", "isotropic_across", "fixed", "full")
@@ -171,7 +173,23 @@ class MDNNetwork(nn.Module):
         for ``'fixed'`` and (n, K, d (d + 1) / 2) Cholesky entries for
         ``'full'``.
         """
-        return self.split_head(self.head(self.trunk(x)))
+        return self.split_head(self.head(self.features(x)))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The trunk's output for ``x``: the last hidden layer's activations.
+
+        tanh goes through :mod:`skmdn._kernels` (torch's own is several times
+        slower on AMD processors), in place when autograd is off: each
+        activation then overwrites the fresh output of the linear layer
+        before it.
+        """
+        grad = torch.is_grad_enabled()
+        for module in self.trunk:
+            if type(module) is nn.Tanh:
+                x = _kernels.tanh(x) if grad else _kernels.tanh_(x)
+            else:
+                x = module(x)
+        return x
 
     def split_head(
         self, out: torch.Tensor

@@ -34,3 +34,16 @@ def two_threads(monkeypatch):
     torch.set_num_threads(2)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def tanh_form(request, monkeypatch):
+    """Force one tanh form of ``skmdn._kernels`` (the param: True for the
+    sigmoid form) for every dtype, whichever this machine measured faster."""
+    import torch
+
+    from skmdn import _kernels
+
+    forced = dict.fromkeys((torch.float32, torch.float64), request.param)
+    monkeypatch.setattr(_kernels, "_choice", forced)
+    return request.param

@@ -49,11 +49,13 @@ def _manual(net, x, y, w):
 @pytest.mark.parametrize("noise_type", DIAGONAL_TYPES)
 @pytest.mark.parametrize("activation", ["tanh", "logistic", "relu", "identity"])
 @pytest.mark.parametrize("hidden", [(), (8,), (8, 5)])
-def test_loss_and_gradients_match_autograd(noise_type, activation, hidden):
+@pytest.mark.parametrize("tanh_form", [False, True], indirect=True)
+def test_loss_and_gradients_match_autograd(noise_type, activation, hidden, tanh_form):
     _assert_matches_autograd(_network(noise_type, activation, hidden), *_batch(12))
 
 
-def test_float32_matches_autograd():
+@pytest.mark.parametrize("tanh_form", [False, True], indirect=True)
+def test_float32_matches_autograd(tanh_form):
     net = _network("diagonal", dtype=torch.float32)
     x, y, w = _batch(300, dtype=torch.float32)
     _assert_matches_autograd(net, x, y, w, rtol=(1e-5, 1e-4), atol=1e-6)
