@@ -29,6 +29,10 @@ _ACTIVATIONS = {
 }
 
 
+# in-place forms of activations, for inference (no autograd)
+_IN_PLACE = {nn.ReLU: torch.Tensor.relu_, nn.Sigmoid: torch.Tensor.sigmoid_}
+
+
 class MixtureParams(NamedTuple):
     """Parameters of a batch of Gaussian mixtures (torch tensors).
 
@@ -173,20 +177,33 @@ class MDNNetwork(nn.Module):
         for ``'fixed'`` and (n, K, d (d + 1) / 2) Cholesky entries for
         ``'full'``.
         """
-        return self.split_head(self.head(self.features(x)))
+        h = self.features(x)
+        if torch.is_grad_enabled():
+            return self.split_head(self.head(h))
+        return self.split_head(torch.mm(h, self.head.weight.t()).add_(self.head.bias))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The trunk's output for ``x``: the last hidden layer's activations.
 
         tanh goes through :mod:`skmdn._kernels` (torch's own is several times
-        slower on AMD processors), in place when autograd is off: each
-        activation then overwrites the fresh output of the linear layer
-        before it.
+        slower on AMD processors). Without autograd (inference) a linear layer
+        is ``mm`` then an in-place bias, not ``addmm``, whose broadcast copy
+        of the bias made the three layers 6.0 instead of 3.3 ms on 16384 rows
+        (float32, one thread, AMD EPYC; ``benchmarks/README.md``), and every
+        activation overwrites the fresh output of the layer before it.
         """
-        grad = torch.is_grad_enabled()
+        if torch.is_grad_enabled():
+            for module in self.trunk:
+                x = _kernels.tanh(x) if type(module) is nn.Tanh else module(x)
+            return x
         for module in self.trunk:
-            if type(module) is nn.Tanh:
-                x = _kernels.tanh(x) if grad else _kernels.tanh_(x)
+            kind = type(module)
+            if kind is nn.Linear:
+                x = torch.mm(x, module.weight.t()).add_(module.bias)
+            elif kind is nn.Tanh:
+                _kernels.tanh_(x)
+            elif kind in _IN_PLACE:
+                _IN_PLACE[kind](x)
             else:
                 x = module(x)
         return x

@@ -85,3 +85,23 @@ def test_other_dtypes_and_devices_use_torch(monkeypatch):
     assert torch.equal(_kernels.tanh(x), torch.tanh(x))
     x = torch.linspace(-2, 2, 9, dtype=torch.float64, device="meta")
     assert _kernels.tanh(x).device.type == "meta"
+
+
+@pytest.mark.parametrize(
+    "activation", ["tanh", "relu", "logistic", "gelu", "silu", "identity"]
+)
+@pytest.mark.parametrize("hidden", [(), (7,), (16, 8)])
+def test_inference_forward_matches_the_modules(activation, hidden):
+    """Without autograd the network runs mm + in-place bias and activations."""
+    net = MDNNetwork(3, 2, 4, hidden, activation, "diagonal", 1e-3).double()
+    net.reset_parameters(torch.Generator().manual_seed(0))
+    x = torch.randn(
+        40, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1)
+    )
+    x_before = x.clone()
+    with torch.inference_mode():
+        fast = net.head_outputs(x)
+    slow = net.head_outputs(x)  # autograd on: the modules themselves
+    for got, want in zip(fast, slow, strict=True):
+        torch.testing.assert_close(got, want.detach(), rtol=1e-13, atol=1e-13)
+    assert torch.equal(x, x_before)  # the input is never written to
