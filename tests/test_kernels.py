@@ -105,3 +105,23 @@ def test_inference_forward_matches_the_modules(activation, hidden):
     for got, want in zip(fast, slow, strict=True):
         torch.testing.assert_close(got, want.detach(), rtol=1e-13, atol=1e-13)
     assert torch.equal(x, x_before)  # the input is never written to
+
+
+def test_predict_times_the_forms_before_its_worker_threads_start(monkeypatch):
+    import threading
+
+    from skmdn import MDNRegressor
+
+    X = np.linspace(-1, 1, 300)[:, None]
+    model = MDNRegressor(n_components=2, max_iter=2, random_state=0, n_threads=2)
+    model.fit(X, np.sin(3 * X[:, 0]))
+    probes = []
+
+    def fake_time(fn, x, repeats=7):
+        probes.append(threading.current_thread() is threading.main_thread())
+        return 1.0
+
+    monkeypatch.setattr(_kernels, "_median_time", fake_time)
+    monkeypatch.setattr(_kernels, "_choice", {})
+    model.predict(np.repeat(X, 200, axis=0))  # 60000 rows: several chunks
+    assert probes == [True, True]  # torch.tanh, then the form: once, in main
