@@ -15,7 +15,8 @@ else, CUDA included. The margin keeps the choice from depending on timing
 noise where the two are close. The forms agree to rounding: the sigmoid
 form's absolute error is at most about two units in the last place of 1
 (1.8e-7 in float32, 3e-16 in float64, measured), the size of float32's own
-rounding of a hidden unit near +-1.
+rounding of a hidden unit near +-1. So a model pickled on one machine and
+loaded on another, where the other form won, predicts the same to rounding.
 """
 
 from __future__ import annotations
