@@ -18,9 +18,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from . import _kernels
 from ._mixture import diagonal_nll_backward, diagonal_nll_forward
-from ._network import MDNNetwork
+from ._network import IN_PLACE_ACTIVATIONS, MDNNetwork
 
 __all__ = ["ManualBackprop"]
 
@@ -39,11 +38,12 @@ def _relu_backward(grad: torch.Tensor, out: torch.Tensor) -> None:
     _aten.threshold_backward.grad_input(grad, out, 0, grad_input=grad)
 
 
-# activation module -> (in-place forward, in-place backward from the output)
-_ACTIVATIONS = {
-    nn.Tanh: (_kernels.tanh_, _tanh_backward),
-    nn.Sigmoid: (torch.Tensor.sigmoid_, _sigmoid_backward),
-    nn.ReLU: (torch.Tensor.relu_, _relu_backward),
+# activation module -> in-place backward from the output (the in-place
+# forward is the network's own, IN_PLACE_ACTIVATIONS)
+_BACKWARD = {
+    nn.Tanh: _tanh_backward,
+    nn.Sigmoid: _sigmoid_backward,
+    nn.ReLU: _relu_backward,
 }
 
 
@@ -69,13 +69,14 @@ class ManualBackprop:
         self.linears = [m for m in modules if isinstance(m, nn.Linear)]
         self.linears.append(network.head)
         act = modules[1] if len(modules) > 1 else nn.Identity()
-        self.forward_act, self.backward_act = _ACTIVATIONS.get(type(act), (None, None))
+        self.forward_act = IN_PLACE_ACTIVATIONS.get(type(act))
+        self.backward_act = _BACKWARD.get(type(act))
         self._workspace: dict[int, tuple[list[torch.Tensor], ...]] = {}
 
     @staticmethod
     def supports(network: MDNNetwork) -> bool:
         """True for diagonal-family noise and tanh, logistic, relu or identity."""
-        kinds = (*_ACTIVATIONS, nn.Identity, nn.Linear)
+        kinds = (*_BACKWARD, nn.Identity, nn.Linear)
         return network.noise_type != "full" and all(
             type(m) in kinds for m in network.trunk
         )

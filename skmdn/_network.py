@@ -15,7 +15,7 @@ from torch.nn import functional as F
 
 from . import _kernels
 
-__all__ = ["NOISE_TYPES", "MDNNetwork", "MixtureParams"]
+__all__ = ["IN_PLACE_ACTIVATIONS", "NOISE_TYPES", "MDNNetwork", "MixtureParams"]
 
 NOISE_TYPES = ("diagonal", "isotropic", "isotropic_across", "fixed", "full")
 
@@ -29,8 +29,13 @@ _ACTIVATIONS = {
 }
 
 
-# in-place forms of activations, for inference (no autograd)
-_IN_PLACE = {nn.ReLU: torch.Tensor.relu_, nn.Sigmoid: torch.Tensor.sigmoid_}
+# In-place forward of the activations that have one, without autograd: for
+# inference and for the hand-written training step (skmdn._backprop).
+IN_PLACE_ACTIVATIONS = {
+    nn.Tanh: _kernels.tanh_,
+    nn.Sigmoid: torch.Tensor.sigmoid_,
+    nn.ReLU: torch.Tensor.relu_,
+}
 
 
 class MixtureParams(NamedTuple):
@@ -180,7 +185,7 @@ class MDNNetwork(nn.Module):
         h = self.features(x)
         if torch.is_grad_enabled():
             return self.split_head(self.head(h))
-        return self.split_head(torch.mm(h, self.head.weight.t()).add_(self.head.bias))
+        return self.split_head(_affine(h, self.head))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The trunk's output for ``x``: the last hidden layer's activations.
@@ -199,11 +204,9 @@ class MDNNetwork(nn.Module):
         for module in self.trunk:
             kind = type(module)
             if kind is nn.Linear:
-                x = torch.mm(x, module.weight.t()).add_(module.bias)
-            elif kind is nn.Tanh:
-                _kernels.tanh_(x)
-            elif kind in _IN_PLACE:
-                _IN_PLACE[kind](x)
+                x = _affine(x, module)
+            elif kind in IN_PLACE_ACTIVATIONS:
+                IN_PLACE_ACTIVATIONS[kind](x)
             else:
                 x = module(x)
         return x
@@ -247,6 +250,11 @@ class MDNNetwork(nn.Module):
         else:
             scales = (F.softplus(raw) + self.min_scale).expand(n, K, d)
         return MixtureParams(log_weights, means, scales, None)
+
+
+def _affine(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
+    """``layer(x)`` as ``mm`` and an in-place bias (no autograd: see features)."""
+    return torch.mm(x, layer.weight.t()).add_(layer.bias)
 
 
 def _linear(n_in: int, n_out: int) -> nn.Linear:

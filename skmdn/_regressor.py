@@ -839,8 +839,7 @@ default='tanh'
                 fn(sl, self._chunk_dist(X, sl, stats, device))
 
         on_cpu = device.type == "cpu"
-        if on_cpu and self.dtype_ in (torch.float32, torch.float64):
-            # time the tanh forms (once per process) here, not in a worker
+        if on_cpu:  # time the tanh forms (once per process) here, not in a worker
             sigmoid_form_is_faster(self.dtype_)
         workers = thread_count(self.n_threads, n) if on_cpu else 1
         with torch_threads(1 if on_cpu else thread_count(self.n_threads, n)):

@@ -107,6 +107,7 @@ def test_inference_forward_matches_the_modules(activation, hidden):
     assert torch.equal(x, x_before)  # the input is never written to
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_predict_times_the_forms_before_its_worker_threads_start(monkeypatch):
     import threading
 
