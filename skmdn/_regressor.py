@@ -18,6 +18,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+from ._data import pack_rows, tensor_view, weighted_mean_scale
 from ._kernels import sigmoid_form_is_faster
 from ._mixture import SAMPLE_ROWS, GaussianMixture, sample_seeds
 from ._network import NOISE_TYPES, MDNNetwork
@@ -52,10 +53,6 @@ __all__ = ["MDNRegressor"]
 _PREDICT_CHUNK = SAMPLE_ROWS
 # Rows of the training data on which the loss at initialisation is estimated.
 _INITIAL_LOSS_ROWS = 4096
-# Rows standardised at a time when the training tensors are built.
-_PACK_CHUNK = 65536
-# Rows per chunk for the standardisation statistics (temporaries stay in cache).
-_STATS_CHUNK = 8192
 # At most this many rows (evenly spaced) set the initial component means.
 _QUANTILE_ROWS = 100_000
 
@@ -80,41 +77,6 @@ def _effective_sample_size(w: np.ndarray) -> float:
     """Kish's effective sample size ``sum(w)**2 / sum(w**2)``, scale-free."""
     w = w / w.max()
     return float(w.sum() ** 2 / np.sum(w**2))
-
-
-def _weighted_mean_scale(a: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Weighted column means and standard deviations (zero spread -> 1).
-
-    Each column is first divided by its largest magnitude, so that squares do
-    not overflow for values near the float64 limit (e.g. 1e200) and tiny units
-    (e.g. 1e-14) are not mistaken for a constant column. Two passes over
-    cache-sized chunks of rows, in float64, with no N-sized temporary: the
-    largest magnitudes, then weighted sums of the scaled values and of their
-    squares around a pilot mean (the first chunk's), which keeps the
-    one-pass variance formula free of cancellation.
-    """
-    chunks = [slice(i, i + _STATS_CHUNK) for i in range(0, len(a), _STATS_CHUNK)]
-    big = np.zeros(a.shape[1])
-    for sl in chunks:
-        np.maximum(big, np.abs(a[sl]).max(axis=0), out=big)
-    big[~(big > 0)] = 1.0
-    shift = np.average(a[chunks[0]] / big, axis=0, weights=None)
-    s1 = np.zeros(a.shape[1])
-    s2 = np.zeros(a.shape[1])
-    for sl in chunks:
-        c = a[sl] / big
-        c -= shift
-        s1 += w[sl] @ c
-        c *= c
-        s2 += w[sl] @ c
-    total = float(np.sum(w))
-    mean = s1 / total
-    scale = np.sqrt(np.maximum(s2 / total - mean**2, 0.0))
-    mean += shift
-    constant = ~(scale > 1e-12)
-    mean, scale = mean * big, scale * big
-    scale[constant] = 1.0
-    return mean, scale
 
 
 def _weighted_quantiles(a: np.ndarray, w: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -680,8 +642,8 @@ default='tanh'
         device = resolve_device(self.device)
         dtype = resolve_dtype(self.precision, X.dtype, device)
         if self.standardize:
-            X_mean, X_scale = _weighted_mean_scale(X, sw)
-            y_mean, y_scale = _weighted_mean_scale(Y, sw)
+            X_mean, X_scale = weighted_mean_scale(X, sw)
+            y_mean, y_scale = weighted_mean_scale(Y, sw)
         else:
             X_mean, X_scale = np.zeros(X.shape[1]), np.ones(X.shape[1])
             y_mean, y_scale = np.zeros(Y.shape[1]), np.ones(Y.shape[1])
@@ -859,7 +821,7 @@ default='tanh'
         cov_scale = y_scale[:, None] if full else y_scale
         # float32 X and network outputs are promoted to float64 by the
         # arithmetic itself (a conversion pass less each)
-        x = torch.sub(torch.as_tensor(X[sl]), X_mean).div_(X_scale)
+        x = torch.sub(tensor_view(X[sl]), X_mean).div_(X_scale)
         params = self.network_(x.to(device, self.dtype_))
         scale = params.scale_tril if full else params.scales
         log_w = to_numpy(params.log_weights)
@@ -1093,34 +1055,25 @@ class _State:
             y_scale,
         )
 
-    def tensors(self, X, Y, w, train_rows=None, val_rows=None) -> TrainData:
-        """Standardised, packed tensors of the rows ``train_rows`` (all rows
-        if None) and ``val_rows`` (no validation data if None).
-
-        Rows are written in chunks straight into one array of the training
-        dtype, so nothing N-sized is built besides the packed data itself.
+    def tensors(self, X, Y, w, train_rows=None, val_rows=None, workers=1) -> TrainData:
+        """Standardised, packed ``[x, y, w]`` tensors of the rows ``train_rows``
+        (all rows if None) and ``val_rows`` (no validation data if None),
+        built on ``workers`` threads (:func:`~skmdn._data.pack_rows`).
         """
-        np_dtype = np.float32 if self.dtype == torch.float32 else np.float64
-        f, d = X.shape[1], Y.shape[1]
-        w_mean = float(np.mean(w))
+        columns = [
+            (X, self.X_mean, self.X_scale),
+            (Y, self.y_mean, self.y_scale),
+            (w.reshape(-1, 1), np.zeros(1), np.full(1, np.mean(w))),
+        ]
 
         def pack(rows):
-            if rows is None:
-                return None
-            out = np.empty((len(rows), f + d + 1), dtype=np_dtype)
-            for start in range(0, len(rows), _PACK_CHUNK):
-                index = rows[start : start + _PACK_CHUNK]
-                dest = out[start : start + len(index)]
-                dest[:, :f] = (X[index] - self.X_mean) / self.X_scale
-                dest[:, f:-1] = (Y[index] - self.y_mean) / self.y_scale
-                dest[:, -1] = w[index] / w_mean
-            return torch.from_numpy(out).to(self.device)
+            return pack_rows(rows, columns, self.dtype).to(self.device)
 
         return TrainData(
-            train=pack(np.arange(len(X)) if train_rows is None else train_rows),
-            n_features=f,
+            train=pack(train_rows),  # None: all rows
+            n_features=X.shape[1],
             log_scale=float(np.sum(np.log(self.y_scale))),
-            val=pack(val_rows),
+            val=None if val_rows is None else pack(val_rows),
         )
 
 

@@ -1,0 +1,158 @@
+"""Training data preparation (skmdn._data) against numpy references."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from sklearn.exceptions import ConvergenceWarning
+
+from skmdn import MDNRegressor, _data
+from skmdn._data import _abs_max, pack_rows, tensor_view, weighted_mean_scale
+
+
+def _reference_mean_scale(a, w):
+    """Weighted mean and standard deviation, in float64, by numpy."""
+    a = np.asarray(a, dtype=np.float64)
+    mean = np.average(a, axis=0, weights=w)
+    return mean, np.sqrt(np.average((a - mean) ** 2, axis=0, weights=w))
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    """Chunks of 1000 rows, so that a few thousand rows make several."""
+    monkeypatch.setattr(_data, "STATS_CHUNK", 1000)
+
+
+@pytest.mark.parametrize("n", [1, 2, 63, 64, 65, 129, 1000, 4097])
+@pytest.mark.parametrize("columns", [1, 3])
+def test_abs_max_matches_numpy(n, columns):
+    a = np.random.default_rng(n).normal(size=(n, 3)) * [1.0, 1e-3, 1e3]
+    a[n // 2, 1] = -50.0  # a negative extreme in the middle row
+    a = a[:, 1:2].copy() if columns == 1 else a
+    np.testing.assert_array_equal(
+        _abs_max(torch.from_numpy(a)).numpy(), np.abs(a).max(axis=0)
+    )
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [1, 999, 1000, 3500])
+def test_weighted_mean_scale_matches_numpy(small_chunks, dtype, n):
+    rng = np.random.default_rng(n)
+    # an offset a million spreads wide (cancellation) and a negative column
+    a = (rng.normal(size=(n, 3)) * [1.0, 2.0, 0.5] + [0.0, 1e6, -3.0]).astype(dtype)
+    w = rng.uniform(0.1, 2.0, n)
+    mean, scale = weighted_mean_scale(a, w)
+    ref_mean, ref_scale = _reference_mean_scale(a, w)
+    np.testing.assert_allclose(mean, ref_mean, rtol=1e-13)
+    if n > 1:
+        np.testing.assert_allclose(scale, ref_scale, rtol=1e-9)
+    else:  # one row: no spread, so scale 1 (nothing to divide by)
+        np.testing.assert_array_equal(scale, 1.0)
+
+
+@pytest.mark.parametrize("unit", [1e200, 1e-14, 1e-300])
+def test_weighted_mean_scale_extreme_units(small_chunks, unit):
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(2500, 2)) + np.array([3.0, 0.0])
+    w = rng.uniform(0.5, 1.5, 2500)
+    mean, scale = weighted_mean_scale(base * unit, w)
+    ref_mean, ref_scale = _reference_mean_scale(base, w)
+    np.testing.assert_allclose(mean / unit, ref_mean, rtol=1e-12)
+    np.testing.assert_allclose(scale / unit, ref_scale, rtol=1e-12)
+
+
+def test_weighted_mean_scale_constant_and_zero_columns(small_chunks):
+    a = np.zeros((2500, 3))
+    a[:, 1] = 7.0
+    a[:, 2] = np.arange(2500)
+    mean, scale = weighted_mean_scale(a, np.ones(2500))
+    np.testing.assert_array_equal(mean[:2], [0.0, 7.0])
+    np.testing.assert_array_equal(scale[:2], [1.0, 1.0])
+    np.testing.assert_allclose(scale[2], np.arange(2500).std(), rtol=1e-13)
+
+
+def test_weighted_mean_scale_integer_weights_repeat_rows(small_chunks):
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(1500, 2))
+    counts = rng.integers(0, 4, 1500)
+    weighted = weighted_mean_scale(a, counts.astype(float))
+    repeated = weighted_mean_scale(np.repeat(a, counts, axis=0), np.ones(counts.sum()))
+    np.testing.assert_allclose(weighted, repeated, rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("subset", [False, True])
+def test_pack_rows_matches_numpy(small_chunks, dtype, subset):
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(2600, 4)).astype(np.float32) * 100 + 5
+    Y = rng.normal(size=(2600, 2))
+    w = rng.uniform(size=2600)
+    rows = np.sort(rng.permutation(2600)[:2100]) if subset else None
+    stats = [(rng.normal(size=k), rng.uniform(0.5, 2, k)) for k in (4, 2, 1)]
+    columns = [(a, m, s) for a, (m, s) in zip([X, Y, w[:, None]], stats, strict=True)]
+    packed = pack_rows(rows, columns, dtype)
+    take = slice(None) if rows is None else rows
+    np_dtype = np.float32 if dtype == torch.float32 else np.float64
+    reference = np.hstack(
+        [(a[take].astype(np.float64) - m) / s for a, m, s in columns]
+    ).astype(np_dtype)  # float64 arithmetic, rounded once
+    assert packed.dtype == dtype
+    np.testing.assert_array_equal(packed.numpy(), reference)
+
+
+def test_inputs_are_never_written(small_chunks):
+    rng = np.random.default_rng(3)
+    for dtype in (np.float32, np.float64):
+        a = rng.normal(size=(2500, 3)).astype(dtype) * 1e3
+        w = rng.uniform(size=2500)
+        copies = a.copy(), w.copy()
+        weighted_mean_scale(a, w)
+        pack_rows(None, [(a, np.ones(3), np.full(3, 2.0))], torch.float32)
+        np.testing.assert_array_equal(a, copies[0])
+        np.testing.assert_array_equal(w, copies[1])
+
+
+def test_tensor_view_shares_memory_when_it_can():
+    a = np.arange(12.0).reshape(4, 3)
+    assert tensor_view(a).data_ptr() == a.ctypes.data
+    assert tensor_view(a[:, 1]).data_ptr() == a[:, 1].ctypes.data  # strided
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda a: a[::-1],  # negative strides: torch cannot view them
+        lambda a: a[:, ::-1],
+        lambda a: a.astype(a.dtype.newbyteorder(">")),  # big-endian
+        lambda a: np.broadcast_to(a[:1], a.shape),  # read-only
+    ],
+    ids=["reversed-rows", "reversed-columns", "big-endian", "read-only"],
+)
+def test_tensor_view_of_awkward_arrays(make):
+    a = make(np.arange(12.0).reshape(4, 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(tensor_view(a).numpy(), a)
+
+
+def test_reversed_and_read_only_input_to_the_estimator(tmp_path):
+    # X[::-1] keeps negative strides through sklearn's validation, which
+    # torch cannot view (predict crashed on it); a memory-mapped file opened
+    # read-only made torch warn at users.
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(300, 2))
+    y = X[:, 0] + 0.1 * rng.normal(size=300)
+    path = tmp_path / "X.npy"
+    np.save(path, X)
+    X_ro = np.load(path, mmap_mode="r")
+    params = dict(max_iter=20, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = MDNRegressor(**params).fit(X_ro, y)
+        np.testing.assert_array_equal(model.predict(X_ro), model.predict(X))
+        np.testing.assert_array_equal(model.predict(X[::-1]), model.predict(X)[::-1])
+        on_view = MDNRegressor(**params).fit(X[::-1], y[::-1])
+        on_copy = MDNRegressor(**params).fit(X[::-1].copy(), y[::-1].copy())
+    np.testing.assert_array_equal(on_view.predict(X), on_copy.predict(X))
