@@ -1,14 +1,16 @@
-"""Training data preparation: standardisation statistics and packed tensors.
+"""Training data preparation: standardisation statistics, packed tensors and
+the quantiles that start the component means.
 
-Both run over chunks of rows as torch operations on zero-copy views of the
-validated numpy arrays, accumulating in float64 with nothing N-sized built
-besides the packed data. Both run on one torch thread: a pass over memory
-gained little from a second (packing 1e6 x 13 values: 43 against 51 ms), and
-one thread cannot stall behind a core that another process keeps busy (the
-hazard that :class:`~skmdn._utils.ThreadChooser` handles for training
-steps). On 1e6 x 10 float32 rows (AMD EPYC VM, one thread) the statistics
-took 62 ms with numpy, whose column reductions over a last axis of 10
-elements run one element at a time, and 22 ms here; packing 108 and 51 ms.
+The statistics and the packing run over chunks of rows as torch operations
+on zero-copy views of the validated numpy arrays, accumulating in float64
+with nothing N-sized built besides the packed data, on one torch thread: a
+pass over memory gained little from a second (packing 1e6 x 13 values: 43
+against 51 ms), and one thread cannot stall behind a core that another
+process keeps busy (the hazard that :class:`~skmdn._utils.ThreadChooser`
+handles for training steps). On 1e6 x 10 float32 rows (AMD EPYC VM, one
+thread) the statistics took 62 ms with numpy, whose column reductions over a
+last axis of 10 elements run one element at a time, and 22 ms here; packing
+108 and 51 ms.
 """
 
 from __future__ import annotations
@@ -22,7 +24,13 @@ import torch
 
 from ._utils import torch_threads
 
-__all__ = ["STATS_CHUNK", "pack_rows", "tensor_view", "weighted_mean_scale"]
+__all__ = [
+    "STATS_CHUNK",
+    "pack_rows",
+    "tensor_view",
+    "weighted_mean_scale",
+    "weighted_quantiles",
+]
 
 # Rows per chunk of both passes: 65536 x 10 float64 temporaries (5 MB) are
 # large enough that a chunk's handful of kernels outweighs its overhead.
@@ -166,4 +174,28 @@ def pack_rows(
             part = part.to(torch.float64, copy=True).sub_(mean).div_(scale)
             out[sl, start:stop] = part
             start = stop
+    return out
+
+
+def weighted_quantiles(a: np.ndarray, w: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Inverted-CDF weighted quantiles of each column (no interpolation), so that
+    integer weights give exactly the quantiles of the repeated data.
+
+    The estimator starts its components' means at quantiles of ``y``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> a = np.array([[1.0], [2.0], [3.0]])
+    >>> weighted_quantiles(a, np.array([1.0, 1.0, 2.0]), np.array([0.25, 0.75]))
+    array([[1.],
+           [3.]])
+    """
+    out = np.empty((len(q), a.shape[1]))
+    w = w / w.max()  # equal weights of any size give exact integer sums (ties)
+    for j in range(a.shape[1]):
+        order = np.argsort(a[:, j], kind="stable")
+        cum = np.cumsum(w[order])
+        idx = np.searchsorted(cum, q * cum[-1], side="left")
+        out[:, j] = a[order[np.minimum(idx, len(order) - 1)], j]
     return out

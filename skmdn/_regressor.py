@@ -18,7 +18,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from ._data import pack_rows, tensor_view, weighted_mean_scale
+from ._data import pack_rows, tensor_view, weighted_mean_scale, weighted_quantiles
 from ._kernels import sigmoid_form_is_faster
 from ._mixture import SAMPLE_ROWS, GaussianMixture, sample_seeds
 from ._network import NOISE_TYPES, MDNNetwork
@@ -77,19 +77,6 @@ def _effective_sample_size(w: np.ndarray) -> float:
     """Kish's effective sample size ``sum(w)**2 / sum(w**2)``, scale-free."""
     w = w / w.max()
     return float(w.sum() ** 2 / np.sum(w**2))
-
-
-def _weighted_quantiles(a: np.ndarray, w: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """Inverted-CDF weighted quantiles of each column (no interpolation), so that
-    integer weights give exactly the quantiles of the repeated data."""
-    out = np.empty((len(q), a.shape[1]))
-    w = w / w.max()  # equal weights of any size give exact integer sums (ties)
-    for j in range(a.shape[1]):
-        order = np.argsort(a[:, j], kind="stable")
-        cum = np.cumsum(w[order])
-        idx = np.searchsorted(cum, q * cum[-1], side="left")
-        out[:, j] = a[order[np.minimum(idx, len(order) - 1)], j]
-    return out
 
 
 class MDNRegressor(RegressorMixin, BaseEstimator):
@@ -671,7 +658,7 @@ default='tanh'
         # spaced subsample (sorting 1e6 rows took a quarter of an epoch).
         every = -(-len(Y) // _QUANTILE_ROWS)
         Ys = (Y[::every] - y_mean) / y_scale
-        mean_init = _weighted_quantiles(Ys, sw[::every], (np.arange(K) + 0.5) / K)
+        mean_init = weighted_quantiles(Ys, sw[::every], (np.arange(K) + 0.5) / K)
         network.reset_parameters(
             generator, torch.as_tensor(mean_init), scale_init=1.0 / np.sqrt(K)
         )

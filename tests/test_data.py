@@ -8,7 +8,13 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 
 from skmdn import MDNRegressor, _data
-from skmdn._data import _abs_max, pack_rows, tensor_view, weighted_mean_scale
+from skmdn._data import (
+    _abs_max,
+    pack_rows,
+    tensor_view,
+    weighted_mean_scale,
+    weighted_quantiles,
+)
 
 
 def _reference_mean_scale(a, w):
@@ -156,3 +162,26 @@ def test_reversed_and_read_only_input_to_the_estimator(tmp_path):
         on_view = MDNRegressor(**params).fit(X[::-1], y[::-1])
         on_copy = MDNRegressor(**params).fit(X[::-1].copy(), y[::-1].copy())
     np.testing.assert_array_equal(on_view.predict(X), on_copy.predict(X))
+
+
+def test_weighted_quantiles_match_numpy_inverted_cdf():
+    rng = np.random.default_rng(5)
+    a = rng.normal(size=(500, 2))
+    a[::7, 1] = 0.25  # ties
+    w = rng.uniform(0.1, 3.0, 500)
+    q = np.array([0.0, 0.1, 0.5, 0.9, 1.0])
+    ours = weighted_quantiles(a, w, q)
+    for j in range(2):
+        ref = np.quantile(a[:, j], q, method="inverted_cdf", weights=w)
+        np.testing.assert_array_equal(ours[:, j], ref)
+
+
+def test_weighted_quantiles_integer_weights_repeat_rows():
+    rng = np.random.default_rng(6)
+    a = rng.normal(size=(300, 1))
+    counts = rng.integers(0, 4, 300)
+    q = (np.arange(5) + 0.5) / 5
+    np.testing.assert_array_equal(
+        weighted_quantiles(a, counts.astype(float), q),
+        weighted_quantiles(np.repeat(a, counts, axis=0), np.ones(counts.sum()), q),
+    )
