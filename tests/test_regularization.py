@@ -1,11 +1,13 @@
 """Training levers with 'auto' defaults: noise regularisation, early stopping and
 the automatic batch size."""
 
+import itertools
+
 import numpy as np
 import pytest
 
 from skmdn import MDNRegressor
-from skmdn._regressor import _AUTO_MIN_SAMPLES
+from skmdn._regressor import _AUTO_MIN_SAMPLES, _lr_decay_patience
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -83,3 +85,30 @@ def test_learning_rate_is_halved_on_plateaus(schedule):
         assert lr == model.learning_rate_init
     else:
         assert lr <= model.learning_rate_init / 4
+
+
+def test_plateau_patience_counts_long_epochs_as_several():
+    # Up to 150 steps an epoch the patience is n_iter_no_change // 2 epochs;
+    # longer epochs shrink it in proportion, never below one epoch.
+    for n_iter_no_change in (1, 4, 10, 50):
+        epochs = max(1, n_iter_no_change // 2)
+        for steps in (1, 10, 145, 150):
+            assert _lr_decay_patience(n_iter_no_change, steps) == epochs
+    assert _lr_decay_patience(50, 300) == 12  # 25 * 150 / 300 = 12.5
+    assert _lr_decay_patience(50, 600) == 6
+    assert _lr_decay_patience(50, 10**6) == 1
+    patience = [_lr_decay_patience(50, s) for s in range(1, 5000, 7)]
+    assert all(a >= b for a, b in itertools.pairwise(patience))
+
+
+def test_plateau_halves_every_epoch_when_epochs_are_long():
+    # 1080 training rows at batch 4: 270 steps an epoch, so with
+    # n_iter_no_change=4 the patience is round(2 * 150 / 270) = 1 epoch and the
+    # final run of at least 5 epochs without improvement halves the rate at
+    # least 5 times (patience 2, as for short epochs, would halve it twice).
+    X, y = _pure_noise(1200)
+    model = MDNRegressor(
+        n_iter_no_change=4, batch_size=4, max_iter=100, random_state=0
+    ).fit(X, y)
+    assert model.n_iter_ < 100  # stopped by the criterion
+    assert model._optimizer_state["lr"] <= model.learning_rate_init / 32
