@@ -185,3 +185,27 @@ def test_weighted_quantiles_integer_weights_repeat_rows():
         weighted_quantiles(a, counts.astype(float), q),
         weighted_quantiles(np.repeat(a, counts, axis=0), np.ones(counts.sum()), q),
     )
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [
+        np.asfortranarray,
+        lambda a: np.repeat(a, 2, axis=0)[::2],  # strided rows
+        lambda a: a.astype(a.dtype.newbyteorder(">")),
+        lambda a: np.ascontiguousarray(a[::-1])[::-1],  # negative strides
+    ],
+    ids=["fortran", "strided", "big-endian", "reversed"],
+)
+def test_every_memory_layout_fits_and_predicts_alike(layout):
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(300, 3))
+    y = X[:, 0] + 0.1 * rng.normal(size=300)
+    w = rng.uniform(0.5, 1.5, 300)
+    params = dict(max_iter=5, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ref = MDNRegressor(**params).fit(X, y, sample_weight=w)
+        model = MDNRegressor(**params).fit(layout(X), layout(y), layout(w))
+    np.testing.assert_allclose(model.predict(layout(X)), ref.predict(X), rtol=1e-12)
+    assert model.score(layout(X), layout(y)) == pytest.approx(ref.score(X, y))
