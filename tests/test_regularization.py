@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from skmdn import MDNRegressor
-from skmdn._regressor import _AUTO_MIN_SAMPLES, _lr_decay_patience
+from skmdn._regressor import _AUTO_MIN_SAMPLES, _patience
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -87,28 +87,54 @@ def test_learning_rate_is_halved_on_plateaus(schedule):
         assert lr <= model.learning_rate_init / 4
 
 
-def test_plateau_patience_counts_long_epochs_as_several():
-    # Up to 150 steps an epoch the patience is n_iter_no_change // 2 epochs;
+def test_patience_counts_long_epochs_as_several():
+    # Up to 150 steps an epoch the patience is the given number of epochs;
     # longer epochs shrink it in proportion, never below one epoch.
-    for n_iter_no_change in (1, 4, 10, 50):
-        epochs = max(1, n_iter_no_change // 2)
+    for epochs in (1, 2, 5, 25, 50):
         for steps in (1, 10, 145, 150):
-            assert _lr_decay_patience(n_iter_no_change, steps) == epochs
-    assert _lr_decay_patience(50, 300) == 12  # 25 * 150 / 300 = 12.5
-    assert _lr_decay_patience(50, 600) == 6
-    assert _lr_decay_patience(50, 10**6) == 1
-    patience = [_lr_decay_patience(50, s) for s in range(1, 5000, 7)]
+            assert _patience(epochs, steps) == epochs
+    assert _patience(50, 300) == 25
+    assert _patience(25, 600) == 6  # 6.25
+    assert _patience(50, 10**6) == 1
+    patience = [_patience(50, s) for s in range(1, 5000, 7)]
     assert all(a >= b for a, b in itertools.pairwise(patience))
 
 
+def _final_no_improvement_count(scores, tol):
+    """Epochs since the validation score last improved on the best by tol."""
+    best, count = -np.inf, 0
+    for score in scores:
+        count = count + 1 if score < best + tol else 0
+        best = max(best, score)
+    return count
+
+
+def test_early_stopping_patience_counts_long_epochs_as_several():
+    # 1080 training rows at batch 4: 270 steps an epoch, so n_iter_no_change=10
+    # means round(10 * 150 / 270) = 6 epochs: training stops at the 7th epoch
+    # without improvement (with short epochs it would be the 11th).
+    X, y = _pure_noise(1200)
+    model = MDNRegressor(
+        n_iter_no_change=10, batch_size=4, max_iter=100, random_state=0
+    ).fit(X, y)
+    assert model.n_iter_ < 100  # stopped by the criterion
+    count = _final_no_improvement_count(model.validation_scores_, model.tol)
+    assert count == 7
+
+
 def test_plateau_halves_every_epoch_when_epochs_are_long():
-    # 1080 training rows at batch 4: 270 steps an epoch, so with
-    # n_iter_no_change=4 the patience is round(2 * 150 / 270) = 1 epoch and the
-    # final run of at least 5 epochs without improvement halves the rate at
-    # least 5 times (patience 2, as for short epochs, would halve it twice).
+    # 1080 training rows at batch 4: 270 steps an epoch, so the plateau
+    # patience of n_iter_no_change // 2 = 2 epochs becomes round(2 * 150 / 270)
+    # = 1: every epoch without improvement halves the rate (with short epochs,
+    # every second one).
     X, y = _pure_noise(1200)
     model = MDNRegressor(
         n_iter_no_change=4, batch_size=4, max_iter=100, random_state=0
     ).fit(X, y)
-    assert model.n_iter_ < 100  # stopped by the criterion
-    assert model._optimizer_state["lr"] <= model.learning_rate_init / 32
+    best, count, halvings = -np.inf, 0, 0
+    for score in model.validation_scores_:
+        count = count + 1 if score < best + model.tol else 0
+        best = max(best, score)
+        halvings += count > 0
+    assert halvings >= 3  # at least the final run without improvement
+    assert model._optimizer_state["lr"] == model.learning_rate_init / 2**halvings
