@@ -15,9 +15,7 @@ last axis of 10 elements run one element at a time, and 22 ms here; packing
 
 from __future__ import annotations
 
-import functools
 import warnings
-from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -25,16 +23,17 @@ import torch
 from ._utils import torch_threads
 
 __all__ = [
-    "STATS_CHUNK",
+    "CHUNK_ROWS",
     "pack_rows",
     "tensor_view",
     "weighted_mean_scale",
     "weighted_quantiles",
 ]
 
-# Rows per chunk of both passes: 65536 x 10 float64 temporaries (5 MB) are
-# large enough that a chunk's handful of kernels outweighs its overhead.
-STATS_CHUNK = 65536
+# Rows per chunk of the statistics and the packing: 65536 x 10 float64
+# temporaries (5 MB) are large enough that a chunk's handful of kernels
+# outweighs its overhead.
+CHUNK_ROWS = 65536
 
 
 def tensor_view(a: np.ndarray) -> torch.Tensor:
@@ -61,19 +60,8 @@ def tensor_view(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(a)
 
 
-def _one_thread(fn: Callable) -> Callable:
-    """Run ``fn`` with one torch thread (see the module docstring)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        with torch_threads(1):
-            return fn(*args, **kwargs)
-
-    return wrapper
-
-
 def _chunks(n: int) -> list[slice]:
-    return [slice(i, min(i + STATS_CHUNK, n)) for i in range(0, n, STATS_CHUNK)]
+    return [slice(i, min(i + CHUNK_ROWS, n)) for i in range(0, n, CHUNK_ROWS)]
 
 
 def _abs_max(t: torch.Tensor) -> torch.Tensor:
@@ -96,7 +84,7 @@ def _abs_max(t: torch.Tensor) -> torch.Tensor:
     return x[:n].amax(0)
 
 
-@_one_thread
+@torch_threads(1)  # see the module docstring
 def weighted_mean_scale(a: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Weighted column means and standard deviations (zero spread -> 1).
 
@@ -143,7 +131,7 @@ def weighted_mean_scale(a: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.nd
     return mean, scale
 
 
-@_one_thread
+@torch_threads(1)  # see the module docstring
 def pack_rows(
     rows: np.ndarray | None,
     columns: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
@@ -153,9 +141,9 @@ def pack_rows(
 
     ``columns`` lists ``(array, mean, scale)`` triples of 2-D arrays with one
     row per sample; the result is one ``(len(rows), total width)`` tensor of
-    ``dtype``, ``(array[rows] - mean) / scale`` computed in float64 (or the
-    array's precision promoted by the float64 statistics) and rounded once,
-    written chunk by chunk so that nothing N-sized is built besides it.
+    ``dtype``, ``(array[rows] - mean) / scale`` computed in float64 and
+    rounded once, written chunk by chunk so that nothing N-sized is built
+    besides it.
     """
     n = len(columns[0][0]) if rows is None else len(rows)
     width = sum(a.shape[1] for a, _, _ in columns)

@@ -27,7 +27,7 @@ def _reference_mean_scale(a, w):
 @pytest.fixture
 def small_chunks(monkeypatch):
     """Chunks of 1000 rows, so that a few thousand rows make several."""
-    monkeypatch.setattr(_data, "STATS_CHUNK", 1000)
+    monkeypatch.setattr(_data, "CHUNK_ROWS", 1000)
 
 
 @pytest.mark.parametrize("n", [1, 2, 63, 64, 65, 129, 1000, 4097])
@@ -209,3 +209,22 @@ def test_every_memory_layout_fits_and_predicts_alike(layout):
         model = MDNRegressor(**params).fit(layout(X), layout(y), layout(w))
     np.testing.assert_allclose(model.predict(layout(X)), ref.predict(X), rtol=1e-12)
     assert model.score(layout(X), layout(y)) == pytest.approx(ref.score(X, y))
+
+
+def test_preparation_runs_on_one_torch_thread(monkeypatch):
+    seen = []
+    original = _data.tensor_view
+
+    def spy(a):
+        seen.append(torch.get_num_threads())
+        return original(a)
+
+    monkeypatch.setattr(_data, "tensor_view", spy)
+    before = torch.get_num_threads()
+    with _data.torch_threads(2):
+        a = np.random.default_rng(8).normal(size=(50, 2))
+        weighted_mean_scale(a, np.ones(50))
+        pack_rows(None, [(a, np.zeros(2), np.ones(2))], torch.float32)
+        assert torch.get_num_threads() == 2  # restored
+    assert seen and set(seen) == {1}
+    assert torch.get_num_threads() == before
