@@ -26,6 +26,8 @@ import time
 
 import torch
 
+from ._utils import torch_threads
+
 __all__ = ["MIN_GAIN", "sigmoid_form_is_faster", "tanh", "tanh_"]
 
 # The sigmoid form must be this many times as fast as torch.tanh to be used.
@@ -63,14 +65,9 @@ def sigmoid_form_is_faster(dtype: torch.dtype) -> bool:
         if dtype not in _choice:
             block = torch.linspace(-3.0, 3.0, 64 * 4096, dtype=dtype).view(64, 4096)
             work = block.clone()
-            previous = torch.get_num_threads()
-            torch.set_num_threads(1)
-            try:
-                with torch.no_grad():
-                    native = _median_time(lambda w: w.copy_(block).tanh_(), work)
-                    form = _median_time(lambda w: _sigmoid_form_(w.copy_(block)), work)
-            finally:
-                torch.set_num_threads(previous)
+            with torch_threads(1), torch.no_grad():
+                native = _median_time(lambda w: w.copy_(block).tanh_(), work)
+                form = _median_time(lambda w: _sigmoid_form_(w.copy_(block)), work)
             _choice[dtype] = native > MIN_GAIN * form
     return _choice[dtype]
 
