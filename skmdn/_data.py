@@ -15,17 +15,14 @@ last axis of 10 elements run one element at a time, and 22 ms here; packing
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import torch
 
-from ._utils import torch_threads
+from ._utils import tensor_view, torch_threads
 
 __all__ = [
     "CHUNK_ROWS",
     "pack_rows",
-    "tensor_view",
     "weighted_mean_scale",
     "weighted_quantiles",
 ]
@@ -34,30 +31,6 @@ __all__ = [
 # temporaries (5 MB) are large enough that a chunk's handful of kernels
 # outweighs its overhead.
 CHUNK_ROWS = 65536
-
-
-def tensor_view(a: np.ndarray) -> torch.Tensor:
-    """A CPU tensor of ``a`` for reading only: its memory when torch can share it.
-
-    Torch cannot share arrays with negative strides (``X[::-1]``) or
-    non-native byte order; those are copied. ``torch.from_numpy`` also warns
-    once per process about read-only arrays (a memory-mapped file, a
-    broadcast view) because writing to the tensor would be undefined; skmdn
-    only reads these views, so the warning, which would otherwise reach
-    users, is silenced here.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> tensor_view(np.arange(3.0)[::-1])
-    tensor([2., 1., 0.], dtype=torch.float64)
-    """
-    a = np.asarray(a)
-    if not a.dtype.isnative or any(step < 0 for step in a.strides):
-        a = np.array(a, dtype=a.dtype.newbyteorder("="), order="C")
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "The given NumPy array is not writable")
-        return torch.from_numpy(a)
 
 
 def _chunks(n: int) -> list[slice]:

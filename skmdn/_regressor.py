@@ -18,7 +18,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from ._data import pack_rows, tensor_view, weighted_mean_scale, weighted_quantiles
+from ._data import pack_rows, weighted_mean_scale, weighted_quantiles
 from ._kernels import sigmoid_form_is_faster
 from ._mixture import SAMPLE_ROWS, GaussianMixture, sample_seeds
 from ._network import NOISE_TYPES, MDNNetwork
@@ -37,6 +37,7 @@ from ._utils import (
     resolve_dtype,
     run_blocks,
     seed_from_random_state,
+    tensor_view,
     thread_count,
     to_numpy,
     torch_threads,

@@ -26,6 +26,7 @@ __all__ = [
     "resolve_dtype",
     "run_blocks",
     "seed_from_random_state",
+    "tensor_view",
     "thread_count",
     "to_numpy",
     "torch_thread_budget",
@@ -166,6 +167,30 @@ def to_numpy(tensor: torch.Tensor) -> np.ndarray:
         return tensor.numpy()
     out = torch.empty(tensor.shape, dtype=torch.float64)
     return out.copy_(tensor).numpy()  # one pass whatever the device and layout
+
+
+def tensor_view(a: np.ndarray) -> torch.Tensor:
+    """A CPU tensor of ``a`` for reading only: its memory when torch can share it.
+
+    Torch cannot share arrays with negative strides (``X[::-1]``) or
+    non-native byte order; those are copied. ``torch.from_numpy`` also warns
+    once per process about read-only arrays (a memory-mapped file, a
+    broadcast view) because writing to the tensor would be undefined; skmdn
+    only reads these views, so the warning, which would otherwise reach
+    users, is silenced here.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> tensor_view(np.arange(3.0)[::-1])
+    tensor([2., 1., 0.], dtype=torch.float64)
+    """
+    a = np.asarray(a)
+    if not a.dtype.isnative or any(step < 0 for step in a.strides):
+        a = np.array(a, dtype=a.dtype.newbyteorder("="), order="C")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "The given NumPy array is not writable")
+        return torch.from_numpy(a)
 
 
 _ENCODE_ADVICE = (

@@ -11,10 +11,10 @@ from skmdn import MDNRegressor, _data
 from skmdn._data import (
     _abs_max,
     pack_rows,
-    tensor_view,
     weighted_mean_scale,
     weighted_quantiles,
 )
+from skmdn._utils import tensor_view
 
 
 def _reference_mean_scale(a, w):
