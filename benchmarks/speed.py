@@ -605,12 +605,16 @@ def section_steps(args) -> str:
     def autograd_loss(net, x, y, w):
         return -(w * mixture_log_prob(net(x), y)).sum()
 
-    # the last lever: tanh as 2 sigmoid(2x) - 1 where this machine measures
-    # that form faster (skmdn._kernels); the rows before it use torch.tanh
-    form = _kernels.sigmoid_form_is_faster(torch.float32)
-    tanh_row = (
-        "+ tanh as 2 sigmoid(2x) - 1" if form else "+ tanh form measured: torch's"
-    )
+    # the last lever: tanh in the form this machine measures fastest
+    # (skmdn._kernels); the rows before it use torch.tanh
+    measured = _kernels.tanh_forms(torch.float32)
+    described = {
+        "torch": "torch.tanh (measured fastest)",
+        "sigmoid": "2 sigmoid(2x) - 1",
+        "numpy": "numpy.tanh in place",
+    }
+    tanh_row = "+ tanh as " + described[measured.in_place]
+    native = _kernels.TanhForms("torch", "torch")
     variants = {
         "torch Adam(fused=True) + autograd loss": (torch_adam, autograd_loss),
         "FlatAdam + autograd loss": (None, autograd_loss),
@@ -630,7 +634,8 @@ def section_steps(args) -> str:
             w = torch.full((len(X),), 1.0 / batch)
             base = None
             for name, (make_opt, loss_fn) in variants.items():
-                _kernels._choice[torch.float32] = form and name == tanh_row + " (skmdn)"
+                last = name == tanh_row + " (skmdn)"
+                _kernels._choice[torch.float32] = measured if last else native
                 net = MDNNetwork(
                     X.shape[1], Y.shape[1], K, HIDDEN, "tanh", "diagonal", 1e-3
                 )
@@ -661,7 +666,7 @@ def section_steps(args) -> str:
                 base = base or t
                 rows.append([problem, batch, name, f"{t:.0f}", f"{base / t:.2f}x"])
                 print(rows[-1], flush=True)
-    _kernels._choice[torch.float32] = form
+    _kernels._choice[torch.float32] = measured
     torch.set_num_threads(saved)
     return fmt_table(
         ["problem", "batch", "training step", "us/step", "vs first row"], rows

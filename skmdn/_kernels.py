@@ -1,39 +1,62 @@
-"""tanh by whichever of two exact-to-rounding forms is faster on this CPU.
+"""tanh by whichever of three exact-to-rounding forms is fastest on this CPU.
 
 PyPI's torch is built with Intel MKL, and its CPU ``tanh`` on contiguous
 float tensors calls MKL's vector math library. On AMD processors MKL runs a
-generic code path: on an AMD EPYC (Zen 4) VM, ``tanh_`` of 64 x 8192
-float32 took 1348 us on one thread, torch's own vectorised ``sigmoid`` in
-``2 sigmoid(2 x) - 1`` 290 us (float64: 2793 against 1222 us), numpy's
-``tanh`` 190 us. There tanh was a fifth of a training step and half of the
-inference forward pass (``benchmarks/README.md``).
+generic code path: on an AMD EPYC (Zen 4) VM, ``tanh_`` of 64 x 4096
+float32 took 873 us on one thread, torch's own vectorised ``sigmoid`` in
+``2 sigmoid(2 x) - 1`` 239 us and numpy's SIMD ``tanh`` in place on the
+tensor's memory 137 us (float64: 1764, 554 and 619 us; each time includes
+the probe's 29 or 51 us copy of the block). There torch's tanh
+was a fifth of a training step and half of the inference forward pass
+(``benchmarks/README.md``).
 
-:func:`tanh` and :func:`tanh_` use the sigmoid form where it measured at
-least :data:`MIN_GAIN` times as fast as ``torch.tanh`` (once per process and
-dtype, on one thread, on the first CPU call), and ``torch.tanh`` everywhere
-else, CUDA included. The margin keeps the choice from depending on timing
-noise where the two are close. The forms agree to rounding: the sigmoid
-form's absolute error is at most about two units in the last place of 1
-(1.8e-7 in float32, 3e-16 in float64, measured), the size of float32's own
-rounding of a hidden unit near +-1. So a model pickled on one machine and
-loaded on another, where the other form won, predicts the same to rounding.
+The forms (:data:`FORMS`):
+
+- ``'torch'``: ``torch.tanh``;
+- ``'sigmoid'``: ``2 sigmoid(2x) - 1`` with torch's sigmoid, differentiable by
+  autograd; absolute error at most about two units in the last place of 1
+  (1.8e-7 in float32, 3e-16 in float64, measured), the size of float32's own
+  rounding of a hidden unit near +-1;
+- ``'numpy'``: ``numpy.tanh`` writing into the tensor's memory (in-place
+  only, no autograd; numpy releases the GIL, so inference worker threads run
+  it in parallel); within half a unit in the last place in float32.
+
+Each dtype's forms are timed once per process, on one thread, on the first
+CPU call (:func:`tanh_forms`). An alternative to ``torch.tanh`` is used only
+where it measured at least :data:`MIN_GAIN` times as fast, so that the choice
+does not depend on timing noise where they are close; CUDA and other dtypes
+keep ``torch.tanh``. Since the forms agree to rounding, a model pickled on one
+machine and loaded on another, where another form won, predicts the same to
+rounding.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from typing import NamedTuple
 
+import numpy as np
 import torch
 
 from ._utils import torch_threads
 
-__all__ = ["MIN_GAIN", "sigmoid_form_is_faster", "tanh", "tanh_"]
+__all__ = ["FORMS", "MIN_GAIN", "TanhForms", "tanh", "tanh_", "tanh_forms"]
 
-# The sigmoid form must be this many times as fast as torch.tanh to be used.
+FORMS = ("torch", "sigmoid", "numpy")
+
+# An alternative form must be this many times as fast as torch.tanh to be used.
 MIN_GAIN = 1.5
 
-_choice: dict[torch.dtype, bool] = {}
+
+class TanhForms(NamedTuple):
+    """The forms one dtype uses: in place (no autograd), and differentiable."""
+
+    in_place: str
+    autograd: str
+
+
+_choice: dict[torch.dtype, TanhForms] = {}
 _lock = threading.Lock()
 
 
@@ -50,15 +73,28 @@ def _sigmoid_form_(x: torch.Tensor) -> torch.Tensor:
     return x.mul_(2.0).sigmoid_().mul_(2.0).sub_(1.0)
 
 
-def sigmoid_form_is_faster(dtype: torch.dtype) -> bool:
-    """Whether this process computes CPU tanh of ``dtype`` as ``2 sigmoid(2x) - 1``.
+def _numpy_form_(x: torch.Tensor) -> torch.Tensor:
+    array = x.numpy()  # a view of the tensor's memory, any strides
+    np.tanh(array, out=array)
+    return x
 
-    Measured once per dtype (about 20 ms on a slow machine), under a lock so
-    that worker threads agree, with one torch thread on a 64 x 4096 block.
-    False for dtypes other than float32 and float64 (they keep torch's).
+
+_IN_PLACE = {
+    "torch": torch.Tensor.tanh_,
+    "sigmoid": _sigmoid_form_,
+    "numpy": _numpy_form_,
+}
+
+
+def tanh_forms(dtype: torch.dtype) -> TanhForms:
+    """The tanh forms this process uses for CPU tensors of ``dtype``.
+
+    Measured once per dtype (about 30 ms on a slow machine), under a lock so
+    that worker threads agree, with one torch thread on a 64 x 4096 block;
+    ``'torch'`` for both for dtypes other than float32 and float64.
     """
     if dtype not in (torch.float32, torch.float64):
-        return False
+        return TanhForms("torch", "torch")
     if dtype in _choice:
         return _choice[dtype]
     with _lock:
@@ -66,23 +102,32 @@ def sigmoid_form_is_faster(dtype: torch.dtype) -> bool:
             block = torch.linspace(-3.0, 3.0, 64 * 4096, dtype=dtype).view(64, 4096)
             work = block.clone()
             with torch_threads(1), torch.no_grad():
-                native = _median_time(lambda w: w.copy_(block).tanh_(), work)
-                form = _median_time(lambda w: _sigmoid_form_(w.copy_(block)), work)
-            _choice[dtype] = native > MIN_GAIN * form
+                seconds = {
+                    form: _median_time(lambda w, f=fn: f(w.copy_(block)), work)
+                    for form, fn in _IN_PLACE.items()
+                }
+
+            def fastest(candidates: tuple[str, ...]) -> str:
+                best = min(candidates, key=seconds.get)
+                return best if seconds["torch"] > MIN_GAIN * seconds[best] else "torch"
+
+            _choice[dtype] = TanhForms(fastest(FORMS), fastest(FORMS[:2]))
     return _choice[dtype]
 
 
-def _use_form(x: torch.Tensor) -> bool:
-    return x.device.type == "cpu" and sigmoid_form_is_faster(x.dtype)
+def _forms(x: torch.Tensor) -> TanhForms:
+    if x.device.type != "cpu":
+        return TanhForms("torch", "torch")
+    return tanh_forms(x.dtype)
 
 
 def tanh_(x: torch.Tensor) -> torch.Tensor:
     """tanh of ``x`` in place (no autograd); returns ``x``."""
-    return _sigmoid_form_(x) if _use_form(x) else x.tanh_()
+    return _IN_PLACE[_forms(x).in_place](x)
 
 
 def tanh(x: torch.Tensor) -> torch.Tensor:
     """tanh of ``x``, differentiable by autograd."""
-    if not _use_form(x):
+    if _forms(x).autograd == "torch":
         return torch.tanh(x)
     return torch.sigmoid(x * 2.0) * 2.0 - 1.0

@@ -19,7 +19,7 @@ from sklearn.utils.validation import (
 )
 
 from ._data import pack_rows, weighted_mean_scale, weighted_quantiles
-from ._kernels import sigmoid_form_is_faster
+from ._kernels import tanh_forms
 from ._mixture import SAMPLE_ROWS, GaussianMixture, sample_seeds
 from ._network import NOISE_TYPES, MDNNetwork
 from ._training import (
@@ -821,7 +821,7 @@ default='tanh'
 
         on_cpu = device.type == "cpu"
         if on_cpu:  # time the tanh forms (once per process) here, not in a worker
-            sigmoid_form_is_faster(self.dtype_)
+            tanh_forms(self.dtype_)
         workers = thread_count(self.n_threads, n) if on_cpu else 1
         with torch_threads(1 if on_cpu else thread_count(self.n_threads, n)):
             run_blocks(run, rows, workers)

@@ -38,12 +38,17 @@ def two_threads(monkeypatch):
 
 @pytest.fixture
 def tanh_form(request, monkeypatch):
-    """Force one tanh form of ``skmdn._kernels`` (the param: True for the
-    sigmoid form) for every dtype, whichever this machine measured faster."""
+    """Force one tanh form of ``skmdn._kernels`` (the param, one of
+    ``_kernels.FORMS``) for every dtype, whichever this machine measured
+    fastest. ``'numpy'`` has no autograd form; autograd then uses torch's."""
     import torch
 
     from skmdn import _kernels
 
-    forced = dict.fromkeys((torch.float32, torch.float64), request.param)
-    monkeypatch.setattr(_kernels, "_choice", forced)
-    return request.param
+    form = request.param
+    autograd = form if form in _kernels.FORMS[:2] else "torch"
+    forced = _kernels.TanhForms(form, autograd)
+    monkeypatch.setattr(
+        _kernels, "_choice", dict.fromkeys((torch.float32, torch.float64), forced)
+    )
+    return form

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from skmdn import _kernels
 from skmdn._backprop import ManualBackprop
 from skmdn._network import MDNNetwork
 from skmdn._training import FlatAdam, batch_loss
@@ -49,12 +50,12 @@ def _manual(net, x, y, w):
 @pytest.mark.parametrize("noise_type", DIAGONAL_TYPES)
 @pytest.mark.parametrize("activation", ["tanh", "logistic", "relu", "identity"])
 @pytest.mark.parametrize("hidden", [(), (8,), (8, 5)])
-@pytest.mark.parametrize("tanh_form", [False, True], indirect=True)
+@pytest.mark.parametrize("tanh_form", _kernels.FORMS, indirect=True)
 def test_loss_and_gradients_match_autograd(noise_type, activation, hidden, tanh_form):
     _assert_matches_autograd(_network(noise_type, activation, hidden), *_batch(12))
 
 
-@pytest.mark.parametrize("tanh_form", [False, True], indirect=True)
+@pytest.mark.parametrize("tanh_form", _kernels.FORMS, indirect=True)
 def test_float32_matches_autograd(tanh_form):
     net = _network("diagonal", dtype=torch.float32)
     x, y, w = _batch(300, dtype=torch.float32)

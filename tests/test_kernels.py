@@ -1,8 +1,10 @@
-"""``skmdn._kernels``: both tanh forms against numpy, and how one is chosen."""
+"""``skmdn._kernels``: the tanh forms against numpy in float64, and how one is
+chosen."""
 
 from __future__ import annotations
 
 import copy
+import math
 
 import numpy as np
 import pytest
@@ -11,7 +13,7 @@ import torch
 from skmdn import _kernels
 from skmdn._network import MDNNetwork
 
-FORMS = [False, True]  # torch.tanh, then 2 sigmoid(2x) - 1
+FORMS = _kernels.FORMS  # torch.tanh, 2 sigmoid(2x) - 1, numpy.tanh in place
 
 
 @pytest.mark.parametrize("tanh_form", FORMS, indirect=True)
@@ -21,7 +23,8 @@ def test_tanh_matches_numpy(tanh_form, dtype):
         torch.linspace(-30.0, 30.0, 20001, dtype=dtype),
         torch.tensor([0.0, 1e-30, -1e-30, float("inf"), -float("inf")], dtype=dtype),
     ])  # fmt: skip
-    expected = np.tanh(x.double().numpy())
+    # the C library's tanh: independent of numpy's SIMD one (the 'numpy' form)
+    expected = np.array([math.tanh(v) for v in x.double().tolist()])
     eps = torch.finfo(dtype).eps
     out = _kernels.tanh(x)
     inplace = _kernels.tanh_(x.clone())
@@ -30,8 +33,20 @@ def test_tanh_matches_numpy(tanh_form, dtype):
         np.testing.assert_allclose(
             result.double().numpy(), expected, rtol=0, atol=2 * eps
         )
-    # the sign of the limits is exact in both forms
+    # the sign of the limits is exact in every form
     assert inplace[-2] == 1.0 and inplace[-1] == -1.0
+
+
+@pytest.mark.parametrize("tanh_form", FORMS, indirect=True)
+def test_in_place_tanh_writes_only_a_strided_view(tanh_form):
+    base = torch.linspace(-2.0, 2.0, 60, dtype=torch.float32).view(6, 10)
+    expected = base.clone()
+    expected[1::2, ::3] = torch.tanh(expected[1::2, ::3].double()).float()
+    with torch.inference_mode():
+        x = base.clone()
+        view = x[1::2, ::3]
+        assert _kernels.tanh_(view) is view
+    torch.testing.assert_close(x, expected, rtol=0, atol=2e-7)
 
 
 @pytest.mark.parametrize("tanh_form", FORMS, indirect=True)
@@ -59,8 +74,31 @@ def test_network_forward_is_the_same_with_and_without_autograd(tanh_form, dtype)
                                    rtol=0, atol=tol)  # fmt: skip
 
 
-def test_choice_is_measured_once_per_dtype_with_a_margin(monkeypatch):
-    timings = iter([1.4, 1.0, 1.6, 1.0])  # native, form: float32, then float64
+@pytest.mark.parametrize(
+    ("seconds", "expected"),
+    [
+        # torch, sigmoid, numpy -> (in place, autograd)
+        ((1.4, 1.0, 1.2), ("torch", "torch")),  # 1.4x: inside the margin
+        ((1.6, 1.0, 1.2), ("sigmoid", "sigmoid")),
+        ((1.6, 1.2, 1.0), ("numpy", "torch")),  # sigmoid only 1.33x
+        ((3.0, 1.2, 1.0), ("numpy", "sigmoid")),
+        ((1.0, 1.2, 1.3), ("torch", "torch")),
+    ],
+)
+def test_choice_is_the_fastest_past_a_margin(monkeypatch, seconds, expected):
+    calls = []
+
+    def fake_time(fn, x, repeats=7):
+        calls.append(x.dtype)
+        return seconds[len(calls) - 1]
+
+    monkeypatch.setattr(_kernels, "_median_time", fake_time)
+    monkeypatch.setattr(_kernels, "_choice", {})
+    assert _kernels.tanh_forms(torch.float32) == expected
+
+
+def test_choice_is_measured_once_per_dtype(monkeypatch):
+    timings = iter([3.0, 1.0, 2.0, 1.4, 1.0, 0.5])  # float32, then float64
     calls = []
 
     def fake_time(fn, x, repeats=7):
@@ -70,21 +108,40 @@ def test_choice_is_measured_once_per_dtype_with_a_margin(monkeypatch):
     monkeypatch.setattr(_kernels, "_median_time", fake_time)
     monkeypatch.setattr(_kernels, "_choice", {})
     before = torch.get_num_threads()
-    # 1.4x is inside the margin: torch.tanh stays; 1.6x is past it
-    assert _kernels.sigmoid_form_is_faster(torch.float32) is False
-    assert _kernels.sigmoid_form_is_faster(torch.float64) is True
-    assert _kernels.sigmoid_form_is_faster(torch.float32) is False  # cached
-    assert calls == [torch.float32] * 2 + [torch.float64] * 2
+    assert _kernels.tanh_forms(torch.float32) == ("sigmoid", "sigmoid")
+    assert _kernels.tanh_forms(torch.float64) == ("numpy", "torch")
+    assert _kernels.tanh_forms(torch.float32) == ("sigmoid", "sigmoid")  # cached
+    assert calls == [torch.float32] * 3 + [torch.float64] * 3
     assert torch.get_num_threads() == before  # restored after the probe
 
 
+def test_the_probe_times_each_form_on_its_own_result(monkeypatch):
+    """Every timed function really computes tanh of the block (not a no-op)."""
+    results = []
+
+    def fake_time(fn, x, repeats=7):
+        fn(x)
+        results.append(x.clone())
+        return 1.0
+
+    monkeypatch.setattr(_kernels, "_median_time", fake_time)
+    monkeypatch.setattr(_kernels, "_choice", {})
+    _kernels.tanh_forms(torch.float64)
+    expected = np.tanh(np.linspace(-3.0, 3.0, 64 * 4096)).reshape(64, 4096)
+    assert len(results) == 3
+    for got in results:
+        np.testing.assert_allclose(got.numpy(), expected, rtol=0, atol=1e-15)
+
+
 def test_other_dtypes_and_devices_use_torch(monkeypatch):
+    forms = _kernels.TanhForms("numpy", "sigmoid")
     monkeypatch.setattr(_kernels, "_choice", dict.fromkeys(
-        (torch.float32, torch.float64), True))  # fmt: skip
+        (torch.float32, torch.float64), forms))  # fmt: skip
     x = torch.linspace(-2, 2, 9, dtype=torch.bfloat16)
     assert torch.equal(_kernels.tanh(x), torch.tanh(x))
     x = torch.linspace(-2, 2, 9, dtype=torch.float64, device="meta")
     assert _kernels.tanh(x).device.type == "meta"
+    assert _kernels.tanh_(x).device.type == "meta"
 
 
 @pytest.mark.parametrize(
@@ -125,4 +182,4 @@ def test_predict_times_the_forms_before_its_worker_threads_start(monkeypatch):
     monkeypatch.setattr(_kernels, "_median_time", fake_time)
     monkeypatch.setattr(_kernels, "_choice", {})
     model.predict(np.repeat(X, 200, axis=0))  # 60000 rows: several chunks
-    assert probes == [True, True]  # torch.tanh, then the form: once, in main
+    assert probes == [True] * 3  # each form once, in the main thread
