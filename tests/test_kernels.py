@@ -145,6 +145,27 @@ def test_other_dtypes_and_devices_use_torch(monkeypatch):
 
 
 @pytest.mark.parametrize(
+    ("noise_type", "K", "d"),
+    [("diagonal", 5, 1), ("diagonal", 5, 2), ("isotropic", 3, 4), ("full", 2, 2)],
+)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_inference_head_matches_the_layer(noise_type, K, d, dtype):
+    """The float32 head runs through a weight padded to 16k rows (widths 15,
+    25, 18 and 12 here); outputs and their layout are the layer's."""
+    net = MDNNetwork(3, d, K, (16,), "tanh", noise_type, 1e-3).to(dtype)
+    net.reset_parameters(torch.Generator().manual_seed(0))
+    x = torch.randn(70, 3, dtype=dtype, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        fast = net.head_outputs(x)
+    slow = net.head_outputs(x)  # autograd on: nn.Linear itself
+    assert net.head.out_features % 16 != 0
+    for got, want in zip(fast, slow, strict=True):
+        assert got.shape == want.shape
+        tol = 4 * torch.finfo(dtype).eps
+        torch.testing.assert_close(got, want.detach(), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize(
     "activation", ["tanh", "relu", "logistic", "gelu", "silu", "identity"]
 )
 @pytest.mark.parametrize("hidden", [(), (7,), (16, 8)])
