@@ -77,15 +77,17 @@ def test_network_forward_is_the_same_with_and_without_autograd(tanh_form, dtype)
 @pytest.mark.parametrize(
     ("seconds", "expected"),
     [
-        # torch, sigmoid, numpy -> (in place, autograd)
-        ((1.4, 1.0, 1.2), ("torch", "torch")),  # 1.4x: inside the margin
-        ((1.6, 1.0, 1.2), ("sigmoid", "sigmoid")),
-        ((1.6, 1.2, 1.0), ("numpy", "torch")),  # sigmoid only 1.33x
-        ((3.0, 1.2, 1.0), ("numpy", "sigmoid")),
+        # torch, sigmoid, numpy -> (in place, autograd); the margin is 1.3x
+        ((1.2, 1.0, 1.1), ("torch", "torch")),  # 1.2x: inside the margin
+        ((1.4, 1.0, 1.1), ("sigmoid", "sigmoid")),
+        ((1.4, 1.0, 0.9), ("sigmoid", "sigmoid")),  # numpy: only 1.1x
+        ((1.4, 1.0, 0.7), ("numpy", "sigmoid")),
+        ((1.2, 1.0, 0.7), ("numpy", "torch")),  # 1.7x torch's; sigmoid 1.2x
+        ((3.0, 1.0, 2.5), ("sigmoid", "sigmoid")),
         ((1.0, 1.2, 1.3), ("torch", "torch")),
     ],
 )
-def test_choice_is_the_fastest_past_a_margin(monkeypatch, seconds, expected):
+def test_each_form_must_beat_the_choice_before_it(monkeypatch, seconds, expected):
     calls = []
 
     def fake_time(fn, x, repeats=7):
@@ -98,7 +100,7 @@ def test_choice_is_the_fastest_past_a_margin(monkeypatch, seconds, expected):
 
 
 def test_choice_is_measured_once_per_dtype(monkeypatch):
-    timings = iter([3.0, 1.0, 2.0, 1.4, 1.0, 0.5])  # float32, then float64
+    timings = iter([3.0, 1.0, 2.0, 1.2, 1.0, 0.5])  # float32, then float64
     calls = []
 
     def fake_time(fn, x, repeats=7):
