@@ -1,5 +1,5 @@
-"""``skmdn._kernels``: the tanh forms against numpy in float64, and how one is
-chosen."""
+"""``skmdn._kernels``: the tanh forms against the C library's tanh, and how one
+is chosen."""
 
 from __future__ import annotations
 
