@@ -1074,10 +1074,10 @@ class _State:
             y_scale,
         )
 
-    def tensors(self, X, Y, w, train_rows=None, val_rows=None, workers=1) -> TrainData:
+    def tensors(self, X, Y, w, train_rows=None, val_rows=None) -> TrainData:
         """Standardised, packed ``[x, y, w]`` tensors of the rows ``train_rows``
-        (all rows if None) and ``val_rows`` (no validation data if None),
-        built on ``workers`` threads (:func:`~skmdn._data.pack_rows`).
+        (all rows if None) and ``val_rows`` (no validation data if None), built
+        by :func:`~skmdn._data.pack_rows`.
         """
         columns = [
             (X, self.X_mean, self.X_scale),
