@@ -18,7 +18,7 @@ FORMS = _kernels.FORMS  # torch.tanh, 2 sigmoid(2x) - 1, numpy.tanh in place
 
 @pytest.mark.parametrize("tanh_form", FORMS, indirect=True)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_tanh_matches_numpy(tanh_form, dtype):
+def test_tanh_matches_the_c_library(tanh_form, dtype):
     x = torch.cat([
         torch.linspace(-30.0, 30.0, 20001, dtype=dtype),
         torch.tensor([0.0, 1e-30, -1e-30, float("inf"), -float("inf")], dtype=dtype),
