@@ -11,17 +11,25 @@ batch size in the steady state and no autograd graph. Batch 8192, 1 thread:
 7.8 against 6.9 ms per step; batch 256: 1.05 against 0.67 ms (synth10,
 ``benchmarks/speed.py``). It computes the same loss and gradients as
 autograd through :func:`~skmdn._training.batch_loss` (tested to rounding).
+:class:`BlockedBackprop` runs it on blocks of a large batch on worker threads,
+so that the result does not depend on the number of threads.
 """
 
 from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 from torch import nn
 
 from ._mixture import diagonal_nll_backward, diagonal_nll_forward
 from ._network import IN_PLACE_ACTIVATIONS, MDNNetwork
+from ._utils import SMALL_BATCH, torch_threads
 
-__all__ = ["ManualBackprop"]
+__all__ = ["BlockedBackprop", "ManualBackprop"]
 
 _aten = torch.ops.aten
 
@@ -85,7 +93,7 @@ class ManualBackprop:
         """Transposed activations and gradients for ``len(x)`` rows, made once.
 
         ``acts[0]`` is ``x`` transposed; ``acts[i]`` (i >= 1) is the output
-        of layer ``i - 1`` and ``grads[i]`` the gradient with respect to it.
+        of layer ``i - 1`` and ``deltas[i]`` the gradient with respect to it.
         """
         n = x.shape[0]
         if n not in self._workspace:
@@ -94,9 +102,9 @@ class ManualBackprop:
             widths = [self.linears[0].in_features]
             widths += [m.out_features for m in self.linears]
             acts = [x.new_empty(w, n) for w in widths]
-            grads = [x.new_empty(0)] + [x.new_empty(w, n) for w in widths[1:]]
+            deltas = [x.new_empty(0)] + [x.new_empty(w, n) for w in widths[1:]]
             first = x.new_empty(widths[0], widths[1])  # layer 0's weight grad^T
-            self._workspace[n] = (acts, grads, [x.new_ones(n), first])
+            self._workspace[n] = (acts, deltas, [x.new_ones(n), first])
         return self._workspace[n]
 
     def _split(self, out_t: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -110,17 +118,29 @@ class ManualBackprop:
 
     @torch.no_grad()
     def __call__(
-        self, x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        weights: torch.Tensor,
+        grads: Sequence[tuple[torch.Tensor, torch.Tensor]] | None = None,
+        constant_weight: float = 1.0,
     ) -> torch.Tensor:
-        """Weighted mean NLL of a batch (``weights`` sum to one); sets ``.grad``.
+        """Weighted NLL of a batch (``weights`` sum to one); sets ``.grad``.
 
-        Everything runs feature-major, one column per row of ``x``: of the
-        layouts measured at batch 8192 (2 threads), this one gives the
-        fastest products, ``mm`` then an in-place bias beats ``addmm``, and the
-        mixture loss reads its parameters as contiguous row slices.
+        ``grads`` optionally gives, for each linear layer (trunk then head),
+        the ``(weight, bias)`` tensors to write the gradients to instead of
+        the parameters' ``.grad``; ``constant_weight`` is passed to
+        :func:`~skmdn._mixture.diagonal_nll_forward` (0 for a block of a
+        batch other than the first). Everything runs feature-major, one column
+        per row of ``x``: of the layouts measured at batch 8192 (2 threads),
+        this one gives the fastest products, ``mm`` then an in-place bias
+        beats ``addmm``, and the mixture loss reads its parameters as
+        contiguous row slices.
         """
+        if grads is None:
+            grads = [(m.weight.grad, m.bias.grad) for m in self.linears]
         net = self.network
-        acts, grads, (ones, first) = self._buffers(x)
+        acts, deltas, (ones, first) = self._buffers(x)
         acts[0].copy_(x.t())
         last = len(self.linears) - 1
         for i, layer in enumerate(self.linears):
@@ -131,17 +151,162 @@ class ManualBackprop:
         logits, means, raw = self._split(acts[-1])
         fixed = net.fixed_scale if raw is None else None
         loss, saved = diagonal_nll_forward(
-            logits, means, raw, y.t().contiguous(), weights, net.min_scale, fixed
+            logits,
+            means,
+            raw,
+            y.t().contiguous(),
+            weights,
+            net.min_scale,
+            fixed,
+            constant_weight,
         )
-        diagonal_nll_backward(saved, 1.0, out=self._split(grads[-1]))
+        diagonal_nll_backward(saved, 1.0, out=self._split(deltas[-1]))
         for i in range(last, -1, -1):
-            layer, grad = self.linears[i], grads[i + 1]
+            layer, delta = self.linears[i], deltas[i + 1]
+            weight_grad, bias_grad = grads[i]
             if i < last and self.backward_act is not None:
-                self.backward_act(grad, acts[i + 1])
+                self.backward_act(delta, acts[i + 1])
             if i > 0:
-                torch.mm(grad, acts[i].t(), out=layer.weight.grad)
-                torch.mm(layer.weight.t(), grad, out=grads[i])
+                torch.mm(delta, acts[i].t(), out=weight_grad)
+                torch.mm(layer.weight.t(), delta, out=deltas[i])
             else:  # a thin input: (x^T g) is the faster product here
-                layer.weight.grad.copy_(torch.mm(acts[0], grad.t(), out=first).t())
-            torch.mv(grad, ones, out=layer.bias.grad)
+                weight_grad.copy_(torch.mm(acts[0], delta.t(), out=first).t())
+            torch.mv(delta, ones, out=bias_grad)
         return loss
+
+
+def _same_view(
+    view: torch.Tensor, base: torch.Tensor, other: torch.Tensor
+) -> torch.Tensor:
+    """The view of ``other`` that ``view`` is of ``base`` (same geometry)."""
+    offset = view.storage_offset() - base.storage_offset()
+    return other.as_strided(view.shape, view.stride(), other.storage_offset() + offset)
+
+
+class BlockedBackprop:
+    """:class:`ManualBackprop` over a batch split into blocks, run on worker threads.
+
+    A batch of ``n`` rows is cut into ``k`` near-equal blocks of consecutive
+    rows: one block below ``block_rows`` rows, else an even number of blocks
+    (at least two) of at most ``block_rows`` rows each. ``k`` depends on
+    ``n`` only. Each block has its own workspace and gradient buffer (the
+    first block's is ``grad``, the buffer that holds every parameter's
+    ``.grad``) and runs with one torch thread; the blocks' losses and
+    gradients are summed in block order. So a step gives the same bits
+    whether its blocks run on one thread or on several, and a fit's result
+    does not depend on the number of threads (with two torch threads sharing
+    each kernel of the whole batch, it did: the products' rounding depends on
+    the thread count). On two cores this is as fast as two torch threads per
+    kernel, or a little faster (numbers in ``benchmarks/README.md``).
+
+    Parameters
+    ----------
+    network : MDNNetwork
+        A network that :meth:`ManualBackprop.supports` accepts, whose
+        parameters' ``.grad`` are views of ``grad``.
+    grad : Tensor
+        The flat gradient buffer (:class:`~skmdn._training.FlatAdam`'s).
+    block_rows : int, default=SMALL_BATCH
+        The largest block.
+
+    Call :meth:`close` when done: it stops the worker threads.
+    """
+
+    def __init__(
+        self, network: MDNNetwork, grad: torch.Tensor, block_rows: int = SMALL_BATCH
+    ) -> None:
+        self.network, self.grad, self.block_rows = network, grad, block_rows
+        self._slots: list[tuple[ManualBackprop, torch.Tensor, list]] = []
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_size = 0
+
+    def blocks(self, n: int) -> list[slice]:
+        """The blocks of a batch of ``n`` rows."""
+        k = 1 if n < self.block_rows else max(2, -(-n // self.block_rows))
+        k += k % 2 if k > 1 else 0  # an even count shares out evenly on 2 cores
+        bounds = [n * j // k for j in range(k + 1)]
+        return [slice(a, b) for a, b in itertools.pairwise(bounds)]
+
+    def _slot(self, j: int) -> tuple[ManualBackprop, torch.Tensor, list]:
+        while len(self._slots) <= j:
+            manual = ManualBackprop(self.network)
+            buffer = self.grad if not self._slots else torch.empty_like(self.grad)
+            targets = [
+                tuple(_same_view(p.grad, self.grad, buffer) for p in (m.weight, m.bias))
+                for m in manual.linears
+            ]
+            self._slots.append((manual, buffer, targets))
+        return self._slots[j]
+
+    def _workers(self, count: int) -> ThreadPoolExecutor:
+        if self._pool_size != count:
+            self.close()
+            self._pool = ThreadPoolExecutor(
+                count, initializer=lambda: torch.set_num_threads(1)
+            )
+            self._pool_size = count
+        return self._pool
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        weights: torch.Tensor,
+        workers: int = 1,
+    ) -> torch.Tensor:
+        """Weighted NLL of a batch (``weights`` sum to one); sets ``.grad``.
+
+        Blocks run on up to ``workers`` threads (the calling thread is one
+        of them), each with one torch thread.
+        """
+        blocks = self.blocks(x.shape[0])
+        slots = [self._slot(j) for j in range(len(blocks))]
+        losses: list[torch.Tensor | None] = [None] * len(blocks)
+        pending = iter(range(len(blocks)))
+        lock, failed = threading.Lock(), threading.Event()
+
+        def drain() -> None:  # take the next block until none is left
+            while not failed.is_set():
+                with lock:
+                    j = next(pending, None)
+                if j is None:
+                    return
+                manual, _, targets = slots[j]
+                rows = blocks[j]
+                try:
+                    losses[j] = manual(
+                        x[rows], y[rows], weights[rows], targets, float(j == 0)
+                    )
+                except BaseException:
+                    failed.set()
+                    raise
+
+        helpers = min(workers, len(blocks)) - 1
+        with torch_threads(1):
+            if helpers <= 0:
+                drain()
+            else:
+                pool = self._workers(helpers)
+                futures = [pool.submit(drain) for _ in range(helpers)]
+                try:
+                    drain()
+                except BaseException:  # an error or an interrupt: stop the helpers
+                    failed.set()
+                    raise
+                finally:  # never leave a block running into the next step
+                    done = [f.exception() for f in futures]
+                for error in done:
+                    if error is not None:
+                        raise error
+            loss = losses[0]
+            for j in range(1, len(blocks)):
+                loss = loss + losses[j]
+                self.grad.add_(slots[j][1])
+        return loss
+
+    def close(self) -> None:
+        """Stop the worker threads (they are started again when needed)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+        self._pool, self._pool_size = None, 0

@@ -138,6 +138,7 @@ def diagonal_nll_forward(
     weights: torch.Tensor,
     min_scale: float,
     fixed_scale: torch.Tensor | None,
+    constant_weight: float = 1.0,
 ) -> tuple[torch.Tensor, tuple]:
     """The loss of :func:`diagonal_mixture_nll`, component-major, no autograd.
 
@@ -147,7 +148,10 @@ def diagonal_nll_forward(
     n = 8192, K = 5, d = 2, measured): ``logits`` (K, n), ``means``
     (K, d, n), ``raw_scales`` (K, d, n), (K, 1, n), (1, 1, n) or None,
     ``y`` (d, n), ``weights`` (n,). Returns the loss and ``saved``, what
-    :func:`diagonal_nll_backward` needs.
+    :func:`diagonal_nll_backward` needs. The loss is ``-weights @ ll`` plus
+    ``constant_weight`` times the constant ``0.5 d log(2 pi)``: the weighted
+    mean NLL when the weights sum to one and ``constant_weight`` is 1, and a
+    batch computed in blocks counts the constant in one block only.
     """
     # logsumexp written out: torch's handles infinities with extra kernels;
     # the exponentials are reused for the responsibilities. Terms below
@@ -172,7 +176,7 @@ def diagonal_nll_forward(
     resp.div_(total)
     ll = total.log_().add_(top)  # without the 2 pi term
     d = means.shape[1]
-    loss = 0.5 * d * _LOG_2PI - weights @ ll
+    loss = constant_weight * 0.5 * d * _LOG_2PI - weights @ ll
     return loss, (resp, pi, z, scales, raw_scales, weights)
 
 

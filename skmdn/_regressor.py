@@ -215,20 +215,23 @@ default='tanh'
         torch's current setting, lowered to ``OMP_NUM_THREADS`` if that is
         smaller (joblib and dask workers set it). Training steps on fewer
         than 4096 rows use one thread (small steps are dominated by
-        per-kernel overhead); for larger batches ``None`` times one thread
+        per-kernel overhead). Larger batches are cut into an even number of
+        blocks of at most 4096 rows, fixed by the batch size, which run on
+        worker threads with one torch thread each; ``None`` times one worker
         against the budget and keeps the faster, probing again from time to
         time, since on a machine busy with other processes a second thread
         can make every step many times slower. Prediction, scoring and
         sampling run their chunks on that many worker threads with one torch
-        thread each, so results do not depend on the number of threads.
+        thread each. So results do not depend on the number of threads,
+        except with ``noise_type='full'``, whose training steps run through
+        autograd with the chosen number of torch threads instead of blocks.
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, shuffling and the validation split. The
-        same integer gives an identical model, with one exception: batches of
-        4096 rows or more with ``n_threads=None``, where the timed choice of
-        the thread count can change the rounding of the matrix products
-        (models then differ by about 1e-14 relative); pass ``n_threads`` for
-        bit-identical large-batch fits. Global numpy and torch random states
-        are never used or changed.
+        same integer gives an identical model on the same machine and
+        software, whatever ``n_threads`` and the machine's load (for
+        ``noise_type='full'`` and batches of 4096 rows or more, pass
+        ``n_threads``: see above). Global numpy and torch random states are
+        never used or changed.
     verbose : int, default=0
         Progress report: 0 silent; 1 a tqdm progress bar over the epochs with
         the training loss and, with ``early_stopping``, the validation NLL

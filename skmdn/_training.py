@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 import torch
 from sklearn.exceptions import ConvergenceWarning
 
-from ._backprop import ManualBackprop
+from ._backprop import BlockedBackprop, ManualBackprop
 from ._mixture import diagonal_mixture_nll, mixture_log_prob
 from ._network import MDNNetwork
 from ._progress import ProgressReporter
-from ._utils import ThreadChooser, torch_threads
+from ._utils import SMALL_BATCH, ThreadChooser, torch_threads
 
 __all__ = [
     "FlatAdam",
@@ -181,18 +181,20 @@ def batch_loss(
 def step_loss(
     network: MDNNetwork,
     optimizer: FlatAdam,
-    manual: ManualBackprop | None,
+    manual: BlockedBackprop | None,
     x: torch.Tensor,
     y: torch.Tensor,
     weights: torch.Tensor,
+    workers: int = 1,
 ) -> torch.Tensor:
     """A batch's loss, with every parameter's ``.grad`` set to its gradient.
 
-    By ``manual`` (:class:`~skmdn._backprop.ManualBackprop`) when given, else
-    by autograd through :func:`batch_loss`.
+    By ``manual`` (:class:`~skmdn._backprop.BlockedBackprop`, on up to
+    ``workers`` threads) when given, else by autograd through
+    :func:`batch_loss`.
     """
     if manual is not None:
-        return manual(x, y, weights)
+        return manual(x, y, weights, workers)
     optimizer.zero_grad()
     loss = batch_loss(network, x, y, weights)
     loss.backward()
@@ -206,12 +208,14 @@ def _epoch(
     batch_size: int,
     generator: torch.Generator,
     threads: ThreadChooser,
-    manual: ManualBackprop | None = None,
+    manual: BlockedBackprop | None = None,
 ) -> tuple[torch.Tensor, int]:
     """One pass over the data; returns the weighted mean loss (a tensor) and steps.
 
-    Each step runs as one ``threads`` block (see :class:`ThreadChooser`).
-    Gradients come from :func:`step_loss`.
+    Each step runs as one ``threads`` block (see :class:`ThreadChooser`):
+    with ``manual``, the chosen count is the number of worker threads, each
+    with one torch thread; otherwise it is torch's thread count. Gradients
+    come from :func:`step_loss`.
     """
     rows = data.train
     n = rows.shape[0]
@@ -222,7 +226,8 @@ def _epoch(
         perm = torch.randperm(n, generator=generator, device=generator.device)
         batches = perm.to(rows.device).split(batch_size)
     for idx in batches:
-        with threads.block(n if idx is None else idx.numel()):
+        rows_in_batch = n if idx is None else idx.numel()
+        with threads.block(rows_in_batch, workers=manual is not None) as count:
             xb, yb, wb = data.columns(
                 rows if idx is None else rows.index_select(0, idx)
             )
@@ -231,7 +236,7 @@ def _epoch(
             if data.y_noise > 0.0:
                 yb = yb + data.y_noise * _randn_like(yb, generator)
             w_sum = wb.sum()
-            loss = step_loss(network, optimizer, manual, xb, yb, wb / w_sum)
+            loss = step_loss(network, optimizer, manual, xb, yb, wb / w_sum, count)
             optimizer.step()
             total += loss.detach() * w_sum
     return total / data.columns(rows)[2].sum(), len(batches)
@@ -296,7 +301,12 @@ def train(
     """
     if threads is None:  # keep torch's current setting
         threads = ThreadChooser(torch.get_num_threads(), batch_size)
-    manual = ManualBackprop(network) if ManualBackprop.supports(network) else None
+    manual = None
+    if ManualBackprop.supports(network):
+        on_cpu = optimizer.grad.device.type == "cpu"  # elsewhere: one block
+        manual = BlockedBackprop(
+            network, optimizer.grad, SMALL_BATCH if on_cpu else 2**62
+        )
     try:
         reporter = ProgressReporter(verbose, max_iter)
         last_good = optimizer.snapshot()
@@ -380,4 +390,6 @@ def train(
             optimizer.restore(best_state)
         return False
     finally:
+        if manual is not None:
+            manual.close()
         optimizer.release()

@@ -449,9 +449,12 @@ class ThreadChooser:
         return min(self._seconds_per_row, key=self._seconds_per_row.get)
 
     @contextmanager
-    def block(self, rows: int) -> Iterator[int]:
+    def block(self, rows: int, workers: bool = False) -> Iterator[int]:
         """Run one block of ``rows`` rows with the chosen number of threads,
         timed and recorded; torch's setting is restored afterwards.
+
+        Yields the chosen count. With ``workers`` the block runs that many
+        worker threads of its own, so torch is set to one thread instead.
 
         Only blocks of the size given at construction are timed and counted:
         a smaller block (an epoch's last batch) runs with :meth:`preferred`.
@@ -459,16 +462,22 @@ class ThreadChooser:
         one count it would make that count lose (measured: it sent 40 of 108
         batches of 8192 rows to one thread, 1.5 times slower).
         """
-        if self.fixed is not None and torch.get_num_threads() == self.fixed:
-            yield self.fixed  # nothing to set or time (training's small steps)
+        if self.fixed is not None:
+            torch_count = 1 if workers else self.fixed
+            if torch.get_num_threads() == torch_count:
+                yield self.fixed  # nothing to set or time (training's small steps)
+            else:
+                with torch_threads(torch_count):
+                    yield self.fixed
             return
-        if self.fixed is None and rows != self.rows:
-            with torch_threads(self.preferred()) as threads:
+        if rows != self.rows:
+            threads = self.preferred()
+            with torch_threads(1 if workers else threads):
                 yield threads
             return
         threads = self.choose()
         began = time.perf_counter()
-        with torch_threads(threads):
+        with torch_threads(1 if workers else threads):
             yield threads
         self.record(threads, time.perf_counter() - began, rows)
 

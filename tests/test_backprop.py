@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
 from skmdn import _kernels
-from skmdn._backprop import ManualBackprop
+from skmdn._backprop import BlockedBackprop, ManualBackprop
 from skmdn._network import MDNNetwork
 from skmdn._training import FlatAdam, batch_loss
 
@@ -144,3 +146,76 @@ def _log_prob64(net, x, y, component=None):
                 scales=p.scales[:, k],
             )  # fmt: skip
         return mixture_log_prob(p, y.double())
+
+
+def _blocked(net, x, y, w, workers, block_rows):
+    opt = FlatAdam(net, 1e-3, 0.0)
+    opt.grad.fill_(123.0)
+    step = BlockedBackprop(net, opt.grad, block_rows)
+    try:
+        loss = step(x, y, w, workers)
+        return loss, [p.grad.clone() for p in net.parameters()], step.blocks(len(x))
+    finally:
+        step.close()
+        opt.release()
+
+
+@pytest.mark.parametrize("noise_type", DIAGONAL_TYPES)
+def test_blocked_step_matches_autograd_and_ignores_the_worker_count(noise_type):
+    """Blocks of at most 16 rows: gradients summed over blocks are the batch's
+    gradients (autograd on the whole batch), and the bits are the same on one,
+    two or three worker threads."""
+    net = _network(noise_type)
+    x, y, w = _batch(100)
+    want_loss, want = _autograd(net, x, y, w)
+    runs = [_blocked(net, x, y, w, workers, 16) for workers in (1, 2, 3)]
+    loss, grads, blocks = runs[0]
+    assert len(blocks) == 8  # ceil(100 / 16) = 7, rounded up to even
+    torch.testing.assert_close(loss, want_loss, rtol=1e-12, atol=1e-12)
+    for g, ref in zip(grads, want, strict=True):
+        torch.testing.assert_close(g, ref, rtol=1e-10, atol=1e-12)
+    for other_loss, other, _ in runs[1:]:
+        assert torch.equal(other_loss, loss)
+        assert all(torch.equal(a, b) for a, b in zip(other, grads, strict=True))
+
+
+@pytest.mark.parametrize("n", [1, 15, 16, 17, 31, 32, 33, 100, 1000])
+def test_blocks_partition_the_batch_by_its_size_alone(n):
+    step = BlockedBackprop(_network("diagonal"), torch.zeros(0), block_rows=16)
+    blocks = step.blocks(n)
+    assert blocks[0].start == 0 and blocks[-1].stop == n
+    assert all(a.stop == b.start for a, b in itertools.pairwise(blocks))
+    sizes = [b.stop - b.start for b in blocks]
+    assert max(sizes) <= 16 or len(blocks) == 1
+    assert max(sizes) - min(sizes) <= 1
+    if n < 16:
+        assert len(blocks) == 1
+    else:
+        assert len(blocks) >= 2 and len(blocks) % 2 == 0
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_failing_block_reaches_the_caller_and_the_step_recovers(workers):
+    """An error in a block run by a worker thread is raised by the step; the
+    next step runs on the same workers and gives the same result as before."""
+    net = _network("diagonal")
+    x, y, w = _batch(64)
+    opt = FlatAdam(net, 1e-3, 0.0)
+    step = BlockedBackprop(net, opt.grad, 16)
+    try:
+        want = step(x, y, w, workers)
+        want_grad = opt.grad.clone()
+        saved = step._slots[3]
+
+        def fail(*args):
+            raise ValueError("block 3 failed")
+
+        step._slots[3] = (fail, *saved[1:])
+        with pytest.raises(ValueError, match="block 3 failed"):
+            step(x, y, w, workers)
+        step._slots[3] = saved
+        assert torch.equal(step(x, y, w, workers), want)
+        assert torch.equal(opt.grad, want_grad)
+    finally:
+        step.close()
+        opt.release()

@@ -62,11 +62,13 @@ def test_chooser_is_fixed_with_a_budget_of_one_or_on_an_accelerator(
 
 
 def test_large_batch_training_chooses_threads_per_step(two_threads, monkeypatch):
+    """Steps are blocks on worker threads: the chooser picks the number of
+    workers, and torch runs one thread in each."""
     seen = []
     real = training.step_loss
 
     def recording(*args):
-        seen.append(torch.get_num_threads())
+        seen.append((args[-1], torch.get_num_threads()))
         return real(*args)
 
     monkeypatch.setattr(training, "step_loss", recording)
@@ -76,8 +78,29 @@ def test_large_batch_training_chooses_threads_per_step(two_threads, monkeypatch)
     MDNRegressor(
         batch_size=SMALL_BATCH, max_iter=2, early_stopping=False, random_state=0
     ).fit(X, y)
-    assert seen[:3] == [2, 1, 2]  # the probes, then the faster choice
+    assert seen[:3] == [(2, 1), (1, 1), (2, 1)]  # the probes (workers, torch)
+    assert {torch_count for _, torch_count in seen} == {1}
     assert torch.get_num_threads() == 2  # restored
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_large_batch_fits_do_not_depend_on_the_thread_count(two_threads, dtype):
+    """The same random_state gives the same bits with one thread, two, or the
+    timed choice between them: a batch's blocks are fixed by its size and each
+    runs on one torch thread. (With two torch threads per kernel, fits on ten
+    features differed from one-thread fits by about 5e-8 in float32.)"""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(3 * SMALL_BATCH, 10)).astype(dtype)
+    y = np.sin(X[:, :2]) + 0.1 * rng.normal(size=(len(X), 2))
+    preds = []
+    for n_threads in (1, 2, None):
+        model = MDNRegressor(
+            batch_size=2 * SMALL_BATCH, max_iter=3, random_state=0, n_threads=n_threads
+        ).fit(X, y)
+        preds.append((model.predict(X[:500]), model.loss_curve_))
+    for pred, curve in preds[1:]:
+        np.testing.assert_array_equal(pred, preds[0][0])
+        assert curve == preds[0][1]
 
 
 def test_block_sets_times_and_restores_threads(two_threads):
@@ -120,3 +143,16 @@ def test_large_batch_fits_with_fixed_threads_are_bit_identical(two_threads):
     ]
     for p in preds[1:]:
         np.testing.assert_array_equal(p, preds[0])
+
+
+def test_a_block_with_workers_sets_torch_to_one_thread(two_threads):
+    chooser = ThreadChooser(None, SMALL_BATCH)
+    for expected in (2, 1, 2):  # the probes
+        with chooser.block(SMALL_BATCH, workers=True) as n:
+            assert (n, torch.get_num_threads()) == (expected, 1)
+    with chooser.block(SMALL_BATCH // 3, workers=True) as n:  # not timed
+        assert (n, torch.get_num_threads()) == (chooser.preferred(), 1)
+    fixed = ThreadChooser(2, SMALL_BATCH)
+    with fixed.block(SMALL_BATCH, workers=True) as n:
+        assert (n, torch.get_num_threads()) == (2, 1)
+    assert torch.get_num_threads() == 2
