@@ -27,6 +27,7 @@ the data exist.
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import math
@@ -673,6 +674,95 @@ def section_steps(args) -> str:
     )
 
 
+def section_blocks(args) -> str:
+    """A large-batch step on 2 cores: the batch in blocks on worker threads
+    (skmdn) against the whole batch with 2 torch threads per kernel (before).
+
+    float32, batch 8192, the estimator's network, each step with its FlatAdam
+    update, each way with torch's thread count as in a fit (2 for the whole
+    batch on 2 threads, else 1). The ways take turns (so that a slow spell
+    of the machine hits them all), 4 steps per turn of which the first is
+    not timed (it may meet OpenMP threads still spinning from the previous
+    way); medians over all turns. The last column says whether a step's
+    gradient has the same bits as on one thread.
+    """
+    from skmdn._backprop import BlockedBackprop, ManualBackprop
+    from skmdn._network import MDNNetwork
+    from skmdn._training import FlatAdam
+
+    turns = 30 if args.quick else 80
+    saved = torch.get_num_threads()
+    rows = []
+    for problem in PROBLEMS:
+        X, y = get_problem(problem, 50_000)
+        Y = y.reshape(len(y), -1)
+        Xt = torch.as_tensor(X, dtype=torch.float32)
+        Yt = torch.as_tensor(Y, dtype=torch.float32)
+        w = torch.full((len(X),), 1.0 / LARGE_BATCH)
+        net = MDNNetwork(X.shape[1], Y.shape[1], K, HIDDEN, "tanh", "diagonal", 1e-3)
+        net.reset_parameters(torch.Generator().manual_seed(0))
+        net = net.float()
+        opt = FlatAdam(net, 3e-3, 1e-8)
+        whole = ManualBackprop(net)
+        blocked = BlockedBackprop(net, opt.grad)
+        gen = torch.Generator().manual_seed(0)
+        batches = torch.randperm(len(X), generator=gen).split(LARGE_BATCH)[:-1]
+        before = "whole batch, 2 torch threads per kernel (before)"
+        ways = {  # name: (torch threads, step)
+            "whole batch, 1 thread": (1, whole),
+            before: (2, whole),
+            "2 blocks, 1 worker": (1, functools.partial(blocked, workers=1)),
+            "2 blocks on 2 workers, 1 torch thread each (skmdn)": (
+                1,
+                functools.partial(blocked, workers=2),
+            ),
+        }
+        grads = {}
+        for name, (threads, step) in ways.items():  # at the same weights
+            torch.set_num_threads(threads)
+            step(Xt[batches[0]], Yt[batches[0]], w[batches[0]])
+            grads[name] = opt.grad.clone()
+        times = {name: [] for name in ways}
+        for turn in range(turns):
+            for name, (threads, step) in ways.items():
+                torch.set_num_threads(threads)
+                for k, idx in enumerate(batches[4 * turn % len(batches) :][:4]):
+                    t0 = time.perf_counter()
+                    step(Xt[idx], Yt[idx], w[idx])
+                    opt.step()
+                    if k:
+                        times[name].append(time.perf_counter() - t0)
+        blocked.close()
+        base = float(np.median(times[before]))
+        for name in ways:
+            t = float(np.median(times[name]))
+            reference = grads[
+                "2 blocks, 1 worker" if "block" in name else "whole batch, 1 thread"
+            ]
+            same = torch.equal(grads[name], reference)
+            rows.append(
+                [
+                    problem,
+                    name,
+                    f"{t * 1e3:.2f}",
+                    f"{base / t:.2f}x",
+                    "yes" if same else "no",
+                ]
+            )
+            print(rows[-1], flush=True)
+    torch.set_num_threads(saved)
+    return fmt_table(
+        [
+            "problem",
+            "step at batch 8192, float32",
+            "ms/step",
+            "vs before",
+            "same bits as 1 thread",
+        ],
+        rows,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -683,7 +773,7 @@ def main() -> None:
         help="torch threads (default: torch's default)",
     )
     parser.add_argument(
-        "--sections", default="steps,throughput,threads,ttt,inference,memory"
+        "--sections", default="steps,blocks,throughput,threads,ttt,inference,memory"
     )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -729,6 +819,8 @@ def main() -> None:
     t_start = time.perf_counter()
     if "steps" in sections:
         out["steps"] = section_steps(args)
+    if "blocks" in sections:
+        out["blocks"] = section_blocks(args)
     if "throughput" in sections:
         out["throughput"] = section_throughput(args, gflops)
     if "threads" in sections:

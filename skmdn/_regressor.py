@@ -28,6 +28,7 @@ from ._training import (
     TrainHistory,
     mean_log_likelihood,
     train,
+    training_torch_threads,
 )
 from ._utils import (
     ThreadChooser,
@@ -547,7 +548,12 @@ default='tanh'
         n_before = history.n_iter
         batch_size = self._resolve_batch_size(data.train.shape[0], n_eff)
         steps = -(-data.train.shape[0] // batch_size)  # per epoch
-        with torch_threads(thread_count(self.n_threads, batch_size)):
+        # the chooser reads the thread budget before torch is set to one thread
+        chooser = ThreadChooser(self.n_threads, batch_size, state.device)
+        torch_count = training_torch_threads(
+            state.network, state.device, self.n_threads, batch_size
+        )
+        with torch_threads(torch_count):
             # on an evenly spaced subsample: the warning it feeds has a
             # margin of 1 nat, and a full pass would cost an epoch's forward
             every = -(-data.train.shape[0] // _INITIAL_LOSS_ROWS)
@@ -566,7 +572,7 @@ default='tanh'
                 early_stopping=early_stopping,
                 generator=generator,
                 verbose=self.verbose,
-                threads=ThreadChooser(self.n_threads, batch_size, state.device),
+                threads=chooser,
                 lr_decay_patience=(
                     _patience(max(1, self.n_iter_no_change // _LR_DECAY_DIVISOR), steps)
                     if self.learning_rate == "plateau"
@@ -640,7 +646,12 @@ default='tanh'
             (seed + 1_000_003 * (history.n_iter + 1)) % (2**63)
         )
         batch_size = self._resolve_batch_size(X.shape[0], _effective_sample_size(sw))
-        with torch_threads(thread_count(self.n_threads, batch_size)):
+        # the chooser reads the thread budget before torch is set to one thread
+        chooser = ThreadChooser(self.n_threads, batch_size, state.device)
+        torch_count = training_torch_threads(
+            state.network, state.device, self.n_threads, batch_size
+        )
+        with torch_threads(torch_count):
             train(
                 state.network,
                 optimizer,
@@ -654,7 +665,7 @@ default='tanh'
                 generator=generator,
                 verbose=self.verbose,
                 stopping=False,
-                threads=ThreadChooser(self.n_threads, batch_size, state.device),
+                threads=chooser,
             )
         self._set_fitted(state, history, optimizer, univariate, seed)
         return self

@@ -17,7 +17,13 @@ from ._backprop import BlockedBackprop, ManualBackprop
 from ._mixture import diagonal_mixture_nll, mixture_log_prob
 from ._network import MDNNetwork
 from ._progress import ProgressReporter
-from ._utils import SMALL_BATCH, ThreadChooser, torch_threads
+from ._utils import (
+    SMALL_BATCH,
+    ThreadChooser,
+    run_blocks,
+    thread_count,
+    torch_threads,
+)
 
 __all__ = [
     "FlatAdam",
@@ -27,6 +33,7 @@ __all__ = [
     "mean_log_likelihood",
     "step_loss",
     "train",
+    "training_torch_threads",
 ]
 
 
@@ -242,20 +249,50 @@ def _epoch(
     return total / data.columns(rows)[2].sum(), len(batches)
 
 
-@torch.no_grad()
 def mean_log_likelihood(
     network: MDNNetwork,
     X: torch.Tensor,
     Y: torch.Tensor,
     w: torch.Tensor,
     chunk: int = 4096,
+    workers: int = 1,
 ) -> float:
-    """Weighted mean log-likelihood (standardised units) of ``Y`` given ``X``."""
+    """Weighted mean log-likelihood (standardised units) of ``Y`` given ``X``.
+
+    Chunks of ``chunk`` rows run on up to ``workers`` threads with one torch
+    thread each (:func:`~skmdn._utils.run_blocks`); their sums are added in
+    chunk order, so the result does not depend on ``workers``.
+    """
+    blocks = [slice(s, s + chunk) for s in range(0, X.shape[0], chunk)]
+    sums: list[torch.Tensor | None] = [None] * len(blocks)
+
+    def run(sl: slice) -> None:
+        with torch.inference_mode():  # grad mode is per thread
+            ll = mixture_log_prob(network(X[sl]), Y[sl])
+            sums[sl.start // chunk] = (w[sl] * ll).sum()
+
+    run_blocks(run, blocks, workers)
     total = X.new_zeros(())
-    for start in range(0, X.shape[0], chunk):
-        sl = slice(start, start + chunk)
-        total += (w[sl] * mixture_log_prob(network(X[sl]), Y[sl])).sum()
+    for part in sums:
+        total += part
     return float(total / w.sum())
+
+
+def training_torch_threads(
+    network: MDNNetwork, device: torch.device, n_threads: int | None, rows: int
+) -> int:
+    """Torch's thread count while training on batches of ``rows`` rows.
+
+    One on a CPU when the steps run in blocks on worker threads
+    (:class:`~skmdn._backprop.BlockedBackprop`): after a kernel that runs on
+    two threads, OpenMP's second thread spins for about 10 ms on the core a
+    worker needs (measured: 9-12 ms of CPU time during a 50 ms sleep), so the
+    next steps' blocks would share one core. Otherwise
+    :func:`~skmdn._utils.thread_count`.
+    """
+    if device.type == "cpu" and ManualBackprop.supports(network):
+        return 1
+    return thread_count(n_threads, rows)
 
 
 def _randn_like(t: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -323,8 +360,13 @@ def train(
                 # so an interrupt here also keeps the history consistent.
                 score = math.nan
                 if early_stopping and finite:
-                    with torch_threads(threads.preferred()):
-                        val_ll = mean_log_likelihood(network, *data.columns(data.val))
+                    on_cpu = data.val.device.type == "cpu"
+                    with torch_threads(1 if on_cpu else threads.preferred()):
+                        val_ll = mean_log_likelihood(
+                            network,
+                            *data.columns(data.val),
+                            workers=threads.preferred() if on_cpu else 1,
+                        )
                     score = val_ll - data.log_scale
             except KeyboardInterrupt:
                 reporter.close()

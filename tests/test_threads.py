@@ -156,3 +156,35 @@ def test_a_block_with_workers_sets_torch_to_one_thread(two_threads):
     with fixed.block(SMALL_BATCH, workers=True) as n:
         assert (n, torch.get_num_threads()) == (2, 1)
     assert torch.get_num_threads() == 2
+
+
+def test_validation_likelihood_does_not_depend_on_the_workers(two_threads):
+    """Chunks on worker threads, summed in chunk order: the same float on one
+    or three workers, equal to the mixture's log-likelihood on all rows."""
+    from skmdn._mixture import mixture_log_prob
+    from skmdn._network import MDNNetwork
+    from skmdn._training import mean_log_likelihood
+
+    net = MDNNetwork(3, 2, 4, (8,), "tanh", "diagonal", 1e-3)
+    net.reset_parameters(torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(1)
+    X, Y = torch.randn(103, 3, generator=g), torch.randn(103, 2, generator=g)
+    w = torch.rand(103, generator=g)
+    got = [mean_log_likelihood(net, X, Y, w, chunk=10, workers=k) for k in (1, 3)]
+    assert got[0] == got[1]
+    with torch.no_grad():
+        want = float((w * mixture_log_prob(net(X), Y)).sum() / w.sum())
+    assert got[0] == pytest.approx(want, rel=1e-6)
+
+
+def test_training_keeps_torch_on_one_thread_where_steps_run_in_blocks(two_threads):
+    from skmdn._network import MDNNetwork
+    from skmdn._training import training_torch_threads
+
+    cpu = torch.device("cpu")
+    diagonal = MDNNetwork(3, 2, 4, (8,), "tanh", "diagonal", 1e-3)
+    full = MDNNetwork(3, 2, 4, (8,), "tanh", "full", 1e-3)
+    assert training_torch_threads(diagonal, cpu, None, 2 * SMALL_BATCH) == 1
+    assert training_torch_threads(full, cpu, None, 2 * SMALL_BATCH) == 2
+    assert training_torch_threads(full, cpu, None, 256) == 1
+    assert training_torch_threads(diagonal, torch.device("cuda"), None, 8192) == 2
