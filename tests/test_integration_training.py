@@ -105,3 +105,34 @@ def test_keyboard_interrupt_keeps_a_usable_model(data, monkeypatch, early_stoppi
     assert model.score(X, y) == pytest.approx(reference.score(X, y), rel=1e-12)
     if early_stopping:
         assert model.best_validation_score_ == reference.best_validation_score_
+
+
+def test_an_interrupt_in_a_worker_thread_keeps_a_usable_model(two_threads, monkeypatch):
+    """Large batches run in blocks on worker threads: an interrupt raised in a
+    worker's block reaches the fit, which keeps the weights of the last whole
+    epoch, as for an interrupt on the main thread."""
+    import threading
+
+    import skmdn._backprop as backprop
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(12288, 3)).astype(np.float32)
+    y = np.sin(X[:, 0]) + 0.1 * rng.normal(size=len(X))
+    params = dict(batch_size=8192, early_stopping=False, n_threads=2, random_state=0)
+    reference = MDNRegressor(max_iter=3, **params).fit(X, y)
+    original = backprop.ManualBackprop.__call__
+    calls = {"worker": 0}
+
+    def call(self, *args, **kwargs):
+        if threading.current_thread() is not threading.main_thread():
+            calls["worker"] += 1
+            if calls["worker"] == 7:  # 2 per epoch: epoch 4's first batch
+                raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(backprop.ManualBackprop, "__call__", call)
+    model = MDNRegressor(max_iter=50, **params)
+    with pytest.warns(UserWarning, match="interrupted by the user after 3 epochs"):
+        model.fit(X, y)
+    assert model.n_iter_ == 3
+    np.testing.assert_array_equal(model.predict(X[:500]), reference.predict(X[:500]))

@@ -97,10 +97,14 @@ def test_large_batch_fits_do_not_depend_on_the_thread_count(two_threads, dtype):
         model = MDNRegressor(
             batch_size=2 * SMALL_BATCH, max_iter=3, random_state=0, n_threads=n_threads
         ).fit(X, y)
-        preds.append((model.predict(X[:500]), model.loss_curve_))
-    for pred, curve in preds[1:]:
+        assert model.validation_scores_  # early stopping: validation too
+        preds.append(
+            (model.predict(X[:500]), model.loss_curve_, model.validation_scores_)
+        )
+    for pred, curve, scores in preds[1:]:
         np.testing.assert_array_equal(pred, preds[0][0])
         assert curve == preds[0][1]
+        assert scores == preds[0][2]
 
 
 def test_block_sets_times_and_restores_threads(two_threads):
