@@ -224,14 +224,15 @@ default='tanh'
         can make every step many times slower. Prediction, scoring and
         sampling run their chunks on that many worker threads with one torch
         thread each. So results do not depend on the number of threads,
-        except with ``noise_type='full'``, whose training steps run through
-        autograd with the chosen number of torch threads instead of blocks.
+        except where training steps run through autograd, with the chosen
+        number of torch threads instead of blocks: ``noise_type='full'`` and
+        the activations ``'gelu'`` and ``'silu'``.
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, shuffling and the validation split. The
         same integer gives an identical model on the same machine and
-        software, whatever ``n_threads`` and the machine's load (for
-        ``noise_type='full'`` and batches of 4096 rows or more, pass
-        ``n_threads``: see above). Global numpy and torch random states are
+        software, whatever ``n_threads`` and the machine's load (except
+        for the autograd cases under ``n_threads`` with batches of 4096 rows
+        or more: pass ``n_threads`` there). Global numpy and torch random states are
         never used or changed.
     verbose : int, default=0
         Progress report: 0 silent; 1 a tqdm progress bar over the epochs with
