@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
@@ -184,7 +184,7 @@ def _same_view(
 
 
 class BlockedBackprop:
-    """:class:`ManualBackprop` over a batch split into blocks, run on worker threads.
+    """A training step over a batch split into blocks, run on worker threads.
 
     A batch of ``n`` rows is cut into ``k`` near-equal blocks of consecutive
     rows: one block below ``block_rows`` rows, else an even number of blocks
@@ -208,14 +208,25 @@ class BlockedBackprop:
         The flat gradient buffer (:class:`~skmdn._training.FlatAdam`'s).
     block_rows : int, default=SMALL_BATCH
         The largest block.
+    step : callable, default=ManualBackprop
+        Makes a block's step from ``network``: an object with ``linears``
+        (the trunk's linear layers, then the head) called as
+        :meth:`ManualBackprop.__call__` is; for the networks
+        :class:`ManualBackprop` does not support,
+        :class:`~skmdn._training.AutogradStep`.
 
     Call :meth:`close` when done: it stops the worker threads.
     """
 
     def __init__(
-        self, network: MDNNetwork, grad: torch.Tensor, block_rows: int = SMALL_BATCH
+        self,
+        network: MDNNetwork,
+        grad: torch.Tensor,
+        block_rows: int = SMALL_BATCH,
+        step: Callable[[MDNNetwork], ManualBackprop] = ManualBackprop,
     ) -> None:
         self.network, self.grad, self.block_rows = network, grad, block_rows
+        self.step = step
         self._slots: list[tuple[ManualBackprop, torch.Tensor, list]] = []
         self._pool: ThreadPoolExecutor | None = None
         self._pool_size = 0
@@ -229,7 +240,7 @@ class BlockedBackprop:
 
     def _slot(self, j: int) -> tuple[ManualBackprop, torch.Tensor, list]:
         while len(self._slots) <= j:
-            manual = ManualBackprop(self.network)
+            manual = self.step(self.network)
             buffer = self.grad if not self._slots else torch.empty_like(self.grad)
             targets = [
                 tuple(_same_view(p.grad, self.grad, buffer) for p in (m.weight, m.bias))

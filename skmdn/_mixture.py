@@ -61,6 +61,7 @@ def diagonal_mixture_nll(
     weights: torch.Tensor,
     min_scale: float,
     fixed_scale: torch.Tensor | None = None,
+    constant_weight: float = 1.0,
 ) -> torch.Tensor:
     """Weighted mean negative log-likelihood of diagonal Gaussian mixtures.
 
@@ -89,6 +90,9 @@ def diagonal_mixture_nll(
         Floor added to every standard deviation.
     fixed_scale : Tensor of shape (d,), optional
         Constant standard deviations, used when ``raw_scales`` is None.
+    constant_weight : float, default=1.0
+        Weight of the constant ``0.5 d log(2 pi)`` term (see
+        :func:`diagonal_nll_forward`).
 
     Returns
     -------
@@ -96,7 +100,7 @@ def diagonal_mixture_nll(
         A scalar.
     """
     return _DiagonalNLL.apply(
-        logits, means, raw_scales, y, weights, min_scale, fixed_scale
+        logits, means, raw_scales, y, weights, min_scale, fixed_scale, constant_weight
     )
 
 
@@ -108,7 +112,9 @@ class _DiagonalNLL(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, logits, means, raw_scales, y, weights, min_scale, fixed_scale):
+    def forward(
+        ctx, logits, means, raw_scales, y, weights, min_scale, fixed_scale, constant
+    ):
         raw_t = None if raw_scales is None else raw_scales.permute(1, 2, 0)
         loss, saved = diagonal_nll_forward(
             logits.t().contiguous(),
@@ -118,6 +124,7 @@ class _DiagonalNLL(torch.autograd.Function):
             weights,
             min_scale,
             fixed_scale,
+            constant,
         )
         ctx.save_for_backward(*saved)
         return loss
@@ -127,7 +134,7 @@ class _DiagonalNLL(torch.autograd.Function):
         need_raw = ctx.needs_input_grad[2]
         logits, means, raw = diagonal_nll_backward(ctx.saved_tensors, grad, need_raw)
         raw = None if raw is None else raw.permute(2, 0, 1)
-        return logits.t(), means.permute(2, 0, 1), raw, None, None, None, None
+        return logits.t(), means.permute(2, 0, 1), raw, None, None, None, None, None
 
 
 def diagonal_nll_forward(

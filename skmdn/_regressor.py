@@ -223,17 +223,12 @@ default='tanh'
         time, since on a machine busy with other processes a second thread
         can make every step many times slower. Prediction, scoring and
         sampling run their chunks on that many worker threads with one torch
-        thread each. So results do not depend on the number of threads,
-        except where training steps run through autograd, with the chosen
-        number of torch threads instead of blocks: ``noise_type='full'`` and
-        the activations ``'gelu'`` and ``'silu'``.
+        thread each. So results do not depend on the number of threads.
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, shuffling and the validation split. The
         same integer gives an identical model on the same machine and
-        software, whatever ``n_threads`` and the machine's load (except
-        for the autograd cases under ``n_threads`` with batches of 4096 rows
-        or more: pass ``n_threads`` there). Global numpy and torch random states are
-        never used or changed.
+        software, whatever ``n_threads`` and the machine's load. Global numpy
+        and torch random states are never used or changed.
     verbose : int, default=0
         Progress report: 0 silent; 1 a tqdm progress bar over the epochs with
         the training loss and, with ``early_stopping``, the validation NLL

@@ -26,6 +26,7 @@ from ._utils import (
 )
 
 __all__ = [
+    "AutogradStep",
     "FlatAdam",
     "TrainData",
     "TrainHistory",
@@ -167,45 +168,79 @@ class FlatAdam:
 
 
 def batch_loss(
-    network: MDNNetwork, x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor
+    network: MDNNetwork,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    weights: torch.Tensor,
+    constant_weight: float = 1.0,
 ) -> torch.Tensor:
     """Weighted mean NLL of a batch (``weights`` sum to one), standardised units.
 
     Diagonal-family noise types use the fused
-    :func:`~skmdn._mixture.diagonal_mixture_nll`; ``'full'`` goes through
-    autograd on :func:`~skmdn._mixture.mixture_log_prob`.
+    :func:`~skmdn._mixture.diagonal_mixture_nll` (``constant_weight``: see
+    there); ``'full'`` goes through autograd on
+    :func:`~skmdn._mixture.mixture_log_prob`, whose constant is weighted row
+    by row.
     """
     if network.noise_type == "full":
         return -(weights * mixture_log_prob(network(x), y)).sum()
     logits, means, raw = network.head_outputs(x)
     if network.noise_type == "fixed":
         return diagonal_mixture_nll(
-            logits, means, None, y, weights, 0.0, network.fixed_scale
+            logits, means, None, y, weights, 0.0, network.fixed_scale, constant_weight
         )
-    return diagonal_mixture_nll(logits, means, raw, y, weights, network.min_scale)
+    return diagonal_mixture_nll(
+        logits, means, raw, y, weights, network.min_scale, None, constant_weight
+    )
+
+
+class AutogradStep:
+    """:func:`batch_loss` and its gradients by autograd, called as
+    :class:`~skmdn._backprop.ManualBackprop` is (for the networks that it
+    does not support: ``noise_type='full'``, activations ``'gelu'`` and
+    ``'silu'``), so that :class:`~skmdn._backprop.BlockedBackprop` can run
+    either on blocks of a batch.
+    """
+
+    def __init__(self, network: MDNNetwork) -> None:
+        self.network = network
+        self.linears = [m for m in network.trunk if isinstance(m, torch.nn.Linear)]
+        self.linears.append(network.head)
+
+    def __call__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        weights: torch.Tensor,
+        grads: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
+        constant_weight: float = 1.0,
+    ) -> torch.Tensor:
+        """The loss; every layer's gradients written to ``grads`` (default:
+        the parameters' ``.grad``)."""
+        if grads is None:
+            grads = [(m.weight.grad, m.bias.grad) for m in self.linears]
+        params = [p for m in self.linears for p in (m.weight, m.bias)]
+        with torch.enable_grad():  # grad mode is per thread
+            loss = batch_loss(self.network, x, y, weights, constant_weight)
+            got = torch.autograd.grad(loss, params)
+        with torch.no_grad():
+            for target, grad in zip(
+                (t for pair in grads for t in pair), got, strict=True
+            ):
+                target.copy_(grad)
+        return loss.detach()
 
 
 def step_loss(
-    network: MDNNetwork,
-    optimizer: FlatAdam,
-    manual: BlockedBackprop | None,
+    blocked: BlockedBackprop,
     x: torch.Tensor,
     y: torch.Tensor,
     weights: torch.Tensor,
     workers: int = 1,
 ) -> torch.Tensor:
-    """A batch's loss, with every parameter's ``.grad`` set to its gradient.
-
-    By ``manual`` (:class:`~skmdn._backprop.BlockedBackprop`, on up to
-    ``workers`` threads) when given, else by autograd through
-    :func:`batch_loss`.
-    """
-    if manual is not None:
-        return manual(x, y, weights, workers)
-    optimizer.zero_grad()
-    loss = batch_loss(network, x, y, weights)
-    loss.backward()
-    return loss
+    """A batch's loss, with every parameter's ``.grad`` set to its gradient,
+    by ``blocked`` on up to ``workers`` threads."""
+    return blocked(x, y, weights, workers)
 
 
 def _epoch(
@@ -215,14 +250,13 @@ def _epoch(
     batch_size: int,
     generator: torch.Generator,
     threads: ThreadChooser,
-    manual: BlockedBackprop | None = None,
+    blocked: BlockedBackprop,
 ) -> tuple[torch.Tensor, int]:
     """One pass over the data; returns the weighted mean loss (a tensor) and steps.
 
-    Each step runs as one ``threads`` block (see :class:`ThreadChooser`):
-    with ``manual``, the chosen count is the number of worker threads, each
-    with one torch thread; otherwise it is torch's thread count. Gradients
-    come from :func:`step_loss`.
+    Each step runs as one ``threads`` block (see :class:`ThreadChooser`), the
+    chosen count being the number of worker threads, each with one torch
+    thread. Gradients come from :func:`step_loss`.
     """
     rows = data.train
     n = rows.shape[0]
@@ -234,7 +268,7 @@ def _epoch(
         batches = perm.to(rows.device).split(batch_size)
     for idx in batches:
         rows_in_batch = n if idx is None else idx.numel()
-        with threads.block(rows_in_batch, workers=manual is not None) as count:
+        with threads.block(rows_in_batch, workers=True) as count:
             xb, yb, wb = data.columns(
                 rows if idx is None else rows.index_select(0, idx)
             )
@@ -243,7 +277,7 @@ def _epoch(
             if data.y_noise > 0.0:
                 yb = yb + data.y_noise * _randn_like(yb, generator)
             w_sum = wb.sum()
-            loss = step_loss(network, optimizer, manual, xb, yb, wb / w_sum, count)
+            loss = step_loss(blocked, xb, yb, wb / w_sum, count)
             optimizer.step()
             total += loss.detach() * w_sum
     return total / data.columns(rows)[2].sum(), len(batches)
@@ -283,14 +317,14 @@ def training_torch_threads(
 ) -> int:
     """Torch's thread count while training on batches of ``rows`` rows.
 
-    One on a CPU when the steps run in blocks on worker threads
+    One on a CPU, where the steps run in blocks on worker threads
     (:class:`~skmdn._backprop.BlockedBackprop`): after a kernel that runs on
     two threads, OpenMP's second thread spins for about 10 ms on the core a
     worker needs (measured: 9-12 ms of CPU time during a 50 ms sleep), so the
-    next steps' blocks would share one core. Otherwise
+    next steps' blocks would share one core. Elsewhere
     :func:`~skmdn._utils.thread_count`.
     """
-    if device.type == "cpu" and ManualBackprop.supports(network):
+    if device.type == "cpu":
         return 1
     return thread_count(n_threads, rows)
 
@@ -338,12 +372,13 @@ def train(
     """
     if threads is None:  # keep torch's current setting
         threads = ThreadChooser(torch.get_num_threads(), batch_size)
-    manual = None
-    if ManualBackprop.supports(network):
-        on_cpu = optimizer.grad.device.type == "cpu"  # elsewhere: one block
-        manual = BlockedBackprop(
-            network, optimizer.grad, SMALL_BATCH if on_cpu else 2**62
-        )
+    on_cpu = optimizer.grad.device.type == "cpu"  # elsewhere: one block
+    blocked = BlockedBackprop(
+        network,
+        optimizer.grad,
+        SMALL_BATCH if on_cpu else 2**62,
+        ManualBackprop if ManualBackprop.supports(network) else AutogradStep,
+    )
     try:
         reporter = ProgressReporter(verbose, max_iter)
         last_good = optimizer.snapshot()
@@ -351,7 +386,7 @@ def train(
         for _ in range(max_iter):
             try:
                 loss_t, steps = _epoch(
-                    network, optimizer, data, batch_size, generator, threads, manual
+                    network, optimizer, data, batch_size, generator, threads, blocked
                 )
                 check = loss_t + optimizer.flat.sum() * 0.0
                 loss = float(loss_t) + data.log_scale
@@ -432,6 +467,5 @@ def train(
             optimizer.restore(best_state)
         return False
     finally:
-        if manual is not None:
-            manual.close()
+        blocked.close()
         optimizer.release()

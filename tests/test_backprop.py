@@ -10,7 +10,7 @@ import torch
 from skmdn import _kernels
 from skmdn._backprop import BlockedBackprop, ManualBackprop
 from skmdn._network import MDNNetwork
-from skmdn._training import FlatAdam, batch_loss
+from skmdn._training import AutogradStep, FlatAdam, batch_loss
 
 DIAGONAL_TYPES = ["diagonal", "isotropic", "isotropic_across", "fixed"]
 
@@ -148,10 +148,10 @@ def _log_prob64(net, x, y, component=None):
         return mixture_log_prob(p, y.double())
 
 
-def _blocked(net, x, y, w, workers, block_rows):
+def _blocked(net, x, y, w, workers, block_rows, step_type=ManualBackprop):
     opt = FlatAdam(net, 1e-3, 0.0)
     opt.grad.fill_(123.0)
-    step = BlockedBackprop(net, opt.grad, block_rows)
+    step = BlockedBackprop(net, opt.grad, block_rows, step_type)
     try:
         loss = step(x, y, w, workers)
         return loss, [p.grad.clone() for p in net.parameters()], step.blocks(len(x))
@@ -171,6 +171,27 @@ def test_blocked_step_matches_autograd_and_ignores_the_worker_count(noise_type):
     runs = [_blocked(net, x, y, w, workers, 16) for workers in (1, 2, 3)]
     loss, grads, blocks = runs[0]
     assert len(blocks) == 8  # ceil(100 / 16) = 7, rounded up to even
+    torch.testing.assert_close(loss, want_loss, rtol=1e-12, atol=1e-12)
+    for g, ref in zip(grads, want, strict=True):
+        torch.testing.assert_close(g, ref, rtol=1e-10, atol=1e-12)
+    for other_loss, other, _ in runs[1:]:
+        assert torch.equal(other_loss, loss)
+        assert all(torch.equal(a, b) for a, b in zip(other, grads, strict=True))
+
+
+@pytest.mark.parametrize(
+    ("noise_type", "activation"),
+    [("full", "tanh"), ("diagonal", "gelu"), ("fixed", "silu"), ("isotropic", "tanh")],
+)
+def test_blocked_autograd_step_matches_the_whole_batch(noise_type, activation):
+    """The networks ManualBackprop does not support train by autograd in the
+    same blocks: the summed block gradients are the whole batch's (autograd
+    on all rows at once), with the same bits on one, two or three workers."""
+    net = _network(noise_type, activation)
+    x, y, w = _batch(100)
+    want_loss, want = _autograd(net, x, y, w)
+    runs = [_blocked(net, x, y, w, k, 16, AutogradStep) for k in (1, 2, 3)]
+    loss, grads, _ = runs[0]
     torch.testing.assert_close(loss, want_loss, rtol=1e-12, atol=1e-12)
     for g, ref in zip(grads, want, strict=True):
         torch.testing.assert_close(g, ref, rtol=1e-10, atol=1e-12)

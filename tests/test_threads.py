@@ -83,8 +83,16 @@ def test_large_batch_training_chooses_threads_per_step(two_threads, monkeypatch)
     assert torch.get_num_threads() == 2  # restored
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_large_batch_fits_do_not_depend_on_the_thread_count(two_threads, dtype):
+@pytest.mark.parametrize(
+    ("dtype", "params"),
+    [
+        (np.float32, {}),
+        (np.float64, {}),
+        (np.float32, {"noise_type": "full"}),  # trained by autograd
+        (np.float64, {"activation": "gelu"}),  # trained by autograd
+    ],
+)
+def test_large_batch_fits_do_not_depend_on_the_thread_count(two_threads, dtype, params):
     """The same random_state gives the same bits with one thread, two, or the
     timed choice between them: a batch's blocks are fixed by its size and each
     runs on one torch thread. (With two torch threads per kernel, fits on ten
@@ -95,7 +103,11 @@ def test_large_batch_fits_do_not_depend_on_the_thread_count(two_threads, dtype):
     preds = []
     for n_threads in (1, 2, None):
         model = MDNRegressor(
-            batch_size=2 * SMALL_BATCH, max_iter=3, random_state=0, n_threads=n_threads
+            batch_size=2 * SMALL_BATCH,
+            max_iter=3,
+            random_state=0,
+            n_threads=n_threads,
+            **params,
         ).fit(X, y)
         assert model.validation_scores_  # early stopping: validation too
         preds.append(
@@ -181,14 +193,16 @@ def test_validation_likelihood_does_not_depend_on_the_workers(two_threads):
     assert got[0] == pytest.approx(want, rel=1e-6)
 
 
-def test_training_keeps_torch_on_one_thread_where_steps_run_in_blocks(two_threads):
+def test_training_keeps_torch_on_one_thread_on_a_cpu(two_threads):
+    """Every step runs in blocks on worker threads there (the hand-written
+    step or autograd's), each worker with one torch thread."""
     from skmdn._network import MDNNetwork
     from skmdn._training import training_torch_threads
 
     cpu = torch.device("cpu")
-    diagonal = MDNNetwork(3, 2, 4, (8,), "tanh", "diagonal", 1e-3)
-    full = MDNNetwork(3, 2, 4, (8,), "tanh", "full", 1e-3)
-    assert training_torch_threads(diagonal, cpu, None, 2 * SMALL_BATCH) == 1
-    assert training_torch_threads(full, cpu, None, 2 * SMALL_BATCH) == 2
-    assert training_torch_threads(full, cpu, None, 256) == 1
-    assert training_torch_threads(diagonal, torch.device("cuda"), None, 8192) == 2
+    for noise_type, activation in [("diagonal", "tanh"), ("full", "gelu")]:
+        net = MDNNetwork(3, 2, 4, (8,), activation, noise_type, 1e-3)
+        assert training_torch_threads(net, cpu, None, 2 * SMALL_BATCH) == 1
+        assert training_torch_threads(net, cpu, None, 256) == 1
+        assert training_torch_threads(net, torch.device("cuda"), None, 8192) == 2
+        assert training_torch_threads(net, torch.device("cuda"), 3, 256) == 3
