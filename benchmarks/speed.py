@@ -584,6 +584,24 @@ def section_threads(args) -> str:
     )
 
 
+def step_problem(problem: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """50 000 float32 rows ``(X, Y)`` of ``problem`` for the step sections."""
+    X, y = get_problem(problem, 50_000)
+    Y = y.reshape(len(y), -1)
+    return torch.as_tensor(X, dtype=torch.float32), torch.as_tensor(
+        Y, dtype=torch.float32
+    )
+
+
+def step_network(Xt: torch.Tensor, Yt: torch.Tensor):
+    """The estimator's default network for these shapes, float32, seed 0."""
+    from skmdn._network import MDNNetwork
+
+    net = MDNNetwork(Xt.shape[1], Yt.shape[1], K, HIDDEN, "tanh", "diagonal", 1e-3)
+    net.reset_parameters(torch.Generator().manual_seed(0))
+    return net.float()
+
+
 def section_steps(args) -> str:
     """Before and after each training-step optimisation, in one run.
 
@@ -594,7 +612,6 @@ def section_steps(args) -> str:
     from skmdn import _kernels
     from skmdn._backprop import ManualBackprop
     from skmdn._mixture import mixture_log_prob
-    from skmdn._network import MDNNetwork
     from skmdn._training import FlatAdam, batch_loss
 
     def torch_adam(net):
@@ -627,25 +644,18 @@ def section_steps(args) -> str:
     saved = torch.get_num_threads()
     torch.set_num_threads(1)
     for problem in PROBLEMS:
-        X, y = get_problem(problem, 50_000)
-        Y = y.reshape(len(y), -1)
-        Xt = torch.as_tensor(X, dtype=torch.float32)
-        Yt = torch.as_tensor(Y, dtype=torch.float32)
+        Xt, Yt = step_problem(problem)
         for batch in (BASE_BATCH, LARGE_BATCH):
-            w = torch.full((len(X),), 1.0 / batch)
+            w = torch.full((len(Xt),), 1.0 / batch)
             base = None
             for name, (make_opt, loss_fn) in variants.items():
                 last = name == tanh_row + " (skmdn)"
                 _kernels._choice[torch.float32] = measured if last else native
-                net = MDNNetwork(
-                    X.shape[1], Y.shape[1], K, HIDDEN, "tanh", "diagonal", 1e-3
-                )
-                net.reset_parameters(torch.Generator().manual_seed(0))
-                net = net.float()
+                net = step_network(Xt, Yt)
                 opt = make_opt(net) if make_opt else FlatAdam(net, 3e-3, 1e-8)
                 manual = ManualBackprop(net) if loss_fn is None else None
                 gen = torch.Generator().manual_seed(0)
-                batches = torch.randperm(len(X), generator=gen).split(batch)[:-1]
+                batches = torch.randperm(len(Xt), generator=gen).split(batch)[:-1]
                 batches = batches[: 10_000 // BASE_BATCH]
 
                 def run(net=net, opt=opt, loss_fn=loss_fn, manual=manual,
@@ -687,26 +697,20 @@ def section_blocks(args) -> str:
     gradient has the same bits as on one thread.
     """
     from skmdn._backprop import BlockedBackprop, ManualBackprop
-    from skmdn._network import MDNNetwork
     from skmdn._training import FlatAdam
 
     turns = 30 if args.quick else 80
     saved = torch.get_num_threads()
     rows = []
     for problem in PROBLEMS:
-        X, y = get_problem(problem, 50_000)
-        Y = y.reshape(len(y), -1)
-        Xt = torch.as_tensor(X, dtype=torch.float32)
-        Yt = torch.as_tensor(Y, dtype=torch.float32)
-        w = torch.full((len(X),), 1.0 / LARGE_BATCH)
-        net = MDNNetwork(X.shape[1], Y.shape[1], K, HIDDEN, "tanh", "diagonal", 1e-3)
-        net.reset_parameters(torch.Generator().manual_seed(0))
-        net = net.float()
+        Xt, Yt = step_problem(problem)
+        w = torch.full((len(Xt),), 1.0 / LARGE_BATCH)
+        net = step_network(Xt, Yt)
         opt = FlatAdam(net, 3e-3, 1e-8)
         whole = ManualBackprop(net)
         blocked = BlockedBackprop(net, opt.grad)
         gen = torch.Generator().manual_seed(0)
-        batches = torch.randperm(len(X), generator=gen).split(LARGE_BATCH)[:-1]
+        batches = torch.randperm(len(Xt), generator=gen).split(LARGE_BATCH)[:-1]
         before = "whole batch, 2 torch threads per kernel (before)"
         ways = {  # name: (torch threads, step)
             "whole batch, 1 thread": (1, whole),

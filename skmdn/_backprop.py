@@ -21,6 +21,7 @@ import itertools
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -29,7 +30,7 @@ from ._mixture import diagonal_nll_backward, diagonal_nll_forward
 from ._network import IN_PLACE_ACTIVATIONS, MDNNetwork
 from ._utils import SMALL_BATCH, torch_threads
 
-__all__ = ["BlockedBackprop", "ManualBackprop"]
+__all__ = ["BlockStep", "BlockedBackprop", "ManualBackprop"]
 
 _aten = torch.ops.aten
 
@@ -175,6 +176,22 @@ class ManualBackprop:
         return loss
 
 
+class BlockStep(Protocol):
+    """What :class:`BlockedBackprop` runs on each block:
+    :class:`ManualBackprop` or :class:`~skmdn._training.AutogradStep`."""
+
+    linears: list[nn.Linear]  # the trunk's linear layers, then the head
+
+    def __call__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        weights: torch.Tensor,
+        grads: Sequence[tuple[torch.Tensor, torch.Tensor]] | None = None,
+        constant_weight: float = 1.0,
+    ) -> torch.Tensor: ...
+
+
 def _same_view(
     view: torch.Tensor, base: torch.Tensor, other: torch.Tensor
 ) -> torch.Tensor:
@@ -209,9 +226,7 @@ class BlockedBackprop:
     block_rows : int, default=SMALL_BATCH
         The largest block.
     step : callable, default=ManualBackprop
-        Makes a block's step from ``network``: an object with ``linears``
-        (the trunk's linear layers, then the head) called as
-        :meth:`ManualBackprop.__call__` is; for the networks
+        Makes a block's :class:`BlockStep` from ``network``; for the networks
         :class:`ManualBackprop` does not support,
         :class:`~skmdn._training.AutogradStep`.
 
@@ -223,11 +238,11 @@ class BlockedBackprop:
         network: MDNNetwork,
         grad: torch.Tensor,
         block_rows: int = SMALL_BATCH,
-        step: Callable[[MDNNetwork], ManualBackprop] = ManualBackprop,
+        step: Callable[[MDNNetwork], BlockStep] = ManualBackprop,
     ) -> None:
         self.network, self.grad, self.block_rows = network, grad, block_rows
         self.step = step
-        self._slots: list[tuple[ManualBackprop, torch.Tensor, list]] = []
+        self._slots: list[tuple[BlockStep, torch.Tensor, list]] = []
         self._pool: ThreadPoolExecutor | None = None
         self._pool_size = 0
 
@@ -238,7 +253,7 @@ class BlockedBackprop:
         bounds = [n * j // k for j in range(k + 1)]
         return [slice(a, b) for a, b in itertools.pairwise(bounds)]
 
-    def _slot(self, j: int) -> tuple[ManualBackprop, torch.Tensor, list]:
+    def _slot(self, j: int) -> tuple[BlockStep, torch.Tensor, list]:
         while len(self._slots) <= j:
             manual = self.step(self.network)
             buffer = self.grad if not self._slots else torch.empty_like(self.grad)

@@ -160,38 +160,28 @@ def _blocked(net, x, y, w, workers, block_rows, step_type=ManualBackprop):
         opt.release()
 
 
-@pytest.mark.parametrize("noise_type", DIAGONAL_TYPES)
-def test_blocked_step_matches_autograd_and_ignores_the_worker_count(noise_type):
+@pytest.mark.parametrize(
+    ("noise_type", "activation", "step_type"),
+    [(noise_type, "tanh", ManualBackprop) for noise_type in DIAGONAL_TYPES]
+    + [  # the networks ManualBackprop does not support: autograd per block
+        ("full", "tanh", AutogradStep),
+        ("diagonal", "gelu", AutogradStep),
+        ("fixed", "silu", AutogradStep),
+        ("isotropic", "tanh", AutogradStep),
+    ],
+)
+def test_blocked_step_matches_autograd_and_ignores_the_worker_count(
+    noise_type, activation, step_type
+):
     """Blocks of at most 16 rows: gradients summed over blocks are the batch's
     gradients (autograd on the whole batch), and the bits are the same on one,
     two or three worker threads."""
-    net = _network(noise_type)
-    x, y, w = _batch(100)
-    want_loss, want = _autograd(net, x, y, w)
-    runs = [_blocked(net, x, y, w, workers, 16) for workers in (1, 2, 3)]
-    loss, grads, blocks = runs[0]
-    assert len(blocks) == 8  # ceil(100 / 16) = 7, rounded up to even
-    torch.testing.assert_close(loss, want_loss, rtol=1e-12, atol=1e-12)
-    for g, ref in zip(grads, want, strict=True):
-        torch.testing.assert_close(g, ref, rtol=1e-10, atol=1e-12)
-    for other_loss, other, _ in runs[1:]:
-        assert torch.equal(other_loss, loss)
-        assert all(torch.equal(a, b) for a, b in zip(other, grads, strict=True))
-
-
-@pytest.mark.parametrize(
-    ("noise_type", "activation"),
-    [("full", "tanh"), ("diagonal", "gelu"), ("fixed", "silu"), ("isotropic", "tanh")],
-)
-def test_blocked_autograd_step_matches_the_whole_batch(noise_type, activation):
-    """The networks ManualBackprop does not support train by autograd in the
-    same blocks: the summed block gradients are the whole batch's (autograd
-    on all rows at once), with the same bits on one, two or three workers."""
     net = _network(noise_type, activation)
     x, y, w = _batch(100)
     want_loss, want = _autograd(net, x, y, w)
-    runs = [_blocked(net, x, y, w, k, 16, AutogradStep) for k in (1, 2, 3)]
-    loss, grads, _ = runs[0]
+    runs = [_blocked(net, x, y, w, k, 16, step_type) for k in (1, 2, 3)]
+    loss, grads, blocks = runs[0]
+    assert len(blocks) == 8  # ceil(100 / 16) = 7, rounded up to even
     torch.testing.assert_close(loss, want_loss, rtol=1e-12, atol=1e-12)
     for g, ref in zip(grads, want, strict=True):
         torch.testing.assert_close(g, ref, rtol=1e-10, atol=1e-12)
