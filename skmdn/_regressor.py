@@ -546,9 +546,7 @@ default='tanh'
         steps = -(-data.train.shape[0] // batch_size)  # per epoch
         # the chooser reads the thread budget before torch is set to one thread
         chooser = ThreadChooser(self.n_threads, batch_size, state.device)
-        torch_count = training_torch_threads(
-            state.network, state.device, self.n_threads, batch_size
-        )
+        torch_count = training_torch_threads(state.device, self.n_threads, batch_size)
         with torch_threads(torch_count):
             # on an evenly spaced subsample: the warning it feeds has a
             # margin of 1 nat, and a full pass would cost an epoch's forward
@@ -644,9 +642,7 @@ default='tanh'
         batch_size = self._resolve_batch_size(X.shape[0], _effective_sample_size(sw))
         # the chooser reads the thread budget before torch is set to one thread
         chooser = ThreadChooser(self.n_threads, batch_size, state.device)
-        torch_count = training_torch_threads(
-            state.network, state.device, self.n_threads, batch_size
-        )
+        torch_count = training_torch_threads(state.device, self.n_threads, batch_size)
         with torch_threads(torch_count):
             train(
                 state.network,

@@ -244,7 +244,6 @@ def step_loss(
 
 
 def _epoch(
-    network: MDNNetwork,
     optimizer: FlatAdam,
     data: TrainData,
     batch_size: int,
@@ -313,7 +312,7 @@ def mean_log_likelihood(
 
 
 def training_torch_threads(
-    network: MDNNetwork, device: torch.device, n_threads: int | None, rows: int
+    device: torch.device, n_threads: int | None, rows: int
 ) -> int:
     """Torch's thread count while training on batches of ``rows`` rows.
 
@@ -372,7 +371,7 @@ def train(
     """
     if threads is None:  # keep torch's current setting
         threads = ThreadChooser(torch.get_num_threads(), batch_size)
-    on_cpu = optimizer.grad.device.type == "cpu"  # elsewhere: one block
+    on_cpu = optimizer.grad.device.type == "cpu"  # elsewhere: one block, no workers
     blocked = BlockedBackprop(
         network,
         optimizer.grad,
@@ -386,7 +385,7 @@ def train(
         for _ in range(max_iter):
             try:
                 loss_t, steps = _epoch(
-                    network, optimizer, data, batch_size, generator, threads, blocked
+                    optimizer, data, batch_size, generator, threads, blocked
                 )
                 check = loss_t + optimizer.flat.sum() * 0.0
                 loss = float(loss_t) + data.log_scale
@@ -395,7 +394,6 @@ def train(
                 # so an interrupt here also keeps the history consistent.
                 score = math.nan
                 if early_stopping and finite:
-                    on_cpu = data.val.device.type == "cpu"
                     with torch_threads(1 if on_cpu else threads.preferred()):
                         val_ll = mean_log_likelihood(
                             network,

@@ -93,25 +93,26 @@ def test_loky_workers_do_not_oversubscribe(monkeypatch):
 
 def test_fit_respects_omp_num_threads_set_after_torch_started(monkeypatch):
     # Torch reads OMP_NUM_THREADS only when its pool starts; the training loop
-    # re-reads it, uses that many threads and restores torch's setting after.
+    # re-reads it, uses that many threads (for large batches: that many worker
+    # threads, each with one torch thread) and restores torch's setting after.
     seen = []
     import skmdn._training as training
 
-    original_epoch = training._epoch
+    original = training.step_loss
 
-    def recording_epoch(*args, **kwargs):
-        seen.append(torch.get_num_threads())
-        return original_epoch(*args, **kwargs)
+    def recording(*args):
+        seen.append((torch.get_num_threads(), args[-1]))  # torch, workers
+        return original(*args)
 
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        monkeypatch.setattr(training, "_epoch", recording_epoch)
+        monkeypatch.setattr(training, "step_loss", recording)
         monkeypatch.setenv("OMP_NUM_THREADS", "1")
         assert torch_thread_budget() == 1
-        X, y = make_inverse_sine(100)
-        _base(max_iter=3).fit(X, y)
-        assert seen == [1, 1, 1]
+        X, y = make_inverse_sine(2 * SMALL_BATCH)
+        _base(max_iter=3, batch_size=SMALL_BATCH, early_stopping=False).fit(X, y)
+        assert seen == [(1, 1)] * 6  # 2 steps an epoch, never a second thread
         assert torch.get_num_threads() == 2
         # large work (e.g. a predict chunk) gets the budget, not torch's 2
         assert thread_count(None, SMALL_BATCH) == 1
