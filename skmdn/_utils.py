@@ -370,7 +370,8 @@ def thread_count(n_threads: int | None, rows_per_call: int) -> int:
 
 class ThreadChooser:
     """Choose, block by block, between one thread and the thread budget by
-    timing both.
+    timing both (in training: the number of worker threads of a blocked step,
+    see :class:`~skmdn._backprop.BlockedBackprop`).
 
     A second thread that waits for a core busy with another process makes
     every parallel kernel wait for a scheduler slice: a 1e6-row ``predict``
