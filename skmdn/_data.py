@@ -153,6 +153,12 @@ def weighted_quantiles(a: np.ndarray, w: np.ndarray, q: np.ndarray) -> np.ndarra
            [3.]])
     """
     out = np.empty((len(q), a.shape[1]))
+    if np.all(w == w[0]):  # the same order statistics, by an O(n) partition
+        # cumulative weights 1..n: the first index whose sum reaches q n
+        idx = np.clip(np.ceil(q * len(a)).astype(np.int64) - 1, 0, len(a) - 1)
+        for j in range(a.shape[1]):
+            out[:, j] = np.partition(a[:, j], np.unique(idx))[idx]
+        return out
     w = w / w.max()  # equal weights of any size give exact integer sums (ties)
     for j in range(a.shape[1]):
         order = np.argsort(a[:, j], kind="stable")

@@ -176,6 +176,20 @@ def test_weighted_quantiles_match_numpy_inverted_cdf():
         np.testing.assert_array_equal(ours[:, j], ref)
 
 
+@pytest.mark.parametrize("n", [1, 2, 7, 500, 1001])
+def test_weighted_quantiles_equal_weights_match_numpy_inverted_cdf(n):
+    # equal weights take the partition path (the next test compares it with
+    # the sorting path: integer weights against repeated rows of weight one)
+    rng = np.random.default_rng(n)
+    a = rng.normal(size=(n, 2))
+    a[::3, 1] = 0.25  # ties
+    q = np.array([0.0, 1e-9, 0.1, 0.2, 0.5, 0.9, 1.0])
+    ours = weighted_quantiles(a, np.full(n, 0.3), q)
+    for j in range(2):
+        ref = np.quantile(a[:, j], q, method="inverted_cdf")
+        np.testing.assert_array_equal(ours[:, j], ref)
+
+
 def test_weighted_quantiles_integer_weights_repeat_rows():
     rng = np.random.default_rng(6)
     a = rng.normal(size=(300, 1))
