@@ -273,7 +273,6 @@ class BlockedBackprop:
             self._pool_size = count
         return self._pool
 
-    @torch.no_grad()
     def __call__(
         self,
         x: torch.Tensor,
@@ -286,7 +285,48 @@ class BlockedBackprop:
         Blocks run on up to ``workers`` threads (the calling thread is one
         of them), each with one torch thread.
         """
-        blocks = self.blocks(x.shape[0])
+        return self._run(
+            x.shape[0], lambda rows: (x[rows], y[rows], weights[rows]), workers
+        )
+
+    def unit_rows(
+        self,
+        packed: torch.Tensor,
+        index: torch.Tensor | None,
+        n_features: int,
+        workers: int = 1,
+    ) -> torch.Tensor:
+        """:meth:`__call__` on the rows ``packed[index]`` (all rows if
+        ``index`` is None) of packed ``[x | y | 1]`` rows, weighted equally.
+
+        Each block gathers its own rows on its worker thread. Gathering the
+        whole batch first, on the calling thread, took about 5 % of a step at
+        batch 8192 (230 us: its rows are mostly not in cache), while the
+        other core waited. The weights ``1 / n`` are the same bits as
+        ``w / w.sum()`` for a column of ones, so the step is the same as
+        through :meth:`__call__`.
+        """
+        n = packed.shape[0] if index is None else index.shape[0]
+
+        def block(rows: slice) -> tuple[torch.Tensor, ...]:
+            if index is None:
+                part = packed[rows]
+            else:
+                part = packed.index_select(0, index[rows])
+            return part[:, :n_features], part[:, n_features:-1], part[:, -1] / n
+
+        return self._run(n, block, workers)
+
+    @torch.no_grad()
+    def _run(
+        self,
+        n: int,
+        block_inputs: Callable[[slice], tuple[torch.Tensor, ...]],
+        workers: int,
+    ) -> torch.Tensor:
+        """The blocked step of a batch of ``n`` rows whose block ``rows``
+        has inputs ``block_inputs(rows)`` (x, y and weights)."""
+        blocks = self.blocks(n)
         slots = [self._slot(j) for j in range(len(blocks))]
         losses: list[torch.Tensor | None] = [None] * len(blocks)
         pending = iter(range(len(blocks)))
@@ -299,11 +339,8 @@ class BlockedBackprop:
                 if j is None:
                     return
                 manual, _, targets = slots[j]
-                rows = blocks[j]
                 try:
-                    losses[j] = manual(
-                        x[rows], y[rows], weights[rows], targets, float(j == 0)
-                    )
+                    losses[j] = manual(*block_inputs(blocks[j]), targets, float(j == 0))
                 except BaseException:
                     failed.set()
                     raise
