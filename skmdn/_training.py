@@ -268,7 +268,7 @@ def _epoch(
     in_blocks = unit_weights and data.x_noise == 0.0 and data.y_noise == 0.0
     for idx in batches:
         rows_in_batch = n if idx is None else idx.numel()
-        with threads.block(rows_in_batch, workers=True) as count:
+        with threads.block(rows_in_batch) as count:
             if in_blocks:
                 step = functools.partial(blocked.unit_rows, rows, idx, data.n_features)
                 w_sum = float(rows_in_batch)

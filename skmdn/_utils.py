@@ -450,12 +450,13 @@ class ThreadChooser:
         return min(self._seconds_per_row, key=self._seconds_per_row.get)
 
     @contextmanager
-    def block(self, rows: int, workers: bool = False) -> Iterator[int]:
-        """Run one block of ``rows`` rows with the chosen number of threads,
-        timed and recorded; torch's setting is restored afterwards.
+    def block(self, rows: int) -> Iterator[int]:
+        """Run one block of ``rows`` rows, timed and recorded, with torch at
+        one thread; torch's setting is restored afterwards.
 
-        Yields the chosen count. With ``workers`` the block runs that many
-        worker threads of its own, so torch is set to one thread instead.
+        Yields the chosen count: the number of worker threads the block runs
+        (see :class:`~skmdn._backprop.BlockedBackprop`), each with one torch
+        thread.
 
         Only blocks of the size given at construction are timed and counted:
         a smaller block (an epoch's last batch) runs with :meth:`preferred`.
@@ -464,21 +465,19 @@ class ThreadChooser:
         batches of 8192 rows to one thread, 1.5 times slower).
         """
         if self.fixed is not None:
-            torch_count = 1 if workers else self.fixed
-            if torch.get_num_threads() == torch_count:
+            if torch.get_num_threads() == 1:
                 yield self.fixed  # nothing to set or time (training's small steps)
             else:
-                with torch_threads(torch_count):
+                with torch_threads(1):
                     yield self.fixed
             return
         if rows != self.rows:
-            threads = self.preferred()
-            with torch_threads(1 if workers else threads):
-                yield threads
+            with torch_threads(1):
+                yield self.preferred()
             return
         threads = self.choose()
         began = time.perf_counter()
-        with torch_threads(1 if workers else threads):
+        with torch_threads(1):
             yield threads
         self.record(threads, time.perf_counter() - began, rows)
 

@@ -119,16 +119,6 @@ def test_large_batch_fits_do_not_depend_on_the_thread_count(two_threads, dtype, 
         assert scores == preds[0][2]
 
 
-def test_block_sets_times_and_restores_threads(two_threads):
-    chooser = ThreadChooser(None, SMALL_BATCH)
-    with chooser.block(SMALL_BATCH) as n:
-        assert n == 2 == torch.get_num_threads()
-    with chooser.block(SMALL_BATCH) as n:
-        assert n == 1 == torch.get_num_threads()
-    assert torch.get_num_threads() == 2
-    assert set(chooser._seconds_per_row) == {1, 2}
-
-
 def test_a_smaller_last_block_is_neither_timed_nor_counted(two_threads):
     """An epoch's remainder batch costs more per row at any thread count; were
     it recorded, it would make the count it ran with lose against the other."""
@@ -140,7 +130,7 @@ def test_a_smaller_last_block_is_neither_timed_nor_counted(two_threads):
         )
     count = chooser._count
     with chooser.block(SMALL_BATCH // 5) as n:
-        assert n == 2 == torch.get_num_threads()
+        assert (n, torch.get_num_threads()) == (2, 1)
     assert chooser._count == count  # not counted as a block
     assert chooser._seconds_per_row == {2: 1.0, 1: 1.5}  # and not timed
     assert chooser.choose() == 2
@@ -161,17 +151,18 @@ def test_large_batch_fits_with_fixed_threads_are_bit_identical(two_threads):
         np.testing.assert_array_equal(p, preds[0])
 
 
-def test_a_block_with_workers_sets_torch_to_one_thread(two_threads):
+def test_a_block_times_the_workers_with_torch_at_one_thread(two_threads):
     chooser = ThreadChooser(None, SMALL_BATCH)
     for expected in (2, 1, 2):  # the probes
-        with chooser.block(SMALL_BATCH, workers=True) as n:
+        with chooser.block(SMALL_BATCH) as n:
             assert (n, torch.get_num_threads()) == (expected, 1)
-    with chooser.block(SMALL_BATCH // 3, workers=True) as n:  # not timed
+    assert set(chooser._seconds_per_row) == {1, 2}  # both timed
+    with chooser.block(SMALL_BATCH // 3) as n:  # not timed
         assert (n, torch.get_num_threads()) == (chooser.preferred(), 1)
     fixed = ThreadChooser(2, SMALL_BATCH)
-    with fixed.block(SMALL_BATCH, workers=True) as n:
+    with fixed.block(SMALL_BATCH) as n:
         assert (n, torch.get_num_threads()) == (2, 1)
-    assert torch.get_num_threads() == 2
+    assert torch.get_num_threads() == 2  # restored
 
 
 def test_validation_likelihood_does_not_depend_on_the_workers(two_threads):
