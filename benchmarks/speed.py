@@ -17,7 +17,8 @@ Problems: Bishop's inverse sine (1 feature, 1 output) and a synthetic
 
 Every timing is the median of several runs; ratios are against the baseline
 measured in the same run. The FLOP limit of a configuration is the measured
-matmul GFLOP/s (of its dtype, at the thread count in use) divided by
+matmul GFLOP/s (of its dtype, at the thread count in use; the best of
+several measurements during the run, see ``Peak``) divided by
 ``6 x n_parameters`` FLOPs per training sample (forward + backward).
 Peak memory is measured in a fresh child process per configuration
 (``VmHWM``, reset once the data exist), as the peak RSS minus the RSS once
@@ -267,10 +268,42 @@ def matmul_ceiling(n_features: int, n_outputs: int, batch: int, repeats: int) ->
 
 
 # ---------------------------------------------------------------- sections
-def section_throughput(args, gflops) -> str:
+class Peak:
+    """The matmul GFLOP/s of each dtype: the best of every measurement made
+    during the run (:func:`matmul_gflops`).
+
+    This VM's speed drifts by 15-20 % over minutes (the best of 20 products
+    gave 156-198 GFLOP/s in different runs of one day), so a limit measured
+    once, in a slow moment, would flatter every share computed from it. The
+    throughput section measures again before each problem and after the
+    last, and divides by the highest value seen.
+    """
+
+    def __init__(self) -> None:
+        self.seen: dict[str, list[float]] = {"float32": [], "float64": []}
+        self.measure()
+
+    def measure(self) -> None:
+        for name in self.seen:
+            self.seen[name].append(matmul_gflops(getattr(torch, name)))
+
+    def __getitem__(self, name: str) -> float:
+        return max(self.seen[name])
+
+    def summary(self) -> str:
+        return ", ".join(
+            f"{name} {self[name]:.1f} (measured "
+            + " / ".join(f"{g:.0f}" for g in values)
+            + ")"
+            for name, values in self.seen.items()
+        )
+
+
+def section_throughput(args, gflops: Peak) -> str:
     rows = []
     configs = ["baseline", "skmdn-f64", "skmdn-f32"]
     for problem in PROBLEMS:
+        gflops.measure()
         for n in args.sizes:
             X, y = get_problem(problem, n)
             P = n_params(X.shape[1], 1 if y.ndim == 1 else y.shape[1])
@@ -290,8 +323,7 @@ def section_throughput(args, gflops) -> str:
                     rate = n * epochs / t
                     if config == "baseline":
                         base = rate
-                    g = gflops["float64" if config == "skmdn-f64" else "float32"]
-                    share = rate * 6 * P / (g * 1e9)
+                    dtype = "float64" if config == "skmdn-f64" else "float32"
                     rows.append(
                         [
                             problem,
@@ -301,16 +333,19 @@ def section_throughput(args, gflops) -> str:
                             epochs,
                             f"{rate:,.0f}",
                             f"{rate / base:.2f}x" if base else "-",
-                            f"{100 * share:.1f} %",
+                            (rate * 6 * P, dtype),  # the share, once the peak is known
                         ]
                     )
                     print(rows[-1], flush=True)
         d = 1 if y.ndim == 1 else y.shape[1]
         rate = matmul_ceiling(X.shape[1], d, LARGE_BATCH, args.repeats)
-        share = rate * 6 * P / (gflops["float32"] * 1e9)
         cells = [problem, "-", LARGE_BATCH, "matmuls only (f32)", "-"]
-        rows.append([*cells, f"{rate:,.0f}", "-", f"{100 * share:.1f} %"])
+        rows.append([*cells, f"{rate:,.0f}", "-", (rate * 6 * P, "float32")])
         print(rows[-1], flush=True)
+    gflops.measure()
+    for row in rows:
+        flops, dtype = row[-1]
+        row[-1] = f"{100 * flops / (gflops[dtype] * 1e9):.1f} %"
     return fmt_table(
         [
             "problem",
@@ -800,10 +835,7 @@ def main() -> None:
         args.ttt_sizes, args.ttt_samples = [10_000, 100_000], 3_000_000
         args.infer_n, args.mem_fit_sizes = 1_000_000, [100_000, 1_000_000]
         args.mem_predict_sizes = [1_000_000, 10_000_000]
-    gflops = {
-        "float32": matmul_gflops(torch.float32),
-        "float64": matmul_gflops(torch.float64),
-    }
+    gflops = Peak()
     print(
         f"# skmdn speed benchmark, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
     )
@@ -813,10 +845,7 @@ def main() -> None:
         f"{torch.get_num_threads()} torch threads, "
         f"load average {os.getloadavg()[0]:.2f}"
     )
-    print(
-        f"matmul GFLOP/s: float32 {gflops['float32']:.1f}, "
-        f"float64 {gflops['float64']:.1f}"
-    )
+    print(f"matmul GFLOP/s at the start: {gflops.summary()}")
     print(f"parameters: sine {n_params(1, 1)}, synth10 {n_params(10, 2)}")
     out = {}
     sections = args.sections.split(",")
@@ -837,6 +866,7 @@ def main() -> None:
         out["memory"] = section_memory(args)
     for name, table in out.items():
         print(f"\n## {name}\n\n{table}")
+    print(f"\nmatmul GFLOP/s, the best seen (the FLOP limit): {gflops.summary()}")
     print(
         f"\ntotal {time.perf_counter() - t_start:.0f} s, "
         f"load average now {os.getloadavg()[0]:.2f}"
