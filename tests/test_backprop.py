@@ -190,6 +190,36 @@ def test_blocked_step_matches_autograd_and_ignores_the_worker_count(
         assert all(torch.equal(a, b) for a, b in zip(other, grads, strict=True))
 
 
+@pytest.mark.parametrize("step_type", [ManualBackprop, AutogradStep])
+@pytest.mark.parametrize("with_index", [False, True])
+def test_blocks_that_gather_their_own_rows_give_the_same_bits(step_type, with_index):
+    """unit_rows (each block gathers its rows of ``[x | y | 1]``) against the
+    step on the gathered batch with weights ``w / w.sum()``, as training did
+    before: the same loss and gradients to the bit, on one or two workers."""
+    net = _network("diagonal")
+    x, y, _ = _batch(150)
+    packed = torch.cat([x, y, torch.ones(len(x), 1, dtype=x.dtype)], dim=1)
+    index = torch.randperm(150, generator=torch.Generator().manual_seed(3))[:100]
+    rows = packed[index] if with_index else packed
+    w = rows[:, -1]
+    f = x.shape[1]
+    want_loss, want, _ = _blocked(
+        net, rows[:, :f], rows[:, f:-1], w / w.sum(), 2, 16, step_type
+    )
+    for workers in (1, 2):
+        opt = FlatAdam(net, 1e-3, 0.0)
+        opt.grad.fill_(123.0)
+        step = BlockedBackprop(net, opt.grad, 16, step_type)
+        try:
+            loss = step.unit_rows(packed, index if with_index else None, f, workers)
+            grads = [p.grad.clone() for p in net.parameters()]
+        finally:
+            step.close()
+            opt.release()
+        assert torch.equal(loss, want_loss)
+        assert all(torch.equal(a, b) for a, b in zip(grads, want, strict=True))
+
+
 @pytest.mark.parametrize("n", [1, 15, 16, 17, 31, 32, 33, 100, 1000])
 def test_blocks_partition_the_batch_by_its_size_alone(n):
     step = BlockedBackprop(_network("diagonal"), torch.zeros(0), block_rows=16)
