@@ -247,14 +247,15 @@ def _epoch(
     generator: torch.Generator,
     threads: ThreadChooser,
     blocked: BlockedBackprop,
-    unit_weights: bool = False,
+    in_blocks: bool,
 ) -> tuple[torch.Tensor, int]:
     """One pass over the data; returns the weighted mean loss (a tensor) and steps.
 
     Each step runs as one ``threads`` block (see :class:`ThreadChooser`), the
     chosen count being the number of worker threads, each with one torch
-    thread. ``blocked`` sets the gradients; ``unit_weights`` says that every
-    training row's weight is 1.
+    thread. ``blocked`` sets the gradients; with ``in_blocks`` (every
+    training row's weight is 1 and there is no noise) its blocks gather
+    their own rows.
     """
     rows = data.train
     n = rows.shape[0]
@@ -264,8 +265,6 @@ def _epoch(
     else:
         perm = torch.randperm(n, generator=generator, device=generator.device)
         batches = perm.to(rows.device).split(batch_size)
-    # Equal weights and no noise: the blocks gather their own rows.
-    in_blocks = unit_weights and data.x_noise == 0.0 and data.y_noise == 0.0
     for idx in batches:
         rows_in_batch = n if idx is None else idx.numel()
         with threads.block(rows_in_batch) as count:
@@ -384,7 +383,11 @@ def train(
         SMALL_BATCH if on_cpu else 2**62,
         ManualBackprop if ManualBackprop.supports(network) else AutogradStep,
     )
-    unit = bool(data.columns(data.train)[2].eq(1.0).all())
+    in_blocks = (  # see _epoch; the weight check is one pass, made once
+        data.x_noise == 0.0
+        and data.y_noise == 0.0
+        and bool(data.columns(data.train)[2].eq(1.0).all())
+    )
     try:
         reporter = ProgressReporter(verbose, max_iter)
         last_good = optimizer.snapshot()
@@ -392,7 +395,7 @@ def train(
         for _ in range(max_iter):
             try:
                 loss_t, steps = _epoch(
-                    optimizer, data, batch_size, generator, threads, blocked, unit
+                    optimizer, data, batch_size, generator, threads, blocked, in_blocks
                 )
                 check = loss_t + optimizer.flat.sum() * 0.0
                 loss = float(loss_t) + data.log_scale
