@@ -471,15 +471,13 @@ class ThreadChooser:
                 with torch_threads(1):
                     yield self.fixed
             return
-        if rows != self.rows:
-            with torch_threads(1):
-                yield self.preferred()
-            return
-        threads = self.choose()
+        timed = rows == self.rows
+        threads = self.choose() if timed else self.preferred()
         began = time.perf_counter()
         with torch_threads(1):
             yield threads
-        self.record(threads, time.perf_counter() - began, rows)
+        if timed:
+            self.record(threads, time.perf_counter() - began, rows)
 
 
 @contextmanager
