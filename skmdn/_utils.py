@@ -6,6 +6,7 @@ import os
 import re
 import time
 import warnings
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -382,7 +383,11 @@ class ThreadChooser:
     the same work (large training batches), the first blocks are timed with
     the budget and with one thread, the faster per row is used, and the
     other is probed again after ``reprobe`` blocks, then after twice as many
-    each time it loses (a probe on a busy machine costs a slow block). With
+    each time it loses (a probe on a busy machine costs a slow block). Each
+    count is judged by the fastest of its last :attr:`window` timed blocks,
+    so that one slow block (a moment's noise on a shared VM) does not hand
+    the choice to the slower count until the next probe, while a count made
+    slow by another process loses after ``window`` blocks. With
     an explicit ``n_threads``, a budget of one, blocks below
     :data:`SMALL_BATCH` rows or a non-CPU device the choice is fixed
     (:func:`thread_count`).
@@ -393,6 +398,9 @@ class ThreadChooser:
     >>> chooser.choose()
     1
     """
+
+    #: timed blocks per count that its estimate looks back on
+    window = 3
 
     def __init__(
         self,
@@ -412,11 +420,15 @@ class ThreadChooser:
         self.rows = rows
         # the budget twice: its first block also pays the warm-up
         self._probes = [budget, 1, budget]
-        self._seconds_per_row: dict[int, float] = {}
+        self._seconds_per_row: dict[int, deque[float]] = {}
         self._count = 0
         self._reprobe = self._interval = reprobe
         self._next_probe = len(self._probes) + reprobe
         self._best: int | None = None
+
+    def _estimate(self, threads: int) -> float:
+        """Seconds per row of ``threads``: the fastest of its recent blocks."""
+        return min(self._seconds_per_row[threads])
 
     def choose(self) -> int:
         """The number of threads for the next block."""
@@ -425,7 +437,7 @@ class ThreadChooser:
         i, self._count = self._count, self._count + 1
         if i < len(self._probes):
             return self._probes[i]
-        best = min(self._seconds_per_row, key=self._seconds_per_row.get)
+        best = min(self._seconds_per_row, key=self._estimate)
         if best != self._best:  # a probe won (or the first choice): start over
             self._best, self._interval = best, self._reprobe
             self._next_probe = i + self._interval
@@ -438,7 +450,8 @@ class ThreadChooser:
     def record(self, threads: int, seconds: float, rows: int) -> None:
         """Report how long the last block of ``rows`` rows took."""
         if self.fixed is None and rows > 0:
-            self._seconds_per_row[threads] = seconds / rows
+            times = self._seconds_per_row.setdefault(threads, deque(maxlen=self.window))
+            times.append(seconds / rows)
 
     def preferred(self) -> int:
         """The faster choice so far, without counting a block (for other
@@ -447,7 +460,7 @@ class ThreadChooser:
             return self.fixed
         if not self._seconds_per_row:
             return self._probes[0]
-        return min(self._seconds_per_row, key=self._seconds_per_row.get)
+        return min(self._seconds_per_row, key=self._estimate)
 
     @contextmanager
     def block(self, rows: int) -> Iterator[int]:

@@ -32,13 +32,37 @@ def test_chooser_follows_the_faster_choice_and_reprobes(two_threads):
 
     used = _drive(chooser, cost, 120)
     assert used[:3] == [2, 1, 2]  # both timed, the budget twice (warm-up)
-    quiet, busy = used[3:40], used[42:]
+    switched = 40 + ThreadChooser.window  # two threads lost `window` blocks in
+    quiet, busy = used[3:40], used[switched:]
     assert quiet.count(2) > 0.85 * len(quiet)
+    assert used[40:switched] == [2] * ThreadChooser.window
     assert busy.count(1) > 0.9 * len(busy)
     assert chooser.preferred() == 1  # e.g. for the validation pass
-    probes = [i for i in range(42, 120) if used[i] == 2]
+    probes = [i for i in range(switched, 120) if used[i] == 2]
     assert len(probes) <= 4  # re-probes back off (4, 8, 16, 32 blocks apart)
     assert np.all(np.diff(probes) > 1)
+
+
+def test_one_slow_block_does_not_hand_over_the_choice(two_threads):
+    """A moment's noise slows one block of the faster count: judged by its
+    last block alone it would lose to the slower count until the next probe;
+    judged by the best of its last ``window`` blocks it keeps the choice."""
+    chooser = ThreadChooser(None, SMALL_BATCH, reprobe=8)
+
+    def cost(block, threads):
+        if threads == 1:
+            return 1.6
+        return 5.0 if block in (10, 20, 21) else 1.0  # single and paired hiccups
+
+    used = _drive(chooser, cost, 40)
+    probes = [i for i in range(3, 40) if used[i] == 1]
+    assert probes == [11, 27]  # only the scheduled re-probes (8, then 16 apart)
+    # a count that stays slow loses after `window` blocks
+    chooser = ThreadChooser(None, SMALL_BATCH, reprobe=100)
+    used = _drive(chooser, lambda b, t: 1.6 if t == 1 else (1.0 if b < 10 else 3.0), 20)
+    assert used[3:] == [2] * (7 + ThreadChooser.window) + [1] * (
+        10 - ThreadChooser.window
+    )
 
 
 @pytest.mark.parametrize(
@@ -132,7 +156,8 @@ def test_a_smaller_last_block_is_neither_timed_nor_counted(two_threads):
     with chooser.block(SMALL_BATCH // 5) as n:
         assert (n, torch.get_num_threads()) == (2, 1)
     assert chooser._count == count  # not counted as a block
-    assert chooser._seconds_per_row == {2: 1.0, 1: 1.5}  # and not timed
+    timed = {k: list(v) for k, v in chooser._seconds_per_row.items()}
+    assert timed == {2: [1.0, 1.0], 1: [1.5]}  # and not timed
     assert chooser.choose() == 2
 
 
