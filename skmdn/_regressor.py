@@ -34,6 +34,7 @@ from ._utils import (
     ThreadChooser,
     check_input_kind,
     check_sample_weight,
+    non_finite_advice,
     resolve_device,
     resolve_dtype,
     run_blocks,
@@ -435,15 +436,16 @@ default='tanh'
     def _validate_fit_data(self, X, y, sample_weight, reset: bool):
         check_input_kind(X, "X")
         check_input_kind(y, "y")
-        X, y = validate_data(
-            self,
-            X,
-            y,
-            reset=reset,
-            multi_output=True,
-            y_numeric=True,
-            dtype=[np.float64, np.float32],
-        )
+        with non_finite_advice():
+            X, y = validate_data(
+                self,
+                X,
+                y,
+                reset=reset,
+                multi_output=True,
+                y_numeric=True,
+                dtype=[np.float64, np.float32],
+            )
         univariate = y.ndim == 1
         Y = y.reshape(-1, 1) if univariate else y  # 2-D: check_input_kind
         sw = check_sample_weight(sample_weight, X)
@@ -791,7 +793,8 @@ default='tanh'
         """``X`` checked for a fitted model: a float32 or float64 array."""
         check_is_fitted(self)
         check_input_kind(X, "X")
-        return validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        with non_finite_advice():
+            return validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
 
     def _map_dists(
         self, X: np.ndarray, fn: Callable[[slice, GaussianMixture], None]

@@ -23,6 +23,7 @@ __all__ = [
     "as_numpy_generator",
     "check_input_kind",
     "check_sample_weight",
+    "non_finite_advice",
     "resolve_device",
     "resolve_dtype",
     "run_blocks",
@@ -203,6 +204,51 @@ _TARGET_ADVICE = (
     "MDNRegressor is a regressor and needs a real-valued target; for class "
     "labels use a classifier."
 )
+
+
+# What to do about non-finite values, appended to scikit-learn's messages that
+# only say what is wrong (its message for NaN in X already names imputers).
+_NON_FINITE_ADVICE = {
+    ("X", "infinity"): (
+        "Replace the infinite values (for example clip them, or treat them "
+        "as missing and impute) or drop those rows: np.isfinite(X).all(axis=1) "
+        "selects the finite rows."
+    ),
+    ("y", "NaN"): (
+        "A target must be observed: drop the rows with a missing target, "
+        "e.g. keep = ~np.isnan(y) (for several outputs "
+        "~np.isnan(y).any(axis=1)), then fit(X[keep], y[keep])."
+    ),
+    ("y", "infinity"): (
+        "A target must be finite: drop those rows or model a transformed "
+        "target; np.isfinite(y) marks the finite values."
+    ),
+}
+_NON_FINITE_MESSAGE = re.compile(r"^Input (X|y) contains (NaN|infinity)")
+
+
+@contextmanager
+def non_finite_advice() -> Iterator[None]:
+    """Add what to do to scikit-learn's errors for NaN or infinite X or y.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.utils import check_array
+    >>> with non_finite_advice():  # doctest: +ELLIPSIS
+    ...     check_array(np.array([[np.inf]]), input_name="X")
+    Traceback (most recent call last):
+    ...
+    ValueError: Input X contains infinity ... Replace the infinite values ...
+    """
+    try:
+        yield
+    except ValueError as error:
+        match = _NON_FINITE_MESSAGE.match(str(error))
+        advice = _NON_FINITE_ADVICE.get(match.groups()) if match else None
+        if advice is None:
+            raise
+        raise ValueError(f"{str(error).rstrip()} {advice}") from error
 
 
 def _is_number(value) -> bool:
