@@ -32,7 +32,8 @@ def test_chooser_follows_the_faster_choice_and_reprobes(two_threads):
 
     used = _drive(chooser, cost, 120)
     assert used[:3] == [2, 1, 2]  # both timed, the budget twice (warm-up)
-    switched = 40 + ThreadChooser.window  # two threads lost `window` blocks in
+    # two threads lose once their last `window` blocks are all slow
+    switched = 40 + ThreadChooser.window
     quiet, busy = used[3:40], used[switched:]
     assert quiet.count(2) > 0.85 * len(quiet)
     assert used[40:switched] == [2] * ThreadChooser.window
