@@ -327,6 +327,10 @@ class BlockedBackprop:
         """The blocked step of a batch of ``n`` rows whose block ``rows``
         has inputs ``block_inputs(rows)`` (x, y and weights)."""
         blocks = self.blocks(n)
+        if len(blocks) == 1:  # a small batch: no workers, no hand-over
+            manual, _, targets = self._slot(0)
+            with torch_threads(1):
+                return manual(*block_inputs(blocks[0]), targets, 1.0)
         slots = [self._slot(j) for j in range(len(blocks))]
         losses: list[torch.Tensor | None] = [None] * len(blocks)
         pending = iter(range(len(blocks)))
