@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import threading
 
 import pytest
 import torch
@@ -233,6 +234,46 @@ def test_blocks_partition_the_batch_by_its_size_alone(n):
         assert len(blocks) == 1
     else:
         assert len(blocks) >= 2 and len(blocks) % 2 == 0
+
+
+def test_an_error_on_the_calling_thread_stops_the_helpers():
+    """The calling thread runs blocks too: an error there (or Ctrl-C) stops
+    the worker after its current block, is raised, and the next step gives
+    the same result as before."""
+    net = _network("diagonal")
+    x, y, w = _batch(64)
+    opt = FlatAdam(net, 1e-3, 0.0)
+    step = BlockedBackprop(net, opt.grad, 16)
+    caller = threading.get_ident()
+    try:
+        want = step(x, y, w, 2)
+        want_grad = opt.grad.clone()
+        saved = list(step._slots)
+        ran, caller_started = [], threading.Event()
+
+        def on_caller_fails(manual):
+            def block(*args):
+                on_caller = threading.get_ident() == caller
+                ran.append(on_caller)
+                if on_caller:
+                    caller_started.set()
+                    raise KeyboardInterrupt
+                assert caller_started.wait(10)  # the worker's block outlasts it
+                return manual(*args)
+
+            return block
+
+        step._slots = [(on_caller_fails(m), *rest) for m, *rest in saved]
+        with pytest.raises(KeyboardInterrupt):
+            step(x, y, w, 2)
+        assert ran.count(True) == 1  # the caller stopped at its first block
+        assert len(ran) <= 2  # the worker finished at most the block it had
+        step._slots = saved
+        assert torch.equal(step(x, y, w, 2), want)
+        assert torch.equal(opt.grad, want_grad)
+    finally:
+        step.close()
+        opt.release()
 
 
 @pytest.mark.parametrize("workers", [1, 2])
