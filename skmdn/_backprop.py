@@ -327,13 +327,31 @@ class BlockedBackprop:
         """The blocked step of a batch of ``n`` rows whose block ``rows``
         has inputs ``block_inputs(rows)`` (x, y and weights)."""
         blocks = self.blocks(n)
-        if len(blocks) == 1:  # a small batch: no workers, no hand-over
-            manual, _, targets = self._slot(0)
-            with torch_threads(1):
-                return manual(*block_inputs(blocks[0]), targets, 1.0)
         slots = [self._slot(j) for j in range(len(blocks))]
-        losses: list[torch.Tensor | None] = [None] * len(blocks)
-        pending = iter(range(len(blocks)))
+
+        def run(j: int) -> torch.Tensor:
+            manual, _, targets = slots[j]
+            return manual(*block_inputs(blocks[j]), targets, float(j == 0))
+
+        helpers = min(workers, len(blocks)) - 1
+        with torch_threads(1):
+            if helpers <= 0:  # every small batch: in order, no hand-over
+                losses = [run(j) for j in range(len(blocks))]
+            else:
+                losses = self._on_workers(run, len(blocks), helpers)
+            loss = losses[0]
+            for j in range(1, len(blocks)):
+                loss = loss + losses[j]
+                self.grad.add_(slots[j][1])
+        return loss
+
+    def _on_workers(
+        self, run: Callable[[int], torch.Tensor], count: int, helpers: int
+    ) -> list[torch.Tensor]:
+        """``[run(0), ..., run(count - 1)]``, the blocks taken in turn by the
+        calling thread and ``helpers`` worker threads."""
+        losses: list[torch.Tensor | None] = [None] * count
+        pending = iter(range(count))
         lock, failed = threading.Lock(), threading.Event()
 
         def drain() -> None:  # take the next block until none is left
@@ -342,35 +360,25 @@ class BlockedBackprop:
                     j = next(pending, None)
                 if j is None:
                     return
-                manual, _, targets = slots[j]
                 try:
-                    losses[j] = manual(*block_inputs(blocks[j]), targets, float(j == 0))
+                    losses[j] = run(j)
                 except BaseException:
                     failed.set()
                     raise
 
-        helpers = min(workers, len(blocks)) - 1
-        with torch_threads(1):
-            if helpers <= 0:
-                drain()
-            else:
-                pool = self._workers(helpers)
-                futures = [pool.submit(drain) for _ in range(helpers)]
-                try:
-                    drain()
-                except BaseException:  # an error or an interrupt: stop the helpers
-                    failed.set()
-                    raise
-                finally:  # never leave a block running into the next step
-                    done = [f.exception() for f in futures]
-                for error in done:
-                    if error is not None:
-                        raise error
-            loss = losses[0]
-            for j in range(1, len(blocks)):
-                loss = loss + losses[j]
-                self.grad.add_(slots[j][1])
-        return loss
+        pool = self._workers(helpers)
+        futures = [pool.submit(drain) for _ in range(helpers)]
+        try:
+            drain()
+        except BaseException:  # an error or an interrupt: stop the helpers
+            failed.set()
+            raise
+        finally:  # never leave a block running into the next step
+            done = [f.exception() for f in futures]
+        for error in done:
+            if error is not None:
+                raise error
+        return losses
 
     def close(self) -> None:
         """Stop the worker threads (they are started again when needed)."""
