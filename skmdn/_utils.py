@@ -496,8 +496,9 @@ class ThreadChooser:
     def record(self, threads: int, seconds: float, rows: int) -> None:
         """Report how long the last block of ``rows`` rows took."""
         if self.fixed is None and rows > 0:
-            times = self._seconds_per_row.setdefault(threads, deque(maxlen=self.window))
-            times.append(seconds / rows)
+            if threads not in self._seconds_per_row:
+                self._seconds_per_row[threads] = deque(maxlen=self.window)
+            self._seconds_per_row[threads].append(seconds / rows)
 
     def preferred(self) -> int:
         """The faster choice so far, without counting a block (for other
