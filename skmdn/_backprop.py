@@ -335,7 +335,7 @@ class BlockedBackprop:
 
         helpers = min(workers, len(blocks)) - 1
         with torch_threads(1):
-            if helpers <= 0:  # every small batch: in order, no hand-over
+            if helpers <= 0:  # one thread: the blocks in order, no hand-over
                 losses = [run(j) for j in range(len(blocks))]
             else:
                 losses = self._on_workers(run, len(blocks), helpers)
