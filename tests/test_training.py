@@ -71,6 +71,31 @@ def test_fused_loss_passes_gradcheck(raw_shape):
     assert torch.autograd.gradcheck(f, inputs)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_an_unlikely_component_still_explains_the_row_it_sits_on(dtype):
+    """A component 61 nats less likely than another, but the only one near
+    y, carries the row's likelihood: the loss is the exact mixture NLL
+    (scipy), and its weight gets the gradient that brings it back."""
+    from scipy.special import logsumexp, softmax
+    from scipy.stats import norm
+
+    logits = torch.tensor([[0.0, -61.0], [0.0, -61.0]], dtype=dtype)
+    logits.requires_grad_()
+    means = torch.tensor([[[0.0], [50.0]], [[0.0], [50.0]]], dtype=dtype)
+    raw = torch.full((2, 2, 1), np.log(np.e - 1.0), dtype=dtype)  # scale 1
+    y = torch.tensor([[50.0], [0.5]], dtype=dtype)
+    w = torch.tensor([0.5, 0.5], dtype=dtype)
+    loss = diagonal_mixture_nll(logits, means, raw, y, w, 0.0)
+    loss.backward()
+    log_pi = np.log(softmax([0.0, -61.0]))
+    ll = [logsumexp(log_pi + norm.logpdf(v, [0.0, 50.0], 1.0)) for v in (50.0, 0.5)]
+    assert loss.item() == pytest.approx(-np.mean(ll), rel=1e-6)  # 31.5, not 626
+    # d(loss)/d(logits) = w (pi - responsibilities): the far row moves
+    # its whole weight of 0.5 onto the component that explains it
+    want = [[0.5, -0.5], [0.0, 0.0]]
+    np.testing.assert_allclose(logits.grad.numpy(), want, atol=1e-6)
+
+
 def _torch_adam(net: MDNNetwork, lr: float, weight_decay: float):
     decay = [p for n, p in net.named_parameters() if n.endswith("weight")]
     rest = [p for n, p in net.named_parameters() if n.endswith("bias")]
