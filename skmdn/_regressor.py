@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
-import warnings
 from collections.abc import Callable
 from numbers import Integral, Real
 
@@ -43,6 +43,7 @@ from ._utils import (
     thread_count,
     to_numpy,
     torch_threads,
+    warn_user,
 )
 
 __all__ = ["MDNRegressor"]
@@ -54,6 +55,18 @@ __all__ = ["MDNRegressor"]
 # chunks, so memory is bounded by the outputs. Each chunk samples from its own
 # random stream (SAMPLE_ROWS rows each).
 _PREDICT_CHUNK = SAMPLE_ROWS
+# The parameters that shape a fitted model: warm_start and partial_fit
+# continue a model only under the values it was built with.
+_STRUCTURAL_PARAMS = (
+    "n_components",
+    "noise_type",
+    "fixed_noise_level",
+    "hidden_layer_sizes",
+    "activation",
+    "min_scale",
+    "standardize",
+    "precision",
+)
 # Rows of the training data on which the loss at initialisation is estimated.
 _INITIAL_LOSS_ROWS = 4096
 # At most this many rows (evenly spaced) set the initial component means.
@@ -146,7 +159,11 @@ default='tanh'
     alpha : float, default=1e-4
         Strength of the L2 penalty on the weight matrices, scaled as in
         :class:`~sklearn.neural_network.MLPRegressor`
-        (``alpha / (2 n) * ||W||^2`` added to the mean NLL).
+        (``alpha / (2 n) * ||W||^2`` added to the mean NLL), where ``n`` is
+        the sum of the sample weights (the number of rows without weights),
+        so that an integer weight stays equivalent to repeating the row.
+        Weights normalised to sum to one therefore make the penalty ``n``
+        times stronger: pass counts, or scale ``alpha`` with them.
     batch_size : int or 'auto', default='auto'
         Mini-batch size. ``'auto'`` gives about ten steps per epoch on small
         data and at most 256 rows: ``min(n, max(32, min(256, n // 10)))``
@@ -185,9 +202,11 @@ default='tanh'
     validation_fraction : float, default=0.1
         Share of the training data held out with ``early_stopping``.
     noise_regularization : 'auto', float or None, default=None
-        Standard deviation (in standardised units) of fresh Gaussian noise
-        added to the inputs and targets of every mini-batch (Rothfuss et al.,
-        2019): a smoothness prior that shrinks as data grow. ``'auto'`` uses
+        Standard deviation (in standardised units; with
+        ``standardize=False``, in the units of ``X`` and ``y``) of fresh
+        Gaussian noise added to the inputs and targets of every mini-batch
+        (Rothfuss et al., 2019): a smoothness prior that shrinks as data
+        grow. ``'auto'`` uses
         ``0.2 * n ** (-1 / (4 + d))`` with ``n`` the effective sample size
         (see ``early_stopping``) and ``d = n_features + n_outputs``, from
         ``n = 100`` (no noise below it); a float is used as it is; ``None`` or
@@ -261,10 +280,13 @@ default='tanh'
     best_loss_ : float
         Smallest value of ``loss_curve_``.
     validation_scores_ : list of float or None
-        Validation mean log-likelihood after each epoch (``early_stopping``
-        only).
+        Validation mean log-likelihood after each epoch, aligned with
+        ``loss_curve_`` (NaN for epochs of earlier calls that ran without
+        early stopping); None when the last :meth:`fit` did not use early
+        stopping.
     best_validation_score_ : float or None
-        Best of ``validation_scores_``.
+        Best validation score of the last :meth:`fit`, whose weights the
+        model holds.
     n_iter_ : int
         Number of epochs run.
     t_ : int
@@ -497,8 +519,14 @@ default='tanh'
         self : MDNRegressor
             The fitted estimator.
         """
+        with _unchanged_on_error(self):
+            return self._fit(X, y, sample_weight)
+
+    def _fit(self, X, y, sample_weight):
         warm = self.warm_start and hasattr(self, "network_")
         self._check_params()
+        if warm:
+            self._check_same_structure("warm_start=True")
         X, Y, sw, univariate = self._validate_fit_data(
             X, y, sample_weight, reset=not warm
         )
@@ -520,8 +548,11 @@ default='tanh'
             n_val = int(np.ceil(self.validation_fraction * X.shape[0]))
             if X.shape[0] < 2 or X.shape[0] - n_val < 1:
                 raise ValueError(
-                    f"early_stopping=True needs at least 2 samples with non-zero "
-                    f"weight; got n_samples={X.shape[0]}. Set early_stopping=False."
+                    f"early_stopping=True holds out validation_fraction="
+                    f"{self.validation_fraction} of the {X.shape[0]} samples with "
+                    f"non-zero weight, which leaves {X.shape[0] - n_val} to train "
+                    "on; it needs at least 2 samples and 1 left to train on. Lower "
+                    "validation_fraction or set early_stopping=False."
                 )
             train_rows, val_rows = train_test_split(
                 np.arange(X.shape[0]), test_size=n_val, random_state=seed % (2**32)
@@ -576,12 +607,11 @@ default='tanh'
                 ),
             )
         if not converged and history.n_iter - n_before >= self.max_iter:
-            warnings.warn(
+            warn_user(
                 f"MDNRegressor reached max_iter={self.max_iter} epochs before the "
-                "loss converged; raise max_iter or learning_rate_init, or use "
-                "early_stopping=True.",
+                "loss converged; raise max_iter or learning_rate_init"
+                + ("." if early_stopping else ", or use early_stopping=True."),
                 ConvergenceWarning,
-                stacklevel=2,
             )
         _warn_if_worse(initial_loss, history.loss_curve[n_before:], self)
         self._set_fitted(state, history, optimizer, univariate, seed, early_stopping)
@@ -611,8 +641,14 @@ default='tanh'
         self : MDNRegressor
             The updated estimator.
         """
+        with _unchanged_on_error(self):
+            return self._partial_fit(X, y, sample_weight)
+
+    def _partial_fit(self, X, y, sample_weight):
         first = not hasattr(self, "network_")
         self._check_params()
+        if not first:
+            self._check_same_structure("partial_fit")
         X, Y, sw, univariate = self._validate_fit_data(X, y, sample_weight, reset=first)
         if not first and (
             Y.shape[1] != self.n_outputs_ or univariate != self._univariate
@@ -735,12 +771,43 @@ default='tanh'
         self.best_loss_ = min(history.loss_curve) if history.loss_curve else np.nan
         if early_stopping and history.validation_scores:
             self.validation_scores_ = list(history.validation_scores)
-            self.best_validation_score_ = max(history.validation_scores)
+            self.best_validation_score_ = history.best_validation_score
         else:
             self.validation_scores_ = None
             self.best_validation_score_ = None
         self.n_iter_ = history.n_iter
         self.t_ = history.t
+        self._structure = self._structural_params()
+
+    def _structural_params(self) -> dict:
+        """The parameters that shape the fitted model (not how it trains)."""
+        params = {name: getattr(self, name) for name in _STRUCTURAL_PARAMS}
+        params["hidden_layer_sizes"] = tuple(
+            int(h) for h in np.atleast_1d(np.asarray(self.hidden_layer_sizes))
+        )
+        return params
+
+    def _check_same_structure(self, how: str) -> None:
+        """Refuse to continue a fitted model under parameters it was not built
+        with (they would be silently ignored)."""
+        before = getattr(self, "_structure", None)  # None: pickled before 2026-12
+        if before is None:
+            return
+        now = self._structural_params()
+        changed = [
+            f"{name}={before[name]!r} to {now[name]!r}"
+            for name in _STRUCTURAL_PARAMS
+            if now[name] != before[name]
+        ]
+        if changed:
+            raise ValueError(
+                f"{how} continues the fitted model, but these parameters changed "
+                f"since it was built: {', '.join(changed)}. Set them back, or call "
+                "fit with warm_start=False to build a new model with them."
+            )
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "network_")
 
     # ----------------------------------------------------------- prediction
     def predict_dist(self, X) -> GaussianMixture:
@@ -1064,6 +1131,21 @@ default='tanh'
             self.device_ = str(device)
 
 
+@contextlib.contextmanager
+def _unchanged_on_error(model: MDNRegressor):
+    """Put every attribute of ``model`` back if the block raises (an error or
+    an interrupt): a failed fit leaves a fitted model as it was, and an
+    unfitted one unfitted (``validate_data`` sets ``n_features_in_`` before
+    later checks can still fail)."""
+    saved = dict(vars(model))
+    try:
+        yield
+    except BaseException:
+        vars(model).clear()
+        vars(model).update(saved)
+        raise
+
+
 class _State:
     """What one fit works on, kept apart from ``self`` until training ends."""
 
@@ -1110,13 +1192,12 @@ def _warn_if_worse(initial_loss: float, losses: list[float], model) -> None:
     classic symptom of a learning rate so large that training diverged."""
     if losses and min(losses) > initial_loss + 1.0:
         lr = model.learning_rate_init
-        warnings.warn(
+        warn_user(
             f"Training made the model worse: the best training loss "
             f"({min(losses):.4g} nats) exceeds the loss at initialisation "
             f"({initial_loss:.4g}) by more than 1 nat per sample, so training "
             f"diverged. Lower learning_rate_init (now {lr:g}), e.g. to {lr / 10:g}.",
             ConvergenceWarning,
-            stacklevel=3,
         )
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import math
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -25,6 +24,7 @@ from ._utils import (
     run_blocks,
     thread_count,
     torch_threads,
+    warn_user,
 )
 
 __all__ = [
@@ -141,6 +141,17 @@ class FlatAdam:
     def snapshot(self) -> torch.Tensor:
         """A copy of every parameter (one tensor)."""
         return self.flat.detach().clone()
+
+    def checkpoint(self) -> dict:
+        """A copy of the whole training state: parameters, moments, step
+        count and learning rate (:meth:`rollback` puts it back)."""
+        return {"flat": self.snapshot(), **self.state_dict()}
+
+    def rollback(self, checkpoint: dict) -> None:
+        """Return to :meth:`checkpoint`: after a non-finite step the moments
+        are non-finite too, and keeping them would poison every later step."""
+        self.restore(checkpoint["flat"])
+        self.load_state_dict(checkpoint)
 
     @torch.no_grad()
     def restore(self, snapshot: torch.Tensor) -> None:
@@ -361,10 +372,13 @@ def train(
     log-likelihood) has not improved by ``tol`` for more than
     ``n_iter_no_change`` epochs; with ``early_stopping`` the best weights are
     restored at the end. If the loss turns non-finite, the weights of the last
-    finite epoch are restored and a warning is issued; if that happens in the
-    first epoch a :class:`FloatingPointError` says what to change. A
+    finite epoch (with ``early_stopping``: the best) are restored, with the
+    optimiser's state of that epoch, and a warning is issued; if that happens
+    in the first epoch a :class:`FloatingPointError` says what to change. A
     ``KeyboardInterrupt`` stops training, keeps the best weights so far and
-    warns. With ``lr_decay_patience`` (learning rate on plateau), every
+    warns; if no epoch of this call has finished, the optimiser is rolled
+    back and the interrupt propagates (the caller keeps what it had). With
+    ``lr_decay_patience`` (learning rate on plateau), every
     ``lr_decay_patience`` epochs without improvement halve the learning rate.
     ``verbose`` selects the progress report (see
     :class:`~skmdn._progress.ProgressReporter`). ``threads`` chooses torch's
@@ -390,8 +404,9 @@ def train(
     )
     try:
         reporter = ProgressReporter(verbose, max_iter)
-        last_good = optimizer.snapshot()
-        best_state = last_good if early_stopping else None
+        n_start = history.n_iter
+        last_good = optimizer.checkpoint()  # the state after the last finite epoch
+        best_state = last_good["flat"] if early_stopping else None
         for _ in range(max_iter):
             try:
                 loss_t, steps = _epoch(
@@ -413,12 +428,15 @@ def train(
                     score = val_ll - data.log_scale
             except KeyboardInterrupt:
                 reporter.close()
-                optimizer.restore(best_state if best_state is not None else last_good)
-                warnings.warn(
+                optimizer.rollback(last_good)
+                if history.n_iter == n_start:
+                    raise
+                if best_state is not None:
+                    optimizer.restore(best_state)
+                warn_user(
                     f"Training interrupted by the user after {history.n_iter} epochs; "
                     "the model keeps the best weights found so far.",
                     UserWarning,
-                    stacklevel=3,
                 )
                 return False
             if not finite:
@@ -429,29 +447,31 @@ def train(
                         "learning_rate_init, raise min_scale, or check the data for "
                         "extreme values (standardize=True helps)."
                     )
-                optimizer.restore(last_good)
-                warnings.warn(
+                optimizer.rollback(last_good)
+                kept = f"the weights of epoch {history.n_iter} were restored"
+                if best_state is not None:
+                    optimizer.restore(best_state)
+                    kept = "the weights of the best validation score were restored"
+                warn_user(
                     "The training loss became non-finite in epoch "
-                    f"{history.n_iter + 1}; the weights of epoch {history.n_iter} "
-                    "were restored and training stopped. Lower learning_rate_init "
-                    "or raise min_scale.",
+                    f"{history.n_iter + 1}; {kept} and training stopped. Lower "
+                    "learning_rate_init or raise min_scale.",
                     ConvergenceWarning,
-                    stacklevel=3,
                 )
                 return False
-            last_good = optimizer.snapshot()
             history.n_iter += 1
             history.t += steps
             history.loss_curve.append(loss)
+            history.validation_scores.append(score)  # NaN without early stopping
+            improved = False
             if early_stopping:
-                history.validation_scores.append(score)
                 if score < history.best_validation_score + tol:
                     history.no_improvement_count += 1
                 else:
                     history.no_improvement_count = 0
                 if score > history.best_validation_score:
                     history.best_validation_score = score
-                    best_state = last_good
+                    improved = True
             else:
                 if loss > history.best_loss - tol:
                     history.no_improvement_count += 1
@@ -464,6 +484,9 @@ def train(
                 and history.no_improvement_count % lr_decay_patience == 0
             ):
                 optimizer.lr *= 0.5
+            last_good = optimizer.checkpoint()  # after the rate's update
+            if improved:
+                best_state = last_good["flat"]
             reporter.update(history.n_iter, loss, -score if early_stopping else None)
             if stopping and history.no_improvement_count > n_iter_no_change:
                 reporter.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import time
 import warnings
 from collections import deque
@@ -13,6 +14,7 @@ from contextlib import contextmanager
 from numbers import Integral
 
 import numpy as np
+import sklearn
 import torch
 from scipy import sparse
 from sklearn.utils.validation import _check_sample_weight
@@ -33,7 +35,27 @@ __all__ = [
     "to_numpy",
     "torch_thread_budget",
     "torch_threads",
+    "warn_user",
 ]
+
+
+# Where a warning is not about the user's code: this package and
+# scikit-learn (whose ``_fit_context`` wraps ``fit``).
+_INTERNAL_PATHS = tuple(
+    os.path.dirname(os.path.abspath(m.__file__)) + os.sep
+    for m in (sys.modules[__package__], sklearn)
+)
+
+
+def warn_user(message: str, category: type[Warning]) -> None:
+    """:func:`warnings.warn` pointed at the first caller outside skmdn and
+    scikit-learn, whatever the depth of the call (``fit``, a pipeline, a grid
+    search), so the warning names the user's line."""
+    level, frame = 2, sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(_INTERNAL_PATHS):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)
+
 
 # Below this many rows per optimiser step, one thread is the fastest: the work
 # per kernel is too small to split, and a second thread that has to wait for an
@@ -90,11 +112,10 @@ def resolve_device(device: str, *, fallback: bool = False) -> torch.device:
     if ok:
         return torch.device(device)
     if fallback:
-        warnings.warn(
+        warn_user(
             f"This model was on device {device!r}, which is not available on this "
             "machine; it is moved to the CPU.",
             RuntimeWarning,
-            stacklevel=3,
         )
         return torch.device("cpu")
     raise ValueError(
@@ -117,10 +138,9 @@ def resolve_dtype(
     else:
         dtype = torch.float32 if precision == "float32" else torch.float64
     if dtype == torch.float64 and device.type == "mps":
-        warnings.warn(
+        warn_user(
             "MPS does not support float64; training in float32 instead.",
             RuntimeWarning,
-            stacklevel=3,
         )
         dtype = torch.float32
     return dtype

@@ -314,10 +314,12 @@ CASES = [
     handled("one-sample", lambda: fit(X[:1], Y[:1]), one_sample),
     raises("one-sample-with-early-stopping",
            lambda: fit(X[:1], Y[:1], early_stopping=True), ValueError,
-           "early_stopping=True needs at least 2 samples.*early_stopping=False"),
+           "holds out validation_fraction=0.1 of the 1 samples.*needs at least 2 "
+           "samples.*early_stopping=False"),
     raises("early-stopping-leaves-no-training-data",
            lambda: fit(X[:2], Y[:2], early_stopping=True, validation_fraction=0.9),
-           ValueError, "needs at least 2 samples"),
+           ValueError, "validation_fraction=0.9 of the 2 samples.*leaves 0 to "
+           "train on.*Lower validation_fraction"),
     handled("one-feature", lambda: fit(X[:, :1], Y), one_feature),
     handled("n_components-larger-than-n_samples",
             lambda: fit(X[:5], Y[:5], n_components=12), valid_mixture),

@@ -401,3 +401,128 @@ def test_keyboard_interrupt_during_validation_keeps_history_consistent(monkeypat
         m.fit(X_, y_)
     assert m.n_iter_ == len(m.loss_curve_) == len(m.validation_scores_) == 2
     assert np.isfinite(m.predict(X_)).all()
+
+
+# ------------------------------------------- roll-back of the whole state
+def test_a_non_finite_epoch_rolls_the_optimiser_back_too(monkeypatch):
+    """After a non-finite epoch Adam's moments are non-finite as well: they
+    are rolled back with the weights, so training continues exactly as if
+    that call had never happened (before, every later call failed again)."""
+    straight = model()
+    for _ in range(3):
+        straight.partial_fit(X, Y)
+    m = model().partial_fit(X, Y)
+    inject(monkeypatch, after_calls=1, fault=nan_loss)  # the call's 2nd step
+    with pytest.warns(ConvergenceWarning, match="non-finite in epoch 2"):
+        m.partial_fit(X, Y)
+    monkeypatch.undo()
+    assert m.n_iter_ == 1 and m._optimizer_state["t"] == m.t_ == 3
+    m.partial_fit(X, Y).partial_fit(X, Y)
+    assert m.n_iter_ == 3
+    np.testing.assert_array_equal(m.predict(X), straight.predict(X))
+
+
+def test_a_non_finite_epoch_with_early_stopping_keeps_the_best_weights(
+    monkeypatch,
+):
+    fast = {"early_stopping": True, "learning_rate_init": 0.03}
+    scores = quiet_fit(model(max_iter=7, **fast)).validation_scores_
+    best = int(np.argmax(scores)) + 1
+    assert best < 7  # else the test could not tell the best from the last
+    reference = quiet_fit(model(max_iter=best, **fast))
+    inject(monkeypatch, after_calls=7 * 3 + 1, fault=nan_loss)  # in epoch 8
+    with pytest.warns(ConvergenceWarning, match="best validation score"):
+        m = model(max_iter=10, **fast).fit(X, Y)
+    assert m.n_iter_ == 7
+    np.testing.assert_array_equal(m.predict(X), reference.predict(X))
+    assert m.best_validation_score_ == max(m.validation_scores_)
+
+
+@pytest.mark.parametrize("warm_start", [False, True])
+def test_an_interrupt_before_any_epoch_ends_leaves_the_model_as_it_was(
+    monkeypatch, warm_start
+):
+    m = quiet_fit(model(warm_start=warm_start))
+    before = snapshot(m)
+    inject(monkeypatch, after_calls=1, fault=interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        m.fit(X, Y)
+    assert_unchanged(m, before)
+    fresh = model()
+    with pytest.raises(KeyboardInterrupt):
+        fresh.fit(X, Y)
+    assert vars(fresh) == vars(model())  # still unfitted, nothing half-set
+
+
+def test_a_failed_refit_keeps_the_feature_names_and_count():
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame(X, columns=["a", "b"])
+    m = quiet_fit(model(), frame, Y)
+    before = snapshot(m)
+    with pytest.raises(ValueError, match="validation_fraction"):
+        m.set_params(early_stopping=True).fit(np.ones((1, 5)), [1.0])
+    assert m.n_features_in_ == 2
+    assert list(m.feature_names_in_) == ["a", "b"]
+    m.set_params(early_stopping="auto")
+    with warnings.catch_warnings():  # snapshot predicts from an array
+        warnings.simplefilter("ignore", UserWarning)
+        assert_unchanged(m, before)
+
+
+def test_a_failed_first_fit_leaves_the_model_unfitted():
+    from sklearn.exceptions import NotFittedError
+
+    m = MDNRegressor(early_stopping=True)
+    with pytest.raises(ValueError, match="validation_fraction"):
+        m.fit(np.ones((1, 2)), [1.0])
+    assert not hasattr(m, "n_features_in_")
+    with pytest.raises(NotFittedError):
+        m.predict(np.ones((1, 2)))
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"n_components": 2}, "n_components=3 to 2"),
+        ({"hidden_layer_sizes": [4]}, r"hidden_layer_sizes=\(8,\) to \(4,\)"),
+        ({"noise_type": "fixed", "fixed_noise_level": 0.5}, "noise_type="),
+        ({"precision": "float32"}, "precision='auto' to 'float32'"),
+        ({"standardize": False}, "standardize=True to False"),
+    ],
+)
+@pytest.mark.parametrize("method", ["warm_fit", "partial_fit"])
+def test_continuing_a_model_under_changed_structure_is_refused(change, named, method):
+    m = quiet_fit(model(warm_start=True))
+    before = snapshot(m)
+    m.set_params(**change)
+    call = m.partial_fit if method == "partial_fit" else m.fit
+    with pytest.raises(ValueError, match=f"{named}.*warm_start=False"):
+        call(X, Y)
+    m.set_params(**{k: model().get_params()[k] for k in change})
+    assert_unchanged(m, before)
+    call(X, Y)  # the same structure continues, as before
+    assert m.n_iter_ == before["n_iter"] + (1 if method == "partial_fit" else 6)
+
+
+def test_validation_scores_stay_aligned_with_the_loss_curve():
+    m = quiet_fit(model(early_stopping=True, max_iter=3))
+    m.partial_fit(X, Y)  # an epoch without validation
+    quiet_fit(m.set_params(warm_start=True))
+    assert len(m.loss_curve_) == len(m.validation_scores_) == 7
+    assert np.isnan(m.validation_scores_[3])
+    assert np.isfinite(np.delete(m.validation_scores_, 3)).all()
+    # the best of the last fit, whose weights the model holds
+    assert m.best_validation_score_ == max(m.validation_scores_[4:])
+
+
+def test_warnings_point_at_the_callers_line():
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    for estimator in (model(max_iter=1), make_pipeline(StandardScaler(), model())):
+        estimator.set_params(
+            **{k: 1 for k in estimator.get_params() if "max_iter" in k}
+        )
+        with pytest.warns(ConvergenceWarning, match="max_iter=1") as caught:
+            estimator.fit(X, Y)
+        assert caught[0].filename == __file__
