@@ -161,7 +161,7 @@ def mixture_ppf(q, w, mu, s) -> np.ndarray:
     q = np.broadcast_to(q, np.broadcast_shapes(q.shape, (N,)))
     shape = q.shape
     qf = q.reshape(-1)
-    rows = np.tile(np.arange(N), qf.size // N)
+    rows = np.broadcast_to(np.arange(N), shape).reshape(-1)
     out = np.full(qf.shape, np.nan)
     out[qf == 0] = -np.inf
     out[qf == 1] = np.inf
@@ -273,8 +273,8 @@ def mixture_hdr(confidence: float, w, mu, s, modes) -> HighestDensityRegion:
        1e-13); end points are then refined once more, so the mass of the
        returned region is ``confidence`` to about 1e-9.
     """
-    N = w.shape[0]
-    grid = (mu[:, :, None] + s[:, :, None] * _HDR_GRID).reshape(N, -1)
+    N, K = w.shape  # no -1 in the reshape: it is ambiguous when N = 0
+    grid = (mu[:, :, None] + s[:, :, None] * _HDR_GRID).reshape(N, K * _HDR_GRID.size)
     extra = [modes, _antimodes(modes, w, mu, s)] if modes.shape[1] > 1 else [modes]
     grid = np.sort(np.concatenate([grid, *extra], axis=1), axis=1)
     fg = mixture_pdf(grid.T, w, mu, s).T  # (N, M)

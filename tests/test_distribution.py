@@ -206,6 +206,37 @@ def test_hdr_handles_a_shallow_dip():
     assert dist.hdr(0.3).n_intervals[0] == 2 and dist.hdr(0.95).n_intervals[0] == 1
 
 
+@pytest.mark.parametrize("d, full", [(1, False), (1, True), (2, False), (2, True)])
+def test_quantiles_and_hdr_of_zero_rows_are_empty(d, full):
+    # Regression: ppf divided by the number of rows and mixture_hdr reshaped
+    # a size-0 grid to (0, -1). The reference is the same call on the 3-row
+    # distribution, cut to zero rows along its row axis.
+    dist = random_mixture(np.random.default_rng(12), 3, 2, d=d, full=full)
+    if full and d == 1:
+        dist = GaussianMixture(
+            dist.log_weights, dist.means, scale_tril=dist.scale_tril, univariate=True
+        )
+    empty = dist[0:0]
+    levels = np.array([0.0, 0.1, 0.5, 1.0]).reshape(-1, *(1,) * (1 + (d > 1)))
+    for call, row_axis in [
+        (lambda g: g.ppf(0.3), 0),
+        (lambda g: g.ppf(levels), 1),
+        (lambda g: g.quantile(0.3), 0),
+        (lambda g: g.quantile([0.1, 0.9]), 0),
+        (lambda g: g.interval(0.8), 0),
+    ]:
+        want = np.take(call(dist), np.arange(0), axis=row_axis)
+        got = call(empty)
+        assert got.shape == want.shape and got.dtype == np.float64
+    marginals = [empty] if empty.univariate else [empty.marginal(j) for j in range(d)]
+    for marginal in marginals:
+        region = marginal.hdr(0.9)
+        assert region.intervals.shape[0] == 0 and region.intervals.shape[2] == 2
+        assert region.n_intervals.shape == region.threshold.shape == (0,)
+        assert region.width().shape == region.contains(np.zeros(0)).shape == (0,)
+        assert region.to_list() == [] and len(region) == 0
+
+
 # -------------------------------------------------------------------- modes
 def test_mode_matches_a_dense_grid_in_1d():
     dist = random_mixture(np.random.default_rng(5), 40, 5)

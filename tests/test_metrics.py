@@ -107,6 +107,29 @@ def test_metric_input_errors():
         interval_width(dist, kind="widest")
 
 
+@pytest.mark.filterwarnings("ignore:Mean of empty slice:RuntimeWarning")
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize("d", [1, 2])
+def test_interval_metrics_of_zero_rows_are_nan_like_the_other_means(d):
+    # Regression: the intervals of a 0-row distribution raised
+    # ZeroDivisionError; now each metric is the mean of no values, NaN, as
+    # for crps and nll (and np.mean).
+    empty = random_mixture(9, n=3, d=d)[0:0]
+    y = np.zeros((0,) if d == 1 else (0, d))
+    assert crps_values(y, empty).shape == y.shape
+    for kind in ("central", "hdr"):
+        means = [
+            np.mean(np.zeros(0)),
+            crps(y, empty),
+            nll(y, empty),
+            interval_coverage(y, empty, kind=kind),
+            interval_width(empty, kind=kind),
+        ]
+        assert np.isnan(means).all()
+        raw = interval_coverage(y, empty, kind=kind, multioutput="raw_values")
+        assert np.shape(raw) == (() if d == 1 else (d,)) and np.isnan(raw).all()
+
+
 # ------------------------------------------------------------ the estimator
 @pytest.fixture(scope="module")
 def fitted_inverse_sine():
