@@ -132,8 +132,9 @@ def plot_conditional_density(
     model : MDNRegressor
         A fitted model with ``n_features_in_ == 1``.
     x : array-like of shape (n,), default=None
-        Input values (sorted internally). Defaults to ``n_points`` values
-        spanning ``X``.
+        Input values (sorted internally; they need not be evenly spaced),
+        each drawn as a column of the heat map centred on it. Defaults to
+        ``n_points`` values spanning ``X``.
     X, y : array-like, default=None
         Data to scatter over the heat map (e.g. the training set).
     y_range : (float, float), default=None
@@ -162,8 +163,9 @@ def plot_conditional_density(
     Returns
     -------
     matplotlib.axes.Axes
-        With one image (the density), one line per point estimate and one
-        scatter collection each for the data and the samples.
+        With one image (the density, a
+        :class:`~matplotlib.image.NonUniformImage`), one line per point
+        estimate and one scatter collection each for the data and the samples.
 
     Examples
     --------
@@ -186,6 +188,7 @@ def plot_conditional_density(
     x = _check_1d_input(model, x)
     ax = _get_ax(ax)
     from matplotlib.colors import PowerNorm
+    from matplotlib.image import NonUniformImage
 
     dist = _predict_on(model, x)
     w, mu, sd = _marginal(dist, output)
@@ -202,15 +205,14 @@ def plot_conditional_density(
     grid = np.linspace(y_range[0], y_range[1], n_points)
     z = (grid[:, None, None] - mu[None]) / sd[None]  # (m, n, K)
     density = np.sum(w * np.exp(-0.5 * z**2) / (np.sqrt(2 * np.pi) * sd), axis=-1)
-    image = ax.imshow(
-        density,
-        origin="lower",
-        aspect="auto",
-        extent=(x[0], x[-1], y_range[0], y_range[1]),
-        cmap=cmap,
-        norm=PowerNorm(gamma, vmin=0.0),
-        interpolation="nearest",
+    # A cell centred on every x and grid value of y: the density is drawn
+    # where it was evaluated, for unevenly spaced x too (imshow would spread
+    # the columns evenly between x[0] and x[-1], as cell edges).
+    image = NonUniformImage(
+        ax, interpolation="nearest", cmap=cmap, norm=PowerNorm(gamma, vmin=0.0)
     )
+    image.set_data(x, grid, density)
+    ax.add_image(image)
     ax.figure.colorbar(image, ax=ax, label="p(y | x)")
     if X is not None and y is not None:
         yo = np.asarray(y, dtype=np.float64)

@@ -67,6 +67,60 @@ def test_conditional_density_image_is_the_model_density(model):
     assert sizes == [100, 120]
 
 
+@pytest.mark.parametrize("x", [[0.0, 0.02, 0.04, 0.06, 1.0], np.linspace(0, 1, 5)])
+def test_conditional_density_is_drawn_at_its_x(x):
+    # Regression: imshow spread the columns evenly between x[0] and x[-1]
+    # as cell edges, so for uneven x the heat map sat at the wrong x, away
+    # from the mean line, and for even x half a cell off. Read back what is
+    # drawn: in every pixel column the brightest pixel (grey colour map) must
+    # lie on the mean line (read from the line) at the nearest x.
+    rng = np.random.default_rng(0)
+    X = rng.uniform(0, 1, (500, 1))
+    y = 10 * X[:, 0] + 0.05 * rng.normal(size=500)
+    m = MDNRegressor(
+        n_components=1,
+        hidden_layer_sizes=(16,),
+        learning_rate_init=1e-2,
+        max_iter=30,
+        random_state=0,
+    ).fit(X, y)
+    fig, ax = plt.subplots(figsize=(6, 8), dpi=100)
+    plot_conditional_density(
+        m,
+        x,
+        y_range=(-1.0, 11.0),
+        n_points=600,
+        point_estimates=("mean",),
+        cmap="gray",
+        ax=ax,
+    )
+    (line,) = ax.get_lines()
+    line_x, line_y = line.get_xdata(), line.get_ydata()
+    np.testing.assert_array_equal(line_x, x)
+    assert np.ptp(line_y) > 8  # the fit follows y = 10 x
+    line.set_visible(False)
+    ax.get_legend().set_visible(False)
+    fig.canvas.draw()
+    # Canvas rows count from the top; display coordinates from the bottom.
+    pixels = np.asarray(fig.canvas.buffer_rgba())[::-1, :, :3].astype(int).sum(-1)
+    (left, bottom), (right, top) = ax.transData.transform([(0.0, -1.0), (1.0, 11.0)])
+    dx, dy = 1.0 / (right - left), 12.0 / (top - bottom)  # data units per pixel
+    rows = np.arange(int(np.ceil(bottom)) + 1, int(top) - 1)
+    mid = 0.5 * (line_x[:-1] + line_x[1:])
+    checked = 0
+    for col in range(int(np.ceil(left)) + 1, int(right) - 1):
+        xc = (col + 0.5 - left) * dx
+        if np.min(np.abs(xc - mid)) < 2 * dx:
+            continue  # within two pixels of a cell boundary
+        column = pixels[rows, col]
+        brightest = rows[column == column.max()].mean()
+        y_drawn = -1.0 + (brightest + 0.5 - bottom) * dy
+        j = np.argmin(np.abs(line_x - xc))
+        assert abs(y_drawn - line_y[j]) < 4 * dy, (xc, y_drawn, line_y[j])
+        checked += 1
+    assert checked > 0.9 * (right - left)
+
+
 def test_mixture_weights_and_means(model):
     x = np.linspace(0.0, 1.0, 30)
     dist = model.predict_dist(x[:, None])
