@@ -83,6 +83,30 @@ def test_mixture_cdf_is_the_integral_of_the_pdf():
             )
 
 
+def test_float32_log_weights_give_a_proper_distribution():
+    """log_softmax in float32 sums to one only to about 1e-7; the mixture is
+    the exactly normalised one (scipy's logsumexp), so a CDF never exceeds 1
+    and a high-confidence HDR is not stretched by the missing mass."""
+    from scipy.special import logsumexp
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(2000, 5)).astype(np.float32)
+    log_w32 = logits - logsumexp(logits, axis=1, keepdims=True)  # float32
+    assert np.abs(np.exp(log_w32.astype(float)).sum(1) - 1).max() > 3e-8
+    means, scales = rng.normal(size=(2000, 5, 1)), np.ones((2000, 5, 1))
+    dist = GaussianMixture(log_w32, means, scales=scales, univariate=True)
+    exact = log_w32.astype(float)
+    exact -= logsumexp(exact, axis=1, keepdims=True)
+    ref = GaussianMixture(exact, means, scales=scales, univariate=True)
+    np.testing.assert_allclose(dist.weights.sum(1), 1.0, rtol=0, atol=4e-16)
+    assert dist.cdf(np.full(2000, 40.0)).max() <= 1.0 + 4e-16  # not 1 + 1e-7
+    i = int(np.argmin(np.exp(log_w32.astype(float)).sum(1)))  # most mass missing
+    np.testing.assert_allclose(
+        dist[i].hdr(0.9999999).intervals, ref[i].hdr(0.9999999).intervals, rtol=1e-9
+    )
+    np.testing.assert_allclose(dist.ppf(0.3), ref.ppf(0.3), rtol=1e-12, atol=1e-14)
+
+
 def test_ppf_inverts_the_cdf_of_random_mixtures():
     dist = random_mixture(np.random.default_rng(2), 500, 5)
     q = np.random.default_rng(3).random(500)
