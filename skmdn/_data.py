@@ -142,6 +142,13 @@ def weighted_quantiles(a: np.ndarray, w: np.ndarray, q: np.ndarray) -> np.ndarra
     """Inverted-CDF weighted quantiles of each column (no interpolation), so that
     integer weights give exactly the quantiles of the repeated data.
 
+    The ``q`` quantile is the first value in sorted order whose cumulative
+    weight reaches ``q`` times the total weight (as numpy's ``inverted_cdf``
+    on repeated data). The weights are first scaled by a power of two, so
+    that their sums cannot overflow and round exactly as the unscaled sums
+    would: sums of integer weights stay exact (up to a total of 2**53), so
+    they reach ``q`` times the total exactly where the repeated data do.
+
     The estimator starts its components' means at quantiles of ``y``.
 
     Examples
@@ -159,7 +166,7 @@ def weighted_quantiles(a: np.ndarray, w: np.ndarray, q: np.ndarray) -> np.ndarra
         for j in range(a.shape[1]):
             out[:, j] = np.partition(a[:, j], np.unique(idx))[idx]
         return out
-    w = w / w.max()  # equal weights of any size give exact integer sums (ties)
+    w = np.ldexp(w, -np.frexp(w.max())[1])  # exact: the sums round as unscaled
     for j in range(a.shape[1]):
         order = np.argsort(a[:, j], kind="stable")
         cum = np.cumsum(w[order])

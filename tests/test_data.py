@@ -201,6 +201,29 @@ def test_weighted_quantiles_integer_weights_repeat_rows():
     )
 
 
+def test_weighted_quantiles_random_integer_weights_repeat_rows():
+    # sums of weights scaled by a non-power of two (thirds) are inexact, so
+    # cumulative weights that reach q times the total exactly could fall short
+    rng = np.random.default_rng(8)
+    q = np.array([0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0, 1 / 3, 2 / 3])
+    for _ in range(500):
+        n = int(rng.integers(1, 30))
+        a = rng.integers(0, 8, size=(n, 2)).astype(float)  # ties
+        w = rng.integers(1, 7, n)
+        rep = np.repeat(a, w, axis=0)
+        ours = weighted_quantiles(a, w.astype(float), q)
+        for j in range(2):
+            ref = np.quantile(rep[:, j], q, method="inverted_cdf")
+            np.testing.assert_array_equal(ours[:, j], ref)
+
+
+def test_weighted_quantiles_of_huge_weights():
+    a = np.arange(4.0)[:, None]
+    w = np.array([1.0, 1.0, 1.0, 3.0]) * 5e307  # their sum overflows
+    q = np.array([0.25, 0.5, 0.51])
+    np.testing.assert_array_equal(weighted_quantiles(a, w, q)[:, 0], [1.0, 2.0, 3.0])
+
+
 @pytest.mark.parametrize(
     "layout",
     [
