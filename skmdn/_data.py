@@ -144,10 +144,11 @@ def weighted_quantiles(a: np.ndarray, w: np.ndarray, q: np.ndarray) -> np.ndarra
 
     The ``q`` quantile is the first value in sorted order whose cumulative
     weight reaches ``q`` times the total weight (as numpy's ``inverted_cdf``
-    on repeated data). The weights are first scaled by a power of two, so
-    that their sums cannot overflow and round exactly as the unscaled sums
-    would: sums of integer weights stay exact (up to a total of 2**53), so
-    they reach ``q`` times the total exactly where the repeated data do.
+    on repeated data), rows of zero weight left out. The weights are first
+    scaled by a power of two, so that their sums cannot overflow and round
+    exactly as the unscaled sums would: sums of integer weights stay exact
+    (up to a total of 2**53), so they reach ``q`` times the total exactly
+    where the repeated data do.
 
     The estimator starts its components' means at quantiles of ``y``.
 
@@ -166,10 +167,12 @@ def weighted_quantiles(a: np.ndarray, w: np.ndarray, q: np.ndarray) -> np.ndarra
         for j in range(a.shape[1]):
             out[:, j] = np.partition(a[:, j], np.unique(idx))[idx]
         return out
-    w = np.ldexp(w, -np.frexp(w.max())[1])  # exact: the sums round as unscaled
+    keep = w > 0  # repeated no times: not even the 0 quantile
+    w = np.ldexp(w[keep], -np.frexp(w.max())[1])  # exact: sums round as unscaled
     for j in range(a.shape[1]):
-        order = np.argsort(a[:, j], kind="stable")
+        column = a[keep, j]
+        order = np.argsort(column, kind="stable")
         cum = np.cumsum(w[order])
         idx = np.searchsorted(cum, q * cum[-1], side="left")
-        out[:, j] = a[order[np.minimum(idx, len(order) - 1)], j]
+        out[:, j] = column[order[np.minimum(idx, len(order) - 1)]]
     return out

@@ -209,7 +209,8 @@ def test_weighted_quantiles_random_integer_weights_repeat_rows():
     for _ in range(500):
         n = int(rng.integers(1, 30))
         a = rng.integers(0, 8, size=(n, 2)).astype(float)  # ties
-        w = rng.integers(1, 7, n)
+        w = rng.integers(0, 7, n)  # a zero weight leaves its row out
+        w[rng.integers(n)] += 1  # a positive total
         rep = np.repeat(a, w, axis=0)
         ours = weighted_quantiles(a, w.astype(float), q)
         for j in range(2):
