@@ -61,14 +61,15 @@ def _abs_max(t: torch.Tensor) -> torch.Tensor:
 def weighted_mean_scale(a: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Weighted column means and standard deviations (zero spread -> 1).
 
-    Each column is first multiplied by the power of two just above its
-    largest magnitude (exact), so that squares do not overflow for values
-    near the float64 limit (e.g. 1e200) and tiny units (e.g. 1e-14) are not
-    mistaken for a constant column. Two passes over chunks of rows,
-    accumulated in float64 with no N-sized temporary: the largest
-    magnitudes, then weighted sums of the scaled values and of their squares
-    around a pilot mean (the first chunk's), which keeps the one-pass
-    variance formula free of cancellation.
+    Each column is first divided by the power of two just above its largest
+    magnitude (exact; at most 2**1023, as 2**1024 overflows), so that squares
+    do not overflow for values near the float64 limit (e.g. 1e200, or up to
+    1.8e308) and tiny units (e.g. 1e-14) are not mistaken for a constant
+    column. Two passes over chunks of rows, accumulated in float64 with no
+    N-sized temporary: the largest magnitudes, then weighted sums of the
+    scaled values and of their squares around a pilot mean (the first
+    chunk's), which keeps the one-pass variance formula free of
+    cancellation.
 
     Examples
     --------
@@ -84,7 +85,8 @@ def weighted_mean_scale(a: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.nd
     for i, sl in enumerate(chunks):
         part[i, 0] = _abs_max(t[sl])
     largest_abs = part[:, 0].amax(0).numpy()
-    unit = np.ldexp(1.0, np.frexp(largest_abs)[1])  # 2^e > max |a|
+    # 2^e > max |a|, but 2^1024 is infinite: from 2^1023 up, |a| / unit < 2
+    unit = np.ldexp(1.0, np.minimum(np.frexp(largest_abs)[1], 1023))
     unit[~(largest_abs > 0)] = 1.0
     inverse = torch.from_numpy(1.0 / unit)  # a power of two: exact products
     shift = torch.mul(t[chunks[0]], inverse).mean(0)

@@ -68,6 +68,35 @@ def test_weighted_mean_scale_extreme_units(small_chunks, unit):
     np.testing.assert_allclose(scale / unit, ref_scale, rtol=1e-12)
 
 
+def test_weighted_mean_scale_near_the_float64_limit(small_chunks):
+    # largest magnitudes of 2**1023 and above: the power of two just above
+    # them, 2**1024, is not a float64
+    rng = np.random.default_rng(3)
+    big = np.finfo(np.float64).max
+    a = np.zeros((2500, 4))
+    a[:, 0] = rng.uniform(-1.0, 1.0, 2500) * big
+    a[:, 1] = rng.uniform(0.9, 1.0, 2500) * big
+    a[:2, 2] = [9e307, 0.0]  # the rest 0
+    a[:, 3] = np.where(rng.uniform(size=2500) < 0.5, -big, big)
+    a[0, 3] = 2.0**1023
+    w = rng.uniform(0.5, 1.5, 2500)
+    mean, scale = weighted_mean_scale(a, w)
+    unit = 2.0**600  # exact scaling, so that numpy's sums and squares stay finite
+    ref_mean, ref_scale = _reference_mean_scale(a / unit, w)
+    np.testing.assert_allclose(mean, ref_mean * unit, rtol=1e-12, atol=1e-12 * big)
+    np.testing.assert_allclose(scale, ref_scale * unit, rtol=1e-12)
+
+
+def test_fit_on_targets_near_the_float64_limit():
+    X = np.random.default_rng(4).normal(size=(20, 1))
+    y = np.linspace(0.0, 1.7e308, 20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = MDNRegressor(max_iter=3, random_state=0).fit(X, y)
+    np.testing.assert_allclose(model.y_mean_ / 2.0**600, np.mean(y / 2.0**600))
+    assert np.all(np.isfinite(model.y_scale_))
+
+
 def test_weighted_mean_scale_constant_and_zero_columns(small_chunks):
     a = np.zeros((2500, 3))
     a[:, 1] = 7.0
