@@ -89,10 +89,14 @@ def weighted_mean_scale(a: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.nd
     unit = np.ldexp(1.0, np.minimum(np.frexp(largest_abs)[1], 1023))
     unit[~(largest_abs > 0)] = 1.0
     inverse = torch.from_numpy(1.0 / unit)  # a power of two: exact products
-    shift = torch.mul(t[chunks[0]], inverse).mean(0)
+    # Row-major copies whatever the layout of ``a`` (a DataFrame's is
+    # column-major): the order of the sums, and so their rounding, depends
+    # on it, and a fit must not.
+    shift = torch.mul(t[chunks[0]].contiguous(), inverse).mean(0)
 
     for i, sl in enumerate(chunks):
-        c = t[sl].to(torch.float64, copy=True).mul_(inverse).sub_(shift)
+        c = t[sl].to(torch.float64, copy=True, memory_format=torch.contiguous_format)
+        c.mul_(inverse).sub_(shift)
         torch.mv(c.t(), tw[sl], out=part[i, 0])
         torch.mv(c.square_().t(), tw[sl], out=part[i, 1])
     s1, s2 = part.sum(0).numpy()

@@ -916,7 +916,9 @@ default='tanh'
         cov_scale = y_scale[:, None] if full else y_scale
         # float32 X and network outputs are promoted to float64 by the
         # arithmetic itself (a conversion pass less each)
-        x = torch.sub(tensor_view(X[sl]), X_mean).div_(X_scale)
+        # row-major whatever X's layout (a DataFrame's is column-major): the
+        # products' rounding depends on it, and results must not
+        x = torch.sub(tensor_view(X[sl]).contiguous(), X_mean).div_(X_scale)
         params = self.network_(x.to(device, self.dtype_))
         scale = params.scale_tril if full else params.scales
         log_w = to_numpy(params.log_weights)
@@ -1205,8 +1207,9 @@ def _check_finite_output(
     X, X_mean, X_scale, log_w, means, scale, dtype, offset: int = 0
 ) -> None:
     """Never return a silent NaN: name the rows whose parameters overflowed."""
-    if all(np.isfinite(np.sum(a)) for a in (log_w, means, scale)):
-        return  # one pass each; a sum is non-finite if any term is
+    with np.errstate(over="ignore"):  # finite terms near 1e308 may overflow
+        if all(np.isfinite(np.sum(a)) for a in (log_w, means, scale)):
+            return  # one pass each; a sum is non-finite if any term is
     n = len(log_w)
     ok = (
         np.isfinite(log_w).all(1)

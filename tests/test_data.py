@@ -95,6 +95,33 @@ def test_fit_on_targets_near_the_float64_limit():
         model = MDNRegressor(max_iter=3, random_state=0).fit(X, y)
     np.testing.assert_allclose(model.y_mean_ / 2.0**600, np.mean(y / 2.0**600))
     assert np.all(np.isfinite(model.y_scale_))
+    with warnings.catch_warnings():  # no spurious overflow warning either
+        warnings.simplefilter("error", RuntimeWarning)
+        assert np.all(np.isfinite(model.predict(X)))
+
+
+@pytest.mark.parametrize("precision", ["float64", "float32"])
+def test_fits_and_predictions_do_not_depend_on_the_memory_layout_of_X(precision):
+    """A DataFrame's values are column-major; the same numbers row-major
+    must give the same bits (sums and products round by layout)."""
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(3000, 12)) * rng.uniform(0.1, 10, size=12)
+    y = X[:, 0] + 0.1 * rng.normal(size=3000)
+    XF = np.asfortranarray(X)
+    assert not np.array_equal(X.mean(0), XF.mean(0))  # numpy's own sums differ
+
+    def fit(A):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            return MDNRegressor(max_iter=2, random_state=0, precision=precision).fit(
+                A, y
+            )
+
+    a, b = fit(X), fit(XF)
+    np.testing.assert_array_equal(a.X_mean_, b.X_mean_)
+    np.testing.assert_array_equal(a.X_scale_, b.X_scale_)
+    np.testing.assert_array_equal(a.predict(X), b.predict(X))
+    np.testing.assert_array_equal(a.predict(X), a.predict(XF))
 
 
 def test_weighted_mean_scale_constant_and_zero_columns(small_chunks):
