@@ -57,6 +57,11 @@ def _abs_max(t: torch.Tensor) -> torch.Tensor:
     return x[:n].amax(0)
 
 
+def _cpu(a, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """``a`` as a CPU tensor, whatever torch's default device."""
+    return torch.as_tensor(a, dtype=dtype, device="cpu")
+
+
 @torch_threads(1)  # see the module docstring
 def weighted_mean_scale(a: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Weighted column means and standard deviations (zero spread -> 1).
@@ -80,7 +85,7 @@ def weighted_mean_scale(a: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.nd
     """
     t, tw = tensor_view(a), tensor_view(w)
     chunks = _chunks(len(a))
-    part = torch.zeros(len(chunks), 2, a.shape[1], dtype=torch.float64)
+    part = torch.zeros(len(chunks), 2, a.shape[1], dtype=torch.float64, device="cpu")
 
     for i, sl in enumerate(chunks):
         part[i, 0] = _abs_max(t[sl])
@@ -126,12 +131,9 @@ def pack_rows(
     """
     n = len(columns[0][0]) if rows is None else len(rows)
     width = sum(a.shape[1] for a, _, _ in columns)
-    out = torch.empty(n, width, dtype=dtype)
-    views = [
-        (tensor_view(a), torch.as_tensor(m, dtype=torch.float64), torch.as_tensor(s))
-        for a, m, s in columns
-    ]
-    index = None if rows is None else torch.as_tensor(rows, dtype=torch.int64)
+    out = torch.empty(n, width, dtype=dtype, device="cpu")
+    views = [(tensor_view(a), _cpu(m, torch.float64), _cpu(s)) for a, m, s in columns]
+    index = None if rows is None else _cpu(rows, torch.int64)
 
     for sl in _chunks(n):
         start = 0

@@ -122,10 +122,11 @@ class MDNNetwork(nn.Module):
             if fixed_scale is None:
                 raise ValueError("noise_type='fixed' needs fixed_scale.")
             self.register_buffer(
-                "fixed_scale", torch.tensor(fixed_scale, dtype=torch.float64)
+                "fixed_scale",
+                torch.tensor(fixed_scale, dtype=torch.float64, device="cpu"),
             )
         if noise_type == "full":
-            rows, cols = torch.tril_indices(d, d)
+            rows, cols = torch.tril_indices(d, d, device="cpu")
             self.register_buffer("tril_flat_index", rows * d + cols, persistent=False)
             self.register_buffer("tril_is_diag", rows == cols, persistent=False)
 
@@ -285,7 +286,7 @@ def _linear(n_in: int, n_out: int) -> nn.Linear:
     generator; :meth:`MDNNetwork.reset_parameters` initialises from a private
     one instead, so fitting never touches the global random state.
     """
-    return nn.utils.skip_init(nn.Linear, n_in, n_out)
+    return nn.utils.skip_init(nn.Linear, n_in, n_out, device="cpu")
 
 
 def _inverse_softplus(value: float) -> float:

@@ -736,7 +736,9 @@ default='tanh'
         Ys = (Y[::every] - y_mean) / y_scale
         mean_init = weighted_quantiles(Ys, sw[::every], (np.arange(K) + 0.5) / K)
         network.reset_parameters(
-            generator, torch.as_tensor(mean_init), scale_init=1.0 / np.sqrt(K)
+            generator,
+            torch.as_tensor(mean_init, device="cpu"),
+            scale_init=1.0 / np.sqrt(K),
         )
         network.to(device=device, dtype=dtype)
         return _State(network, config, device, dtype, X_mean, X_scale, y_mean, y_scale)
@@ -885,7 +887,7 @@ default='tanh'
         # slowest part of predict, measured in benchmarks/speed.py); only the
         # network runs on the device, which need not support float64 (MPS).
         stats = tuple(
-            torch.as_tensor(a, dtype=torch.float64)
+            torch.as_tensor(a, dtype=torch.float64, device="cpu")
             for a in (self.X_mean_, self.X_scale_, self.y_mean_, self.y_scale_)
         )
         step = _PREDICT_CHUNK

@@ -176,8 +176,9 @@ class FlatAdam:
     def load_state_dict(self, state: dict) -> None:
         """Continue from :meth:`state_dict` (copies the moments)."""
         self.t, self.lr = int(state["t"]), float(state["lr"])
-        self.exp_avg.copy_(torch.as_tensor(state["exp_avg"]))
-        self.exp_avg_sq.copy_(torch.as_tensor(state["exp_avg_sq"]))
+        device = self.exp_avg.device
+        self.exp_avg.copy_(torch.as_tensor(state["exp_avg"], device=device))
+        self.exp_avg_sq.copy_(torch.as_tensor(state["exp_avg_sq"], device=device))
 
 
 def batch_loss(
@@ -345,7 +346,13 @@ def training_torch_threads(
 
 
 def _randn_like(t: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    return torch.randn(t.shape, generator=generator, device=generator.device).to(t)
+    """Standard normal noise shaped like ``t``, drawn in float32 whatever
+    torch's default dtype (a global setting must not change a fit) and cast
+    to ``t``'s dtype and device."""
+    noise = torch.randn(
+        t.shape, generator=generator, device=generator.device, dtype=torch.float32
+    )
+    return noise.to(t)
 
 
 def train(

@@ -75,6 +75,14 @@ def _mps_available() -> bool:
     return bool(backend is not None and backend.is_available())
 
 
+def _current_cuda() -> torch.device:
+    """``'cuda'`` with its index: the GPU current now, which is where the
+    network goes. A bare ``torch.device('cuda')`` means whichever GPU is
+    current when it is used, so inputs sent there after
+    ``torch.cuda.set_device`` (per thread) would miss the weights."""
+    return torch.device("cuda", torch.cuda.current_device())
+
+
 def resolve_device(device: str, *, fallback: bool = False) -> torch.device:
     """Turn the ``device`` parameter into a :class:`torch.device`.
 
@@ -97,7 +105,7 @@ def resolve_device(device: str, *, fallback: bool = False) -> torch.device:
         )
     if device == "auto":
         if _cuda_available():
-            return torch.device("cuda")
+            return _current_cuda()
         if _mps_available():
             return torch.device("mps")
         return torch.device("cpu")
@@ -110,7 +118,7 @@ def resolve_device(device: str, *, fallback: bool = False) -> torch.device:
     else:
         ok = True
     if ok:
-        return torch.device(device)
+        return _current_cuda() if device == "cuda" else torch.device(device)
     if fallback:
         warn_user(
             f"This model was on device {device!r}, which is not available on this "
@@ -187,7 +195,7 @@ def to_numpy(tensor: torch.Tensor) -> np.ndarray:
     cpu = tensor.device.type == "cpu"
     if cpu and tensor.dtype == torch.float64 and tensor.is_contiguous():
         return tensor.numpy()
-    out = torch.empty(tensor.shape, dtype=torch.float64)
+    out = torch.empty(tensor.shape, dtype=torch.float64, device="cpu")
     return out.copy_(tensor).numpy()  # one pass whatever the device and layout
 
 
@@ -615,9 +623,13 @@ def run_blocks(
         for block in blocks:
             fn(block)
         return
+    previous = torch.get_num_threads()
     pool = ThreadPoolExecutor(workers, initializer=lambda: torch.set_num_threads(1))
     try:
         for future in [pool.submit(fn, block) for block in blocks]:
             future.result()
     finally:  # after an error or an interrupt, drop the blocks not started
         pool.shutdown(wait=True, cancel_futures=True)
+        # a worker's set_num_threads(1) also became the count every thread
+        # started later in the process gets (a web server's, joblib's)
+        torch.set_num_threads(previous)

@@ -511,11 +511,14 @@ def test_device_resolution_with_accelerators(monkeypatch):
     from skmdn import _utils
 
     monkeypatch.setattr(_utils, "_cuda_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    assert _utils.resolve_device("auto") == torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    # 'cuda' is pinned to the GPU current at fit time, where the network goes
+    assert _utils.resolve_device("auto") == torch.device("cuda:1")
+    assert _utils.resolve_device("cuda") == torch.device("cuda:1")
     assert _utils.resolve_device("cuda:0") == torch.device("cuda:0")
-    with pytest.raises(ValueError, match="device='cuda:1' was requested"):
-        _utils.resolve_device("cuda:1")
+    with pytest.raises(ValueError, match="device='cuda:2' was requested"):
+        _utils.resolve_device("cuda:2")
     monkeypatch.setattr(_utils, "_cuda_available", lambda: False)
     monkeypatch.setattr(_utils, "_mps_available", lambda: True)
     assert _utils.resolve_device("auto") == torch.device("mps")

@@ -526,3 +526,23 @@ def test_warnings_point_at_the_callers_line():
         with pytest.warns(ConvergenceWarning, match="max_iter=1") as caught:
             estimator.fit(X, Y)
         assert caught[0].filename == __file__
+
+
+@pytest.mark.parametrize("noise_type", ["diagonal", "full", "fixed"])
+def test_a_default_device_set_by_the_user_changes_nothing(noise_type):
+    """torch.set_default_device('cuda') is a common notebook line; every CPU
+    tensor of skmdn names its device, so fits, pickles and predictions are
+    the same. ('meta' stands in for a GPU: any tensor created there fails.)"""
+    Y2 = np.c_[Y, np.cos(X[:, 1])]
+    params = {"noise_type": noise_type, "fixed_noise_level": 0.1}
+    reference = quiet_fit(model(**params), y_=Y2)
+    torch.set_default_device("meta")
+    try:
+        m = quiet_fit(model(noise_regularization=0.1, **params), y_=Y2)
+        m = quiet_fit(model(**params), y_=Y2)
+        np.testing.assert_array_equal(m.predict(X), reference.predict(X))
+        m = pickle.loads(pickle.dumps(m))
+        assert np.isfinite(m.score(X, Y2)) and m.sample(X, 2).shape == (96, 2, 2)
+        quiet_fit(m.set_params(warm_start=True), y_=Y2).partial_fit(X, Y2)
+    finally:
+        torch.set_default_device(None)

@@ -5,6 +5,7 @@ import itertools
 
 import numpy as np
 import pytest
+import torch
 
 from skmdn import MDNRegressor
 from skmdn._regressor import _AUTO_MIN_SAMPLES, _patience
@@ -138,3 +139,20 @@ def test_plateau_halves_every_epoch_when_epochs_are_long():
         halvings += count > 0
     assert halvings >= 3  # at least the final run without improvement
     assert model._optimizer_state["lr"] == model.learning_rate_init / 2**halvings
+
+
+def test_noise_does_not_depend_on_torch_default_dtype():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 2))
+    y = X[:, 0] + 0.1 * rng.normal(size=200)
+    params = {"noise_regularization": 0.1, "max_iter": 3, "random_state": 0}
+    fits = []
+    before = torch.get_default_dtype()
+    try:
+        for default in (torch.float32, torch.float64):
+            torch.set_default_dtype(default)
+            with pytest.warns(Warning):  # max_iter
+                fits.append(MDNRegressor(**params).fit(X, y).predict(X))
+    finally:
+        torch.set_default_dtype(before)
+    np.testing.assert_array_equal(fits[0], fits[1])

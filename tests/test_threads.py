@@ -220,3 +220,35 @@ def test_training_keeps_torch_on_one_thread_on_a_cpu(two_threads):
     assert training_torch_threads(cpu, 2, 2 * SMALL_BATCH) == 1
     assert training_torch_threads(torch.device("cuda"), None, 8192) == 2
     assert training_torch_threads(torch.device("cuda"), 3, 256) == 3
+
+
+def _threads_of_a_new_thread() -> int:
+    import threading
+
+    seen = []
+    worker = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+    worker.start()
+    worker.join()
+    return seen[0]
+
+
+def test_blocked_work_leaves_the_thread_count_of_later_threads_alone(two_threads):
+    """A worker's torch.set_num_threads(1) also sets the count that threads
+    started later get; a mixture's blocked logpdf and sample (no
+    torch_threads around them) must not leave it at 1."""
+    from skmdn import GaussianMixture
+
+    assert _threads_of_a_new_thread() == 2
+    rng = np.random.default_rng(0)
+    n = 40_000  # several blocks
+    dist = GaussianMixture(
+        np.log(np.full((n, 2), 0.5)),
+        rng.normal(size=(n, 2, 1)),
+        scales=np.ones((n, 2, 1)),
+        univariate=True,
+        n_threads=2,
+    )
+    dist.logpdf(np.zeros(n))
+    assert _threads_of_a_new_thread() == 2
+    dist.sample(2, random_state=0)
+    assert (_threads_of_a_new_thread(), torch.get_num_threads()) == (2, 2)
