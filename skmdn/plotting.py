@@ -212,6 +212,9 @@ def plot_conditional_density(
         ax, interpolation="nearest", cmap=cmap, norm=PowerNorm(gamma, vmin=0.0)
     )
     image.set_data(x, grid, density)
+    # the data's span, which layout (tight_layout, bbox_inches="tight") and
+    # autoscaling read; without it they fail on a NonUniformImage
+    image.set_extent((x[0], x[-1], grid[0], grid[-1]))
     ax.add_image(image)
     ax.figure.colorbar(image, ax=ax, label="p(y | x)")
     if X is not None and y is not None:

@@ -65,6 +65,11 @@ def test_conditional_density_image_is_the_model_density(model):
     # Two scatters: the 100 data points and 3 samples per grid value.
     sizes = sorted(len(c.get_offsets()) for c in ax.collections)
     assert sizes == [100, 120]
+    # the figure lays out and saves (examples call both)
+    import io
+
+    ax.figure.tight_layout()
+    ax.figure.savefig(io.BytesIO(), format="png", bbox_inches="tight")
 
 
 @pytest.mark.parametrize("x", [[0.0, 0.02, 0.04, 0.06, 1.0], np.linspace(0, 1, 5)])
