@@ -227,7 +227,8 @@ class DistributionScorer:
 
     Calls ``estimator.predict_dist(X)`` and returns ``sign * metric(y, dist)``
     so that higher is better, as :class:`~sklearn.model_selection.GridSearchCV`
-    expects.
+    expects. For a :class:`~sklearn.pipeline.Pipeline` ending in the model,
+    ``X`` goes through the other steps first.
 
     Parameters
     ----------
@@ -243,6 +244,14 @@ class DistributionScorer:
         self.metric, self.sign, self.name = metric, sign, name
 
     def __call__(self, estimator, X, y, sample_weight=None) -> float:
+        if not hasattr(estimator, "predict_dist") and hasattr(estimator, "steps"):
+            X, estimator = estimator[:-1].transform(X), estimator[-1]
+        if not hasattr(estimator, "predict_dist"):
+            raise TypeError(
+                f"{self.name} scores a predictive distribution, but "
+                f"{type(estimator).__name__} has no predict_dist. Pass an "
+                "MDNRegressor, or a Pipeline that ends in one."
+            )
         dist = estimator.predict_dist(X)
         return self.sign * float(self.metric(y, dist, sample_weight=sample_weight))
 

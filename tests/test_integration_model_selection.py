@@ -151,18 +151,26 @@ def test_cross_validate_with_own_score_and_mse():
 
 
 def test_cross_validate_with_crps_and_nll_scorers():
-    metrics = pytest.importorskip(
-        "skmdn.metrics", reason="skmdn.metrics (CRPS/NLL scorers) is not merged yet"
-    )
-    scoring = {
-        name: getattr(metrics, name)
-        for name in dir(metrics)
-        if name.endswith("_scorer")
-        and not name.startswith("make_")
-        and callable(getattr(metrics, name))
-    }
-    assert scoring, "skmdn.metrics defines no *_scorer objects"
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from skmdn import metrics
+
+    scoring = {"crps": metrics.neg_crps_scorer, "nll": metrics.neg_nll_scorer}
+    scoring["coverage"] = metrics.make_coverage_scorer(0.8)
     X, y = make_inverse_sine(300, seed=3)
-    result = cross_validate(_base(n_components=3), X, y, cv=2, scoring=scoring)
-    for name in scoring:
-        assert np.isfinite(result[f"test_{name}"]).all()
+    for estimator in (
+        _base(n_components=3),
+        make_pipeline(StandardScaler(), _base(n_components=3)),
+    ):
+        result = cross_validate(
+            estimator, X, y, cv=2, scoring=scoring, return_estimator=True
+        )
+        for name in scoring:
+            assert np.isfinite(result[f"test_{name}"]).all()
+        # the NLL scorer is the estimator's own score, through the pipeline
+        for fold, (_, test) in enumerate(KFold(2).split(X)):
+            own = result["estimator"][fold].score(X[test], y[test])
+            assert result["test_nll"][fold] == pytest.approx(own, rel=1e-12)
+    with pytest.raises(TypeError, match="has no predict_dist"):
+        metrics.neg_nll_scorer(StandardScaler().fit(X), X, y)
