@@ -697,6 +697,8 @@ class GaussianMixture:
         ``dist.marginal(j).hdr(...)``.
         """
         c = _check_confidence(confidence)
+        if not self.univariate and self.n_outputs == 1:
+            return self.marginal(0).hdr(c)  # fitted on a one-column y
         if not self.univariate:
             raise ValueError(
                 "hdr() needs a univariate distribution; for output j of a "

@@ -141,7 +141,10 @@ class MDNRegressor(RegressorMixin, BaseEstimator):
         ``'isotropic_across'`` one scale ``sigma(x)`` shared by all components
         and outputs; ``'fixed'`` the constant ``fixed_noise_level`` (not
         learned); ``'full'`` a full covariance per component through a
-        Cholesky factor with a positive diagonal.
+        Cholesky factor with a positive diagonal. Scales are shared in
+        standardised units: in target units each output's is proportional
+        to its standard deviation (``standardize=False`` to share one scale
+        in target units).
     fixed_noise_level : float, default=None
         Standard deviation for ``noise_type='fixed'``, in target units.
         Required with that noise type, ignored otherwise.
@@ -606,14 +609,18 @@ default='tanh'
                     else None
                 ),
             )
-        if not converged and history.n_iter - n_before >= self.max_iter:
+        diverged = _warn_if_worse(initial_loss, history.loss_curve[n_before:], self)
+        if (
+            not converged
+            and not diverged  # then "raise learning_rate_init" would mislead
+            and history.n_iter - n_before >= self.max_iter
+        ):
             warn_user(
                 f"MDNRegressor reached max_iter={self.max_iter} epochs before the "
                 "loss converged; raise max_iter or learning_rate_init"
                 + ("." if early_stopping else ", or use early_stopping=True."),
                 ConvergenceWarning,
             )
-        _warn_if_worse(initial_loss, history.loss_curve[n_before:], self)
         self._set_fitted(state, history, optimizer, univariate, seed, early_stopping)
         return self
 
@@ -1089,6 +1096,8 @@ default='tanh'
         y = np.asarray(y, dtype=np.float64)
         if self._univariate and y.ndim == 2 and y.shape[1] == 1:
             y = y[:, 0]
+        elif not self._univariate and self.n_outputs_ == 1 and y.ndim == 1:
+            y = y[:, None]  # fitted on a one-column y; (n,) means the same
         if y.shape[0] != n:
             raise ValueError(f"y has {y.shape[0]} rows but X has {n}.")
         if not np.isfinite(y).all():
@@ -1191,10 +1200,12 @@ class _State:
         )
 
 
-def _warn_if_worse(initial_loss: float, losses: list[float], model) -> None:
+def _warn_if_worse(initial_loss: float, losses: list[float], model) -> bool:
     """Warn when even the best epoch is worse than the untrained network: the
-    classic symptom of a learning rate so large that training diverged."""
-    if losses and min(losses) > initial_loss + 1.0:
+    classic symptom of a learning rate so large that training diverged.
+    Returns whether it warned."""
+    worse = bool(losses) and min(losses) > initial_loss + 1.0
+    if worse:
         lr = model.learning_rate_init
         warn_user(
             f"Training made the model worse: the best training loss "
@@ -1203,6 +1214,7 @@ def _warn_if_worse(initial_loss: float, losses: list[float], model) -> None:
             f"diverged. Lower learning_rate_init (now {lr:g}), e.g. to {lr / 10:g}.",
             ConvergenceWarning,
         )
+    return worse
 
 
 def _check_finite_output(

@@ -62,6 +62,8 @@ def _check(y, dist: GaussianMixture) -> np.ndarray:
     y = np.asarray(y, dtype=np.float64)
     if dist.univariate and y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
+    elif not dist.univariate and dist.n_outputs == 1 and y.ndim == 1:
+        y = y[:, None]
     want = (len(dist),) if dist.univariate else (len(dist), dist.n_outputs)
     if y.shape != want:
         raise ValueError(f"y has shape {y.shape}; the distribution needs {want}.")

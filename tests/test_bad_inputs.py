@@ -293,11 +293,11 @@ CASES = [
     handled("float32-X-trains-in-float32", lambda: fit(X.astype(np.float32), Y),
             float32_model),
     raises("sparse-X", lambda: fit(sp.csr_matrix(X), Y), TypeError,
-           r"dense data is required.*toarray"),
+           r"needs dense data.*toarray.*sparse_threshold=0"),
     raises("sparse-y", lambda: fit(X, sp.csr_matrix(Y[:, None])), TypeError,
            r"y is a sparse matrix.*toarray"),
     raises("sparse-X-at-predict", lambda: fitted().predict(sp.csr_matrix(X)),
-           TypeError, r"dense data is required.*toarray"),
+           TypeError, r"needs dense data.*toarray.*sparse_output=False"),
     # ------------------------------------------------------------- shapes
     raises("empty-X", lambda: fit(np.empty((0, 2)), np.empty(0)), ValueError,
            r"0 sample\(s\).*minimum of 1"),

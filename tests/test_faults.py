@@ -128,6 +128,7 @@ def test_divergent_learning_rate_never_predicts_nan(noise_type, precision):
         and "Lower learning_rate_init (now 1000)" in s
         for s in messages
     ), messages
+    assert not any("raise max_iter or learning_rate_init" in s for s in messages)
     assert np.isfinite(m.predict(X)).all()
     assert np.isfinite(m.score(X, Y))
     assert np.isfinite(m.sample(X, 3, random_state=0)).all()

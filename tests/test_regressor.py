@@ -29,6 +29,23 @@ def small_problem(n=200, d=1, seed=0):
 
 
 # ----------------------------------------------------------------- shapes
+# ----------------------------------------------------------------- shapes
+def test_a_one_column_target_takes_1d_y_where_a_1d_fit_would():
+    """Fitted on y of shape (n, 1) (a one-column DataFrame), the model is the
+    1-D fit's; score, metrics and HDR intervals take y as (n,) too."""
+    from skmdn import metrics
+
+    X, y = small_problem()
+    flat = MDNRegressor(**FAST).fit(X, y)
+    column = MDNRegressor(**FAST).fit(X, y[:, None])
+    assert column.score(X, y) == column.score(X, y[:, None]) == flat.score(X, y)
+    assert metrics.nll(y, column.predict_dist(X)) == -flat.score(X, y)
+    np.testing.assert_array_equal(
+        column.predict_interval(X, 0.8, kind="hdr").intervals,
+        flat.predict_interval(X, 0.8, kind="hdr").intervals,
+    )
+
+
 @pytest.mark.parametrize("d", [1, 2])
 def test_output_shapes_follow_y(d):
     X, y = small_problem(d=d)
