@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from scipy import sparse
 
 from ._utils import tensor_view, torch_threads
 
 __all__ = [
     "CHUNK_ROWS",
+    "dense_rows",
     "pack_rows",
     "weighted_mean_scale",
     "weighted_quantiles",
@@ -35,6 +37,30 @@ CHUNK_ROWS = 65536
 
 def _chunks(n: int) -> list[slice]:
     return [slice(i, min(i + CHUNK_ROWS, n)) for i in range(0, n, CHUNK_ROWS)]
+
+
+def dense_rows(a, rows: slice | np.ndarray) -> np.ndarray:
+    """Rows of ``a`` as a dense array: a view of a dense array, a densified
+    copy of a sparse matrix's (one chunk at a time: nothing N-sized)."""
+    return a[rows].toarray() if sparse.issparse(a) else a[rows]
+
+
+class _Rows:
+    """Chunks of rows of a 2-D array or CSR matrix as CPU tensors."""
+
+    def __init__(self, a) -> None:
+        self.a = a if sparse.issparse(a) else tensor_view(a)
+        self.width = a.shape[1]
+
+    def slice(self, sl: slice) -> torch.Tensor:
+        if isinstance(self.a, torch.Tensor):
+            return self.a[sl]
+        return torch.from_numpy(dense_rows(self.a, sl))
+
+    def take(self, index: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.a, torch.Tensor):
+            return self.a.index_select(0, index)
+        return torch.from_numpy(dense_rows(self.a, index.numpy()))
 
 
 def _abs_max(t: torch.Tensor) -> torch.Tensor:
@@ -83,12 +109,12 @@ def weighted_mean_scale(a: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.nd
     >>> weighted_mean_scale(a, np.array([1.0, 3.0]))
     (array([2.5, 5. ]), array([0.8660254, 1.       ]))
     """
-    t, tw = tensor_view(a), tensor_view(w)
-    chunks = _chunks(len(a))
+    t, tw = _Rows(a), tensor_view(w)
+    chunks = _chunks(a.shape[0])
     part = torch.zeros(len(chunks), 2, a.shape[1], dtype=torch.float64, device="cpu")
 
     for i, sl in enumerate(chunks):
-        part[i, 0] = _abs_max(t[sl])
+        part[i, 0] = _abs_max(t.slice(sl))
     largest_abs = part[:, 0].amax(0).numpy()
     # 2^e > max |a|, but 2^1024 is infinite: from 2^1023 up, |a| / unit < 2
     unit = np.ldexp(1.0, np.minimum(np.frexp(largest_abs)[1], 1023))
@@ -97,10 +123,12 @@ def weighted_mean_scale(a: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.nd
     # Row-major copies whatever the layout of ``a`` (a DataFrame's is
     # column-major): the order of the sums, and so their rounding, depends
     # on it, and a fit must not.
-    shift = torch.mul(t[chunks[0]].contiguous(), inverse).mean(0)
+    shift = torch.mul(t.slice(chunks[0]).contiguous(), inverse).mean(0)
 
     for i, sl in enumerate(chunks):
-        c = t[sl].to(torch.float64, copy=True, memory_format=torch.contiguous_format)
+        c = t.slice(sl).to(
+            torch.float64, copy=True, memory_format=torch.contiguous_format
+        )
         c.mul_(inverse).sub_(shift)
         torch.mv(c.t(), tw[sl], out=part[i, 0])
         torch.mv(c.square_().t(), tw[sl], out=part[i, 1])
@@ -129,17 +157,17 @@ def pack_rows(
     rounded once, written chunk by chunk so that nothing N-sized is built
     besides it.
     """
-    n = len(columns[0][0]) if rows is None else len(rows)
+    n = columns[0][0].shape[0] if rows is None else len(rows)
     width = sum(a.shape[1] for a, _, _ in columns)
     out = torch.empty(n, width, dtype=dtype, device="cpu")
-    views = [(tensor_view(a), _cpu(m, torch.float64), _cpu(s)) for a, m, s in columns]
+    views = [(_Rows(a), _cpu(m, torch.float64), _cpu(s)) for a, m, s in columns]
     index = None if rows is None else _cpu(rows, torch.int64)
 
     for sl in _chunks(n):
         start = 0
         for t, mean, scale in views:
-            part = t[sl] if index is None else t.index_select(0, index[sl])
-            stop = start + t.shape[1]
+            part = t.slice(sl) if index is None else t.take(index[sl])
+            stop = start + t.width
             part = part.to(torch.float64, copy=True).sub_(mean).div_(scale)
             out[sl, start:stop] = part
             start = stop

@@ -18,7 +18,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from ._data import pack_rows, weighted_mean_scale, weighted_quantiles
+from ._data import dense_rows, pack_rows, weighted_mean_scale, weighted_quantiles
 from ._kernels import tanh_forms
 from ._mixture import SAMPLE_ROWS, GaussianMixture, sample_seeds
 from ._network import NOISE_TYPES, MDNNetwork
@@ -435,6 +435,7 @@ default='tanh'
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
+        tags.input_tags.sparse = True
         # score() is a log-likelihood, not R^2, so the common check's R^2 > 0.5
         # threshold does not apply; tests/ checks R^2 of predict instead.
         tags.regressor_tags.poor_score = True
@@ -467,6 +468,7 @@ default='tanh'
                 X,
                 y,
                 reset=reset,
+                accept_sparse="csr",
                 multi_output=True,
                 y_numeric=True,
                 dtype=[np.float64, np.float32],
@@ -509,7 +511,7 @@ default='tanh'
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
             Input data.
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
             Targets.
@@ -636,7 +638,7 @@ default='tanh'
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
             Input data.
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
             Targets.
@@ -824,7 +826,7 @@ default='tanh'
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
             Input data.
 
         Returns
@@ -870,7 +872,13 @@ default='tanh'
         check_is_fitted(self)
         check_input_kind(X, "X")
         with non_finite_advice():
-            return validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+            return validate_data(
+                self,
+                X,
+                reset=False,
+                accept_sparse="csr",
+                dtype=[np.float64, np.float32],
+            )
 
     def _map_dists(
         self, X: np.ndarray, fn: Callable[[slice, GaussianMixture], None]
@@ -927,14 +935,15 @@ default='tanh'
         # arithmetic itself (a conversion pass less each)
         # row-major whatever X's layout (a DataFrame's is column-major): the
         # products' rounding depends on it, and results must not
-        x = torch.sub(tensor_view(X[sl]).contiguous(), X_mean).div_(X_scale)
+        rows = dense_rows(X, sl)
+        x = torch.sub(tensor_view(rows).contiguous(), X_mean).div_(X_scale)
         params = self.network_(x.to(device, self.dtype_))
         scale = params.scale_tril if full else params.scales
         log_w = to_numpy(params.log_weights)
         means = to_numpy(torch.addcmul(y_mean, params.means.cpu(), y_scale))
         scale = to_numpy(scale.cpu() * cov_scale)
         _check_finite_output(
-            X[sl], self.X_mean_, self.X_scale_, log_w, means, scale, self.dtype_,
+            rows, self.X_mean_, self.X_scale_, log_w, means, scale, self.dtype_,
             offset=sl.start,
         )  # fmt: skip
         return self._mixture(log_w, means, scale)
@@ -944,7 +953,7 @@ default='tanh'
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
             Input data.
 
         Returns
@@ -973,7 +982,7 @@ default='tanh'
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
             Input data.
         confidence : float, default=0.9
             Probability content, in (0, 1).
@@ -1002,7 +1011,7 @@ default='tanh'
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
             Input data.
         q : float or array-like of shape (n_quantiles,)
             Levels in [0, 1].
@@ -1078,7 +1087,7 @@ default='tanh'
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
             Input data.
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
             True targets.

@@ -327,12 +327,7 @@ def check_input_kind(a, name: str, *, max_ndim: int = 2) -> None:
                 "y is a sparse matrix, but MDNRegressor needs a dense target; "
                 "convert it with y.toarray()."
             )
-        raise TypeError(
-            "Sparse data was passed for X, but MDNRegressor needs dense data "
-            "(the network is dense). Convert it with X.toarray(); in a pipeline, "
-            "give the ColumnTransformer sparse_threshold=0 or the encoder "
-            "sparse_output=False."
-        )
+        return  # densified chunk by chunk
     dtypes = getattr(a, "dtypes", None)
     if dtypes is not None and hasattr(a, "columns"):  # a data frame
         bad = []

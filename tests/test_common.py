@@ -16,7 +16,7 @@ def test_poor_score_tag_is_the_only_relaxation():
     assert tags.regressor_tags.poor_score
     assert tags.target_tags.multi_output
     assert tags.target_tags.single_output
-    assert not tags.input_tags.sparse
+    assert tags.input_tags.sparse  # a capability (the common checks then test it)
     assert not tags.input_tags.allow_nan
 
 
