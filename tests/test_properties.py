@@ -68,17 +68,23 @@ def mixtures(draw, max_rows=4, univariate=None):
     return dist, log_w, means, cov
 
 
+def scipy_joint_logpdf(log_w, means, cov, y):
+    """Reference: log w_k + log N(y_i | mu_ik, Sigma_ik), shape (n, K)."""
+    n, K, _ = means.shape
+    return np.array(
+        [
+            [
+                log_w[i, k] + multivariate_normal(means[i, k], cov[i, k]).logpdf(y[i])
+                for k in range(K)
+            ]
+            for i in range(n)
+        ]
+    )
+
+
 def scipy_logpdf(log_w, means, cov, y):
     """Reference: per row, logsumexp_k(log w_k + log N(y | mu_k, Sigma_k))."""
-    n, K, _ = means.shape
-    out = np.empty(n)
-    for i in range(n):
-        terms = [
-            log_w[i, k] + multivariate_normal(means[i, k], cov[i, k]).logpdf(y[i])
-            for k in range(K)
-        ]
-        out[i] = logsumexp(terms)
-    return out
+    return logsumexp(scipy_joint_logpdf(log_w, means, cov, y), axis=1)
 
 
 # ----------------------------------------------------------------- densities
@@ -102,6 +108,10 @@ def test_logpdf_matches_scipy(mix, seed, spread):
     resp = dist.responsibilities(y)
     assert np.all(resp >= 0)
     np.testing.assert_allclose(resp.sum(-1), 1.0, rtol=1e-12)
+    # ... and Bayes' rule: r_k = w_k N_k / sum_j w_j N_j, with scipy's N_k
+    joint = scipy_joint_logpdf(log_w, means, cov, y)
+    expected_resp = np.exp(joint - logsumexp(joint, axis=1, keepdims=True))
+    np.testing.assert_allclose(resp, expected_resp, rtol=1e-6, atol=1e-12)
 
 
 @SETTINGS
@@ -350,9 +360,18 @@ def test_any_valid_parameters_fit_and_predict_finite(params, n_outputs):
         warnings.simplefilter("ignore")  # ConvergenceWarning with max_iter <= 4
         model.fit(X, y)
     pred = model.predict(X[:7])
-    assert pred.shape == (7,) if n_outputs == 1 else (7, n_outputs)
+    assert pred.shape == ((7,) if n_outputs == 1 else (7, n_outputs))
     assert np.isfinite(pred).all()
     dist = model.predict_dist(X[:7])
+    # row i of the prediction is the point estimate of row i's distribution
+    for i in range(7):
+        row = dist[i : i + 1]
+        expected = (
+            row.approx_mode()
+            if params["point_estimate"] == "approx_mode"
+            else row.mean()
+        )
+        np.testing.assert_allclose(pred[i], np.reshape(expected, pred[i].shape))
     assert np.isfinite(dist.cov()).all()
     assert np.isfinite(model.score(X, y))
     assert np.isfinite(model.sample(X[:3], 2, random_state=0)).all()
