@@ -348,25 +348,44 @@ def test_nothing_touches_the_global_random_states():
 
 
 # --------------------------------------------------------- stopping rules
-def test_early_stopping_stops_on_patience_and_restores_best_epoch():
-    m = quiet_fit(
+@pytest.mark.parametrize(
+    "stop",
+    [
+        # scores -0.77 -0.35 -0.08 -0.31 -0.43 -0.35: best epoch 3, and
+        # epochs 4-6 do not improve, more than n_iter_no_change=2
+        {"learning_rate_init": 0.05, "n_iter_no_change": 2, "max_iter": 50},
+        # the same scores and -0.22 at epoch 7: max_iter ends the fit
+        {"learning_rate_init": 0.05, "n_iter_no_change": 100, "max_iter": 7},
+    ],
+    ids=["patience", "max_iter"],
+)
+def test_early_stopping_stops_on_patience_and_restores_best_epoch(stop):
+    m = quiet_fit(model(early_stopping=True, learning_rate="constant", **stop))
+    scores = m.validation_scores_
+    best = int(np.argmax(scores)) + 1
+    if stop["max_iter"] == 50:
+        # stopped when more than n_iter_no_change epochs failed to improve
+        assert m.n_iter_ == best + stop["n_iter_no_change"] + 1 < 50
+    else:
+        assert m.n_iter_ == stop["max_iter"]
+    # precondition: the best epoch is not the last, so which weights are kept
+    # shows (scores after it are clearly lower)
+    assert best <= m.n_iter_ - 2
+    assert max(scores[best:]) < max(scores) - 0.01
+    assert m.best_validation_score_ == max(scores)
+    # the kept weights are those of the best epoch: a fit that ends there
+    reference = quiet_fit(
         model(
             early_stopping=True,
-            n_iter_no_change=2,
-            tol=0.5,
-            max_iter=50,
             learning_rate="constant",
+            **{**stop, "max_iter": best},
         )
     )
-    scores = m.validation_scores_
-    # stopped when more than n_iter_no_change epochs failed to improve by tol
-    assert m.n_iter_ < 50
-    best = int(np.argmax(scores)) + 1
-    reference = quiet_fit(
-        model(early_stopping=True, max_iter=best, learning_rate="constant")
-    )
+    assert reference.n_iter_ == best
+    assert reference.validation_scores_ == scores[:best]
     np.testing.assert_array_equal(m.predict(X), reference.predict(X))
-    assert m.best_validation_score_ == max(scores)
+    wm, wr = _weights(m), _weights(reference)
+    assert all(torch.equal(wm[k], wr[k]) for k in wm)
 
 
 def test_verbose_prints_the_recorded_losses(capsys):

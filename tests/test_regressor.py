@@ -177,6 +177,12 @@ def test_early_stopping_records_validation_and_restores_the_best():
     assert model.n_iter_ < 200  # stopped by patience
     best = int(np.argmax(model.validation_scores_))
     assert model.n_iter_ - 1 - best > model.n_iter_no_change - 1
+    # The kept weights are the best epoch's (well before the last one here),
+    # not the last epoch's: a fit that ends at the best epoch predicts the same.
+    reference = MDNRegressor(early_stopping=True, max_iter=best + 1, random_state=0)
+    reference.fit(X, y)
+    assert reference.validation_scores_ == model.validation_scores_[: best + 1]
+    np.testing.assert_array_equal(model.predict(X), reference.predict(X))
 
 
 def test_convergence_warning_at_max_iter():
