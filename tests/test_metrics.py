@@ -6,6 +6,7 @@ import properscoring
 import pytest
 import scoringrules
 from scipy import integrate, stats
+from scipy.special import logsumexp
 from sklearn.model_selection import GridSearchCV
 
 from skmdn import GaussianMixture, HighestDensityRegion, MDNRegressor
@@ -78,9 +79,43 @@ def test_multi_output_metrics_are_marginal():
     for j in range(2):
         np.testing.assert_allclose(values[:, j], crps_values(y[:, j], dist.marginal(j)))
     np.testing.assert_allclose(crps(y, dist, multioutput="raw_values"), values.mean(0))
-    assert pit(y, dist).shape == (20, 2)
-    cov = interval_coverage(y, dist, 0.8, kind="hdr", multioutput="raw_values")
-    assert cov.shape == (2,)
+    # PIT of output j is the marginal CDF of output j at y[:, j]: by scipy,
+    # sum_k w_k Phi((y_j - mu_kj) / s_kj)
+    u = pit(y, dist)
+    assert u.shape == (20, 2)
+    reference = np.einsum(
+        "nk,nkj->nj",
+        dist.weights,
+        stats.norm.cdf(y[:, None, :], dist.means, dist.scales),
+    )
+    np.testing.assert_allclose(u, reference, rtol=1e-10, atol=1e-15)
+    for j in range(2):
+        np.testing.assert_array_equal(u[:, j], dist.marginal(j).cdf(y[:, j]))
+
+
+def test_multi_output_coverage_is_per_output():
+    dist = random_mixture(4, n=300, d=2)
+    rng = np.random.default_rng(5)
+    # outputs on different scales, so that their coverages differ
+    y = np.column_stack([rng.normal(size=300), 6.0 + 4.0 * rng.normal(size=300)])
+    # central: y_j is inside iff its marginal CDF (by scipy) is in [0.1, 0.9]
+    F = np.einsum(
+        "nk,nkj->nj",
+        dist.weights,
+        stats.norm.cdf(y[:, None, :], dist.means, dist.scales),
+    )
+    expected = np.mean((F >= 0.1) & (F <= 0.9), axis=0)
+    assert abs(expected[0] - expected[1]) > 0.1  # precondition
+    central = interval_coverage(y, dist, 0.8, multioutput="raw_values")
+    np.testing.assert_array_equal(central, expected)
+    assert interval_coverage(y, dist, 0.8) == pytest.approx(expected.mean())
+    hdr = interval_coverage(y, dist, 0.8, kind="hdr", multioutput="raw_values")
+    assert hdr.shape == (2,)
+    for j in range(2):
+        marginal = dist.marginal(j)
+        assert hdr[j] == interval_coverage(y[:, j], marginal, 0.8, kind="hdr")
+        assert hdr[j] == np.mean(marginal.hdr(0.8).contains(y[:, j]))
+    assert abs(hdr[0] - hdr[1]) > 0.1
 
 
 def test_pit_and_coverage_of_draws_from_the_distribution_itself():
@@ -93,6 +128,48 @@ def test_pit_and_coverage_of_draws_from_the_distribution_itself():
         assert abs(interval_coverage(y, dist, 0.8, kind=kind) - 0.8) < 4 * se
     assert interval_width(dist, 0.8, kind="hdr") < interval_width(dist, 0.8)
     assert nll(y, dist) == pytest.approx(-dist.logpdf(y).mean())
+
+
+@pytest.mark.parametrize("d", [1, 2])
+def test_integer_sample_weights_equal_repeated_rows(d):
+    # A weight of k counts a row k times (0 drops it): the weighted metric
+    # equals the unweighted one on a distribution with the rows repeated.
+    n = 40
+    dist = random_mixture(10 + d, n=n, d=d)
+    rng = np.random.default_rng(d)
+    y = rng.normal(scale=3.0, size=(n,) if d == 1 else (n, d))
+    w = rng.integers(0, 4, size=n)
+    rows = np.repeat(np.arange(n), w)
+    repeated = GaussianMixture(
+        dist.log_weights[rows],
+        dist.means[rows],
+        scales=dist.scales[rows],
+        univariate=d == 1,
+    )
+    metrics = {
+        "crps": lambda y, dist, **kw: crps(y, dist, multioutput="raw_values", **kw),
+        "nll": nll,
+        "central": lambda y, dist, **kw: interval_coverage(
+            y, dist, 0.7, multioutput="raw_values", **kw
+        ),
+        "hdr": lambda y, dist, **kw: interval_coverage(
+            y, dist, 0.7, kind="hdr", multioutput="raw_values", **kw
+        ),
+        "width": lambda y, dist, **kw: interval_width(
+            dist, 0.7, multioutput="raw_values", **kw
+        ),
+        "hdr_width": lambda y, dist, **kw: interval_width(dist, 0.7, kind="hdr", **kw),
+    }
+    for name, metric in metrics.items():
+        weighted = metric(y, dist, sample_weight=w)
+        expected = metric(y[rows], repeated)
+        np.testing.assert_allclose(weighted, expected, rtol=1e-12, err_msg=name)
+        # precondition: the weights matter
+        assert not np.allclose(metric(y, dist), expected, rtol=1e-6), name
+        # and a float weight scales out
+        np.testing.assert_allclose(
+            metric(y, dist, sample_weight=0.5 * w), expected, rtol=1e-12
+        )
 
 
 def test_metric_input_errors():
@@ -177,6 +254,25 @@ def test_point_estimates_and_quantiles(fitted_inverse_sine):
     np.testing.assert_allclose(dist.cdf(q[:, 1]), 0.5, atol=1e-12)
     draws = model.sample(X[:3], 5, random_state=0, temperature=0.5)
     assert draws.shape == (3, 5)
+    # Tempered sampling draws from the mixture the docs define: weights
+    # pi_k^(1/T) renormalised, standard deviations times sqrt(scale_temperature),
+    # with the same private stream as sampling that mixture directly.
+    rows = X[:60]  # includes the trimodal middle, where weights are spread
+    base = model.predict_dist(rows)
+    assert np.sum(base.weights.max(1) < 0.9) >= 5  # precondition
+    for T, tau in [(0.5, 1.0), (0.5, 0.3), (3.0, 2.0), (1.0, 0.3)]:
+        log_w = base.log_weights / T
+        log_w -= logsumexp(log_w, axis=1, keepdims=True)
+        tempered = GaussianMixture(
+            log_w, base.means, scales=base.scales * np.sqrt(tau), univariate=True
+        )
+        got = model.sample(
+            rows, 5, random_state=0, temperature=T, scale_temperature=tau
+        )
+        expected = tempered.sample(5, random_state=0)
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-15)
+        # precondition: the tempering changes the draws
+        assert not np.allclose(got, model.sample(rows, 5, random_state=0))
     with pytest.raises(ValueError, match="kind"):
         model.predict_interval(X, kind="equal")
 
