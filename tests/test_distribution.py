@@ -348,6 +348,38 @@ def test_temperature_semantics():
         dist.tempered(scale_temperature=-1.0)
 
 
+def test_temperature_of_full_covariances():
+    # tempered(T, tau): weights softmax(log pi / T), covariances tau * Sigma_k
+    # (scale_tril times sqrt(tau)); checked against closed forms built here.
+    rng = np.random.default_rng(11)
+    n, K, d = 3, 3, 3
+    dist = random_mixture(rng, n, K, d=d, full=True)
+    L = dist.scale_tril
+    Sigma = L @ np.swapaxes(L, -1, -2)
+    for T, tau in [(1.0, 0.3), (0.5, 2.5), (4.0, 1.0)]:
+        hot = dist.tempered(T, tau)
+        # one component: N(mu, tau Sigma), against scipy
+        one = GaussianMixture(
+            np.zeros((1, 1)), dist.means[:1, :1], scale_tril=L[:1, :1]
+        ).tempered(T, tau)
+        np.testing.assert_allclose(one.cov()[0], tau * Sigma[0, 0], rtol=1e-12)
+        y = dist.means[0, 0] + rng.normal(size=d)
+        ref = stats.multivariate_normal(dist.means[0, 0], tau * Sigma[0, 0]).logpdf(y)
+        np.testing.assert_allclose(one.logpdf(y[None]), [ref], rtol=1e-10)
+        # the mixture: w' = pi^(1/T) / sum, cov = sum w'(tau Sigma + c c^T)
+        w = dist.weights ** (1.0 / T)
+        w /= w.sum(1, keepdims=True)
+        np.testing.assert_allclose(hot.weights, w, rtol=1e-12)
+        np.testing.assert_allclose(hot.covariances, tau * Sigma, rtol=1e-12)
+        m = np.einsum("nk,nkd->nd", w, dist.means)
+        c = dist.means - m[:, None]
+        cov = np.einsum(
+            "nk,nkij->nij", w, tau * Sigma + c[..., :, None] * c[..., None, :]
+        )
+        np.testing.assert_allclose(hot.mean(), m, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(hot.cov(), cov, rtol=1e-10, atol=1e-12)
+
+
 def test_bad_arguments_are_rejected_clearly():
     dist = random_mixture(np.random.default_rng(10), 3, 2)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
