@@ -129,6 +129,34 @@ def test_fixed_noise_level_is_in_target_units():
         MDNRegressor(noise_type="fixed").fit(X, y)
 
 
+def test_full_covariance_is_in_target_units():
+    # Correlated noise with standard deviations 1 and 100 (rho = 0.6) on
+    # outputs whose total spreads are about 2 and 255: the predicted noise
+    # covariance must come back in target units, row i of the Cholesky factor
+    # scaled by output i's scale (in standardised units both sds would be
+    # about 0.5 and 0.4).
+    rng = np.random.default_rng(0)
+    n = 1500
+    X = rng.uniform(-1, 1, size=(n, 1))
+    sd, rho = np.array([1.0, 100.0]), 0.6
+    C = np.array([[1.0, rho], [rho, 1.0]]) * np.outer(sd, sd)
+    Y = np.column_stack([3 * X[:, 0], 300 * np.sin(2 * X[:, 0])])
+    Y += rng.multivariate_normal(np.zeros(2), C, size=n)
+    model = MDNRegressor(
+        noise_type="full",
+        n_components=1,
+        hidden_layer_sizes=(16,),
+        learning_rate_init=1e-2,
+        max_iter=40,
+        random_state=0,
+    ).fit(X, Y)
+    cov = model.predict_dist(np.linspace(-0.9, 0.9, 50)[:, None]).cov()
+    s = np.sqrt(np.diagonal(cov, axis1=1, axis2=2))
+    assert np.all(np.abs(s / sd - 1) < 0.2)
+    r = cov[:, 0, 1] / (s[:, 0] * s[:, 1])
+    assert np.all((r > 0.4) & (r < 0.8))
+
+
 def test_point_estimates():
     X, y = small_problem()
     model = MDNRegressor(point_estimate="approx_mode", **FAST).fit(X, y)
