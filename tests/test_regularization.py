@@ -71,6 +71,37 @@ def test_auto_noise_level_follows_the_documented_rule():
     assert MDNRegressor(noise_regularization=None)._noise_level(n, p, d) == 0.0
 
 
+@pytest.mark.parametrize("weighted", [False, True], ids=["rows", "weights"])
+def test_auto_noise_fit_equals_the_documented_float(weighted):
+    # From n = 100 on, noise_regularization='auto' is the float
+    # 0.2 * n ** (-1 / (4 + d)), n the effective sample size of the sample
+    # weights given to fit (all rows, before the validation split), d =
+    # n_features + n_outputs: the fits are bit-identical.
+    rng = np.random.default_rng(3)
+    n_rows = 150 if not weighted else 120
+    X = rng.uniform(-1, 1, size=(n_rows, 2))
+    y = np.sin(2 * X[:, 0]) + 0.2 * rng.normal(size=n_rows)
+    if weighted:  # Kish: 200^2 / 360 = 111.1 (not 120 rows, nor 108 trained on)
+        w = np.tile([1.0, 2.0, 2.0], n_rows // 3)
+        n = w.sum() ** 2 / np.sum(w**2)
+        assert n == pytest.approx(1000 / 9, rel=1e-15)
+    else:
+        w, n = None, float(n_rows)
+    level = 0.2 * n ** (-1 / (4 + 2 + 1))
+    common = dict(hidden_layer_sizes=(8,), max_iter=4, random_state=0)
+    auto = MDNRegressor(noise_regularization="auto", **common).fit(X, y, w)
+    manual = MDNRegressor(noise_regularization=level, **common).fit(X, y, w)
+    assert auto.validation_scores_ is not None  # early stopping is on, too
+    assert auto.loss_curve_ == manual.loss_curve_
+    np.testing.assert_array_equal(auto.predict(X), manual.predict(X))
+    # precondition: the noise level shows in the fit (another level differs)
+    n_train = n_rows - int(np.ceil(0.1 * n_rows))
+    for other in (None, 0.2 * n_rows ** (-1 / 7), 0.2 * n_train ** (-1 / 7)):
+        if other != level:
+            fit = MDNRegressor(noise_regularization=other, **common).fit(X, y, w)
+            assert fit.loss_curve_ != auto.loss_curve_
+
+
 @pytest.mark.parametrize("schedule", ["plateau", "constant"])
 def test_learning_rate_is_halved_on_plateaus(schedule):
     # Training stops after more than n_iter_no_change = 4 epochs without
