@@ -102,6 +102,78 @@ def test_auto_noise_fit_equals_the_documented_float(weighted):
             assert fit.loss_curve_ != auto.loss_curve_
 
 
+@pytest.mark.parametrize("method", ["fit", "partial_fit"])
+def test_alpha_decays_the_weight_matrices_and_not_the_biases(method, monkeypatch):
+    # One full-batch Adam step (50 rows: below 100, one batch, no validation)
+    # from the initial weights W0. Adam's first step is -lr * g / (|g| + eps)
+    # elementwise; with the penalty alpha / (2 n) ||W||^2 and a huge alpha, the
+    # gradient of every weight matrix is (alpha / n) W0 up to a relative 1e-9,
+    # so the step is -lr * sign(W0). Biases carry no penalty: their step is
+    # the same as with alpha = 0, bit for bit. A second partial_fit call
+    # (which rebuilds the optimiser) takes Adam's second step on
+    # g = (alpha / n) W, computed here by hand.
+    import skmdn._regressor as regressor
+
+    starts = []
+    real_train = regressor.train
+
+    def spy(network, *args, **kwargs):
+        starts.append({k: v.detach().clone() for k, v in network.named_parameters()})
+        return real_train(network, *args, **kwargs)
+
+    monkeypatch.setattr(regressor, "train", spy)
+    rng = np.random.default_rng(0)
+    n = 50
+    X = rng.uniform(-1, 1, size=(n, 2))
+    y = np.sin(3 * X[:, 0]) + 0.1 * rng.normal(size=n)
+    lr, alpha = 0.01, 1e12
+    common = dict(
+        hidden_layer_sizes=(6,),
+        n_components=2,
+        learning_rate_init=lr,
+        precision="float64",
+        random_state=0,
+    )
+    after = {}
+    for a in (0.0, alpha):
+        model = MDNRegressor(alpha=a, max_iter=1, **common)
+        getattr(model, method)(X, y)
+        assert model.t_ == 1
+        after[a] = {k: v.detach().clone() for k, v in model.network_.named_parameters()}
+    W0 = starts[0]
+    assert all(torch.equal(W0[k], starts[1][k]) for k in W0)  # same start
+    for name, start in W0.items():
+        plain, decayed = after[0.0][name], after[alpha][name]
+        if "bias" in name:
+            assert torch.equal(decayed, plain), name
+            continue
+        nonzero = start != 0
+        expected = start - lr * torch.sign(start)
+        torch.testing.assert_close(
+            decayed[nonzero], expected[nonzero], rtol=1e-9, atol=1e-12
+        )
+        # precondition: without the penalty the step goes elsewhere
+        assert not torch.allclose(plain[nonzero], expected[nonzero]), name
+    if method == "partial_fit":
+        model.partial_fit(X, y)  # the alpha model: Adam's step 2
+        assert model.t_ == 2
+        W1 = starts[2]
+        c, b1, b2, eps = alpha / n, 0.9, 0.999, 1e-8
+        for name, start in W0.items():
+            if "bias" in name:
+                continue
+            g1, g2 = c * start, c * W1[name]
+            m = b1 * (1 - b1) * g1 + (1 - b1) * g2
+            v = b2 * (1 - b2) * g1**2 + (1 - b2) * g2**2
+            step = lr / (1 - b1**2) * m / (v.sqrt() / np.sqrt(1 - b2**2) + eps)
+            got = model.network_.get_parameter(name).detach()
+            big = W1[name].abs() > 1e-3  # the penalty dominates the gradient
+            assert big.float().mean() > 0.8
+            torch.testing.assert_close(
+                got[big], (W1[name] - step)[big], rtol=1e-7, atol=1e-10
+            )
+
+
 @pytest.mark.parametrize("schedule", ["plateau", "constant"])
 def test_learning_rate_is_halved_on_plateaus(schedule):
     # Training stops after more than n_iter_no_change = 4 epochs without
