@@ -72,23 +72,66 @@ def test_randomized_search_over_components_noise_and_alpha():
     assert search.best_estimator_.n_components == search.best_params_["n_components"]
 
 
-def _threads_in_worker():
-    import torch as worker_torch
+def _skmdn_threads_in_worker():
+    """In a loky worker: fit and predict with skmdn, recording the thread
+    counts skmdn uses during its training steps and its prediction blocks."""
+    import skmdn._regressor as regressor
+    import skmdn._training as training
 
-    return os.environ.get("OMP_NUM_THREADS"), worker_torch.get_num_threads()
+    seen = {"train": [], "predict": []}
+    real_step, real_blocks = training.step_loss, regressor.run_blocks
+
+    def step(fn, workers):
+        seen["train"].append((torch.get_num_threads(), workers))
+        return real_step(fn, workers)
+
+    def blocks(fn, chunks, workers):
+        seen["predict"].append((torch.get_num_threads(), workers))
+        return real_blocks(fn, chunks, workers)
+
+    before = torch.get_num_threads()
+    # as if torch had started before OMP_NUM_THREADS was set: skmdn must
+    # still keep to the variable's budget
+    cores = os.cpu_count()
+    torch.set_num_threads(cores)
+    training.step_loss, regressor.run_blocks = step, blocks
+    try:
+        X, y = make_inverse_sine(2 * SMALL_BATCH)
+        model = _base(
+            hidden_layer_sizes=(4,),
+            max_iter=1,
+            batch_size=SMALL_BATCH,  # large batches: the thread budget applies
+            early_stopping=False,
+        ).fit(X, y)
+        model.predict(X)
+        after = torch.get_num_threads()
+        return os.environ.get("OMP_NUM_THREADS"), torch_thread_budget(), seen, after
+    finally:
+        training.step_loss, regressor.run_blocks = real_step, real_blocks
+        torch.set_num_threads(before)
 
 
 def test_loky_workers_do_not_oversubscribe(monkeypatch):
     # Without OMP_NUM_THREADS in the parent, joblib's loky backend gives each of
-    # n_jobs workers cpu_count() // n_jobs threads; torch in the workers
-    # follows, so the total does not exceed the cores.
+    # n_jobs workers cpu_count() // n_jobs threads; skmdn in the workers keeps
+    # to that budget in training and prediction, even where torch itself was
+    # set to more, so the total does not exceed the cores.
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     n_jobs = 2
-    results = Parallel(n_jobs=n_jobs)(delayed(_threads_in_worker)() for _ in range(4))
+    results = Parallel(n_jobs=n_jobs)(
+        delayed(_skmdn_threads_in_worker)() for _ in range(n_jobs)
+    )
     cores = os.cpu_count()
-    for env, threads in results:
-        assert env is not None
-        assert threads <= max(cores // n_jobs, 1)
+    limit = max(cores // n_jobs, 1)
+    for env, budget, seen, after in results:
+        assert env is not None and int(env) == limit
+        assert budget == limit
+        assert len(seen["train"]) == 2 and len(seen["predict"]) == 1
+        for torch_threads_, workers in seen["train"] + seen["predict"]:
+            # worker threads, each with one torch thread, within the budget
+            assert torch_threads_ == 1
+            assert 1 <= workers <= limit
+        assert after == cores  # torch's own setting is restored after
 
 
 def test_fit_respects_omp_num_threads_set_after_torch_started(monkeypatch):
