@@ -210,6 +210,24 @@ def fit_joint_gmm(t, x, seed):
 
 
 # ------------------------------------------- 4. oracle-structure (NOT generic)
+def band_logpdf(g, c, eps, xg):
+    """log p(x | t) of (1 - eps) U{x in [0, 1]: |t - g(x)| < c} + eps U[0, 1],
+    the band's length at t measured on the grid ``xg``."""
+    vals = np.sort(g(xg))
+
+    def logpdf(tq, xq):
+        length = (np.searchsorted(vals, tq + c) - np.searchsorted(vals, tq - c)) / len(
+            xg
+        )
+        inside = np.abs(tq - g(xq)) < c
+        band = np.where(
+            inside & (length > 0), (1 - eps) / np.maximum(length, 1e-300), 0
+        )
+        return np.log(band + eps)
+
+    return logpdf
+
+
 def fit_oracle(t, x, seed):
     """p(x|t) = (1-eps) U{x in [0,1]: |t - g(x)| < c} + eps U[0,1].
 
@@ -225,22 +243,7 @@ def fit_oracle(t, x, seed):
         P = np.polynomial.Polynomial.fit(xtr, ttr, d)
         r = np.abs(ttr - P(xtr))
         c = r.max() * (len(r) + 1) / len(r)
-        vals = np.sort(P(xg))
-
-        def logpdf(tq, xq):
-            length = (
-                np.searchsorted(vals, tq + c) - np.searchsorted(vals, tq - c)
-            ) / len(xg)
-            inside = np.abs(tq - P(xq)) < c
-            dens = (
-                np.where(
-                    inside & (length > 0), (1 - eps) / np.maximum(length, 1e-300), 0.0
-                )
-                + eps
-            )
-            return np.log(dens)
-
-        return logpdf, c
+        return band_logpdf(P, c, eps, xg), c
 
     def score(ttr, xtr, tva, xva):
         return np.array([model(ttr, xtr, d, e)[0](tva, xva).sum() for d, e in grid])
@@ -290,22 +293,7 @@ def fit_oracle_minimax(t, x, seed):
         def g(z):
             return legendre.legval(2 * z - 1, b)
 
-        vals = np.sort(g(xg))
-
-        def logpdf(tq, xq):
-            length = (
-                np.searchsorted(vals, tq + c) - np.searchsorted(vals, tq - c)
-            ) / len(xg)
-            inside = np.abs(tq - g(xq)) < c
-            dens = (
-                np.where(
-                    inside & (length > 0), (1 - eps) / np.maximum(length, 1e-300), 0.0
-                )
-                + eps
-            )
-            return np.log(dens)
-
-        return logpdf, c
+        return band_logpdf(g, c, eps, xg), c
 
     grid = [(d, a, e) for d in degs for a in infl for e in epss]
 
