@@ -39,6 +39,7 @@ from ._utils import (
     resolve_dtype,
     run_blocks,
     seed_from_random_state,
+    target_shape,
     tensor_view,
     thread_count,
     to_numpy,
@@ -1103,10 +1104,7 @@ default='tanh'
         n = X.shape[0]
         check_input_kind(y, "y")
         y = np.asarray(y, dtype=np.float64)
-        if self._univariate and y.ndim == 2 and y.shape[1] == 1:
-            y = y[:, 0]
-        elif not self._univariate and self.n_outputs_ == 1 and y.ndim == 1:
-            y = y[:, None]  # fitted on a one-column y; (n,) means the same
+        y = target_shape(y, self._univariate, self.n_outputs_)
         if y.shape[0] != n:
             raise ValueError(f"y has {y.shape[0]} rows but X has {n}.")
         if not np.isfinite(y).all():

@@ -30,6 +30,7 @@ __all__ = [
     "resolve_dtype",
     "run_blocks",
     "seed_from_random_state",
+    "target_shape",
     "tensor_view",
     "thread_count",
     "to_numpy",
@@ -152,6 +153,17 @@ def resolve_dtype(
         )
         dtype = torch.float32
     return dtype
+
+
+def target_shape(y: np.ndarray, univariate: bool, n_outputs: int) -> np.ndarray:
+    """``y`` shaped as a model of one output takes it: (n,) for a model fitted
+    on 1-D y, (n, 1) for one fitted on a one-column y; either form is
+    accepted for both. Other shapes are returned as they are."""
+    if univariate and y.ndim == 2 and y.shape[1] == 1:
+        return y[:, 0]
+    if not univariate and n_outputs == 1 and y.ndim == 1:
+        return y[:, None]
+    return y
 
 
 def seed_from_random_state(random_state) -> int:

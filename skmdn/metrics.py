@@ -34,6 +34,7 @@ import numpy as np
 from scipy.special import ndtr
 
 from ._mixture import GaussianMixture
+from ._utils import target_shape
 
 __all__ = [
     "DistributionScorer",
@@ -60,10 +61,7 @@ def _check(y, dist: GaussianMixture) -> np.ndarray:
             f"{type(dist).__name__}. Note the order: metric(y, dist)."
         )
     y = np.asarray(y, dtype=np.float64)
-    if dist.univariate and y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
-    elif not dist.univariate and dist.n_outputs == 1 and y.ndim == 1:
-        y = y[:, None]
+    y = target_shape(y, dist.univariate, dist.n_outputs)
     want = (len(dist),) if dist.univariate else (len(dist), dist.n_outputs)
     if y.shape != want:
         raise ValueError(f"y has shape {y.shape}; the distribution needs {want}.")
