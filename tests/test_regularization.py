@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from skmdn import MDNRegressor
-from skmdn._regressor import _AUTO_MIN_SAMPLES, _patience
+from skmdn._regressor import _AUTO_MIN_SAMPLES, _effective_sample_size, _patience
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -259,3 +259,12 @@ def test_noise_does_not_depend_on_torch_default_dtype():
     finally:
         torch.set_default_dtype(before)
     np.testing.assert_array_equal(fits[0], fits[1])
+
+
+@pytest.mark.parametrize("value", [1.0, 0.37, 3e200, 1e-300])
+@pytest.mark.parametrize("n", [1, 2, 999, 123457])
+def test_effective_sample_size_of_equal_weights_is_the_row_count(value, n):
+    # the shortcut for equal weights gives what Kish's formula gives
+    w = np.full(n, value)
+    scaled = w / w.max()
+    assert _effective_sample_size(w) == n == scaled.sum() ** 2 / np.sum(scaled**2)
