@@ -718,10 +718,12 @@ class GaussianMixture:
 
         Found by Gaussian mean-shift with Newton acceleration from every
         component mean (see :mod:`skmdn._modes`), for diagonal and full
-        covariances, to 1e-10 relative accuracy; the best of the local
+        covariances, until the step is below ``max(4 eps |x|, 1e-10 s_min)``
+        (``s_min`` the row's smallest component scale); the best of the local
         maxima is returned. Shape (n,) or (n, n_outputs).
 
-        At a non-degenerate maximum the location is exact to ~1e-10 relative.
+        At a non-degenerate maximum the location is then exact to about
+        ``1e-10 s_min``, or to the float64 resolution of ``x`` if coarser.
         Where the peak is flat to fourth order (e.g. two equal Gaussians
         exactly two standard deviations apart) the density is constant to
         machine precision over about ``eps**0.25 * scale`` (1e-4 scales), and

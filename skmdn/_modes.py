@@ -30,8 +30,10 @@ __all__ = ["mixture_modes"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 _MAX_ITER = 500
-#: Relative step size (to ``max(|x|, smallest scale)``) that ends an ascent.
+#: Step size, relative to the row's smallest component scale, that ends an
+#: ascent (or ``4 eps |x|``, the float64 resolution of ``x``, if larger).
 XTOL = 1e-10
+_EPS = np.finfo(np.float64).eps
 
 
 def _logsumexp(a: np.ndarray) -> np.ndarray:
@@ -149,7 +151,7 @@ def mixture_modes(
         improved = lp_new >= lp
         x_new[~improved] = xa[~improved]
         step = np.abs(x_new - xa).max(-1)
-        tol = XTOL * np.maximum(np.abs(xa).max(-1), s_min[rows])
+        tol = np.maximum(4 * _EPS * np.abs(xa).max(-1), XTOL * s_min[rows])
         x[active] = x_new
         logp[active] = np.where(improved, lp_new, lp)
         active = active[improved & (step > tol)]

@@ -286,6 +286,23 @@ def test_mode_matches_a_dense_grid_in_2d(full):
         assert np.all(dist.logpdf(mode + step) <= dist.logpdf(mode) + 1e-13)
 
 
+def test_mode_and_small_hdr_far_from_zero_are_exact_to_the_scale():
+    # Regression: ascents stopped at steps below 1e-10 |x|, i.e. 0.1 at 1e9,
+    # so the mode of unit-scale components there was 2e-3 off, and the HDR
+    # of probability 1e-3 (whose threshold lies just below the peak) came
+    # back empty. Float64 resolves 1e9 + x to 1.2e-7.
+    log_w = np.log([[0.142, 0.858]])
+    means, scales = np.array([[[-0.772], [0.312]]]), np.array([[[0.603], [1.465]]])
+    near = GaussianMixture(log_w, means, scales=scales, univariate=True)
+    far = GaussianMixture(log_w, means + 1e9, scales=scales, univariate=True)
+    np.testing.assert_allclose(far.mode() - 1e9, near.mode(), atol=1e-6)
+    region = far.hdr(1e-3)
+    assert region.n_intervals.tolist() == [1]
+    np.testing.assert_allclose(
+        region.intervals[0] - 1e9, near.hdr(1e-3).intervals[0], atol=1e-6
+    )
+
+
 # ---------------------------------------------------------------- marginals
 def test_marginals_of_full_covariance_match_scipy():
     dist = random_mixture(np.random.default_rng(7), 5, 3, d=3, full=True)
