@@ -97,13 +97,22 @@ def _marginal(
     return marginal.weights, marginal.means[..., 0], marginal.scales[..., 0]
 
 
+def _target_column(y, output: int) -> np.ndarray:
+    """Output ``output`` of the targets ``y`` (1-D or 2-D), all finite: a NaN
+    would otherwise vanish from a histogram or bend a curve without notice."""
+    y = np.asarray(y, dtype=np.float64)
+    if y.ndim == 2:
+        y = y[:, output]
+    if not np.isfinite(y).all():
+        raise ValueError("y contains NaN or infinity; remove or impute those rows.")
+    return y
+
+
 def _pit(dist: GaussianMixture, y, output: int = 0) -> np.ndarray:
     """Probability integral transform ``F(y | x)`` of each row's marginal mixture
     (:meth:`GaussianMixture.cdf` of the marginal)."""
     marginal = _marginal_of(dist, output)
-    y = np.asarray(y, dtype=np.float64)
-    if y.ndim == 2:
-        y = y[:, output]
+    y = _target_column(y, output)
     if y.shape != (len(dist),):
         raise ValueError(f"y must have {len(dist)} rows; got shape {y.shape}.")
     return marginal.cdf(y)
@@ -194,8 +203,7 @@ def plot_conditional_density(
     w, mu, sd = _marginal(dist, output)
     if y_range is None:
         if y is not None:
-            yo = np.asarray(y, dtype=np.float64)
-            yo = yo[:, output] if yo.ndim == 2 else yo
+            yo = _target_column(y, output)
             lo, hi = float(np.min(yo)), float(np.max(yo))
         else:
             lo = float(np.min(mu - 2 * sd))
@@ -218,8 +226,7 @@ def plot_conditional_density(
     ax.add_image(image)
     ax.figure.colorbar(image, ax=ax, label="p(y | x)")
     if X is not None and y is not None:
-        yo = np.asarray(y, dtype=np.float64)
-        yo = yo[:, output] if yo.ndim == 2 else yo
+        yo = _target_column(y, output)
         ax.scatter(
             np.asarray(X, dtype=np.float64).reshape(-1),
             yo,

@@ -209,6 +209,21 @@ def test_calibration_curve_is_the_empirical_cdf_of_pit(model):
     np.testing.assert_allclose(curve.get_ydata()[1:-1], np.arange(1, 81) / 80)
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_plots_reject_non_finite_targets(model, bad):
+    # Regression: a NaN target dropped out of the PIT histogram and bent the
+    # calibration curve (it still counted in the denominator) without notice.
+    X, y = make_inverse_sine(40, seed=4)
+    y = y.copy()
+    y[3] = bad
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        plot_pit_histogram(model, X, y)
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        plot_calibration(model, X, y)
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        plot_conditional_density(model, X=X, y=y)
+
+
 def test_plots_reject_models_with_several_features():
     rng = np.random.default_rng(0)
     m = MDNRegressor(hidden_layer_sizes=(4,), max_iter=2, random_state=0)
