@@ -187,12 +187,21 @@ def write_csv(path: str, rows: list[dict]) -> None:
 
 
 def read_csv(paths: str) -> list[dict]:
-    rows = []
+    rows, seen = [], {}
     for path in paths.split(","):
         with open(path) as fh:
             for rec in csv.DictReader(fh):
                 for key in ("nll", "rmse", "seconds"):
                     rec[key] = float(rec[key])
+                # a split counted twice would inflate n and shrink the s.e.
+                key = (rec["dataset"], rec["row"], int(rec["split"]))
+                if key in seen:
+                    raise SystemExit(
+                        f"{path}: {key[0]} split {key[2]} of row {key[1]!r} is "
+                        f"already in {seen[key]}; give each split once (or "
+                        "another --label)"
+                    )
+                seen[key] = path
                 rows.append(rec)
     return rows
 
