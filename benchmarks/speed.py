@@ -15,11 +15,13 @@ Problems: Bishop's inverse sine (1 feature, 1 output) and a synthetic
 - ``skmdn-f32``: ``MDNRegressor`` on float32 ``X`` (``precision='auto'``
   follows X; ``precision='float32'`` is the same).
 
-Every timing is the median of several runs; ratios are against the baseline
-measured in the same run. The FLOP limit of a configuration is the measured
-matmul GFLOP/s (of its dtype, at the thread count in use; the best of
-several measurements during the run, see ``Peak``) divided by
-``6 x n_parameters`` FLOPs per training sample (forward + backward).
+Every timing is the median of several runs, except the time-to-target
+section (one fit per configuration) and the memory section (one process
+each); ratios are against the baseline measured in the same run. The FLOP
+limit of a configuration is the measured matmul GFLOP/s (of its dtype, at
+the thread count in use; the best of several measurements during the run,
+see ``Peak``) divided by ``6 x n_parameters`` FLOPs per training sample
+(forward + backward).
 Peak memory is measured in a fresh child process per configuration
 (``VmHWM``, reset once the data exist), as the peak RSS minus the RSS once
 the data exist.
