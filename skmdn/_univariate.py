@@ -272,6 +272,9 @@ def mixture_hdr(confidence: float, w, mu, s, modes) -> HighestDensityRegion:
        ``|m(t) - confidence| <= 1e-10`` (or the bracket on ``log t`` is below
        1e-13); end points are then refined once more, so the mass of the
        returned region is ``confidence`` to about 1e-9.
+    4. A row left with no interval (a tiny ``confidence`` at a peak flat to
+       rounding, where no grid point reaches ``t``) gets the interval of mass
+       ``confidence`` around its densest grid point, by :func:`mixture_ppf`.
     """
     N, K = w.shape  # no -1 in the reshape: it is ambiguous when N = 0
     grid = (mu[:, :, None] + s[:, :, None] * _HDR_GRID).reshape(N, K * _HDR_GRID.size)
@@ -386,4 +389,19 @@ def mixture_hdr(confidence: float, w, mu, s, modes) -> HighestDensityRegion:
     intervals = np.full((N, width, 2), np.nan)
     intervals[starts_r, slot, 0] = starts_x
     intervals[starts_r, slot, 1] = ends_x
+    empty = np.flatnonzero((counts == 0) & (confidence > 0))
+    if empty.size:
+        # At a peak flat to rounding (two equal components two scales apart:
+        # p is flat to fourth order) a tiny region is narrower than the
+        # distance between the found mode and the true peak, and no grid
+        # point reaches t. There p differs from its peak value by rounding
+        # only: the interval of mass ``confidence`` around the densest grid
+        # point is the HDR to float64's resolution.
+        params = _gather((w, mu, s), empty)
+        peak = grid[empty, np.argmax(fg[empty], axis=1)]
+        centre = np.clip(mixture_cdf(peak, *params), confidence / 2, 1 - confidence / 2)
+        q = np.stack([centre - confidence / 2, centre + confidence / 2])
+        intervals[empty, 0] = mixture_ppf(q, *params).T
+        counts[empty] = 1
+        t[empty] = mixture_pdf(peak, *params)
     return HighestDensityRegion(intervals, counts, t, float(confidence))

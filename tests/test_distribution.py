@@ -454,3 +454,26 @@ def test_hdr_threshold_next_to_the_flat_top_of_a_small_mode():
     mass = sum(dist.cdf(np.array([b]))[0] - dist.cdf(np.array([a]))[0] for a, b in iv)
     assert mass == pytest.approx(0.9, abs=1e-9)
     assert 0.0404 < region.threshold[0] < 0.0406  # dense-grid value 0.04050
+
+
+@pytest.mark.parametrize("confidence", [1e-6, 1e-5, 1e-4])
+def test_tiny_hdr_at_a_peak_flat_to_rounding_is_not_empty(confidence):
+    # Equal unit components two scales apart: p is flat to fourth order at 1,
+    # so flat to rounding over a wider window than these regions; the HDR
+    # used to come back empty (mass 0 instead of ``confidence``).
+    norm = stats.norm
+    mix = GaussianMixture(
+        np.log([[0.5, 0.5]]),
+        np.array([[[0.0], [2.0]]]),
+        np.ones((1, 2, 1)),
+        univariate=True,
+    )
+    region = mix.hdr(confidence)
+    assert region.n_intervals.tolist() == [1]
+    lower, upper = region.intervals[0, 0]
+    mass = 0.5 * (norm.cdf(upper) - norm.cdf(lower))
+    mass += 0.5 * (norm.cdf(upper - 2) - norm.cdf(lower - 2))
+    np.testing.assert_allclose(mass, confidence, rtol=1e-6)
+    assert abs(0.5 * (lower + upper) - 1.0) < 1e-3  # at the peak
+    # the threshold is the density there
+    np.testing.assert_allclose(region.threshold, 0.5 * (norm.pdf(1) + norm.pdf(-1)))
