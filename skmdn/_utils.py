@@ -23,6 +23,7 @@ __all__ = [
     "SMALL_BATCH",
     "ThreadChooser",
     "as_numpy_generator",
+    "check_finite_targets",
     "check_input_kind",
     "check_sample_weight",
     "non_finite_advice",
@@ -153,6 +154,13 @@ def resolve_dtype(
         )
         dtype = torch.float32
     return dtype
+
+
+def check_finite_targets(y: np.ndarray) -> None:
+    """Raise a ValueError that says what to do if ``y`` holds NaN or infinity
+    (a score, a metric or a plot would otherwise be NaN or silently biased)."""
+    if not np.isfinite(y).all():
+        raise ValueError("y contains NaN or infinity; remove or impute those rows.")
 
 
 def target_shape(y: np.ndarray, univariate: bool, n_outputs: int) -> np.ndarray:

@@ -34,7 +34,7 @@ import numpy as np
 from scipy.special import ndtr
 
 from ._mixture import GaussianMixture
-from ._utils import target_shape
+from ._utils import check_finite_targets, target_shape
 
 __all__ = [
     "DistributionScorer",
@@ -65,8 +65,7 @@ def _check(y, dist: GaussianMixture) -> np.ndarray:
     want = (len(dist),) if dist.univariate else (len(dist), dist.n_outputs)
     if y.shape != want:
         raise ValueError(f"y has shape {y.shape}; the distribution needs {want}.")
-    if not np.isfinite(y).all():
-        raise ValueError("y contains NaN or infinity; remove or impute those rows.")
+    check_finite_targets(y)
     return y
 
 

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._utils import check_finite_targets
+
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
 
@@ -103,8 +105,7 @@ def _target_column(y, output: int) -> np.ndarray:
     y = np.asarray(y, dtype=np.float64)
     if y.ndim == 2:
         y = y[:, output]
-    if not np.isfinite(y).all():
-        raise ValueError("y contains NaN or infinity; remove or impute those rows.")
+    check_finite_targets(y)
     return y
 
 
