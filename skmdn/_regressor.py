@@ -818,10 +818,13 @@ default='tanh'
         if before is None:
             return
         now = self._structural_params()
+        # fixed_noise_level shapes only a model with fixed noise (a change of
+        # noise_type is reported by itself)
+        ignored = () if now["noise_type"] == "fixed" else ("fixed_noise_level",)
         changed = [
             f"{name}={before[name]!r} to {now[name]!r}"
             for name in _STRUCTURAL_PARAMS
-            if now[name] != before[name]
+            if name not in ignored and now[name] != before[name]
         ]
         if changed:
             raise ValueError(

@@ -524,6 +524,21 @@ def test_continuing_a_model_under_changed_structure_is_refused(change, named, me
     assert m.n_iter_ == before["n_iter"] + (1 if method == "partial_fit" else 6)
 
 
+@pytest.mark.parametrize("method", ["warm_fit", "partial_fit"])
+def test_fixed_noise_level_is_ignored_unless_the_noise_is_fixed(method):
+    # documented: "Required with that noise type, ignored otherwise"
+    m = quiet_fit(model(warm_start=True))
+    m.set_params(fixed_noise_level=0.5)
+    quiet_fit(m) if method == "warm_fit" else m.partial_fit(X, Y)
+    assert m.n_iter_ == 6 + (1 if method == "partial_fit" else 6)
+    # with fixed noise it is the noise level, and a change is refused
+    m = quiet_fit(model(warm_start=True, noise_type="fixed", fixed_noise_level=0.1))
+    m.set_params(fixed_noise_level=0.5)
+    call = m.partial_fit if method == "partial_fit" else m.fit
+    with pytest.raises(ValueError, match=r"fixed_noise_level=0\.1 to 0\.5"):
+        call(X, Y)
+
+
 def test_validation_scores_stay_aligned_with_the_loss_curve():
     m = quiet_fit(model(early_stopping=True, max_iter=3))
     m.partial_fit(X, Y)  # an epoch without validation
