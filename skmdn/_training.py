@@ -382,9 +382,10 @@ def train(
     finite epoch (with ``early_stopping``: the best) are restored, with the
     optimiser's state of that epoch, and a warning is issued; if that happens
     in the first epoch a :class:`FloatingPointError` says what to change. A
-    ``KeyboardInterrupt`` stops training, keeps the best weights so far and
-    warns; if no epoch of this call has finished, the optimiser is rolled
-    back and the interrupt propagates (the caller keeps what it had). With
+    ``KeyboardInterrupt`` stops training, keeps the weights of the last
+    finished epoch (with ``early_stopping``, the best so far) and warns; if no
+    epoch of this call has finished, the optimiser is rolled back and the
+    interrupt propagates (the caller keeps what it had). With
     ``lr_decay_patience`` (learning rate on plateau), every
     ``lr_decay_patience`` epochs without improvement halve the learning rate.
     ``verbose`` selects the progress report (see
@@ -440,9 +441,14 @@ def train(
                     raise
                 if best_state is not None:
                     optimizer.restore(best_state)
+                kept = (
+                    "the best weights found so far"
+                    if best_state is not None
+                    else "the weights of its last finished epoch"
+                )
                 warn_user(
                     f"Training interrupted by the user after {history.n_iter} epochs; "
-                    "the model keeps the best weights found so far.",
+                    f"the model keeps {kept}.",
                     UserWarning,
                 )
                 return False
