@@ -201,13 +201,14 @@ default='tanh'
         validation log-likelihood with ``early_stopping``, that resets the
         patience counter.
     n_iter_no_change : int, default=50
-        Patience: epochs without an improvement of at least ``tol`` before
-        :meth:`fit` stops. An epoch of more than 150 optimiser steps counts
-        as several (one of 600 steps as four), so that on large data training
-        stops after a similar amount of work without progress as on small
-        data, instead of running hundreds of thousands of steps past its best
-        (the patience is then ``max(1, round(n_iter_no_change * 150 /
-        steps))`` epochs).
+        Patience: :meth:`fit` stops once more than ``n_iter_no_change``
+        epochs in a row pass without an improvement of at least ``tol`` (as
+        in :class:`~sklearn.neural_network.MLPRegressor`). An epoch of more
+        than 150 optimiser steps counts as several (one of 600 steps as
+        four), so that on large data training stops after a similar amount of
+        work without progress as on small data, instead of running hundreds
+        of thousands of steps past its best (the patience is then
+        ``max(1, round(n_iter_no_change * 150 / steps))`` epochs).
     early_stopping : bool or 'auto', default='auto'
         Hold out ``validation_fraction`` of the training data, stop when its
         log-likelihood stops improving, and restore the best weights.
