@@ -235,7 +235,8 @@ default='tanh'
     min_scale : float, default=1e-3
         Floor on every component standard deviation (and Cholesky diagonal),
         in standardised target units (target units if ``standardize=False``).
-        Keeps the density bounded on duplicated points.
+        Keeps the density bounded on duplicated points. Not applied with
+        ``noise_type='fixed'``, whose scale is ``fixed_noise_level`` as given.
     standardize : bool, default=True
         Standardise ``X`` and ``y`` internally (weighted by
         ``sample_weight``). Every output is in the original units.
