@@ -293,8 +293,9 @@ default='tanh'
     dtype_ : torch.dtype
         Floating-point type of the network.
     loss_curve_ : list of float
-        Training loss (mean NLL per sample, original units, without the
-        penalty) after each epoch.
+        Training loss of each epoch: the weighted mean NLL per sample over its
+        mini-batches, each taken before its optimiser step (original units,
+        without the penalty).
     best_loss_ : float
         Smallest value of ``loss_curve_``.
     validation_scores_ : list of float or None
