@@ -1040,8 +1040,8 @@ default='tanh'
         ndarray
             Shape (n_samples,) or (n_samples, n_outputs) for a scalar ``q``;
             (n_samples, n_quantiles) or (n_samples, n_quantiles, n_outputs)
-            otherwise. Exact to about 1e-12 relative (see
-            :meth:`GaussianMixture.ppf`).
+            otherwise. Exact to ``max(4 eps |y|, 1e-12 s_min)``, ``s_min``
+            the row's smallest component scale (see :meth:`GaussianMixture.ppf`).
         """
         return self.predict_dist(X).quantile(q)
 
