@@ -148,12 +148,13 @@ def plot_conditional_density(
     X, y : array-like, default=None
         Data to scatter over the heat map (e.g. the training set).
     y_range : (float, float), default=None
-        Range of the target axis; defaults to the data (or the mixture means)
-        padded by 10%.
+        Range of the target axis; defaults to the range of ``y`` (without
+        ``y``, of the component means +- 2 standard deviations) padded by 10%.
     output : int, default=0
         Which output to show (its marginal density) for multi-output models.
     n_points : int, default=200
-        Grid resolution along each axis.
+        Number of grid values of ``y``, and of ``x`` when it defaults to the
+        span of ``X``.
     n_samples : int, default=0
         Samples from the model drawn at each grid value of ``x`` and shown as
         dots.
