@@ -2,15 +2,17 @@
 
 Every metric takes the observed targets ``y`` and the predictive distribution
 ``dist`` (a :class:`~skmdn.GaussianMixture`, e.g. ``model.predict_dist(X)``),
-in the argument order of :mod:`sklearn.metrics` (truth first). For a
+in the argument order of :mod:`sklearn.metrics` (truth first), except
+:func:`interval_width`, which needs no targets and takes ``dist`` alone. For a
 multi-output model the univariate metrics (CRPS, PIT, intervals) apply to the
 marginal of each output dimension.
 
-Each metric also exists as a scorer ``scorer(estimator, X, y)`` for
+The mean scores also exist as scorers ``scorer(estimator, X, y)`` for
 ``GridSearchCV(..., scoring=...)``, ``cross_validate`` and friends, signed as
 scikit-learn expects (higher is better): :data:`neg_crps_scorer`,
-:data:`neg_nll_scorer`, :func:`make_coverage_scorer` and
-:func:`make_width_scorer`.
+:data:`neg_nll_scorer`, :func:`make_coverage_scorer` (for
+:func:`interval_coverage`) and :func:`make_width_scorer` (for
+:func:`interval_width`).
 
 Examples
 --------
