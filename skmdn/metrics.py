@@ -137,8 +137,24 @@ def crps(
 ) -> float | np.ndarray:
     """Mean continuous ranked probability score (lower is better).
 
-    See :func:`crps_values` for the formula. ``multioutput='raw_values'``
-    returns one mean per output dimension.
+    See :func:`crps_values` for the formula.
+
+    Parameters
+    ----------
+    y : array-like of shape (n,) or (n, n_outputs)
+        Observed targets.
+    dist : GaussianMixture
+        Predictive distributions of the ``n`` rows.
+    sample_weight : array-like of shape (n,), default=None
+        Weights of the rows in the mean.
+    multioutput : {'uniform_average', 'raw_values'}, default='uniform_average'
+        For a multi-output model: the mean over the output dimensions, or
+        one mean per output dimension.
+
+    Returns
+    -------
+    float or ndarray of shape (n_outputs,)
+        Mean CRPS in target units.
     """
     return _average(crps_values(y, dist), sample_weight, multioutput)
 
@@ -147,6 +163,20 @@ def nll(y, dist: GaussianMixture, *, sample_weight=None) -> float:
     """Mean negative log-likelihood ``-log p(y | x)`` in nats (joint density).
 
     Equals ``-model.score(X, y)`` for ``dist = model.predict_dist(X)``.
+
+    Parameters
+    ----------
+    y : array-like of shape (n,) or (n, n_outputs)
+        Observed targets.
+    dist : GaussianMixture
+        Predictive distributions of the ``n`` rows.
+    sample_weight : array-like of shape (n,), default=None
+        Weights of the rows in the mean.
+
+    Returns
+    -------
+    float
+        Weighted mean of ``-log p(y | x)``.
     """
     y = _check(y, dist)
     return float(-np.average(dist.logpdf(y), weights=sample_weight))
@@ -156,8 +186,19 @@ def pit(y, dist: GaussianMixture) -> np.ndarray:
     """Probability integral transform ``F(y)`` of each observation.
 
     For a calibrated model these are uniform on [0, 1]; a U shape means
-    over-confident, a hump under-confident predictions. Marginal per output
-    dimension for multi-output models: shape (n,) or (n, n_outputs).
+    over-confident, a hump under-confident predictions.
+
+    Parameters
+    ----------
+    y : array-like of shape (n,) or (n, n_outputs)
+        Observed targets.
+    dist : GaussianMixture
+        Predictive distributions of the ``n`` rows.
+
+    Returns
+    -------
+    ndarray of shape (n,) or (n, n_outputs)
+        ``F(y)``, of each output dimension's marginal for multi-output models.
     """
     return dist.cdf(_check(y, dist))
 
@@ -200,10 +241,30 @@ def interval_coverage(
 ) -> float | np.ndarray:
     """Share of observations inside their predicted interval.
 
-    ``kind='central'`` uses the equal-tailed interval
-    (:meth:`GaussianMixture.interval`), ``kind='hdr'`` the highest-density
-    region (:meth:`GaussianMixture.hdr`). A calibrated model covers about
-    ``confidence``.
+    A calibrated model covers about ``confidence``.
+
+    Parameters
+    ----------
+    y : array-like of shape (n,) or (n, n_outputs)
+        Observed targets.
+    dist : GaussianMixture
+        Predictive distributions of the ``n`` rows.
+    confidence : float, default=0.9
+        Probability content of the intervals, in (0, 1).
+    kind : {'central', 'hdr'}, default='central'
+        The equal-tailed interval (:meth:`GaussianMixture.interval`) or the
+        highest-density region (:meth:`GaussianMixture.hdr`), of each output
+        dimension's marginal for multi-output models.
+    sample_weight : array-like of shape (n,), default=None
+        Weights of the rows in the mean.
+    multioutput : {'uniform_average', 'raw_values'}, default='uniform_average'
+        For a multi-output model: the mean over the output dimensions, or
+        one value per output dimension.
+
+    Returns
+    -------
+    float or ndarray of shape (n_outputs,)
+        Weighted share of the rows whose ``y`` lies in the interval.
     """
     y = _check(y, dist)
     inside, _ = _inside_and_width(y, dist, confidence, kind)
@@ -218,7 +279,27 @@ def interval_width(
     sample_weight=None,
     multioutput="uniform_average",
 ) -> float | np.ndarray:
-    """Mean width of the predicted intervals (total length for an HDR)."""
+    """Mean width of the predicted intervals (total length for an HDR).
+
+    Parameters
+    ----------
+    dist : GaussianMixture
+        Predictive distributions of the ``n`` rows.
+    confidence : float, default=0.9
+        Probability content of the intervals, in (0, 1).
+    kind : {'central', 'hdr'}, default='central'
+        As in :func:`interval_coverage`.
+    sample_weight : array-like of shape (n,), default=None
+        Weights of the rows in the mean.
+    multioutput : {'uniform_average', 'raw_values'}, default='uniform_average'
+        For a multi-output model: the mean over the output dimensions, or
+        one value per output dimension.
+
+    Returns
+    -------
+    float or ndarray of shape (n_outputs,)
+        Mean width in target units.
+    """
     _, width = _inside_and_width(None, dist, confidence, kind)
     return _average(width, sample_weight, multioutput)
 
@@ -269,7 +350,21 @@ neg_nll_scorer = DistributionScorer(nll, -1, "neg_nll")
 def make_coverage_scorer(
     confidence: float = 0.9, kind: Kind = "central"
 ) -> DistributionScorer:
-    """Scorer of calibration: ``-|coverage - confidence|`` (best is 0)."""
+    """Scorer of calibration: ``-|coverage - confidence|`` (best is 0).
+
+    Parameters
+    ----------
+    confidence : float, default=0.9
+        Probability content of the intervals, in (0, 1).
+    kind : {'central', 'hdr'}, default='central'
+        As in :func:`interval_coverage`.
+
+    Returns
+    -------
+    DistributionScorer
+        ``scorer(estimator, X, y, sample_weight=None)``, from
+        :func:`interval_coverage` (averaged over the output dimensions).
+    """
 
     def error(y, dist, sample_weight=None):
         cov = interval_coverage(
@@ -286,6 +381,20 @@ def make_width_scorer(
     """Scorer of sharpness: minus the mean interval width (narrower is higher).
 
     Only meaningful beside a calibration score: a model can be sharp and wrong.
+
+    Parameters
+    ----------
+    confidence : float, default=0.9
+        Probability content of the intervals, in (0, 1).
+    kind : {'central', 'hdr'}, default='central'
+        As in :func:`interval_coverage`.
+
+    Returns
+    -------
+    DistributionScorer
+        ``scorer(estimator, X, y, sample_weight=None)``, from
+        :func:`interval_width` (averaged over the output dimensions); ``y``
+        is checked against the distribution but does not enter the width.
     """
 
     def width(y, dist, sample_weight=None):
