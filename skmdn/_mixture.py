@@ -388,7 +388,12 @@ class GaussianMixture:
         return array[..., 0] if self.univariate else array
 
     def mean(self) -> np.ndarray:
-        """Mixture mean ``sum_k pi_k mu_k``: shape (n, d), or (n,) if univariate."""
+        """Mixture mean ``sum_k pi_k mu_k``.
+
+        Returns
+        -------
+        ndarray of shape (n, d), or (n,) if univariate
+        """
         if self.n_outputs == 1:
             return self._out(np.einsum("nk,nkd->nd", self.weights, self.means))
         # numpy's einsum and matmul over a (K, d) block per row took 673 and
@@ -399,8 +404,11 @@ class GaussianMixture:
     def cov(self) -> np.ndarray:
         """Mixture covariance by the law of total variance.
 
-        ``sum_k pi_k (Sigma_k + mu_k mu_k^T) - m m^T``; shape (n, d, d), or
-        the variance with shape (n,) if univariate.
+        ``sum_k pi_k (Sigma_k + mu_k mu_k^T) - m m^T``.
+
+        Returns
+        -------
+        ndarray of shape (n, d, d), or (n,) (the variance) if univariate
         """
         w = self.weights
         m = np.einsum("nk,nkd->nd", w, self.means)
@@ -410,7 +418,12 @@ class GaussianMixture:
         return second[:, 0, 0] if self.univariate else second
 
     def approx_mode(self) -> np.ndarray:
-        """Mean of the most probable component (Bishop's approximate mode)."""
+        """Mean of the most probable component (Bishop's approximate mode).
+
+        Returns
+        -------
+        ndarray of shape (n, d), or (n,) if univariate
+        """
         best = np.argmax(self.log_weights, axis=1)
         return self._out(self.means[np.arange(len(self)), best])
 
@@ -432,8 +445,14 @@ class GaussianMixture:
     def component_logpdf(self, y) -> np.ndarray:
         """``log pi_k + log N(y | mu_k, Sigma_k)`` for every component.
 
-        ``y`` has shape (..., n, d) (or (..., n) if univariate); returns
-        (..., n, K).
+        Parameters
+        ----------
+        y : array-like of shape (..., n, d), or (..., n) if univariate
+            Values, optionally with leading batch axes.
+
+        Returns
+        -------
+        ndarray of shape (..., n, K)
         """
         return self._component_logpdf(self._check_y(y))
 
@@ -467,10 +486,17 @@ class GaussianMixture:
         run_blocks(fn, blocks, thread_count(self.n_threads, n))
 
     def logpdf(self, y) -> np.ndarray:
-        """Log-density of ``y``; shape (..., n).
+        """Log-density of ``y`` (joint, for several outputs).
 
-        ``y`` has shape (n, d) (or (n,) if univariate), optionally with leading
-        batch axes, e.g. a grid of candidate values of shape (m, n).
+        Parameters
+        ----------
+        y : array-like of shape (..., n, d), or (..., n) if univariate
+            Values, optionally with leading batch axes, e.g. a grid of
+            candidate values of shape (m, n).
+
+        Returns
+        -------
+        ndarray of shape (..., n)
         """
         y = self._check_y(y)
         out = np.empty(y.shape[:-1])
@@ -482,11 +508,32 @@ class GaussianMixture:
         return out
 
     def pdf(self, y) -> np.ndarray:
-        """Density of ``y``; see :meth:`logpdf`."""
+        """Density of ``y``: ``exp(logpdf(y))``.
+
+        Parameters
+        ----------
+        y : array-like of shape (..., n, d), or (..., n) if univariate
+            Values, as for :meth:`logpdf`.
+
+        Returns
+        -------
+        ndarray of shape (..., n)
+        """
         return np.exp(self.logpdf(y))
 
     def responsibilities(self, y) -> np.ndarray:
-        """Posterior probability of each component given ``y``: (..., n, K)."""
+        """Posterior probability of each component given ``y``.
+
+        Parameters
+        ----------
+        y : array-like of shape (..., n, d), or (..., n) if univariate
+            Values, as for :meth:`logpdf`.
+
+        Returns
+        -------
+        ndarray of shape (..., n, K)
+            Summing to one over the ``K`` components.
+        """
         c = self.component_logpdf(y)
         return np.exp(c - logsumexp(c, axis=-1, keepdims=True))
 
@@ -501,11 +548,23 @@ class GaussianMixture:
     ) -> np.ndarray:
         """Draw ``n_samples`` values of ``y`` for every row.
 
-        Returns shape (n, n_samples, d), or (n, n_samples) if univariate.
         Uses a private generator seeded by ``random_state``; numpy's global
-        random state is never used. ``temperature`` and ``scale_temperature``
-        sample from :meth:`tempered` instead (weights ``pi^(1/temperature)``
-        renormalised; standard deviations times ``sqrt(scale_temperature)``).
+        random state is never used.
+
+        Parameters
+        ----------
+        n_samples : int, default=1
+            Draws per row.
+        random_state : int, Generator, RandomState or None, default=None
+            Seed of the private generator (a Generator is used as it is).
+        temperature, scale_temperature : float, default=1.0
+            Sample from :meth:`tempered` instead: weights
+            ``pi^(1/temperature)`` renormalised, standard deviations times
+            ``sqrt(scale_temperature)``.
+
+        Returns
+        -------
+        ndarray of shape (n, n_samples, d), or (n, n_samples) if univariate
         """
         if temperature != 1.0 or scale_temperature != 1.0:
             return self.tempered(temperature, scale_temperature).sample(
@@ -678,8 +737,17 @@ class GaussianMixture:
     def interval(self, confidence: float = 0.9) -> np.ndarray:
         """Central (equal-tailed) interval ``[ppf((1-c)/2), ppf((1+c)/2)]``.
 
-        Returns shape (n, 2), or (n, n_outputs, 2) of marginal intervals.
         For multimodal densities :meth:`hdr` is shorter.
+
+        Parameters
+        ----------
+        confidence : float, default=0.9
+            Probability content ``c``, in (0, 1).
+
+        Returns
+        -------
+        ndarray of shape (n, 2), or (n, n_outputs, 2)
+            ``[lower, upper]`` of each row (of each output's marginal).
         """
         c = _check_confidence(confidence)
         return np.stack([self.ppf((1 - c) / 2), self.ppf((1 + c) / 2)], axis=-1)
@@ -695,6 +763,17 @@ class GaussianMixture:
         the probability of each region is ``confidence`` to about 1e-9.
         Univariate only: for a multi-output model use
         ``dist.marginal(j).hdr(...)``.
+
+        Parameters
+        ----------
+        confidence : float, default=0.9
+            Probability content, in (0, 1).
+
+        Returns
+        -------
+        HighestDensityRegion
+            Intervals of shape (n, max_intervals, 2), padded with NaN, and the
+            number of intervals of each row.
         """
         c = _check_confidence(confidence)
         if not self.univariate and self.n_outputs == 1:
@@ -720,7 +799,7 @@ class GaussianMixture:
         component mean (see :mod:`skmdn._modes`), for diagonal and full
         covariances, until the step is below ``max(4 eps |x|, 1e-10 s_min)``
         (``s_min`` the row's smallest component scale); the best of the local
-        maxima is returned. Shape (n,) or (n, n_outputs).
+        maxima is returned.
 
         At a non-degenerate maximum the location is then exact to about
         ``1e-10 s_min``, or to the float64 resolution of ``x`` if coarser.
@@ -728,6 +807,10 @@ class GaussianMixture:
         exactly two standard deviations apart) the density is constant to
         machine precision over about ``eps**0.25 * scale`` (1e-4 scales), and
         so is the location; the density value is still exact.
+
+        Returns
+        -------
+        ndarray of shape (n, n_outputs), or (n,) if univariate
 
         Examples
         --------
@@ -742,12 +825,22 @@ class GaussianMixture:
         return self._out(points[np.arange(len(self)), np.argmax(logp, axis=1)])
 
     def var(self) -> np.ndarray:
-        """Variance of each output (the diagonal of :meth:`cov`): (n,) or (n, d)."""
+        """Variance of each output (the diagonal of :meth:`cov`).
+
+        Returns
+        -------
+        ndarray of shape (n, d), or (n,) if univariate
+        """
         cov = self.cov()
         return cov if self.univariate else np.diagonal(cov, axis1=1, axis2=2).copy()
 
     def std(self) -> np.ndarray:
-        """Standard deviation of each output: (n,) or (n, d)."""
+        """Standard deviation of each output (the square root of :meth:`var`).
+
+        Returns
+        -------
+        ndarray of shape (n, d), or (n,) if univariate
+        """
         return np.sqrt(self.var())
 
     def entropy(
@@ -760,6 +853,15 @@ class GaussianMixture:
         standard error ``std(-log p(y_s)) / sqrt(n_samples)`` (returned with
         ``return_std_error=True``), e.g. about 0.02 nats for a unit Gaussian
         with the default 1000 draws.
+
+        Parameters
+        ----------
+        n_samples : int, default=1000
+            Draws per row.
+        random_state : int, Generator, RandomState or None, default=None
+            Seed of the draws, as for :meth:`sample`.
+        return_std_error : bool, default=False
+            Also return the standard error of each estimate.
 
         Returns
         -------
@@ -787,6 +889,18 @@ class GaussianMixture:
         ``sigma * sqrt(tau)``: a Gaussian density raised to ``1 / tau`` and
         renormalised). ``scale_temperature=0`` collapses every component to
         its mean.
+
+        Parameters
+        ----------
+        temperature : float, default=1.0
+            Temperature of the weights, > 0.
+        scale_temperature : float, default=1.0
+            Factor of the covariances, >= 0.
+
+        Returns
+        -------
+        GaussianMixture
+            The tempered mixture, with the same means.
         """
         for name, value in (
             ("temperature", temperature),

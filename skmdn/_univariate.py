@@ -233,15 +233,36 @@ class HighestDensityRegion:
         return self.intervals.shape[0]
 
     def to_list(self) -> list[np.ndarray]:
-        """The intervals of each row as a list of arrays of shape (m_i, 2)."""
+        """The intervals of each row, without the NaN padding.
+
+        Returns
+        -------
+        list of ndarray
+            One array of shape (n_intervals[i], 2) per row.
+        """
         return [iv[:m] for iv, m in zip(self.intervals, self.n_intervals, strict=True)]
 
     def width(self) -> np.ndarray:
-        """Total length of each region, shape (n,)."""
+        """Total length of each region.
+
+        Returns
+        -------
+        ndarray of shape (n,)
+        """
         return np.nansum(self.intervals[..., 1] - self.intervals[..., 0], axis=1)
 
     def contains(self, y) -> np.ndarray:
-        """Whether ``y`` (shape (n,)) lies in the region of its row, shape (n,)."""
+        """Whether each value lies in the region of its row.
+
+        Parameters
+        ----------
+        y : array-like of shape (n,)
+            One value per row.
+
+        Returns
+        -------
+        ndarray of bool, shape (n,)
+        """
         y = np.asarray(y, dtype=np.float64)
         if y.shape != (len(self),):
             raise ValueError(f"y must have shape ({len(self)},); got {y.shape}.")
