@@ -821,9 +821,10 @@ default='tanh'
         if before is None:
             return
         now = self._structural_params()
-        # fixed_noise_level shapes only a model with fixed noise (a change of
-        # noise_type is reported by itself)
-        ignored = () if now["noise_type"] == "fixed" else ("fixed_noise_level",)
+        # fixed_noise_level shapes only a model with fixed noise, min_scale
+        # only the others (a change of noise_type is reported by itself)
+        fixed = now["noise_type"] == "fixed"
+        ignored = ("min_scale",) if fixed else ("fixed_noise_level",)
         changed = [
             f"{name}={before[name]!r} to {now[name]!r}"
             for name in _STRUCTURAL_PARAMS

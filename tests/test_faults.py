@@ -538,6 +538,12 @@ def test_fixed_noise_level_is_ignored_unless_the_noise_is_fixed(method):
     call = m.partial_fit if method == "partial_fit" else m.fit
     with pytest.raises(ValueError, match=r"fixed_noise_level=0\.1 to 0\.5"):
         call(X, Y)
+    # and min_scale, documented as not applied to fixed noise, is ignored
+    m.set_params(fixed_noise_level=0.1, min_scale=0.2)
+    n_iter = m.n_iter_
+    call(X, Y)
+    assert m.n_iter_ == n_iter + (1 if method == "partial_fit" else 6)
+    np.testing.assert_array_equal(m.predict_dist(X[:3]).scales, 0.1)
 
 
 def test_validation_scores_stay_aligned_with_the_loss_curve():
