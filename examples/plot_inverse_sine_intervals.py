@@ -1,7 +1,7 @@
 """Central interval vs highest-density region on Bishop's inverse-sine problem.
 
 ``x ~ U(0, 1)``, ``t = x + 0.3 sin(2 pi x) + U(-0.1, 0.1)``; regressing ``x``
-on ``t`` gives up to three branches for ``t`` in about (0.35, 0.65). The
+on ``t`` gives up to three branches for ``t`` in about (0.3, 0.7). The
 figure shows the predicted density ``p(x | t)`` as a heat map, the central
 90% interval and the 90% highest-density region (a union of intervals), and
 the three point estimates: the mean falls between the branches, the

@@ -205,7 +205,7 @@ default='tanh'
         epochs in a row pass without an improvement of at least ``tol`` (as
         in :class:`~sklearn.neural_network.MLPRegressor`). An epoch of more
         than 150 optimiser steps counts as several (one of 600 steps as
-        four), so that on large data training stops after a similar amount of
+        about four), so that on large data training stops after a similar amount of
         work without progress as on small data, instead of running hundreds
         of thousands of steps past its best (the patience is then
         ``max(1, round(n_iter_no_change * 150 / steps))`` epochs).
@@ -649,8 +649,10 @@ default='tanh'
         The first call initialises the model, including the standardisation
         statistics, which are computed from that first batch: make it
         representative. Later calls continue training with the same optimiser
-        state; ``X`` must keep the number of features and ``y`` the number of
-        outputs.
+        state: Adam's moments and its current learning rate (which the plateau
+        schedule of an earlier :meth:`fit` may have lowered; a changed
+        ``learning_rate_init`` applies from the next :meth:`fit`); ``X`` must
+        keep the number of features and ``y`` the number of outputs.
 
         Parameters
         ----------

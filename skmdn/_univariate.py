@@ -284,8 +284,9 @@ def mixture_hdr(confidence: float, w, mu, s, modes) -> HighestDensityRegion:
        component mean finds in practice), and ``m(t)`` below is continuous.
     2. For a threshold ``t`` the end points are the roots of ``p(y) = t`` in
        the grid cells where ``p - t`` changes sign, found by bracketed
-       Newton-bisection to ``XTOL`` relative accuracy, and the region's mass
-       ``m(t) = sum F(upper) - F(lower)`` is exact (mixture CDF).
+       Newton-bisection to ``XTOL`` times the row's smallest component
+       scale, and the region's mass ``m(t) = sum F(upper) - F(lower)`` is
+       exact (mixture CDF).
     3. ``t`` solves ``m(t) = confidence`` by safeguarded Newton on ``log t``
        (``dm/dt = -t * sum_e 1 / |p'(y_e)|`` over end points), bisecting
        whenever a Newton step would leave the bracket or the last step

@@ -326,6 +326,24 @@ class DistributionScorer:
         self.metric, self.sign, self.name = metric, sign, name
 
     def __call__(self, estimator, X, y, sample_weight=None) -> float:
+        """``sign * metric(y, estimator.predict_dist(X))``.
+
+        Parameters
+        ----------
+        estimator : MDNRegressor or Pipeline
+            A fitted model, or a fitted pipeline that ends in one.
+        X : array-like of shape (n_samples, n_features)
+            Inputs (of the pipeline, if ``estimator`` is one).
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weights of the mean.
+
+        Returns
+        -------
+        float
+            The score; higher is better.
+        """
         if not hasattr(estimator, "predict_dist") and hasattr(estimator, "steps"):
             X, estimator = estimator[:-1].transform(X), estimator[-1]
         if not hasattr(estimator, "predict_dist"):

@@ -301,7 +301,8 @@ def plot_mixture_means(
     model, x, *, output: int = 0, bands: bool = True, ax: Axes | None = None
 ) -> Axes:
     """Component means ``mu_k(x)`` of a one-feature model, drawn with opacity
-    equal to the component's weight, and optional ``mu_k +- 2 sigma_k`` bands.
+    equal to the component's weight (at least 0.05, so that a component of
+    negligible weight stays visible), and optional ``mu_k +- 2 sigma_k`` bands.
 
     Parameters
     ----------
@@ -312,7 +313,7 @@ def plot_mixture_means(
     output : int, default=0
         Which output's means to draw.
     bands : bool, default=True
-        Shade ``mu_k +- 2 sigma_k`` (also with weight-proportional opacity).
+        Shade ``mu_k +- 2 sigma_k``, with opacity 0.2 times the weight.
     ax : matplotlib Axes, default=None
         Where to draw; a new figure when None.
 

@@ -251,6 +251,24 @@ def test_partial_fit_streams_over_chunks():
         model.partial_fit(X, np.stack([y, y], 1))
 
 
+def test_partial_fit_continues_at_the_learning_rate_fit_left():
+    # documented: the plateau schedule's lowered rate carries over, and a
+    # changed learning_rate_init waits for the next fit
+    X, y = small_problem(n=200)
+    model = MDNRegressor(hidden_layer_sizes=(8,), max_iter=3, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(X, y)
+    model._optimizer_state["lr"] = 1e-4  # as if the schedule had halved it
+    model.set_params(learning_rate_init=0.5)
+    model.partial_fit(X, y)
+    assert model._optimizer_state["lr"] == 1e-4
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.set_params(warm_start=True).fit(X, y)
+    assert model._optimizer_state["lr"] == 0.5
+
+
 def test_sample_weight_zero_equals_dropping_rows():
     X, y = small_problem(n=150)
     w = np.ones(len(X))
