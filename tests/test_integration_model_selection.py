@@ -217,3 +217,38 @@ def test_cross_validate_with_crps_and_nll_scorers():
             assert result["test_nll"][fold] == pytest.approx(own, rel=1e-12)
     with pytest.raises(TypeError, match="has no predict_dist"):
         metrics.neg_nll_scorer(StandardScaler().fit(X), X, y)
+
+
+def test_sample_weight_routed_through_a_pipeline_search():
+    # With scikit-learn's metadata routing on, a search fits and scores each
+    # fold with that fold's weights: each fold's test score is the weighted
+    # mean log-likelihood of a pipeline fitted on the other fold's weights.
+    from sklearn import config_context
+    from sklearn.base import clone
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 2))
+    y = X[:, 0] + rng.normal(scale=np.where(X[:, 1] > 0, 0.1, 1.0))
+    w = rng.uniform(0.2, 3.0, size=len(X))
+    cv = KFold(2, shuffle=True, random_state=0)
+    with config_context(enable_metadata_routing=True):
+        model = _base(max_iter=5).set_fit_request(sample_weight=True)
+        model.set_score_request(sample_weight=True)
+        pipe = make_pipeline(
+            StandardScaler().set_fit_request(sample_weight=True), model
+        )
+        result = cross_validate(pipe, X, y, cv=cv, params={"sample_weight": w})
+        for score, (train, test) in zip(result["test_score"], cv.split(X), strict=True):
+            fitted = clone(pipe).fit(X[train], y[train], sample_weight=w[train])
+            dist = fitted[-1].predict_dist(fitted[0].transform(X[test]))
+            expected = np.average(dist.logpdf(y[test]), weights=w[test])
+            assert score == pytest.approx(expected, rel=1e-10)
+        unweighted = cross_validate(clone(pipe), X, y, cv=cv)["test_score"]
+        grid = {"mdnregressor__n_components": [1, model.n_components]}
+        search = GridSearchCV(pipe, grid, cv=cv).fit(X, y, sample_weight=w)
+    assert not np.allclose(result["test_score"], unweighted)  # the weights count
+    # the search scored its second candidate (the pipeline as it is) the same
+    splits = [search.cv_results_[f"split{i}_test_score"][1] for i in range(2)]
+    np.testing.assert_allclose(splits, result["test_score"], rtol=1e-10)
