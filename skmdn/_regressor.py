@@ -1124,6 +1124,11 @@ default='tanh'
         X = self._validated_X(X)
         n = X.shape[0]
         check_input_kind(y, "y")
+        if np.ndim(y) == 0:  # None or a scalar: no rows to index
+            raise ValueError(
+                "y must hold one target per row of X, an array of shape "
+                f"(n_samples,) or (n_samples, n_outputs); got {y!r}."
+            )
         y = np.asarray(y, dtype=np.float64)
         y = target_shape(y, self._univariate, self.n_outputs_)
         if y.shape[0] != n:
