@@ -248,6 +248,12 @@ _ENCODE_ADVICE = (
     "first, e.g. with sklearn.preprocessing.OneHotEncoder or OrdinalEncoder in "
     "a sklearn.compose.ColumnTransformer."
 )
+_TIME_ADVICE = (
+    "MDNRegressor needs numbers, and how times convert to them (the unit, "
+    "the origin) is a choice: convert them first, e.g. to seconds since a "
+    "reference time with (t - t0) / np.timedelta64(1, 's'), or to features "
+    "such as the hour or the day of the year."
+)
 _TARGET_ADVICE = (
     "MDNRegressor is a regressor and needs a real-valued target; for class "
     "labels use a classifier."
@@ -315,8 +321,9 @@ def _first_non_number(values: np.ndarray):
 def check_input_kind(a, name: str, *, max_ndim: int = 2) -> None:
     """Raise a clear error for inputs that scikit-learn reports cryptically.
 
-    Catches string and categorical data (naming the offending columns of a
-    data frame), complex numbers, a sparse target and arrays with more than
+    Catches string, categorical, datetime and timedelta data (naming the
+    offending columns of a data frame), complex numbers, a sparse target and
+    arrays with more than
     ``max_ndim`` axes, each with a message that says what to do. Anything
     else is left to :func:`sklearn.utils.validation.validate_data`.
 
@@ -350,9 +357,12 @@ def check_input_kind(a, name: str, *, max_ndim: int = 2) -> None:
         return  # densified chunk by chunk
     dtypes = getattr(a, "dtypes", None)
     if dtypes is not None and hasattr(a, "columns"):  # a data frame
-        bad = []
+        bad, times = [], []
         for column, dtype in zip(a.columns, dtypes, strict=True):
             if getattr(dtype, "kind", "O") in "biuf":
+                continue
+            if getattr(dtype, "kind", "O") in "mM":  # numpy's or time-zone aware
+                times.append(f"{column!r} ({dtype})")
                 continue
             try:
                 np.asarray(a[column], dtype=np.float64)
@@ -361,6 +371,11 @@ def check_input_kind(a, name: str, *, max_ndim: int = 2) -> None:
         if bad:
             raise ValueError(
                 f"{name} has non-numeric column(s) {', '.join(bad)}. {advice}"
+            )
+        if times:
+            raise ValueError(
+                f"{name} has datetime or timedelta column(s) {', '.join(times)}. "
+                f"{_TIME_ADVICE}"
             )
         return
     try:
@@ -376,6 +391,10 @@ def check_input_kind(a, name: str, *, max_ndim: int = 2) -> None:
             f"{name} must have at most {max_ndim} dimensions {want}; got an array "
             f"of shape {array.shape}. Flatten the trailing axes first, e.g. "
             f"{name}.reshape(len({name}), -1)."
+        )
+    if array.dtype.kind in "mM":
+        raise ValueError(
+            f"{name} has datetime or timedelta values ({array.dtype}). {_TIME_ADVICE}"
         )
     if array.dtype.kind == "c":
         raise ValueError(

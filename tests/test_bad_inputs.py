@@ -231,6 +231,7 @@ FRAME = pd.DataFrame(X, columns=["a", "b"])
 CAT_FRAME = pd.DataFrame({"a": X[:, 0], "b": pd.Categorical(["u", "v"] * 20)})
 STR_FRAME = pd.DataFrame({"a": X[:, 0], "b": ["u", "v"] * 20})
 NA_FRAME = pd.DataFrame({"a": X[:, 0], "b": pd.array([1, None] * 20, dtype="Int64")})
+TIME_FRAME = pd.DataFrame({"a": X[:, 0], "b": pd.date_range("2020", periods=40)})
 NOT_UNIT = "The '{}' parameter of MDNRegressor must be .*Got .* instead"
 
 
@@ -364,6 +365,18 @@ CASES = [
            "Input X contains NaN"),
     raises("frame-with-pandas-NA", lambda: fit(NA_FRAME, Y), ValueError,
            "Input X contains NaN"),
+    raises("frame-with-datetime-column", lambda: fit(TIME_FRAME, Y), ValueError,
+           r"X has datetime or timedelta column\(s\) 'b' \(datetime64.*timedelta64"),
+    raises("frame-of-datetimes-only", lambda: fit(TIME_FRAME[["b"]], Y), ValueError,
+           r"X has datetime or timedelta column\(s\) 'b'"),
+    raises("frame-with-timezone-aware-column",
+           lambda: fit(TIME_FRAME.assign(b=TIME_FRAME.b.dt.tz_localize("UTC")), Y),
+           ValueError, r"X has datetime or timedelta column\(s\) 'b'"),
+    raises("datetime-array-X", lambda: fit(TIME_FRAME[["b"]].to_numpy(), Y),
+           ValueError, r"X has datetime or timedelta values \(datetime64"),
+    raises("timedelta-series-y",
+           lambda: fit(X, pd.Series(pd.to_timedelta(np.arange(40), "s"))),
+           ValueError, r"y has datetime or timedelta values \(timedelta64"),
     raises("string-series-y", lambda: fit(X, pd.Series(["a"] * 40)), ValueError,
            "y contains non-numeric values.*classifier"),
     raises("columns-reordered-at-predict",
