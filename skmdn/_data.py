@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from scipy import sparse
 
-from ._utils import tensor_view, torch_threads
+from ._utils import overflow_safe_weights, tensor_view, torch_threads
 
 __all__ = [
     "CHUNK_ROWS",
@@ -112,6 +112,11 @@ def weighted_mean_scale(a: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.nd
     >>> weighted_mean_scale(a, np.array([1.0, 3.0]))
     (array([2.5, 5. ]), array([0.8660254, 1.       ]))
     """
+    with np.errstate(over="ignore"):
+        total = float(np.sum(w))
+    if not total < 2.0**1020:  # weights near 1e308: sums (of squares) overflow
+        w = overflow_safe_weights(w)  # exact: the same means
+        total = float(np.sum(w))
     t, tw = _Rows(a), tensor_view(w)
     chunks = _chunks(a.shape[0])
     part = torch.zeros(len(chunks), 2, a.shape[1], dtype=torch.float64, device="cpu")
@@ -136,7 +141,6 @@ def weighted_mean_scale(a: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.nd
         torch.mv(c.t(), tw[sl], out=part[i, 0])
         torch.mv(c.square_().t(), tw[sl], out=part[i, 1])
     s1, s2 = part.sum(0).numpy()
-    total = float(np.sum(w))
     mean = s1 / total
     scale = np.sqrt(np.maximum(s2 / total - mean**2, 0.0))
     mean += shift.numpy()

@@ -36,6 +36,7 @@ from ._utils import (
     check_input_kind,
     check_sample_weight,
     non_finite_advice,
+    overflow_safe_weights,
     resolve_device,
     resolve_dtype,
     run_blocks,
@@ -512,6 +513,12 @@ default='tanh'
             return _NOISE_C * n_eff ** (-1.0 / (4 + n_features + n_outputs))
         return float(self.noise_regularization)
 
+    def _weight_decay(self, sw: np.ndarray) -> float:
+        """``alpha / n`` with ``n`` the sum of the weights: zero, its limit,
+        where that sum overflows (weights near 1e308)."""
+        with np.errstate(over="ignore"):
+            return self.alpha / float(sw.sum())
+
     def _resolve_batch_size(self, n: int, n_eff: float) -> int:
         if self.batch_size != "auto":
             return min(self.batch_size, n)
@@ -589,7 +596,7 @@ default='tanh'
         history.best_loss = np.inf
         history.best_validation_score = -np.inf
         optimizer = FlatAdam(
-            state.network, self.learning_rate_init, self.alpha / float(sw.sum())
+            state.network, self.learning_rate_init, self._weight_decay(sw)
         )
         if warm:  # continue Adam's moments too; the schedule restarts
             optimizer.load_state_dict(self._optimizer_state)
@@ -691,14 +698,14 @@ default='tanh'
             state = self._fresh_state(X, Y, sw, univariate, seed)
             history = TrainHistory()
             optimizer = FlatAdam(
-                state.network, self.learning_rate_init, self.alpha / float(sw.sum())
+                state.network, self.learning_rate_init, self._weight_decay(sw)
             )
         else:
             seed = self._seed
             state = self._copy_state()
             history = copy.deepcopy(self._history)
             optimizer = FlatAdam(
-                state.network, self.learning_rate_init, self.alpha / float(sw.sum())
+                state.network, self.learning_rate_init, self._weight_decay(sw)
             )
             optimizer.load_state_dict(self._optimizer_state)  # copies
         generator = torch.Generator(device=state.device).manual_seed(
@@ -1143,7 +1150,7 @@ default='tanh'
             logpdf[sl] = dist.logpdf(y[sl])
 
         self._map_dists(X, store)
-        return float(np.average(logpdf, weights=sw))
+        return float(np.average(logpdf, weights=overflow_safe_weights(sw)))
 
     # ----------------------------------------------------------- persistence
     def __getstate__(self):
@@ -1218,7 +1225,8 @@ class _State:
         columns = [
             (X, self.X_mean, self.X_scale),
             (Y, self.y_mean, self.y_scale),
-            (w.reshape(-1, 1), np.zeros(1), np.full(1, np.mean(w))),
+            # divided by their mean, computed without overflow (1e308 weights)
+            (w.reshape(-1, 1), np.zeros(1), np.full(1, _mean_weight(w))),
         ]
 
         def pack(rows):
@@ -1230,6 +1238,16 @@ class _State:
             log_scale=float(np.sum(np.log(self.y_scale))),
             val=None if val_rows is None else pack(val_rows),
         )
+
+
+def _mean_weight(w: np.ndarray) -> float:
+    """``np.mean(w)``, but finite when ``sum(w)`` overflows."""
+    with np.errstate(over="ignore"):
+        mean = np.mean(w)
+    if np.isfinite(mean):
+        return float(mean)
+    e = np.frexp(w.max())[1]  # scaled by 2**-e and back: exact
+    return float(np.ldexp(np.mean(np.ldexp(w, -e)), e))
 
 
 def _warn_if_worse(initial_loss: float, losses: list[float], model) -> bool:

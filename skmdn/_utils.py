@@ -27,6 +27,7 @@ __all__ = [
     "check_input_kind",
     "check_sample_weight",
     "non_finite_advice",
+    "overflow_safe_weights",
     "resolve_device",
     "resolve_dtype",
     "run_blocks",
@@ -412,6 +413,26 @@ def check_input_kind(a, name: str, *, max_ndim: int = 2) -> None:
             ) from None
         except TypeError:
             return  # e.g. dicts in an object array: scikit-learn's TypeError
+
+
+def overflow_safe_weights(w: np.ndarray | None) -> np.ndarray | None:
+    """``w`` divided by the power of two just above its largest value.
+
+    Exact, so a weighted mean rounds exactly as with ``w`` itself, but sums
+    of the weights (and of weighted terms) cannot overflow: weights of 1e308
+    act as unit weights instead of giving an infinite total and a NaN mean.
+    None (no weights) is returned as it is.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> overflow_safe_weights(np.array([1e308, 1e308])).sum()
+    np.float64(1.1125369292536007)
+    """
+    if w is None:
+        return None
+    w = np.asarray(w, dtype=np.float64)
+    return np.ldexp(w, -np.frexp(np.max(w))[1])
 
 
 def check_sample_weight(sample_weight, X) -> np.ndarray:

@@ -36,7 +36,7 @@ import numpy as np
 from scipy.special import ndtr
 
 from ._mixture import GaussianMixture
-from ._utils import check_finite_targets, target_shape
+from ._utils import check_finite_targets, overflow_safe_weights, target_shape
 
 __all__ = [
     "DistributionScorer",
@@ -72,7 +72,8 @@ def _check(y, dist: GaussianMixture) -> np.ndarray:
 
 
 def _average(values: np.ndarray, sample_weight, multioutput) -> float | np.ndarray:
-    per_output = np.average(values, axis=0, weights=sample_weight)
+    weights = overflow_safe_weights(sample_weight)
+    per_output = np.average(values, axis=0, weights=weights)
     if values.ndim == 1:
         return float(per_output)
     if multioutput == "raw_values":
@@ -179,7 +180,8 @@ def nll(y, dist: GaussianMixture, *, sample_weight=None) -> float:
         Weighted mean of ``-log p(y | x)``.
     """
     y = _check(y, dist)
-    return float(-np.average(dist.logpdf(y), weights=sample_weight))
+    weights = overflow_safe_weights(sample_weight)
+    return float(-np.average(dist.logpdf(y), weights=weights))
 
 
 def pit(y, dist: GaussianMixture) -> np.ndarray:

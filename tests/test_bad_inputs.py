@@ -215,6 +215,12 @@ def predict_warnings(m, X_):
     return pred, [str(w.message) for w in caught]
 
 
+def no_runtime_warning(run):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # e.g. numpy overflow
+        return run()
+
+
 def partial_fit_twice(y1, y2, X2=X):
     m = model()
     m.partial_fit(X, y1)
@@ -270,6 +276,13 @@ CASES = [
     handled("sample_weights-of-1e300-act-as-unit-weights",
             lambda: fit(X, Y, sample_weight=np.full(40, 1e300), alpha=0.0),
             close_to(lambda: fit(X, Y, alpha=0.0))),
+    handled("sample_weights-of-1e308-act-as-unit-weights",  # their sum overflows
+            lambda: fit(X, Y, sample_weight=np.full(40, 1e308), alpha=0.0),
+            close_to(lambda: fit(X, Y, alpha=0.0))),
+    handled("partial_fit-with-sample_weights-of-1e308",
+            lambda: no_runtime_warning(
+                lambda: model(alpha=0.0).partial_fit(X, Y, np.full(40, 1e308))),
+            close_to(lambda: model(alpha=0.0).partial_fit(X, Y))),
     handled("sample_weights-of-1e-300-act-as-unit-weights",
             lambda: fit(X, Y, sample_weight=np.full(40, 1e-300), alpha=0.0),
             close_to(lambda: fit(X, Y, alpha=0.0))),
@@ -422,6 +435,9 @@ CASES = [
     raises("score-two-outputs-for-1-D-model",
            lambda: fitted().score(X, np.c_[Y, Y]), ValueError,
            r"y has shape \(40, 2\); expected \(n,\)"),
+    handled("score-weights-of-1e308-act-as-unit-weights",
+            lambda: fitted().score(X, Y, sample_weight=np.full(40, 1e308)),
+            lambda s: np.testing.assert_array_equal(s, fitted().score(X, Y))),
     raises("score-negative-weights",
            lambda: fitted().score(X, Y, sample_weight=-np.ones(40)), ValueError,
            "sample_weight must be non-negative"),

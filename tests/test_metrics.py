@@ -166,10 +166,11 @@ def test_integer_sample_weights_equal_repeated_rows(d):
         np.testing.assert_allclose(weighted, expected, rtol=1e-12, err_msg=name)
         # precondition: the weights matter
         assert not np.allclose(metric(y, dist), expected, rtol=1e-6), name
-        # and a float weight scales out
-        np.testing.assert_allclose(
-            metric(y, dist, sample_weight=0.5 * w), expected, rtol=1e-12
-        )
+        # and a float weight scales out, even one whose sum overflows
+        for factor in (0.5, 1e307):
+            np.testing.assert_allclose(
+                metric(y, dist, sample_weight=factor * w), expected, rtol=1e-12
+            )
 
 
 def test_metric_input_errors():
