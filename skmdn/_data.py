@@ -99,8 +99,9 @@ def weighted_mean_scale(a: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.nd
     magnitude (exact; at most 2**1023, as 2**1024 overflows), so that squares
     do not overflow for values near the float64 limit (e.g. 1e200, or up to
     1.8e308) and tiny units (e.g. 1e-14) are not mistaken for a constant
-    column. Two passes over chunks of rows, accumulated in float64 with no
-    N-sized temporary: the largest magnitudes, then weighted sums of the
+    column, nor is a spread tiny next to the values (e.g. 1e8 + 1e-4 noise).
+    Two passes over chunks of rows, accumulated in float64 with no N-sized
+    temporary: the largest magnitudes, then weighted sums of the
     scaled values and of their squares around a pilot mean (the first
     chunk's), which keeps the one-pass variance formula free of
     cancellation.
@@ -144,7 +145,12 @@ def weighted_mean_scale(a: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.nd
     mean = s1 / total
     scale = np.sqrt(np.maximum(s2 / total - mean**2, 0.0))
     mean += shift.numpy()
-    constant = ~(scale > 1e-12)
+    # In units of ``unit`` a float64 step of the largest values is 2**-53
+    # or more. The statistics of a constant column are zero up to rounding
+    # far below that (the pilot mean is off by a few steps, its square by
+    # a few more); a spread of a step or more is data, such as 1e8 plus
+    # noise of 1e-4 (1e-12 relative, 7000 steps of 1.5e-8).
+    constant = ~(scale > 2.0**-52)
     mean, scale = mean * unit, scale * unit
     scale[constant] = 1.0
     return mean, scale

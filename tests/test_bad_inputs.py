@@ -119,6 +119,19 @@ def equivariant(y_factor: float = 1.0, x_factor: float = 1.0):
     return check
 
 
+def offset_equivariant(m: MDNRegressor) -> None:
+    """A spread of 1e-4 around 1e8 (thousands of float64 steps) is data, not
+    a constant: the fit matches the one on the unshifted, unscaled values."""
+    Xs, ys = OFFSET + 1e-4 * X, OFFSET + 1e-4 * Y
+    # inputs and targets are rounded to 1.5e-8, 1.5e-4 of their spread
+    np.testing.assert_allclose(
+        (m.predict(Xs) - OFFSET) / 1e-4, fitted().predict(X), atol=2e-3
+    )
+    np.testing.assert_allclose(
+        m.score(Xs, ys), fitted().score(X, Y) - math.log(1e-4), atol=2e-3
+    )
+
+
 def constant_target(m: MDNRegressor) -> None:
     pred = m.predict(X)
     np.testing.assert_allclose(pred, 3.0, atol=0.1)
@@ -232,6 +245,7 @@ def warm_refit(y2):
     return m.fit(X, y2)
 
 
+OFFSET = 1e8
 DUPLICATES = (np.zeros((200, 2)), np.repeat([0.0, 1.0], 100))
 FRAME = pd.DataFrame(X, columns=["a", "b"])
 CAT_FRAME = pd.DataFrame({"a": X[:, 0], "b": pd.Categorical(["u", "v"] * 20)})
@@ -362,6 +376,8 @@ CASES = [
             scale_floor_holds),
     handled("y-on-scale-1e-8", lambda: fit(X, Y * 1e-8), equivariant(y_factor=1e-8)),
     handled("y-on-scale-1e8", lambda: fit(X, Y * 1e8), equivariant(y_factor=1e8)),
+    handled("X-and-y-spread-1e-4-around-1e8",
+            lambda: fit(OFFSET + 1e-4 * X, OFFSET + 1e-4 * Y), offset_equivariant),
     handled("X-values-1e30", lambda: fit(X * 1e30, Y), equivariant(x_factor=1e30)),
     handled("X-values-1e200-no-overflow", lambda: fit(X * 1e200, Y),
             equivariant(x_factor=1e200)),

@@ -134,6 +134,29 @@ def test_weighted_mean_scale_constant_and_zero_columns(small_chunks):
     np.testing.assert_allclose(scale[2], np.arange(2500).std(), rtol=1e-13)
 
 
+def test_a_small_spread_around_a_large_offset_is_not_a_constant(small_chunks):
+    # 1e8 + 1e-4 noise: a spread of 1e-12 relative to the values, yet
+    # thousands of float64 steps (1.5e-8 at 1e8); taking it for a constant
+    # (scale 1) made the fit blind to it, e.g. min_scale 1e-3 in target
+    # units, ten times the whole spread of y.
+    rng = np.random.default_rng(6)
+    noise = rng.normal(size=(2500, 3)) * [1e-4, 1e-6, 1e-10]
+    offset = np.array([1e8, 1e6, -1e4])
+    a = offset + noise
+    w = rng.uniform(0.5, 2.0, 2500)
+    mean, scale = weighted_mean_scale(a, w)
+    # the reference on a - offset (exact), where numpy's sums lose nothing
+    ref_mean, ref_scale = _reference_mean_scale(a - offset, w)
+    np.testing.assert_allclose(scale, ref_scale, rtol=1e-12)
+    assert np.all(np.abs(mean - (offset + ref_mean)) <= np.abs(np.spacing(offset)))
+    # while a constant column stays one whatever its value and the weights
+    values = [0.1, 1 / 3, 1e8 + 1 / 3, -7e-300, 1.7e308]
+    const = np.tile(values, (2500, 1))
+    mean, scale = weighted_mean_scale(const, w)
+    np.testing.assert_array_equal(scale, 1.0)
+    np.testing.assert_allclose(mean, values, rtol=1e-15)
+
+
 def test_weighted_mean_scale_integer_weights_repeat_rows(small_chunks):
     rng = np.random.default_rng(1)
     a = rng.normal(size=(1500, 2))
