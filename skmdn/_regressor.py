@@ -12,7 +12,11 @@ import torch
 from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import (
+    Interval,
+    InvalidParameterError,
+    StrOptions,
+)
 from sklearn.utils.validation import (
     check_is_fitted,
     validate_data,
@@ -60,6 +64,15 @@ __all__ = ["MDNRegressor"]
 _PREDICT_CHUNK = SAMPLE_ROWS
 # The parameters that shape a fitted model: warm_start and partial_fit
 # continue a model only under the values it was built with.
+# Parameters whose constraints accept an Integral, which a bool also is.
+_INTEGER_PARAMS = (
+    "n_components",
+    "batch_size",
+    "max_iter",
+    "n_iter_no_change",
+    "n_threads",
+)
+
 _STRUCTURAL_PARAMS = (
     "n_components",
     "noise_type",
@@ -467,9 +480,24 @@ default='tanh'
                 "deviation of the noise in target units, e.g. fixed_noise_level=0.1."
             )
         resolve_device(self.device)  # checked on every fit, warm or not
-        hidden = np.atleast_1d(np.asarray(self.hidden_layer_sizes))
-        if hidden.ndim != 1 or not all(
-            isinstance(h, Integral | np.integer) and h > 0 for h in hidden.tolist()
+        for name in _INTEGER_PARAMS:  # bool is an Integral to the constraints
+            value = getattr(self, name)
+            if isinstance(value, bool | np.bool_):
+                raise InvalidParameterError(
+                    f"The '{name}' parameter of MDNRegressor must be an int, not "
+                    f"a bool; got {value!r}."
+                )
+        raw = self.hidden_layer_sizes
+        items = raw if isinstance(raw, list | tuple) else [raw]
+        hidden = np.atleast_1d(np.asarray(raw))
+        if (
+            hidden.ndim != 1
+            # bools are Integral, and (True, 8) would read as (1, 8)
+            or hidden.dtype == bool
+            or any(isinstance(h, bool | np.bool_) for h in items)
+            or not all(
+                isinstance(h, Integral | np.integer) and h > 0 for h in hidden.tolist()
+            )
         ):
             raise ValueError(
                 f"hidden_layer_sizes={self.hidden_layer_sizes!r} must be a positive "

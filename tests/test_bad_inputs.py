@@ -479,6 +479,16 @@ CASES = [
     # -------------------------------------- every constructor parameter
     invalid_param("n_components", 0),
     invalid_param("n_components", 2.5),
+    *[
+        raises(f"param-{name}-bool", lambda n=name: fit(X, Y, **{n: True}),
+               ValueError, f"The '{name}' parameter of MDNRegressor must be an "
+               "int, not a bool; got True")
+        for name in ("n_components", "batch_size", "max_iter", "n_iter_no_change",
+                     "n_threads")
+    ],
+    raises("param-hidden_layer_sizes-bool",
+           lambda: fit(X, Y, hidden_layer_sizes=(True, 8)), ValueError,
+           "must be a positive integer or a sequence of positive integers"),
     invalid_param("noise_type", "spherical"),
     invalid_param("fixed_noise_level", -1.0, noise_type="fixed"),
     invalid_param("fixed_noise_level", 0.0, noise_type="fixed"),
