@@ -43,7 +43,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from ._utils import torch_threads
+from ._utils import cpu_fast_path, torch_threads
 
 __all__ = ["FORMS", "MIN_GAIN", "TanhForms", "tanh", "tanh_", "tanh_forms"]
 
@@ -123,7 +123,7 @@ def tanh_forms(dtype: torch.dtype) -> TanhForms:
 
 
 def _forms(x: torch.Tensor) -> TanhForms:
-    if x.device.type != "cpu":
+    if not cpu_fast_path(x.device):
         return TanhForms("torch", "torch")
     return tanh_forms(x.dtype)
 

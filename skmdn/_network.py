@@ -14,6 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from . import _kernels
+from ._utils import cpu_fast_path
 
 __all__ = ["IN_PLACE_ACTIVATIONS", "NOISE_TYPES", "MDNNetwork", "MixtureParams"]
 
@@ -272,7 +273,7 @@ def _head_affine(x: torch.Tensor, head: nn.Linear) -> torch.Tensor:
     multiple of :data:`_HEAD_COLUMNS` for float32 on the CPU."""
     n_out = head.out_features
     width = -(-n_out // _HEAD_COLUMNS) * _HEAD_COLUMNS
-    if width == n_out or x.dtype != torch.float32 or x.device.type != "cpu":
+    if width == n_out or x.dtype != torch.float32 or not cpu_fast_path(x.device):
         return _affine(x, head)
     weight = head.weight.new_zeros(width, head.in_features)
     weight[:n_out] = head.weight

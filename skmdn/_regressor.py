@@ -39,6 +39,7 @@ from ._utils import (
     check_finite_targets,
     check_input_kind,
     check_sample_weight,
+    cpu_fast_path,
     non_finite_advice,
     overflow_safe_weights,
     resolve_device,
@@ -969,7 +970,7 @@ default='tanh'
             with torch.inference_mode():
                 fn(sl, self._chunk_dist(X, sl, stats, device))
 
-        on_cpu = device.type == "cpu"
+        on_cpu = cpu_fast_path(device)
         if on_cpu:  # time the tanh forms (once per process) here, not in a worker
             tanh_forms(self.dtype_)
         workers = thread_count(self.n_threads, n) if on_cpu else 1

@@ -21,6 +21,7 @@ from ._progress import ProgressReporter
 from ._utils import (
     SMALL_BATCH,
     ThreadChooser,
+    cpu_fast_path,
     run_blocks,
     thread_count,
     torch_threads,
@@ -340,7 +341,7 @@ def training_torch_threads(
     next steps' blocks would share one core. Elsewhere
     :func:`~skmdn._utils.thread_count`.
     """
-    if device.type == "cpu":
+    if cpu_fast_path(device):
         return 1
     return thread_count(n_threads, rows)
 
@@ -398,7 +399,7 @@ def train(
     """
     if threads is None:  # keep torch's current setting
         threads = ThreadChooser(torch.get_num_threads(), batch_size)
-    on_cpu = optimizer.grad.device.type == "cpu"  # elsewhere: one block, no workers
+    on_cpu = cpu_fast_path(optimizer.grad.device)  # else one block, no workers
     blocked = BlockedBackprop(
         network,
         optimizer.grad,

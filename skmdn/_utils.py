@@ -26,6 +26,7 @@ __all__ = [
     "check_finite_targets",
     "check_input_kind",
     "check_sample_weight",
+    "cpu_fast_path",
     "non_finite_advice",
     "overflow_safe_weights",
     "resolve_device",
@@ -133,6 +134,19 @@ def resolve_device(device: str, *, fallback: bool = False) -> torch.device:
         f"device={device!r} was requested but is not available on this machine. "
         "Use device='cpu', or device='auto' to pick the best available device."
     )
+
+
+def cpu_fast_path(device: torch.device) -> bool:
+    """Whether skmdn's CPU-only fast paths apply to work on ``device``.
+
+    On the CPU: training steps in blocks on worker threads, inference chunks
+    on worker threads, tanh by the fastest exact form, the head's product
+    padded for float32. On any other device (CUDA, MPS) the plain torch path
+    runs instead, one kernel stream and torch's own tanh. Every such choice
+    in the package goes through this function, so that the tests can run the
+    accelerator path on a CPU-only machine.
+    """
+    return device.type == "cpu"
 
 
 def resolve_dtype(
@@ -548,7 +562,7 @@ class ThreadChooser:
             n_threads is None
             and rows >= SMALL_BATCH
             and budget > 1
-            and (device is None or device.type == "cpu")
+            and (device is None or cpu_fast_path(device))
         )
         self.fixed = None if adaptive else thread_count(n_threads, rows)
         self.rows = rows

@@ -1,5 +1,6 @@
 """MDNRegressor: behaviour a user relies on, checked on synthetic truths."""
 
+import importlib
 import pickle
 import warnings
 
@@ -367,6 +368,41 @@ def test_a_model_saved_on_a_gpu_loads_on_a_cpu_only_machine():
             clone.__setstate__(state)
         assert clone.device_ == "cpu"
     np.testing.assert_array_equal(clone.predict(X), model.predict(X))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_the_accelerator_code_path_runs_on_the_cpu_and_agrees(dtype, monkeypatch):
+    # No GPU here, but the path a GPU takes (one block per step, no worker
+    # threads, torch's own tanh, no padded head) is plain torch: forced on
+    # the CPU, every branch of it runs and must give the model the CPU path
+    # gives, up to the rounding of the tanh forms.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(9000, 3)).astype(dtype)
+    y = np.c_[np.sin(X[:, 0]), X[:, 1] * rng.choice([-1.0, 1.0], 9000)]
+    params = dict(n_components=3, max_iter=3, batch_size=4500, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        cpu = MDNRegressor(**params).fit(X, y)
+        calls = {}
+        for name in ("_kernels", "_network", "_training", "_regressor", "_utils"):
+            module = importlib.import_module(f"skmdn.{name}")
+
+            def accelerator(device, name=name):
+                calls[name] = calls.get(name, 0) + 1
+                return False
+
+            monkeypatch.setattr(module, "cpu_fast_path", accelerator)
+        other = MDNRegressor(**params).fit(X, y)
+        dist, cpu_dist = other.predict_dist(X[:500]), cpu.predict_dist(X[:500])
+    # (_utils asks only with more than one thread to spare, _network only in
+    # float32)
+    asked = {"_kernels", "_training", "_regressor"}
+    assert asked | ({"_network"} if dtype == np.float32 else set()) <= set(calls)
+    rtol = 1e-4 if dtype == np.float32 else 1e-9
+    np.testing.assert_allclose(other.loss_curve_, cpu.loss_curve_, rtol=rtol)
+    np.testing.assert_allclose(dist.means, cpu_dist.means, rtol=rtol, atol=rtol)
+    np.testing.assert_allclose(dist.weights, cpu_dist.weights, atol=rtol)
+    np.testing.assert_allclose(other.score(X, y), cpu.score(X, y), rtol=rtol, atol=rtol)
 
 
 def test_device_errors_are_clear():
