@@ -783,13 +783,17 @@ class GaussianMixture:
                 "hdr() needs a univariate distribution; for output j of a "
                 "multi-output model use dist.marginal(j).hdr(confidence)."
             )
-        points, _ = self._local_modes()
+        points, _ = self._local_modes(pair_starts=True)  # every local maximum
         w, mu, s = self._marginal_params()
         return mixture_hdr(c, w, mu, s, points[..., 0])
 
-    def _local_modes(self) -> tuple[np.ndarray, np.ndarray]:
+    def _local_modes(self, pair_starts=None) -> tuple[np.ndarray, np.ndarray]:
         return mixture_modes(
-            self.log_weights, self.means, self.scales, self._scale_tril
+            self.log_weights,
+            self.means,
+            self.scales,
+            self._scale_tril,
+            pair_starts=pair_starts,
         )
 
     def mode(self) -> np.ndarray:

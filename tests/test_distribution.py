@@ -230,6 +230,35 @@ def test_hdr_handles_a_shallow_dip():
     assert dist.hdr(0.3).n_intervals[0] == 2 and dist.hdr(0.95).n_intervals[0] == 1
 
 
+def test_hdr_finds_a_mode_that_no_component_mean_climbs_to():
+    # Regression: between the flank of N(0.575, 1.76^2) and the rise of
+    # N(7.056, 6.06^2) sits a shallow mode at 0.811 (a dip at 0.682 before
+    # it) whose basin holds no component mean, and no grid point either;
+    # mean-shift from the means missed it, m(t) jumped over c = 0.3 and the
+    # region came back with probability 0.3096. Reference: scipy's CDF and
+    # the threshold of a dense grid.
+    mu = np.array([1.916, 3.778, -0.155, 2.053, 0.575, 7.056])
+    s = np.array([82.0816, 0.3687, 0.2462, 0.0317, 1.7601, 6.0634])
+    w = np.array([0.1598, 0.1296, 0.0274, 0.0246, 0.1692, 0.4893])
+    w = w / w.sum()
+    dist = GaussianMixture(
+        np.log(w)[None], mu[None, :, None], scales=s[None, :, None], univariate=True
+    )
+    x = np.linspace(-40, 60, 2_000_001)
+    p = np.sum(w * stats.norm.pdf(x[:, None], mu, s), axis=1)
+    p_sorted = np.sort(p)[::-1]
+    cum = np.cumsum(p_sorted) * (x[1] - x[0])
+    for c in (0.2, 0.3, 0.5):
+        region = dist.hdr(c)
+        mass = sum(
+            np.sum(w * (stats.norm.cdf(b, mu, s) - stats.norm.cdf(a, mu, s)))
+            for a, b in region.to_list()[0]
+        )
+        assert mass == pytest.approx(c, abs=1e-9)
+        t = p_sorted[np.searchsorted(cum, c)]
+        assert region.threshold[0] == pytest.approx(t, rel=1e-5)
+
+
 @pytest.mark.parametrize("d, full", [(1, False), (1, True), (2, False), (2, True)])
 def test_quantiles_and_hdr_of_zero_rows_are_empty(d, full):
     # Regression: ppf divided by the number of rows and mixture_hdr reshaped
