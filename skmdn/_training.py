@@ -411,8 +411,8 @@ def train(
         and data.y_noise == 0.0
         and bool(data.columns(data.train)[2].eq(1.0).all())
     )
+    reporter = ProgressReporter(verbose, max_iter)
     try:
-        reporter = ProgressReporter(verbose, max_iter)
         n_start = history.n_iter
         last_good = optimizer.checkpoint()  # the state after the last finite epoch
         best_state = last_good["flat"] if early_stopping else None
@@ -512,5 +512,6 @@ def train(
             optimizer.restore(best_state)
         return False
     finally:
+        reporter.close()  # also after an error
         blocked.close()
         optimizer.release()

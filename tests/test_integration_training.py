@@ -136,3 +136,20 @@ def test_an_interrupt_in_a_worker_thread_keeps_a_usable_model(two_threads, monke
         model.fit(X, y)
     assert model.n_iter_ == 3
     np.testing.assert_array_equal(model.predict(X[:500]), reference.predict(X[:500]))
+
+
+def test_an_error_inside_training_closes_the_progress_bar(data, monkeypatch):
+    """Whatever ends training, its bar is closed: an open one stays registered
+    with tqdm (and on screen) while the traceback keeps it alive, and pushes
+    the next fit's bar down a line."""
+    tqdm = pytest.importorskip("tqdm", reason="tqdm is not installed")
+
+    def step_loss(*args):
+        raise RuntimeError("boom")
+
+    before = len(tqdm.tqdm._instances)
+    monkeypatch.setattr(training, "step_loss", step_loss)
+    with pytest.raises(RuntimeError, match="boom") as caught:
+        _model(verbose=1).fit(*data)
+    assert caught.value is not None  # the traceback is still held here
+    assert len(tqdm.tqdm._instances) == before
