@@ -416,6 +416,29 @@ def train(
         n_start = history.n_iter
         last_good = optimizer.checkpoint()  # the state after the last finite epoch
         best_state = last_good["flat"] if early_stopping else None
+
+        def keep_on_interrupt() -> bool:
+            """After an interrupt: back to the last finished epoch (with early
+            stopping, the best) with a warning, or False when no epoch of this
+            call has finished (the interrupt then propagates)."""
+            reporter.close()
+            optimizer.rollback(last_good)
+            if history.n_iter == n_start:
+                return False
+            if best_state is not None:
+                optimizer.restore(best_state)
+            kept = (
+                "the best weights found so far"
+                if best_state is not None
+                else "the weights of its last finished epoch"
+            )
+            warn_user(
+                f"Training interrupted by the user after {history.n_iter} epochs; "
+                f"the model keeps {kept}.",
+                UserWarning,
+            )
+            return True
+
         for _ in range(max_iter):
             try:
                 loss_t, steps = _epoch(
@@ -436,22 +459,8 @@ def train(
                         )
                     score = val_ll - data.log_scale
             except KeyboardInterrupt:
-                reporter.close()
-                optimizer.rollback(last_good)
-                if history.n_iter == n_start:
+                if not keep_on_interrupt():
                     raise
-                if best_state is not None:
-                    optimizer.restore(best_state)
-                kept = (
-                    "the best weights found so far"
-                    if best_state is not None
-                    else "the weights of its last finished epoch"
-                )
-                warn_user(
-                    f"Training interrupted by the user after {history.n_iter} epochs; "
-                    f"the model keeps {kept}.",
-                    UserWarning,
-                )
                 return False
             if not finite:
                 reporter.close()
@@ -501,7 +510,13 @@ def train(
             last_good = optimizer.checkpoint()  # after the rate's update
             if improved:
                 best_state = last_good["flat"]
-            reporter.update(history.n_iter, loss, -score if early_stopping else None)
+            try:  # printing is where an interrupt is most likely to land
+                reporter.update(
+                    history.n_iter, loss, -score if early_stopping else None
+                )
+            except KeyboardInterrupt:  # the epoch is recorded: keep it
+                keep_on_interrupt()
+                return False
             if stopping and history.no_improvement_count > n_iter_no_change:
                 reporter.close()
                 if early_stopping:

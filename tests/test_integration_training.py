@@ -153,3 +153,28 @@ def test_an_error_inside_training_closes_the_progress_bar(data, monkeypatch):
         _model(verbose=1).fit(*data)
     assert caught.value is not None  # the traceback is still held here
     assert len(tqdm.tqdm._instances) == before
+
+
+@pytest.mark.parametrize("verbose", [1, 2])
+def test_an_interrupt_while_reporting_an_epoch_keeps_it(data, monkeypatch, verbose):
+    """Ctrl-C while an epoch's progress is written (printing is where the main
+    thread waits between steps) stops training after that epoch, as anywhere
+    else, instead of discarding the whole fit."""
+    from skmdn._progress import ProgressReporter
+
+    X, y = data
+    reference = _model(max_iter=3, early_stopping=True).fit(X, y)
+    original = ProgressReporter.update
+
+    def update(self, epoch, *args, **kwargs):
+        original(self, epoch, *args, **kwargs)
+        if epoch == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(ProgressReporter, "update", update)
+    model = _model(max_iter=50, early_stopping=True, verbose=verbose)
+    with pytest.warns(UserWarning, match="interrupted by the user after 3 epochs"):
+        model.fit(X, y)
+    assert model.n_iter_ == len(model.loss_curve_) == 3
+    assert model.validation_scores_ == reference.validation_scores_
+    np.testing.assert_array_equal(model.predict(X), reference.predict(X))
