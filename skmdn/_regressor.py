@@ -675,6 +675,8 @@ default='tanh'
                 + ("." if early_stopping else ", or use early_stopping=True."),
                 ConvergenceWarning,
             )
+        if history.n_iter == n_before:  # rolled back to where it began: as it was
+            return self
         self._set_fitted(state, history, optimizer, univariate, seed, early_stopping)
         return self
 
@@ -744,6 +746,7 @@ default='tanh'
         # the chooser reads the thread budget before torch is set to one thread
         chooser = ThreadChooser(self.n_threads, batch_size, state.device)
         torch_count = training_torch_threads(state.device, self.n_threads, batch_size)
+        n_before = history.n_iter
         with torch_threads(torch_count):
             train(
                 state.network,
@@ -760,6 +763,8 @@ default='tanh'
                 stopping=False,
                 threads=chooser,
             )
+        if history.n_iter == n_before:  # rolled back to where it began: as it was
+            return self
         self._set_fitted(state, history, optimizer, univariate, seed)
         return self
 

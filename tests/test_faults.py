@@ -459,6 +459,26 @@ def test_a_non_finite_epoch_with_early_stopping_keeps_the_best_weights(
     assert m.best_validation_score_ == max(m.validation_scores_)
 
 
+@pytest.mark.parametrize("method", ["fit", "partial_fit"])
+def test_a_call_whose_first_epoch_is_non_finite_leaves_the_model_as_it_was(
+    monkeypatch, method
+):
+    """The weights and the optimiser are rolled back to where the call began,
+    so everything else stays too: before, a warm fit with early stopping
+    reported best_validation_score_ = -inf for weights whose best score is
+    recorded, and a partial_fit dropped the validation scores."""
+    m = quiet_fit(model(early_stopping=True, warm_start=True))
+    before = snapshot(m)
+    scores, best = list(m.validation_scores_), m.best_validation_score_
+    assert best == max(scores) > -np.inf
+    inject(monkeypatch, after_calls=0, fault=nan_loss)
+    with pytest.warns(ConvergenceWarning, match="non-finite in epoch 7"):
+        getattr(m, method)(X, Y)
+    assert_unchanged(m, before)
+    assert m.validation_scores_ == scores
+    assert m.best_validation_score_ == best
+
+
 @pytest.mark.parametrize("warm_start", [False, True])
 def test_an_interrupt_before_any_epoch_ends_leaves_the_model_as_it_was(
     monkeypatch, warm_start
