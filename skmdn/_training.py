@@ -475,6 +475,8 @@ def train(
                 if best_state is not None:
                     optimizer.restore(best_state)
                     kept = "the weights of the best validation score were restored"
+                if history.n_iter == n_start:  # a continued model: as it was
+                    kept = "the model was left as it was before this call"
                 warn_user(
                     "The training loss became non-finite in epoch "
                     f"{history.n_iter + 1}; {kept} and training stopped. Lower "
