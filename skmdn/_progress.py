@@ -2,8 +2,8 @@
 
 ``verbose=0`` is silent; ``verbose=1`` shows a :mod:`tqdm` progress bar over
 the epochs with the training loss and, with early stopping, the validation
-negative log-likelihood (a line per epoch with a note when tqdm is not
-installed); ``verbose>=2`` prints one line per epoch, for logs.
+negative log-likelihood (a line per epoch when tqdm is not installed, after a
+note printed once per process); ``verbose>=2`` prints one line per epoch, for logs.
 """
 
 from __future__ import annotations
@@ -17,6 +17,9 @@ _TQDM_MISSING_NOTE = (
     "verbose=1 shows a progress bar when tqdm is installed (pip install "
     "skmdn[progress]); printing a line per epoch instead."
 )
+# Printed once per process: a partial_fit loop over many chunks would
+# otherwise repeat it before every epoch's line.
+_noted = False
 
 
 class ProgressReporter:
@@ -44,7 +47,10 @@ class ProgressReporter:
             try:
                 from tqdm.auto import tqdm
             except ImportError:
-                print(_TQDM_MISSING_NOTE)
+                global _noted
+                if not _noted:
+                    print(_TQDM_MISSING_NOTE)
+                    _noted = True
             else:
                 self._bar = tqdm(
                     total=max_iter,

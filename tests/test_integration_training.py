@@ -63,11 +63,19 @@ def test_verbose_1_shows_a_tqdm_bar_with_loss_and_validation_nll(data, capsys):
 
 def test_verbose_1_without_tqdm_prints_lines_and_a_note(data, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "tqdm.auto", None)  # import now fails
+    monkeypatch.setattr("skmdn._progress._noted", False)
     model = _model(verbose=1).fit(*data)
     lines = capsys.readouterr().out.strip().splitlines()
     assert "pip install skmdn[progress]" in lines[0]
     assert len(lines) == 1 + model.n_iter_
     assert lines[1].startswith("Epoch 1, loss = ")
+    # once per process: a partial_fit loop prints only its epochs' lines
+    for _ in range(3):
+        model.partial_fit(*data)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split(",")[0] for line in lines] == [
+        f"Epoch {model.n_iter_ - 2 + i}" for i in range(3)
+    ]
 
 
 def _interrupt_on_training_call(monkeypatch, call):
