@@ -30,6 +30,7 @@ Examples
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Literal
 
 import numpy as np
@@ -386,13 +387,15 @@ def make_coverage_scorer(
         :func:`interval_coverage` (averaged over the output dimensions).
     """
 
-    def error(y, dist, sample_weight=None):
-        cov = interval_coverage(
-            y, dist, confidence, kind=kind, sample_weight=sample_weight
-        )
-        return abs(cov - confidence)
-
+    # partial of module-level functions, not a closure: picklable, so a fitted
+    # GridSearchCV that keeps the scorer can be saved
+    error = partial(_coverage_error, confidence=confidence, kind=kind)
     return DistributionScorer(error, -1, f"neg_coverage_error({confidence}, {kind})")
+
+
+def _coverage_error(y, dist, sample_weight=None, *, confidence, kind) -> float:
+    cov = interval_coverage(y, dist, confidence, kind=kind, sample_weight=sample_weight)
+    return abs(cov - confidence)
 
 
 def make_width_scorer(
@@ -417,8 +420,10 @@ def make_width_scorer(
         is checked against the distribution but does not enter the width.
     """
 
-    def width(y, dist, sample_weight=None):
-        _check(y, dist)
-        return interval_width(dist, confidence, kind=kind, sample_weight=sample_weight)
-
+    width = partial(_checked_width, confidence=confidence, kind=kind)
     return DistributionScorer(width, -1, f"neg_interval_width({confidence}, {kind})")
+
+
+def _checked_width(y, dist, sample_weight=None, *, confidence, kind) -> float:
+    _check(y, dist)
+    return interval_width(dist, confidence, kind=kind, sample_weight=sample_weight)

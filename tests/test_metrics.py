@@ -299,3 +299,32 @@ def test_scorers_drive_grid_search(fitted_inverse_sine):
     ).fit(X_small, y_small)
     scores = search.cv_results_["mean_test_crps"]
     assert np.all(np.isfinite(scores)) and np.all(scores < 0)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_scorers_pickle_and_so_does_a_search_that_used_them(fitted_inverse_sine):
+    # Regression: the coverage and width scorers held local functions, so
+    # neither they nor a fitted GridSearchCV keeping one as scorer_ could be
+    # pickled (joblib.dump of the search failed).
+    import pickle
+
+    model, (X, y) = fitted_inverse_sine
+    X_small, y_small = X[:200], y[:200]
+    scorers = [
+        neg_crps_scorer,
+        neg_nll_scorer,
+        make_coverage_scorer(0.8, "hdr"),
+        make_width_scorer(0.7),
+    ]
+    for scorer in scorers:
+        copy = pickle.loads(pickle.dumps(scorer))
+        assert repr(copy) == repr(scorer)
+        assert copy(model, X_small, y_small) == scorer(model, X_small, y_small)
+    search = GridSearchCV(
+        MDNRegressor(hidden_layer_sizes=(4,), max_iter=2, random_state=0),
+        {"n_components": [1, 2]},
+        scoring=make_coverage_scorer(0.8),
+        cv=2,
+    ).fit(X_small, y_small)
+    loaded = pickle.loads(pickle.dumps(search))
+    assert loaded.score(X_small, y_small) == search.score(X_small, y_small)
