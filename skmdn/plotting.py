@@ -99,11 +99,17 @@ def _marginal(
     return marginal.weights, marginal.means[..., 0], marginal.scales[..., 0]
 
 
-def _target_column(y, output: int) -> np.ndarray:
-    """Output ``output`` of the targets ``y`` (1-D or 2-D), all finite: a NaN
-    would otherwise vanish from a histogram or bend a curve without notice."""
+def _target_column(y, dist: GaussianMixture, output: int) -> np.ndarray:
+    """Output ``output`` of the targets ``y`` (1-D, or 2-D with a column per
+    output of ``dist``), all finite: a NaN would otherwise vanish from a
+    histogram or bend a curve without notice."""
     y = np.asarray(y, dtype=np.float64)
     if y.ndim == 2:
+        if y.shape[1] != dist.n_outputs:
+            raise ValueError(
+                f"y has {y.shape[1]} columns; the model has {dist.n_outputs} "
+                "output(s), one column each."
+            )
         y = y[:, output]
     check_finite_targets(y)
     return y
@@ -113,7 +119,7 @@ def _pit(dist: GaussianMixture, y, output: int = 0) -> np.ndarray:
     """Probability integral transform ``F(y | x)`` of each row's marginal mixture
     (:meth:`GaussianMixture.cdf` of the marginal)."""
     marginal = _marginal_of(dist, output)
-    y = _target_column(y, output)
+    y = _target_column(y, dist, output)
     if y.shape != (len(dist),):
         raise ValueError(f"y must have {len(dist)} rows; got shape {y.shape}.")
     return marginal.cdf(y)
@@ -205,7 +211,7 @@ def plot_conditional_density(
     w, mu, sd = _marginal(dist, output)
     if y_range is None:
         if y is not None:
-            yo = _target_column(y, output)
+            yo = _target_column(y, dist, output)
             lo, hi = float(np.min(yo)), float(np.max(yo))
         else:
             lo = float(np.min(mu - 2 * sd))
@@ -228,7 +234,7 @@ def plot_conditional_density(
     ax.add_image(image)
     ax.figure.colorbar(image, ax=ax, label="p(y | x)")
     if X is not None and y is not None:
-        yo = _target_column(y, output)
+        yo = _target_column(y, dist, output)
         ax.scatter(
             np.asarray(X, dtype=np.float64).reshape(-1),
             yo,

@@ -240,3 +240,28 @@ def test_missing_matplotlib_says_how_to_install(monkeypatch, model):
     monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
     with pytest.raises(ImportError, match=r"pip install skmdn\[plot\]"):
         plot_loss_curve(model)
+
+
+def test_plots_reject_targets_with_the_wrong_number_of_columns(model):
+    # Regression: a y with more columns than the model has outputs was
+    # silently cut to its column `output`, so the PIT histogram, the
+    # calibration curve and the scattered data showed the wrong column;
+    # skmdn.metrics.pit rejects the same y.
+    from skmdn.metrics import pit
+
+    X, y = make_inverse_sine(40, seed=5)
+    two = np.column_stack([y + 5.0, y])  # the model has one output
+    with pytest.raises(ValueError, match="shape"):
+        pit(two, model.predict_dist(X))
+    with pytest.raises(ValueError, match="column"):
+        plot_pit_histogram(model, X, two)
+    with pytest.raises(ValueError, match="column"):
+        plot_calibration(model, X, two)
+    with pytest.raises(ValueError, match="column"):
+        plot_conditional_density(model, X=X, y=two)
+    # one column, or 1-D, is the model's single output
+    ax = plot_pit_histogram(model, X, y[:, None], bins=4)
+    expected = np.histogram(
+        pit(y, model.predict_dist(X)), bins=4, range=(0, 1), density=True
+    )[0]
+    np.testing.assert_allclose([p.get_height() for p in ax.patches], expected)
