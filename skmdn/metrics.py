@@ -37,7 +37,12 @@ import numpy as np
 from scipy.special import ndtr
 
 from ._mixture import GaussianMixture
-from ._utils import check_finite_targets, overflow_safe_weights, target_shape
+from ._utils import (
+    check_finite_targets,
+    check_sample_weight,
+    overflow_safe_weights,
+    target_shape,
+)
 
 __all__ = [
     "DistributionScorer",
@@ -72,8 +77,17 @@ def _check(y, dist: GaussianMixture) -> np.ndarray:
     return y
 
 
+def _weights(sample_weight, values: np.ndarray) -> np.ndarray | None:
+    """Sample weights checked as ``model.score`` checks them (finite,
+    non-negative, not all zero: a NaN weight would make the mean NaN without
+    notice), scaled so that their sum cannot overflow; None if not given."""
+    if sample_weight is None:
+        return None
+    return overflow_safe_weights(check_sample_weight(sample_weight, values))
+
+
 def _average(values: np.ndarray, sample_weight, multioutput) -> float | np.ndarray:
-    weights = overflow_safe_weights(sample_weight)
+    weights = _weights(sample_weight, values)
     per_output = np.average(values, axis=0, weights=weights)
     if values.ndim == 1:
         return float(per_output)
@@ -181,7 +195,7 @@ def nll(y, dist: GaussianMixture, *, sample_weight=None) -> float:
         Weighted mean of ``-log p(y | x)``.
     """
     y = _check(y, dist)
-    weights = overflow_safe_weights(sample_weight)
+    weights = _weights(sample_weight, y)
     return float(-np.average(dist.logpdf(y), weights=weights))
 
 

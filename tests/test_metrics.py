@@ -328,3 +328,28 @@ def test_scorers_pickle_and_so_does_a_search_that_used_them(fitted_inverse_sine)
     ).fit(X_small, y_small)
     loaded = pickle.loads(pickle.dumps(search))
     assert loaded.score(X_small, y_small) == search.score(X_small, y_small)
+
+
+@pytest.mark.parametrize(
+    "bad", [[np.nan, 1, 1, 1, 1], [np.inf, 1, 1, 1, 1], [-1, 1, 1, 1, 1], [0] * 5]
+)
+def test_metrics_reject_sample_weights_that_score_rejects(fitted_inverse_sine, bad):
+    # Regression: a NaN or infinite weight made every weighted metric NaN
+    # without notice, and a negative one was used as it was, where
+    # model.score (whose negation nll is documented to equal) raises.
+    model, (X, y) = fitted_inverse_sine
+    X, y = X[:5], y[:5]
+    dist = model.predict_dist(X)
+    with pytest.raises(ValueError) as expected:
+        model.score(X, y, sample_weight=bad)
+    message = str(expected.value)
+    for metric in (
+        lambda w: nll(y, dist, sample_weight=w),
+        lambda w: crps(y, dist, sample_weight=w),
+        lambda w: interval_coverage(y, dist, kind="hdr", sample_weight=w),
+        lambda w: interval_width(dist, sample_weight=w),
+        lambda w: neg_crps_scorer(model, X, y, sample_weight=w),
+    ):
+        with pytest.raises(ValueError) as got:
+            metric(bad)
+        assert str(got.value) == message
