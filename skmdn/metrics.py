@@ -60,6 +60,7 @@ __all__ = [
 
 _INV_SQRT_2PI = 1.0 / np.sqrt(2.0 * np.pi)
 Kind = Literal["central", "hdr"]
+_MULTIOUTPUT = ("uniform_average", "raw_values")
 
 
 def _check(y, dist: GaussianMixture) -> np.ndarray:
@@ -87,17 +88,18 @@ def _weights(sample_weight, values: np.ndarray) -> np.ndarray | None:
 
 
 def _average(values: np.ndarray, sample_weight, multioutput) -> float | np.ndarray:
+    # checked for univariate models too, where it does not change the result
+    if not (isinstance(multioutput, str) and multioutput in _MULTIOUTPUT):
+        raise ValueError(
+            "multioutput must be 'uniform_average' or 'raw_values'; "
+            f"got {multioutput!r}."
+        )
     weights = _weights(sample_weight, values)
     per_output = np.average(values, axis=0, weights=weights)
     if values.ndim == 1:
         return float(per_output)
     if multioutput == "raw_values":
         return per_output
-    if multioutput != "uniform_average":
-        raise ValueError(
-            "multioutput must be 'uniform_average' or 'raw_values'; "
-            f"got {multioutput!r}."
-        )
     return float(per_output.mean())
 
 

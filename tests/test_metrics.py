@@ -353,3 +353,25 @@ def test_metrics_reject_sample_weights_that_score_rejects(fitted_inverse_sine, b
         with pytest.raises(ValueError) as got:
             metric(bad)
         assert str(got.value) == message
+
+
+@pytest.mark.parametrize("d", [1, 2])
+def test_unknown_multioutput_is_an_error_for_every_model(d):
+    # Regression: for a univariate model multioutput was never read, so a
+    # misspelt value passed silently; sklearn.metrics rejects it for 1-D y
+    # too, and skmdn.metrics did only for multi-output models.
+    from sklearn.metrics import mean_absolute_error
+
+    dist = random_mixture(13, n=6, d=d)
+    y = np.zeros((6,) if d == 1 else (6, d))
+    with pytest.raises(ValueError):
+        mean_absolute_error(y, y, multioutput="raw_value")
+    for metric in (
+        lambda **kw: crps(y, dist, **kw),
+        lambda **kw: interval_coverage(y, dist, **kw),
+        lambda **kw: interval_width(dist, kind="hdr", **kw),
+    ):
+        with pytest.raises(ValueError, match="multioutput"):
+            metric(multioutput="raw_value")
+        with pytest.raises(ValueError, match="multioutput"):
+            metric(multioutput="uniform_average ")
