@@ -265,3 +265,18 @@ def test_plots_reject_targets_with_the_wrong_number_of_columns(model):
         pit(y, model.predict_dist(X)), bins=4, range=(0, 1), density=True
     )[0]
     np.testing.assert_allclose([p.get_height() for p in ax.patches], expected)
+
+
+def test_pit_of_targets_above_every_component_stays_in_the_plots(model):
+    # Regression: such PIT values came out as 1 + an ulp in a few rows (the
+    # weights sum to one only to rounding); ax.hist(range=(0, 1)) dropped
+    # them, so the top bin of the PIT histogram - where over-confidence
+    # shows - lost them, and the calibration curve left [0, 1].
+    X, y = make_inverse_sine(400, seed=6)
+    y = np.where(np.arange(400) % 2 == 0, y + 100.0, y - 100.0)
+    ax = plot_pit_histogram(model, X, y, bins=4)
+    # half the rows have PIT 1 (top bin), half PIT 0 (bottom bin)
+    heights = [p.get_height() for p in ax.patches]
+    np.testing.assert_allclose(heights, [2.0, 0.0, 0.0, 2.0])
+    curve = plot_calibration(model, X, y).get_lines()[1]
+    assert np.all((curve.get_xdata() >= 0.0) & (curve.get_xdata() <= 1.0))
