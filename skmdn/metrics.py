@@ -402,7 +402,9 @@ def make_coverage_scorer(
     -------
     DistributionScorer
         ``scorer(estimator, X, y, sample_weight=None)``, from
-        :func:`interval_coverage` (averaged over the output dimensions).
+        :func:`interval_coverage`; for a multi-output model the mean over the
+        output dimensions of ``|coverage_j - confidence|``, so that over- and
+        under-coverage of different outputs do not cancel.
     """
 
     # partial of module-level functions, not a closure: picklable, so a fitted
@@ -412,8 +414,15 @@ def make_coverage_scorer(
 
 
 def _coverage_error(y, dist, sample_weight=None, *, confidence, kind) -> float:
-    cov = interval_coverage(y, dist, confidence, kind=kind, sample_weight=sample_weight)
-    return abs(cov - confidence)
+    cov = interval_coverage(
+        y,
+        dist,
+        confidence,
+        kind=kind,
+        sample_weight=sample_weight,
+        multioutput="raw_values",
+    )
+    return float(np.mean(np.abs(cov - confidence)))
 
 
 def make_width_scorer(

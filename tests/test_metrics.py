@@ -394,3 +394,35 @@ def test_pit_is_at_most_one_above_every_component():
     u = pit(y, dist)
     assert np.all(u <= 1.0)
     np.testing.assert_allclose(u, reference, rtol=1e-15)
+
+
+def test_coverage_scorer_averages_the_error_of_each_output():
+    # Regression: the scorer took |mean coverage - confidence|, so one output
+    # always covered and one never covered scored a perfect 0 at confidence
+    # 0.5 (the errors cancel), ahead of any calibrated model. Like sklearn's
+    # uniform_average, it is now the mean of the per-output errors.
+    dist = random_mixture(15, n=100, K=1, d=2)  # unimodal: the mean is inside
+    mean = dist.mean()
+    y = np.column_stack([mean[:, 0], mean[:, 1] + 1e3])  # inside / far out
+
+    class Fixed:
+        def predict_dist(self, X):
+            return dist
+
+    cov = interval_coverage(y, dist, 0.5, multioutput="raw_values")
+    np.testing.assert_array_equal(cov, [1.0, 0.0])  # precondition
+    expected = -np.mean(np.abs(cov - 0.5))  # 0.5
+    for kind in ("central", "hdr"):
+        scorer = make_coverage_scorer(0.5, kind)
+        assert scorer(Fixed(), np.zeros((100, 1)), y) == pytest.approx(expected)
+    # one output: unchanged
+    one = dist.marginal(0)
+
+    class FixedOne:
+        def predict_dist(self, X):
+            return one
+
+    y0 = one.sample(1, random_state=0)[:, 0]
+    assert make_coverage_scorer(0.7)(FixedOne(), np.zeros((100, 1)), y0) == -abs(
+        interval_coverage(y0, one, 0.7) - 0.7
+    )
