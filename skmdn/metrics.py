@@ -329,7 +329,8 @@ class DistributionScorer:
     Calls ``estimator.predict_dist(X)`` and returns ``sign * metric(y, dist)``
     so that higher is better, as :class:`~sklearn.model_selection.GridSearchCV`
     expects. For a :class:`~sklearn.pipeline.Pipeline` ending in the model,
-    ``X`` goes through the other steps first.
+    ``X`` goes through the other steps first; a fitted search (nested
+    cross-validation) is scored by its ``best_estimator_``.
 
     Parameters
     ----------
@@ -363,14 +364,18 @@ class DistributionScorer:
         float
             The score; higher is better.
         """
-        if not hasattr(estimator, "predict_dist") and hasattr(estimator, "steps"):
-            X, estimator = estimator[:-1].transform(X), estimator[-1]
-        if not hasattr(estimator, "predict_dist"):
-            raise TypeError(
-                f"{self.name} scores a predictive distribution, but "
-                f"{type(estimator).__name__} has no predict_dist. Pass an "
-                "MDNRegressor, or a Pipeline that ends in one."
-            )
+        while not hasattr(estimator, "predict_dist"):  # unwrap, nested too
+            if hasattr(estimator, "steps"):  # a Pipeline: X through the others
+                X, estimator = estimator[:-1].transform(X), estimator[-1]
+            elif hasattr(estimator, "best_estimator_"):  # a fitted search
+                estimator = estimator.best_estimator_
+            else:
+                raise TypeError(
+                    f"{self.name} scores a predictive distribution, but "
+                    f"{type(estimator).__name__} has no predict_dist. Pass an "
+                    "MDNRegressor, or a Pipeline or a fitted search (refit=True) "
+                    "that ends in one."
+                )
         dist = estimator.predict_dist(X)
         return self.sign * float(self.metric(y, dist, sample_weight=sample_weight))
 

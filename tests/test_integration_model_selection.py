@@ -219,6 +219,36 @@ def test_cross_validate_with_crps_and_nll_scorers():
         metrics.neg_nll_scorer(StandardScaler().fit(X), X, y)
 
 
+def test_distribution_scorers_in_nested_cross_validation():
+    # The outer loop scores the fitted inner search (and pipelines nested in
+    # pipelines): by its best estimator, on the outer test fold. Before, the
+    # scorer raised inside scikit-learn, which turned every score into NaN.
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
+    from skmdn import metrics
+
+    X, y = make_inverse_sine(300, seed=4)
+    inner = GridSearchCV(
+        make_pipeline(
+            FunctionTransformer(),
+            make_pipeline(StandardScaler(), _base(n_components=3, max_iter=10)),
+        ),
+        {"pipeline__mdnregressor__n_components": [1, 3]},
+        cv=2,
+        scoring=metrics.neg_crps_scorer,
+    )
+    outer = KFold(2, shuffle=True, random_state=0)
+    result = cross_validate(
+        inner, X, y, cv=outer, scoring=metrics.neg_crps_scorer, return_estimator=True
+    )
+    for fold, (_, test) in enumerate(outer.split(X)):
+        best = result["estimator"][fold].best_estimator_
+        dist = best[-1][-1].predict_dist(best[-1][0].transform(X[test]))
+        expected = -metrics.crps(y[test], dist)
+        assert result["test_score"][fold] == pytest.approx(expected, rel=1e-12)
+
+
 def test_sample_weight_routed_through_a_pipeline_search():
     # With scikit-learn's metadata routing on, a search fits and scores each
     # fold with that fold's weights: each fold's test score is the weighted
