@@ -87,8 +87,10 @@ def _abs_max(t: torch.Tensor) -> torch.Tensor:
 
 
 def _cpu(a, dtype: torch.dtype | None = None) -> torch.Tensor:
-    """``a`` as a CPU tensor, whatever torch's default device."""
-    return torch.as_tensor(a, dtype=dtype, device="cpu")
+    """``a`` as a CPU tensor, whatever torch's default device (read only: the
+    fitted statistics of a model loaded with ``mmap_mode='r'`` are read-only
+    memory maps, which :func:`tensor_view` takes without torch's warning)."""
+    return torch.as_tensor(tensor_view(a), dtype=dtype, device="cpu")
 
 
 @torch_threads(1)  # see the module docstring

@@ -964,8 +964,10 @@ default='tanh'
         # the CPU (numpy's broadcasting over a last axis of d = 1 or 2 was the
         # slowest part of predict, measured in benchmarks/speed.py); only the
         # network runs on the device, which need not support float64 (MPS).
+        # (read-only views: a model loaded with joblib's mmap_mode='r' holds
+        # these in read-only memory maps)
         stats = tuple(
-            torch.as_tensor(a, dtype=torch.float64, device="cpu")
+            tensor_view(np.asarray(a, dtype=np.float64))
             for a in (self.X_mean_, self.X_scale_, self.y_mean_, self.y_scale_)
         )
         step = _PREDICT_CHUNK

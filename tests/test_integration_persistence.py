@@ -1,7 +1,11 @@
 """Saving and loading fitted models: pickle/joblib, skops, and across devices."""
 
 import io
+import os
 import pickle
+import subprocess
+import sys
+from pathlib import Path
 
 import joblib
 import numpy as np
@@ -106,3 +110,40 @@ class _CudaPickle:
 
     def __reduce__(self):
         return (MDNRegressor.__new__, (MDNRegressor,), self.state)
+
+
+def test_memory_mapped_model_predicts_and_trains_without_warnings(tmp_path):
+    # joblib.load(mmap_mode="r") maps the fitted arrays read-only; skmdn only
+    # reads them, so torch's "NumPy array is not writable ... undefined
+    # behavior" warning must not reach the user. Torch warns once per
+    # process, hence a fresh interpreter.
+    X, y = make_inverse_sine(200, seed=0)
+    model = MDNRegressor(hidden_layer_sizes=(8,), max_iter=3, random_state=0)
+    path = tmp_path / "model.joblib"
+    joblib.dump(model.fit(X, y), path)
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", y)
+    script = f"""
+import joblib, numpy as np
+from sklearn.exceptions import ConvergenceWarning
+import warnings
+warnings.simplefilter("error")
+warnings.simplefilter("ignore", ConvergenceWarning)
+X, y = np.load({str(tmp_path / "X.npy")!r}), np.load({str(tmp_path / "y.npy")!r})
+loaded = joblib.load({str(path)!r}, mmap_mode="r")
+assert isinstance(loaded.X_mean_, np.memmap)
+expected = {model.predict(X[:5]).tolist()!r}
+np.testing.assert_array_equal(loaded.predict(X[:5]), expected)
+loaded.score(X, y)
+loaded.partial_fit(X, y)
+"""
+    root = str(Path(__file__).resolve().parents[1])
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": root},
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
