@@ -271,7 +271,8 @@ def plot_conditional_density(
     ax.set_ylim(*y_range)
     ax.set_xlabel("x")
     ax.set_ylabel("y" if dist.n_outputs == 1 else f"y[{output}]")
-    ax.legend(loc="upper left", fontsize="small", framealpha=0.8, markerscale=4)
+    if ax.get_legend_handles_labels()[0]:  # a bare heat map has nothing to label
+        ax.legend(loc="upper left", fontsize="small", framealpha=0.8, markerscale=4)
     return ax
 
 

@@ -72,6 +72,15 @@ def test_conditional_density_image_is_the_model_density(model):
     ax.figure.savefig(io.BytesIO(), format="png", bbox_inches="tight")
 
 
+def test_conditional_density_alone_draws_no_empty_legend(model, recwarn):
+    # The heat map without data, samples or point estimates has nothing to
+    # label: no empty legend box, and no matplotlib warning about one.
+    ax = plot_conditional_density(model, np.linspace(0.0, 1.0, 10), point_estimates=())
+    assert ax.get_legend() is None
+    assert not [w for w in recwarn if issubclass(w.category, UserWarning)]
+    assert len(ax.images) == 1
+
+
 @pytest.mark.parametrize("x", [[0.0, 0.02, 0.04, 0.06, 1.0], np.linspace(0, 1, 5)])
 def test_conditional_density_is_drawn_at_its_x(x):
     # Regression: imshow spread the columns evenly between x[0] and x[-1]
