@@ -379,6 +379,25 @@ class DistributionScorer:
         dist = estimator.predict_dist(X)
         return self.sign * float(self.metric(y, dist, sample_weight=sample_weight))
 
+    def get_metadata_routing(self):
+        """The scorer's request for metadata: ``sample_weight``, always.
+
+        With ``sklearn.set_config(enable_metadata_routing=True)``, a search or
+        ``cross_validate`` given ``sample_weight`` passes each test fold's
+        weights to the scorer, as to ``MDNRegressor.score`` after
+        ``set_score_request(sample_weight=True)`` (without a request they
+        would be dropped silently and the fold scored unweighted).
+
+        Returns
+        -------
+        sklearn.utils.metadata_routing.MetadataRequest
+        """
+        from sklearn.utils.metadata_routing import MetadataRequest
+
+        request = MetadataRequest(owner=repr(self))
+        request.score.add_request(param="sample_weight", alias=True)
+        return request
+
     def __repr__(self) -> str:
         return f"DistributionScorer({self.name})"
 

@@ -282,3 +282,37 @@ def test_sample_weight_routed_through_a_pipeline_search():
     # the search scored its second candidate (the pipeline as it is) the same
     splits = [search.cv_results_[f"split{i}_test_score"][1] for i in range(2)]
     np.testing.assert_allclose(splits, result["test_score"], rtol=1e-10)
+
+
+def test_distribution_scorers_get_the_routed_weights():
+    # With metadata routing on, skmdn's scorers score each test fold with its
+    # weights, like the estimator's own score: the weights used to be dropped
+    # silently, so a weighted search was judged on unweighted CRPS or NLL.
+    from sklearn import config_context
+
+    from skmdn import metrics
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 2))
+    y = X[:, 0] + rng.normal(scale=np.where(X[:, 1] > 0, 0.1, 1.0))
+    w = rng.uniform(0.2, 3.0, size=len(X))
+    cv = KFold(2, shuffle=True, random_state=0)
+    scoring = {"nll": metrics.neg_nll_scorer, "crps": metrics.neg_crps_scorer}
+    with config_context(enable_metadata_routing=True):
+        model = _base(max_iter=5).set_fit_request(sample_weight=True)
+        model.set_score_request(sample_weight=True)
+        result = cross_validate(
+            model,
+            X,
+            y,
+            cv=cv,
+            scoring=scoring,
+            params={"sample_weight": w},
+            return_estimator=True,
+        )
+        own = cross_validate(model, X, y, cv=cv, params={"sample_weight": w})
+    np.testing.assert_allclose(result["test_nll"], own["test_score"], rtol=1e-10)
+    for fold, (_, test) in enumerate(cv.split(X)):
+        dist = result["estimator"][fold].predict_dist(X[test])
+        expected = -metrics.crps(y[test], dist, sample_weight=w[test])
+        assert result["test_crps"][fold] == pytest.approx(expected, rel=1e-10)
