@@ -249,6 +249,15 @@ def test_distribution_scorers_in_nested_cross_validation():
         assert result["test_score"][fold] == pytest.approx(expected, rel=1e-12)
 
 
+def _weighted_problem():
+    """Heteroscedastic data, uneven sample weights and a shuffled 2-fold split."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 2))
+    y = X[:, 0] + rng.normal(scale=np.where(X[:, 1] > 0, 0.1, 1.0))
+    w = rng.uniform(0.2, 3.0, size=len(X))
+    return X, y, w, KFold(2, shuffle=True, random_state=0)
+
+
 def test_sample_weight_routed_through_a_pipeline_search():
     # With scikit-learn's metadata routing on, a search fits and scores each
     # fold with that fold's weights: each fold's test score is the weighted
@@ -258,11 +267,7 @@ def test_sample_weight_routed_through_a_pipeline_search():
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(200, 2))
-    y = X[:, 0] + rng.normal(scale=np.where(X[:, 1] > 0, 0.1, 1.0))
-    w = rng.uniform(0.2, 3.0, size=len(X))
-    cv = KFold(2, shuffle=True, random_state=0)
+    X, y, w, cv = _weighted_problem()
     with config_context(enable_metadata_routing=True):
         model = _base(max_iter=5).set_fit_request(sample_weight=True)
         model.set_score_request(sample_weight=True)
@@ -292,11 +297,7 @@ def test_distribution_scorers_get_the_routed_weights():
 
     from skmdn import metrics
 
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(200, 2))
-    y = X[:, 0] + rng.normal(scale=np.where(X[:, 1] > 0, 0.1, 1.0))
-    w = rng.uniform(0.2, 3.0, size=len(X))
-    cv = KFold(2, shuffle=True, random_state=0)
+    X, y, w, cv = _weighted_problem()
     scoring = {"nll": metrics.neg_nll_scorer, "crps": metrics.neg_crps_scorer}
     with config_context(enable_metadata_routing=True):
         model = _base(max_iter=5).set_fit_request(sample_weight=True)
