@@ -64,8 +64,11 @@ def _check_1d_input(model, x) -> np.ndarray:
             f"{model.n_features_in_}. Plot a slice through X instead."
         )
     x = np.asarray(x, dtype=np.float64).reshape(-1)
-    if x.size < 2 or not np.isfinite(x).all():
-        raise ValueError("x must hold at least two finite values.")
+    if x.size < 2 or not np.isfinite(x).all() or x.min() == x.max():
+        raise ValueError(
+            "x must hold at least two distinct finite values (the plot spans "
+            f"their range); got {x.size} value(s): {np.unique(x)[:5]}."
+        )
     return np.sort(x)
 
 
@@ -200,7 +203,10 @@ def plot_conditional_density(
     1
     """
     if X is not None and x is None:
-        x = np.linspace(np.min(X), np.max(X), n_points)
+        X_values = np.asarray(X, dtype=np.float64)
+        if X_values.size == 0:
+            raise ValueError("X is empty: give data to plot, or x (input values).")
+        x = np.linspace(np.min(X_values), np.max(X_values), n_points)
     if x is None:
         raise ValueError("Give x (input values) or X (data to plot).")
     x = _check_1d_input(model, x)
@@ -494,10 +500,10 @@ def plot_calibration(
         ax.plot([0, 1], [0, 1], color="k", linestyle="--", lw=1, label="ideal")
     observed = np.arange(1, len(pit) + 1) / len(pit)
     kwargs.setdefault("label", "model")
+    kwargs.setdefault("drawstyle", "steps-post")  # the empirical CDF
     ax.plot(
         np.concatenate([[0.0], pit, [1.0]]),
         np.concatenate([[0.0], observed, [1.0]]),
-        drawstyle="steps-post",
         **kwargs,
     )
     ax.set_xlim(0.0, 1.0)

@@ -289,3 +289,26 @@ def test_pit_of_targets_above_every_component_stays_in_the_plots(model):
     np.testing.assert_allclose(heights, [2.0, 0.0, 0.0, 2.0])
     curve = plot_calibration(model, X, y).get_lines()[1]
     assert np.all((curve.get_xdata() >= 0.0) & (curve.get_xdata() <= 1.0))
+
+
+def test_plots_say_what_is_wrong_with_a_degenerate_x(model):
+    # Regression: one distinct x (a single row of X, or equal values) drew a
+    # heat map of zero width, and an empty X failed in a numpy reduction.
+    X, _ = make_inverse_sine(40, seed=6)
+    for x in ([0.5, 0.5], [0.5], [0.5, np.nan]):
+        with pytest.raises(ValueError, match="at least two distinct finite"):
+            plot_mixture_means(model, x)
+    with pytest.raises(ValueError, match="at least two distinct finite"):
+        plot_conditional_density(model, X=X[:1])
+    with pytest.raises(ValueError, match="X is empty"):
+        plot_conditional_density(model, X=X[:0])
+
+
+def test_plot_calibration_takes_its_own_drawstyle(model):
+    # Regression: drawstyle, a documented ax.plot keyword, was passed twice.
+    X, y = make_inverse_sine(40, seed=7)
+    ax = plot_calibration(model, X, y, drawstyle="default")
+    assert ax.get_lines()[-1].get_drawstyle() == "default"
+    assert plot_calibration(model, X, y).get_lines()[-1].get_drawstyle() == (
+        "steps-post"
+    )
