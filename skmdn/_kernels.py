@@ -5,8 +5,9 @@ float tensors calls MKL's vector math library. On AMD processors MKL runs a
 generic code path: on an AMD EPYC (Zen 4) VM, ``tanh_`` of 64 x 4096
 float32 took 873 us on one thread, torch's own vectorised ``sigmoid`` in
 ``2 sigmoid(2 x) - 1`` 239 us and numpy's SIMD ``tanh`` in place on the
-tensor's memory 137 us (float64: 1764, 554 and 619 us; each time includes
-the probe's 29 or 51 us copy of the block). There torch's tanh
+tensor's memory 137 us (float64: 1764, 554 and 619 us; each time included
+the probe's 29 or 51 us copy of the block, which the probe no longer times).
+There torch's tanh
 was a fifth of a training step and half of the inference forward pass
 (``benchmarks/README.md``).
 
@@ -23,19 +24,22 @@ The forms (:data:`FORMS`):
   the last place of 1; measured on [-3, 3]).
 
 Each dtype's forms are timed once per process, on one thread, on the first
-CPU call (:func:`tanh_forms`). Going through the forms in the order above, a
-form replaces the choice so far only if it measured at least
-:data:`MIN_GAIN` times as fast, so that the choice does not depend on timing
-noise where two forms are close (in six processes here, float64's sigmoid
-and numpy forms were within 0.89-1.08x of each other; float32's numpy form
-was 1.54-1.98x as fast as the sigmoid form, which was 2.7-4.1x as fast as
-torch's). CUDA and other dtypes keep ``torch.tanh``. Since the forms agree
-to rounding, a model pickled on one machine and loaded on another, where
-another form won, predicts the same to rounding.
+CPU call (:func:`tanh_forms`), taking turns, each by its fastest of seven
+runs (:func:`_probe_seconds`), so that load on the machine during the probe
+does not pick the form. Going through the forms in the order above, a form
+replaces the choice so far only if it measured at least :data:`MIN_GAIN`
+times as fast, so that the choice does not depend on timing noise where two
+forms are close (in six processes here, float64's sigmoid form took
+0.82-0.99 times the numpy form's time; float32's numpy form was 1.61-1.96x
+as fast as the sigmoid form, which was 2.8-4.2x as fast as torch's). CUDA
+and other dtypes keep ``torch.tanh``. Since the forms agree to rounding, a
+model pickled on one machine and loaded on another, where another form won,
+predicts the same to rounding.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from typing import NamedTuple
@@ -64,13 +68,27 @@ _choice: dict[torch.dtype, TanhForms] = {}
 _lock = threading.Lock()
 
 
-def _median_time(fn, x: torch.Tensor, repeats: int = 7) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn(x)
-        times.append(time.perf_counter() - start)
-    return sorted(times)[repeats // 2]
+def _probe_seconds(
+    block: torch.Tensor, work: torch.Tensor, rounds: int = 7
+) -> dict[str, float]:
+    """Seconds of each in-place form on ``work`` (a fresh copy of ``block``
+    each time, not timed): the fastest of ``rounds`` timings, the forms
+    taking turns within each round.
+
+    Taking turns lets a busy spell of the machine (another process on the
+    core) slow every form alike instead of the one measured during it, and
+    the fastest timing is the one such a spell touched least: so the choice,
+    and with it a fit's bits, does not depend on the load at the moment of
+    the probe.
+    """
+    best = dict.fromkeys(_IN_PLACE, math.inf)
+    for _ in range(rounds):
+        for form, fn in _IN_PLACE.items():
+            work.copy_(block)
+            start = time.perf_counter()
+            fn(work)
+            best[form] = min(best[form], time.perf_counter() - start)
+    return best
 
 
 def _sigmoid_form_(x: torch.Tensor) -> torch.Tensor:
@@ -106,10 +124,7 @@ def tanh_forms(dtype: torch.dtype) -> TanhForms:
             block = torch.linspace(-3.0, 3.0, 64 * 4096, dtype=dtype).view(64, 4096)
             work = block.clone()
             with torch_threads(1), torch.no_grad():
-                seconds = {
-                    form: _median_time(lambda w, f=fn: f(w.copy_(block)), work)
-                    for form, fn in _IN_PLACE.items()
-                }
+                seconds = _probe_seconds(block, work)
 
             def choose(candidates: tuple[str, ...]) -> str:
                 best = candidates[0]
