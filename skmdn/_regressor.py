@@ -1282,8 +1282,8 @@ def _mean_weight(w: np.ndarray) -> float:
         mean = np.mean(w)
     if np.isfinite(mean):
         return float(mean)
-    e = np.frexp(w.max())[1]  # scaled by 2**-e and back: exact
-    return float(np.ldexp(np.mean(np.ldexp(w, -e)), e))
+    # scaled by a power of two and back: exact
+    return float(np.ldexp(np.mean(overflow_safe_weights(w)), np.frexp(w.max())[1]))
 
 
 def _warn_if_worse(initial_loss: float, losses: list[float], model) -> bool:

@@ -197,8 +197,7 @@ def nll(y, dist: GaussianMixture, *, sample_weight=None) -> float:
         Weighted mean of ``-log p(y | x)``.
     """
     y = _check(y, dist)
-    weights = _weights(sample_weight, y)
-    return float(-np.average(dist.logpdf(y), weights=weights))
+    return -_average(dist.logpdf(y), sample_weight, "uniform_average")
 
 
 def pit(y, dist: GaussianMixture) -> np.ndarray:
