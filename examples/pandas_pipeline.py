@@ -107,7 +107,7 @@ def main():
     ax0.set_ylabel("p(log price | house)")
     ax0.set_title("Predicted (solid) and true (dashed) densities")
     ax0.legend(fontsize="small", loc="upper left")
-    plot_calibration(pipe[-1], pipe[:-1].transform(test), test_price, ax=ax1)
+    plot_calibration(pipe, test, test_price, ax=ax1)  # X goes through pre
     ax1.set_title("Calibration on 2000 held-out houses")
     fig.tight_layout()
     out = Path(__file__).parent / "figures" / "pandas_pipeline.png"

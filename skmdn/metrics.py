@@ -322,6 +322,27 @@ def interval_width(
     return _average(width, sample_weight, multioutput)
 
 
+def _distribution_model(estimator, X, purpose: str):
+    """The model inside ``estimator`` that has ``predict_dist``, and ``X`` as
+    that model sees it: a :class:`~sklearn.pipeline.Pipeline` passes ``X``
+    through its other steps (``X=None`` stays None), a fitted search gives
+    its ``best_estimator_``, nested too. ``purpose`` starts the error."""
+    while not hasattr(estimator, "predict_dist"):
+        if hasattr(estimator, "steps"):  # a Pipeline: X through the others
+            if X is not None:
+                X = estimator[:-1].transform(X)
+            estimator = estimator[-1]
+        elif hasattr(estimator, "best_estimator_"):  # a fitted search
+            estimator = estimator.best_estimator_
+        else:
+            raise TypeError(
+                f"{purpose}, but {type(estimator).__name__} has no predict_dist. "
+                "Pass an MDNRegressor, or a Pipeline or a fitted search "
+                "(refit=True) that ends in one."
+            )
+    return estimator, X
+
+
 class DistributionScorer:
     """A scorer ``scorer(estimator, X, y, sample_weight=None) -> float``.
 
@@ -363,18 +384,9 @@ class DistributionScorer:
         float
             The score; higher is better.
         """
-        while not hasattr(estimator, "predict_dist"):  # unwrap, nested too
-            if hasattr(estimator, "steps"):  # a Pipeline: X through the others
-                X, estimator = estimator[:-1].transform(X), estimator[-1]
-            elif hasattr(estimator, "best_estimator_"):  # a fitted search
-                estimator = estimator.best_estimator_
-            else:
-                raise TypeError(
-                    f"{self.name} scores a predictive distribution, but "
-                    f"{type(estimator).__name__} has no predict_dist. Pass an "
-                    "MDNRegressor, or a Pipeline or a fitted search (refit=True) "
-                    "that ends in one."
-                )
+        estimator, X = _distribution_model(
+            estimator, X, f"{self.name} scores a predictive distribution"
+        )
         dist = estimator.predict_dist(X)
         return self.sign * float(self.metric(y, dist, sample_weight=sample_weight))
 

@@ -2,7 +2,10 @@
 
 matplotlib is an optional dependency: ``pip install skmdn[plot]``. Every
 function draws on ``ax`` (a new figure's axes when ``ax=None``) and returns
-that :class:`matplotlib.axes.Axes`.
+that :class:`matplotlib.axes.Axes`. Like the scorers of :mod:`skmdn.metrics`,
+every function takes a fitted model, or a fitted
+:class:`~sklearn.pipeline.Pipeline` (or search) that ends in one, whose other
+steps then transform the inputs.
 
 - :func:`plot_conditional_density`: ``p(y | x)`` of a model with one input
   feature as a heat map, with data, samples and point estimates.
@@ -80,6 +83,15 @@ def _predict_on(model, x: np.ndarray) -> GaussianMixture:
         import pandas as pd
 
         X = pd.DataFrame(X, columns=list(names))
+    return _dist_of(model, X)
+
+
+def _dist_of(model, X) -> GaussianMixture:
+    """``predict_dist(X)`` of ``model``, or of the MDN that ends a pipeline
+    (``X`` through the other steps) or a fitted search, as the scorers do."""
+    from .metrics import _distribution_model
+
+    model, X = _distribution_model(model, X, "This plot shows a distribution")
     return model.predict_dist(X)
 
 
@@ -149,8 +161,9 @@ def plot_conditional_density(
 
     Parameters
     ----------
-    model : MDNRegressor
-        A fitted model with ``n_features_in_ == 1``.
+    model : MDNRegressor or Pipeline
+        A fitted model with ``n_features_in_ == 1``, or a fitted pipeline
+        (or search) that ends in one and takes one input feature.
     x : array-like of shape (n,), default=None
         Input values (sorted internally; they need not be evenly spaced),
         each drawn as a column of the heat map centred on it. Defaults to
@@ -287,8 +300,9 @@ def plot_mixture_weights(model, x, *, ax: Axes | None = None) -> Axes:
 
     Parameters
     ----------
-    model : MDNRegressor
-        A fitted model with ``n_features_in_ == 1``.
+    model : MDNRegressor or Pipeline
+        A fitted model with ``n_features_in_ == 1``, or a fitted pipeline
+        (or search) that ends in one and takes one input feature.
     x : array-like of shape (n,)
         Input values (sorted internally).
     ax : matplotlib Axes, default=None
@@ -320,8 +334,9 @@ def plot_mixture_means(
 
     Parameters
     ----------
-    model : MDNRegressor
-        A fitted model with ``n_features_in_ == 1``.
+    model : MDNRegressor or Pipeline
+        A fitted model with ``n_features_in_ == 1``, or a fitted pipeline
+        (or search) that ends in one and takes one input feature.
     x : array-like of shape (n,)
         Input values (sorted internally).
     output : int, default=0
@@ -395,8 +410,8 @@ def plot_loss_curve(model, *, ax: Axes | None = None) -> Axes:
 
     Parameters
     ----------
-    model : MDNRegressor
-        A fitted model.
+    model : MDNRegressor or Pipeline
+        A fitted model, or a fitted pipeline (or search) that ends in one.
     ax : matplotlib Axes, default=None
         Where to draw; a new figure when None.
 
@@ -407,7 +422,10 @@ def plot_loss_curve(model, *, ax: Axes | None = None) -> Axes:
     """
     from sklearn.utils.validation import check_is_fitted
 
+    from .metrics import _distribution_model
+
     check_is_fitted(model)
+    model, _ = _distribution_model(model, None, "This plot shows a training loss")
     ax = _get_ax(ax)
     epochs = np.arange(1, len(model.loss_curve_) + 1)
     ax.plot(epochs, model.loss_curve_, label="training NLL")
@@ -424,7 +442,7 @@ def plot_loss_curve(model, *, ax: Axes | None = None) -> Axes:
 
 
 def _pit_of(model, X, y, output: int) -> np.ndarray:
-    return _pit(model.predict_dist(X), y, output)
+    return _pit(_dist_of(model, X), y, output)
 
 
 def plot_pit_histogram(
@@ -438,10 +456,11 @@ def plot_pit_histogram(
 
     Parameters
     ----------
-    model : MDNRegressor
-        A fitted model.
+    model : MDNRegressor or Pipeline
+        A fitted model, or a fitted pipeline (or search) that ends in one.
     X : array-like of shape (n_samples, n_features)
-        Inputs, preferably not used for training.
+        Inputs (of the pipeline, if ``model`` is one), preferably not used
+        for training.
     y : array-like of shape (n_samples,) or (n_samples, n_outputs)
         Targets.
     bins : int, default=20
@@ -477,10 +496,11 @@ def plot_calibration(
 
     Parameters
     ----------
-    model : MDNRegressor
-        A fitted model.
+    model : MDNRegressor or Pipeline
+        A fitted model, or a fitted pipeline (or search) that ends in one.
     X : array-like of shape (n_samples, n_features)
-        Inputs, preferably not used for training.
+        Inputs (of the pipeline, if ``model`` is one), preferably not used
+        for training.
     y : array-like of shape (n_samples,) or (n_samples, n_outputs)
         Targets.
     output : int, default=0

@@ -312,3 +312,50 @@ def test_plot_calibration_takes_its_own_drawstyle(model):
     assert plot_calibration(model, X, y).get_lines()[-1].get_drawstyle() == (
         "steps-post"
     )
+
+
+def test_plots_take_a_pipeline_that_ends_in_the_model():
+    # Regression: every plot called model.predict_dist, so a Pipeline (which
+    # the scorers of skmdn.metrics accept) failed with an AttributeError.
+    # Inputs in other units go through the pipeline's scaling step first.
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
+    X_train, y_train = make_inverse_sine(400, seed=0)
+    model = MDNRegressor(
+        n_components=3, hidden_layer_sizes=(16,), max_iter=5, random_state=0
+    )
+    pipe = make_pipeline(FunctionTransformer(lambda X: X / 100.0), model)
+    pipe.fit(100.0 * X_train, y_train)
+    X, y = make_inverse_sine(60, seed=5)
+    dist = model.predict_dist(X)
+    reference = np.array(
+        [
+            np.sum(
+                dist.weights[i]
+                * stats.norm.cdf(y[i], dist.means[i, :, 0], dist.scales[i, :, 0])
+            )
+            for i in range(60)
+        ]
+    )
+    curve = plot_calibration(pipe, 100.0 * X, y).get_lines()[1]
+    np.testing.assert_allclose(curve.get_xdata()[1:-1], np.sort(reference))
+    heights = [p.get_height() for p in plot_pit_histogram(pipe, 100.0 * X, y).patches]
+    expected = np.histogram(reference, bins=20, range=(0, 1), density=True)[0]
+    np.testing.assert_allclose(heights, expected)
+    x = np.array([20.0, 50.0, 80.0])
+    ax = plot_conditional_density(pipe, x, y_range=(0.0, 1.0), n_points=30)
+    d = model.predict_dist(x[:, None] / 100.0)
+    grid = np.linspace(0.0, 1.0, 30)
+    pdf = np.sum(
+        d.weights[1]
+        * stats.norm.pdf(grid[:, None], d.means[1, :, 0], d.scales[1, :, 0]),
+        axis=1,
+    )
+    np.testing.assert_allclose(ax.images[0].get_array()[:, 1], pdf, rtol=1e-10)
+    weights = plot_mixture_weights(pipe, x).get_lines()[0].get_ydata()
+    np.testing.assert_allclose(weights, d.weights[:, 0])
+    loss = plot_loss_curve(pipe).get_lines()[0].get_ydata()
+    np.testing.assert_allclose(loss, model.loss_curve_)
+    with pytest.raises(TypeError, match="StandardScaler has no predict_dist"):
+        plot_calibration(StandardScaler().fit(X), X, y)
