@@ -1013,24 +1013,36 @@ default='tanh'
         )  # fmt: skip
         return self._mixture(log_w, means, scale)
 
-    def predict(self, X) -> np.ndarray:
+    def predict(self, X, return_std: bool = False):
         """Point prediction selected by ``point_estimate``.
 
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
             Input data.
+        return_std : bool, default=False
+            Also return the standard deviation of ``p(y | x)`` (of each
+            output's marginal), as scikit-learn's probabilistic regressors
+            do (``BayesianRidge``, ``GaussianProcessRegressor``; used by
+            ``IterativeImputer(sample_posterior=True)``). It describes the
+            whole mixture, whatever ``point_estimate`` is: a multimodal
+            ``p(y | x)`` is not summarised by a mean and a standard
+            deviation, see :meth:`predict_interval` for that.
 
         Returns
         -------
-        ndarray of shape (n_samples,) or (n_samples, n_outputs)
+        y_pred : ndarray of shape (n_samples,) or (n_samples, n_outputs)
             The conditional mean (``point_estimate='mean'``), the mode
             (``'mode'``) or the mean of the most probable component
             (``'approx_mode'``), in target units.
+        y_std : ndarray of the same shape
+            Only with ``return_std=True``.
         """
         X = self._validated_X(X)
         n = X.shape[0]
-        out = np.empty((n,) if self._univariate else (n, self.n_outputs_))
+        shape = (n,) if self._univariate else (n, self.n_outputs_)
+        out = np.empty(shape)
+        std = np.empty(shape) if return_std else None
         estimate = {
             "approx_mode": GaussianMixture.approx_mode,
             "mode": GaussianMixture.mode,
@@ -1038,9 +1050,11 @@ default='tanh'
 
         def store(sl: slice, dist: GaussianMixture) -> None:
             out[sl] = estimate(dist)
+            if std is not None:
+                std[sl] = dist.std()
 
         self._map_dists(X, store)
-        return out
+        return (out, std) if return_std else out
 
     def predict_interval(self, X, confidence: float = 0.9, kind: str = "central"):
         """Prediction intervals of probability ``confidence`` for every row.

@@ -439,3 +439,54 @@ def test_predictive_distribution_is_a_gaussian_mixture():
     row = dist[1]
     assert len(row) == 1
     np.testing.assert_array_equal(row.means, dist.means[1:2])
+
+
+@pytest.mark.parametrize(
+    "d, noise_type, point_estimate",
+    [(1, "diagonal", "mean"), (1, "diagonal", "mode"), (2, "full", "mean")],
+)
+def test_predict_return_std_is_the_mixture_standard_deviation(
+    d, noise_type, point_estimate
+):
+    """``predict(X, return_std=True)`` gives the point estimate unchanged and
+    the standard deviation of each output's marginal mixture, checked against
+    the mixture's own formula Var = sum_k w_k (s_k^2 + m_k^2) - mean^2."""
+    X, y = small_problem(d=d)
+    model = MDNRegressor(
+        **FAST, noise_type=noise_type, point_estimate=point_estimate
+    ).fit(X, y)
+    point, std = model.predict(X[:50], return_std=True)
+    np.testing.assert_array_equal(point, model.predict(X[:50]))
+    dist = model.predict_dist(X[:50])
+    w = dist.weights[:, :, None]
+    var_k = np.diagonal(dist.covariances, axis1=2, axis2=3)  # (n, K, d)
+    mean = (w * dist.means).sum(1)
+    var = (w * (var_k + dist.means**2)).sum(1) - mean**2
+    expected = np.sqrt(var)[:, 0] if d == 1 else np.sqrt(var)
+    assert std.shape == point.shape
+    np.testing.assert_allclose(std, expected, rtol=1e-9)
+
+
+def test_iterative_imputer_samples_from_the_predictive_distribution():
+    """``IterativeImputer(sample_posterior=True)`` calls
+    ``predict(X, return_std=True)``: with an MDN it imputes draws whose spread
+    matches the model's predictive standard deviation."""
+    from sklearn.experimental import enable_iterative_imputer  # noqa: F401
+    from sklearn.impute import IterativeImputer
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=400)
+    b = 2 * a + 0.5 * rng.normal(size=400)
+    data = np.column_stack([a, b])
+    missing = data.copy()
+    missing[:100, 1] = np.nan
+    imputer = IterativeImputer(
+        estimator=MDNRegressor(max_iter=100, random_state=0),
+        sample_posterior=True, max_iter=1, random_state=0,
+    )  # fmt: skip
+    filled = imputer.fit_transform(missing)
+    assert np.isfinite(filled).all()
+    residual = filled[:100, 1] - 2 * a[:100]
+    # the draws scatter around the line with about the noise's spread (0.5)
+    assert abs(residual.mean()) < 0.2
+    assert 0.35 < residual.std() < 0.7
