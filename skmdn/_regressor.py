@@ -125,6 +125,7 @@ def _patience(epochs: int, steps_per_epoch: int) -> int:
     >>> _patience(50, 10**5)
     1
     """
+    epochs = int(epochs)  # a numpy uint8 would overflow in the product
     if steps_per_epoch <= _PATIENCE_EPOCH_STEPS:
         return epochs
     return max(1, round(epochs * _PATIENCE_EPOCH_STEPS / steps_per_epoch))
@@ -550,7 +551,7 @@ default='tanh'
 
     def _resolve_batch_size(self, n: int, n_eff: float) -> int:
         if self.batch_size != "auto":
-            return min(self.batch_size, n)
+            return min(int(self.batch_size), n)  # torch refuses numpy integers
         if n_eff < _AUTO_MIN_SAMPLES:
             return n  # full batch: deterministic, weights == repeated rows
         # about 10 steps per epoch on small data, at most 256 rows a batch
@@ -778,7 +779,8 @@ default='tanh'
         else:
             X_mean, X_scale = np.zeros(X.shape[1]), np.ones(X.shape[1])
             y_mean, y_scale = np.zeros(Y.shape[1]), np.ones(Y.shape[1])
-        K, d = self.n_components, Y.shape[1]
+        # numpy integers (a grid from np.arange) would overflow or upset torch
+        K, d = int(self.n_components), Y.shape[1]
         fixed = None
         if self.noise_type == "fixed":
             fixed = tuple(float(self.fixed_noise_level / s) for s in y_scale)

@@ -13,6 +13,7 @@ from sklearn.exceptions import ConvergenceWarning, NotFittedError
 
 from skmdn import GaussianMixture, MDNRegressor
 from skmdn._network import NOISE_TYPES
+from skmdn._regressor import _patience
 
 from .conftest import make_inverse_sine
 
@@ -304,6 +305,36 @@ def test_same_random_state_same_model():
     )
     c = MDNRegressor(**{**FAST, "random_state": 1}).fit(X, y)
     assert not np.array_equal(a.predict(X), c.predict(X))
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"batch_size": 16},  # a grid from np.arange: np.int64
+        {"n_components": 100},  # 100 components x 5 outputs overflow a uint8
+        {"n_iter_no_change": 50, "batch_size": 1, "max_iter": 3},  # 50 * 150
+    ],
+)
+def test_numpy_integer_parameters_fit_the_python_int_model(params):
+    """The constraints accept numpy integers; they must train the model the
+    same Python integers do (they crashed in torch or overflowed)."""
+    X, y = small_problem(d=2)
+    ref = MDNRegressor(**{**FAST, **params}).fit(X, y)
+    for kind in (np.int64, np.uint8):
+        as_numpy = {k: kind(v) for k, v in params.items()}
+        model = MDNRegressor(**{**FAST, **as_numpy}).fit(X, y)
+        assert model.n_iter_ == ref.n_iter_
+        np.testing.assert_array_equal(model.predict(X), ref.predict(X))
+    streamed = MDNRegressor(**{**FAST, **as_numpy}).partial_fit(X, y)
+    np.testing.assert_array_equal(
+        streamed.predict(X),
+        MDNRegressor(**{**FAST, **params}).partial_fit(X, y).predict(X),
+    )
+
+
+def test_patience_of_a_numpy_integer_is_that_of_the_python_int():
+    # 50 epochs of 200 steps count as round(50 * 150 / 200) = 38
+    assert _patience(np.uint8(50), 200) == _patience(50, 200) == 38
 
 
 def test_fit_and_predict_leave_global_random_state_alone():
