@@ -9,6 +9,7 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
+from sklearn import get_config
 from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
@@ -16,6 +17,7 @@ from sklearn.utils._param_validation import (
     Interval,
     InvalidParameterError,
     StrOptions,
+    validate_parameter_constraints,
 )
 from sklearn.utils.validation import (
     check_is_fitted,
@@ -73,6 +75,9 @@ _INTEGER_PARAMS = (
     "n_iter_no_change",
     "n_threads",
 )
+
+# The parameters that inference reads, which set_params may change after fit.
+_INFERENCE_PARAMS = ("point_estimate", "n_threads")
 
 _STRUCTURAL_PARAMS = (
     "n_components",
@@ -935,6 +940,7 @@ default='tanh'
     def _validated_X(self, X) -> np.ndarray:
         """``X`` checked for a fitted model: a float32 or float64 array."""
         check_is_fitted(self)
+        self._check_inference_params()
         check_input_kind(X, "X")
         with non_finite_advice():
             return validate_data(
@@ -944,6 +950,18 @@ default='tanh'
                 accept_sparse="csr",
                 dtype=[np.float64, np.float32],
             )
+
+    def _check_inference_params(self) -> None:
+        """Validate the parameters that inference reads, as fit validates
+        them: ``set_params`` after fit bypasses fit, and a typo such as
+        ``point_estimate='Mode'`` must not silently predict the mean."""
+        if get_config()["skip_parameter_validation"]:
+            return
+        validate_parameter_constraints(
+            {name: self._parameter_constraints[name] for name in _INFERENCE_PARAMS},
+            {name: getattr(self, name) for name in _INFERENCE_PARAMS},
+            caller_name=type(self).__name__,
+        )
 
     def _map_dists(
         self, X: np.ndarray, fn: Callable[[slice, GaussianMixture], None]
@@ -1046,9 +1064,10 @@ default='tanh'
         out = np.empty(shape)
         std = np.empty(shape) if return_std else None
         estimate = {
+            "mean": GaussianMixture.mean,
             "approx_mode": GaussianMixture.approx_mode,
             "mode": GaussianMixture.mode,
-        }.get(self.point_estimate, GaussianMixture.mean)
+        }[self.point_estimate]
 
         def store(sl: slice, dist: GaussianMixture) -> None:
             out[sl] = estimate(dist)

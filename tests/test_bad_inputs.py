@@ -8,6 +8,7 @@ is a ValueError subclass.
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 import warnings
@@ -259,6 +260,22 @@ def invalid_param(name, value, **extra):
     return raises(
         f"param-{name}={value!r}",
         lambda: fit(X, Y, **{name: value, **extra}),
+        ValueError,
+        NOT_UNIT.format(name),
+    )
+
+
+def set_after_fit(name, value, method):
+    """An inference method of a fitted model whose ``name`` was then set to
+    ``value`` (which fit would refuse)."""
+
+    def run():
+        m = copy.deepcopy(fitted()).set_params(**{name: value})
+        return getattr(m, method)(*((X, Y) if method == "score" else (X,)))
+
+    return raises(
+        f"inference-{method}-{name}={value!r}-set-after-fit",
+        run,
         ValueError,
         NOT_UNIT.format(name),
     )
@@ -535,6 +552,12 @@ CASES = [
     invalid_param("random_state", "seed"),
     invalid_param("verbose", "loud"),
     invalid_param("warm_start", None),
+    # ------------------ inference reads point_estimate and n_threads itself
+    set_after_fit("point_estimate", "Mode", "predict"),  # was the mean
+    set_after_fit("point_estimate", "median", "predict"),
+    set_after_fit("n_threads", 0, "predict"),
+    set_after_fit("n_threads", 2.5, "score"),
+    set_after_fit("n_threads", -1, "predict_dist"),
 ]  # fmt: skip
 
 
