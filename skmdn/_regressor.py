@@ -686,7 +686,9 @@ default='tanh'
         self._set_fitted(state, history, optimizer, univariate, seed, early_stopping)
         return self
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    # not skipping nested validation keeps the global skip_parameter_validation
+    # readable inside, where a call to a fitted model validates (see _partial_fit)
+    @_fit_context(prefer_skip_nested_validation=False)
     def partial_fit(self, X, y, sample_weight=None):
         """Train for one epoch on a batch of data (streaming, out-of-core).
 
@@ -717,6 +719,11 @@ default='tanh'
 
     def _partial_fit(self, X, y, sample_weight):
         first = not hasattr(self, "network_")
+        if not first and not get_config()["skip_parameter_validation"]:
+            # _fit_context validates a first call only, but later calls train
+            # too: after set_params(alpha=nan) one trained nothing and blamed
+            # learning_rate_init
+            self._validate_params()
         self._check_params()
         if not first:
             self._check_same_structure("partial_fit")

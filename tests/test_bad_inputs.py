@@ -266,15 +266,17 @@ def invalid_param(name, value, **extra):
 
 
 def set_after_fit(name, value, method):
-    """An inference method of a fitted model whose ``name`` was then set to
-    ``value`` (which fit would refuse)."""
+    """``method`` of a fitted model whose ``name`` was then set to ``value``
+    (which fit would refuse)."""
 
     def run():
         m = copy.deepcopy(fitted()).set_params(**{name: value})
-        return getattr(m, method)(*((X, Y) if method == "score" else (X,)))
+        return getattr(m, method)(
+            *((X, Y) if method in ("score", "partial_fit") else (X,))
+        )
 
     return raises(
-        f"inference-{method}-{name}={value!r}-set-after-fit",
+        f"{method}-{name}={value!r}-set-after-fit",
         run,
         ValueError,
         NOT_UNIT.format(name),
@@ -558,6 +560,10 @@ CASES = [
     set_after_fit("n_threads", 0, "predict"),
     set_after_fit("n_threads", 2.5, "score"),
     set_after_fit("n_threads", -1, "predict_dist"),
+    # ----------- a partial_fit that continues a model validates like the first
+    set_after_fit("alpha", np.nan, "partial_fit"),  # warned: lower the rate
+    set_after_fit("alpha", -1.0, "partial_fit"),  # trained with it
+    set_after_fit("batch_size", 0, "partial_fit"),  # torch's RuntimeError
 ]  # fmt: skip
 
 
