@@ -119,6 +119,7 @@ def test_an_interrupt_in_a_worker_thread_keeps_a_usable_model(two_threads, monke
     """Large batches run in blocks on worker threads: an interrupt raised in a
     worker's block reaches the fit, which keeps the weights of the last whole
     epoch, as for an interrupt on the main thread."""
+    import itertools
     import threading
 
     import skmdn._backprop as backprop
@@ -127,22 +128,28 @@ def test_an_interrupt_in_a_worker_thread_keeps_a_usable_model(two_threads, monke
     X = rng.normal(size=(12288, 3)).astype(np.float32)
     y = np.sin(X[:, 0]) + 0.1 * rng.normal(size=len(X))
     params = dict(batch_size=8192, early_stopping=False, n_threads=2, random_state=0)
-    reference = MDNRegressor(max_iter=3, **params).fit(X, y)
     original = backprop.ManualBackprop.__call__
-    calls = {"worker": 0}
+    blocks = itertools.count(1)  # on any thread: 2 batches of 2 blocks an epoch
+    stop = {}
 
     def call(self, *args, **kwargs):
-        if threading.current_thread() is not threading.main_thread():
-            calls["worker"] += 1
-            if calls["worker"] == 7:  # 2 per epoch: epoch 4's first batch
-                raise KeyboardInterrupt
+        i = next(blocks)
+        # The calling thread takes blocks too, so which ones run on the worker
+        # depends on timing: interrupt the first worker block from epoch 4 on.
+        if i > 12 and not stop and threading.current_thread() is not main:
+            stop["after"] = (i - 1) // 4  # whole epochs before this block
+            raise KeyboardInterrupt
         return original(self, *args, **kwargs)
 
+    main = threading.main_thread()
     monkeypatch.setattr(backprop.ManualBackprop, "__call__", call)
     model = MDNRegressor(max_iter=50, **params)
-    with pytest.warns(UserWarning, match="interrupted by the user after 3 epochs"):
+    with pytest.warns(UserWarning, match="interrupted by the user after") as record:
         model.fit(X, y)
-    assert model.n_iter_ == 3
+    epochs = stop["after"]
+    assert any(f"after {epochs} epochs;" in str(w.message) for w in record)
+    assert model.n_iter_ == epochs
+    reference = MDNRegressor(max_iter=epochs, **params).fit(X, y)
     np.testing.assert_array_equal(model.predict(X[:500]), reference.predict(X[:500]))
 
 
