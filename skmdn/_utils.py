@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import threading
 import time
 import warnings
 from collections import deque
@@ -242,7 +243,11 @@ def tensor_view(a: np.ndarray) -> torch.Tensor:
     once per process about read-only arrays (a memory-mapped file, a
     broadcast view) because writing to the tensor would be undefined; skmdn
     only reads these views, so the warning, which would otherwise reach
-    users, is silenced here.
+    users, is silenced here: only for the first read-only array, under a
+    lock. ``warnings.catch_warnings`` puts back the whole process-wide filter
+    list when it exits, so on every call (inference worker threads call this
+    per chunk) it would drop filters other threads set meanwhile, and two
+    overlapping calls could leave the "ignore" filter installed for good.
 
     Examples
     --------
@@ -253,9 +258,22 @@ def tensor_view(a: np.ndarray) -> torch.Tensor:
     a = np.asarray(a)
     if not a.dtype.isnative or any(step < 0 for step in a.strides):
         a = np.array(a, dtype=a.dtype.newbyteorder("="), order="C")
-    with warnings.catch_warnings():
+    if a.flags.writeable or (
+        _read_only_warned.is_set() and not torch.is_warn_always_enabled()
+    ):
+        return torch.from_numpy(a)  # torch has nothing (more) to warn about
+    with _read_only_lock, warnings.catch_warnings():
         warnings.filterwarnings("ignore", "The given NumPy array is not writable")
-        return torch.from_numpy(a)
+        tensor = torch.from_numpy(a)
+    _read_only_warned.set()
+    return tensor
+
+
+# Set once torch.from_numpy has met a read-only array: its warning about them
+# is issued at most once per process (TORCH_WARN_ONCE; every time after
+# torch.set_warn_always(True)), so later ones need no filter.
+_read_only_warned = threading.Event()
+_read_only_lock = threading.Lock()
 
 
 _ENCODE_ADVICE = (

@@ -252,3 +252,59 @@ def test_blocked_work_leaves_the_thread_count_of_later_threads_alone(two_threads
     assert _threads_of_a_new_thread() == 2
     dist.sample(2, random_state=0)
     assert (_threads_of_a_new_thread(), torch.get_num_threads()) == (2, 2)
+
+
+def test_tensor_view_keeps_filters_set_by_other_threads(monkeypatch):
+    """``warnings.catch_warnings`` saves the process-wide filter list and puts
+    it back on exit, so a filter another thread adds meanwhile is dropped
+    (and two overlapping uses can leave skmdn's own filter behind).
+    tensor_view runs on inference worker threads for every chunk; here
+    another thread adds a filter while torch.from_numpy runs, for a writable
+    array and for a read-only one after torch's once-per-process warning."""
+    import threading
+    import warnings
+
+    from skmdn._utils import tensor_view
+
+    read_only = np.ones(3)
+    read_only.flags.writeable = False
+    tensor_view(read_only)  # torch's read-only warning is spent from here on
+    real = torch.from_numpy
+
+    def other_thread_adds_a_filter(a):
+        worker = threading.Thread(
+            target=warnings.filterwarnings, args=("error", "added meanwhile")
+        )
+        worker.start()
+        worker.join()
+        return real(a)
+
+    monkeypatch.setattr(torch, "from_numpy", other_thread_adds_a_filter)
+    for a in (np.ones(3), read_only):
+        with warnings.catch_warnings():
+            tensor_view(a)
+            assert any(
+                f[1] is not None and f[1].pattern == "added meanwhile"
+                for f in warnings.filters
+            )
+
+
+def test_tensor_view_silences_read_only_warnings_under_warn_always():
+    """torch.set_warn_always(True) makes torch warn about every read-only
+    array, not once per process: tensor_view still keeps it from users."""
+    import warnings
+
+    from skmdn._utils import tensor_view
+
+    read_only = np.ones(3)
+    read_only.flags.writeable = False
+    tensor_view(read_only)
+    before = torch.is_warn_always_enabled()
+    torch.set_warn_always(True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            for _ in range(2):
+                np.testing.assert_array_equal(tensor_view(read_only).numpy(), 1.0)
+    finally:
+        torch.set_warn_always(before)
