@@ -40,6 +40,7 @@ predicts the same to rounding.
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 from typing import NamedTuple
@@ -66,6 +67,18 @@ class TanhForms(NamedTuple):
 
 _choice: dict[torch.dtype, TanhForms] = {}
 _lock = threading.Lock()
+
+
+def _new_lock_in_child() -> None:
+    """A fork copies the lock as it is: held by a thread of the parent that
+    was measuring the forms, it would never be released in the child, whose
+    first tanh would wait for ever. The child gets a free lock (and measures
+    any dtype the parent had not finished)."""
+    global _lock
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_lock_in_child)
 
 
 def _probe_seconds(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import math
+import multiprocessing
 
 import numpy as np
 import pytest
@@ -252,3 +253,41 @@ def test_predict_times_the_forms_before_its_worker_threads_start(monkeypatch):
     monkeypatch.setattr(_kernels, "_choice", {})
     model.predict(np.repeat(X, 200, axis=0))  # 60000 rows: several chunks
     assert probes == [True]  # once, in the main thread
+
+
+@pytest.mark.skipif(
+    "fork" not in multiprocessing.get_all_start_methods(), reason="needs fork"
+)
+def test_a_fork_while_another_thread_measures_does_not_hang_the_child(monkeypatch):
+    """A process forked while a thread of the parent measures the forms
+    copies the lock held; the child's own first tanh must not wait for it."""
+    import os
+    import threading
+
+    parent, probing, release = os.getpid(), threading.Event(), threading.Event()
+    real = _kernels._probe_seconds
+
+    def held(block, work):  # the parent's probe holds the lock until released
+        if os.getpid() == parent:
+            probing.set()
+            release.wait(60)
+        return real(block, work)
+
+    monkeypatch.setattr(_kernels, "_probe_seconds", held)
+    monkeypatch.setattr(_kernels, "_choice", {})
+    measuring = threading.Thread(target=_kernels.tanh_forms, args=(torch.float32,))
+    measuring.start()
+    try:
+        assert probing.wait(60)
+        child = multiprocessing.get_context("fork").Process(
+            target=_kernels.tanh_forms, args=(torch.float32,)
+        )
+        child.start()
+        child.join(60)
+        hung = child.is_alive()
+        if hung:
+            child.kill()
+        assert not hung and child.exitcode == 0
+    finally:
+        release.set()
+        measuring.join()
