@@ -78,7 +78,8 @@ def _new_lock_in_child() -> None:
     _lock = threading.Lock()
 
 
-os.register_at_fork(after_in_child=_new_lock_in_child)
+if hasattr(os, "register_at_fork"):  # POSIX only; Windows cannot fork
+    os.register_at_fork(after_in_child=_new_lock_in_child)
 
 
 def _probe_seconds(

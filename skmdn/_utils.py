@@ -276,6 +276,17 @@ _read_only_warned = threading.Event()
 _read_only_lock = threading.Lock()
 
 
+def _new_read_only_lock_in_child() -> None:
+    """A fork copies the lock as it is; held by another thread of the parent
+    at that moment, it would never be released in the child."""
+    global _read_only_lock
+    _read_only_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX only; Windows cannot fork
+    os.register_at_fork(after_in_child=_new_read_only_lock_in_child)
+
+
 _ENCODE_ADVICE = (
     "MDNRegressor needs numeric input: encode string or categorical columns "
     "first, e.g. with sklearn.preprocessing.OneHotEncoder or OrdinalEncoder in "
