@@ -675,8 +675,10 @@ class ThreadChooser:
 def torch_threads(n_threads: int) -> Iterator[int]:
     """Run the block with ``n_threads`` torch threads, then restore the setting.
 
-    The setting is global to the process, so concurrent fits in threads of
-    one process share it. Yields the number of threads in force at the start;
+    The setting applies to the calling thread, and also becomes the count
+    that threads using torch for the first time afterwards start with (a
+    thread that first uses torch during a fit keeps one thread). Yields the
+    number of threads in force at the start;
     whatever the block sets, the previous setting is back afterwards.
 
     Examples
