@@ -343,6 +343,39 @@ def test_mode_and_small_hdr_far_from_zero_are_exact_to_the_scale():
     )
 
 
+@pytest.mark.parametrize("confidence", [0.01, 0.1, 0.6, 0.95])
+def test_hdr_far_from_zero_keeps_modes_closer_than_1e_minus_9_of_their_value(
+    confidence,
+):
+    # Regression: ascents ending within 1e-9 |x| of each other counted as
+    # one mode, i.e. within 1 at 1e9: the peak at 0.5 (between two
+    # components, on no grid point) was dropped, and the 1% HDR came back
+    # as [0.478, 0.482], beside the peak. Float64 resolves 1e9 + x to 1.2e-7.
+    w, mu, s = (
+        np.array([0.2, 0.4, 0.4]),
+        np.array([0.0, 0.42, 0.58]),
+        np.array([0.05, 0.1, 0.1]),
+    )
+    far = GaussianMixture(
+        np.log(w)[None], (mu + 1e9)[None, :, None], s[None, :, None], univariate=True
+    )
+    region = far.hdr(confidence)
+    iv = region.to_list()[0] - 1e9
+    mass = sum(
+        np.sum(w * (stats.norm.cdf(b, mu, s) - stats.norm.cdf(a, mu, s))) for a, b in iv
+    )
+    assert mass == pytest.approx(confidence, abs=1e-5)  # 2e-6 from resolution
+    assert region.contains(np.array([1e9 + 0.5]))[0]  # the highest peak
+    # the same region as at zero, to the resolution at 1e9
+    near = GaussianMixture(
+        np.log(w)[None], mu[None, :, None], s[None, :, None], univariate=True
+    )
+    np.testing.assert_allclose(iv, near.hdr(confidence).to_list()[0], atol=1e-5)
+    # the density at the end points is the threshold (scipy's)
+    p = np.sum(w * stats.norm.pdf(iv[..., None], mu, s), axis=-1)
+    np.testing.assert_allclose(p, region.threshold[0], rtol=1e-4)
+
+
 # ---------------------------------------------------------------- marginals
 def test_marginals_of_full_covariance_match_scipy():
     dist = random_mixture(np.random.default_rng(7), 5, 3, d=3, full=True)
