@@ -338,7 +338,12 @@ class GaussianMixture:
     def __getitem__(self, index) -> GaussianMixture:
         """Rows ``index`` of the batch, as a new :class:`GaussianMixture`."""
         if isinstance(index, int | np.integer):
-            index = slice(index, index + 1 if index != -1 else None)
+            # an IndexError, as numpy's, not an empty batch: iteration
+            # (``for row in dist``) stops at it
+            n = len(self)
+            if not -n <= index < n:
+                raise IndexError(f"row index {index} is out of range for {n} rows.")
+            index = slice(index % n, index % n + 1)
         return GaussianMixture(
             self.log_weights[index],
             self.means[index],

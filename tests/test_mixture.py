@@ -1,6 +1,8 @@
 """GaussianMixture against independent references: scipy.stats densities,
 numerical integration and the mixture's own moment formulas."""
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -142,6 +144,23 @@ def test_bad_shapes_and_arguments_are_reported():
         GaussianMixture(dist.log_weights, dist.means)
     with pytest.raises(ValueError, match="log_weights"):
         GaussianMixture(dist.log_weights[:, :1], dist.means, scales=dist.scales)
+
+
+def test_integer_rows_out_of_range_raise_and_iteration_ends():
+    # Regression: dist[5] of 3 rows was an empty mixture, not an IndexError,
+    # so ``for row in dist`` (which stops at an IndexError) never ended.
+    dist = random_mixture(np.random.default_rng(7), n=3, K=2, d=2, full=True)
+    y = np.random.default_rng(8).normal(size=(3, 2))
+    rows = list(itertools.islice(dist, 5))  # not list(dist): it hung
+    assert len(rows) == 3 and all(len(row) == 1 for row in rows)
+    ref = scipy_logpdf(dist, y)
+    for i, row in enumerate(rows):
+        np.testing.assert_allclose(row.logpdf(y[i : i + 1]), ref[i], rtol=1e-12)
+    for i in (-3, -1, np.int64(2)):
+        np.testing.assert_allclose(dist[i].logpdf(y[[i]]), ref[i], rtol=1e-12)
+    for i in (3, -4, np.int64(10)):
+        with pytest.raises(IndexError, match="out of range for 3 rows"):
+            dist[i]
 
 
 @pytest.mark.parametrize("noise_type", NOISE_TYPES)
