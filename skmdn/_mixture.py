@@ -318,6 +318,17 @@ class GaussianMixture:
         n, K, d = self.means.shape
         if self.log_weights.shape != (n, K):
             raise ValueError(f"log_weights must have shape {(n, K)}.")
+        # a broadcastable shape such as (n, K, 1) passed unnoticed, with a
+        # log-density normalised over one output instead of d
+        for name, array, want in (
+            ("scales", self.scales, (n, K, d)),
+            ("scale_tril", self._scale_tril, (n, K, d, d)),
+        ):
+            if array is not None and array.shape != want:
+                raise ValueError(
+                    f"{name} must have shape {want}, as means {(n, K, d)}; "
+                    f"got {array.shape}."
+                )
         if univariate and d != 1:
             raise ValueError("univariate=True needs one output dimension.")
 

@@ -159,6 +159,20 @@ def test_mixture_constructor_rejects_inconsistent_parameters():
         GaussianMixture(np.zeros((2, 3)), mu, s)
     with pytest.raises(ValueError, match="univariate=True needs one output"):
         GaussianMixture(w, np.zeros((2, 1, 2)), np.ones((2, 1, 2)), univariate=True)
+    # Regression: scales of shape (n, K, 1) for two outputs broadcast, and
+    # logpdf was normalised over one output (-2.53, scipy's is -3.22).
+    mu2 = np.zeros((2, 1, 2))
+    for kind, bad in (
+        ("scales", np.full((2, 1, 1), 2.0)),
+        ("scales", np.full((1, 1, 2), 2.0)),
+        ("scale_tril", np.ones((2, 1, 2))),
+        ("scale_tril", np.broadcast_to(np.eye(3), (2, 1, 3, 3))),
+    ):
+        with pytest.raises(ValueError, match=rf"{kind} must have shape \(2, 1, 2"):
+            GaussianMixture(w, mu2, **{kind: bad})
+    good = GaussianMixture(w, mu2, scales=np.full((2, 1, 2), 2.0))
+    ref = multivariate_normal(np.zeros(2), 4 * np.eye(2)).logpdf([0.0, 0.0])
+    np.testing.assert_allclose(good.logpdf(np.zeros((2, 2))), ref, rtol=1e-14)
 
 
 # ------------------------------------------------------------------- moments
