@@ -5,6 +5,7 @@ numpy-facing predictive distribution returned by ``predict_dist``.
 from __future__ import annotations
 
 import math
+from numbers import Integral
 
 import numpy as np
 import torch
@@ -582,11 +583,18 @@ class GaussianMixture:
         -------
         ndarray of shape (n, n_samples, d), or (n, n_samples) if univariate
         """
+        # as MDNRegressor.sample: numpy's own errors ("negative dimensions
+        # are not allowed") did not name the argument
+        if not isinstance(n_samples, Integral | np.integer) or n_samples < 1:
+            raise ValueError(
+                f"n_samples must be a positive integer; got {n_samples!r}."
+            )
         if temperature != 1.0 or scale_temperature != 1.0:
             return self.tempered(temperature, scale_temperature).sample(
                 n_samples, random_state
             )
         n, _, d = self.means.shape
+        n_samples = int(n_samples)
         out = np.empty((n, n_samples, d))
         seeds = sample_seeds(random_state, n)
 

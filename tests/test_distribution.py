@@ -486,6 +486,20 @@ def test_bad_arguments_are_rejected_clearly():
         dist.quantile(np.zeros((2, 2)))
 
 
+@pytest.mark.parametrize("n_samples", [0, -1, 2.0, 2.5, "3", None])
+def test_sample_rejects_a_bad_n_samples_as_the_estimator_does(n_samples):
+    # Regression: -1 gave numpy's "negative dimensions are not allowed", 2.0
+    # a TypeError, 0 an empty array (MDNRegressor.sample rejects all four).
+    dist = random_mixture(np.random.default_rng(10), 3, 2)
+    with pytest.raises(ValueError, match="n_samples must be a positive integer"):
+        dist.sample(n_samples, random_state=0)
+    with pytest.raises(ValueError, match="n_samples must be a positive integer"):
+        dist.sample(n_samples, random_state=0, temperature=0.5)
+    draws = dist.sample(np.int64(2), random_state=0)
+    assert draws.shape == (3, 2)
+    np.testing.assert_array_equal(draws, dist.sample(2, random_state=0))
+
+
 def test_hdr_threshold_next_to_the_flat_top_of_a_small_mode():
     # Regression: the 0.9 threshold lies just above the peak of a small mode
     # with a shoulder (p = 0.04045 at y = 4.99), where the mass m(t) falls
