@@ -395,10 +395,19 @@ def mixture_hdr(confidence: float, w, mu, s, modes) -> HighestDensityRegion:
     u = 0.5 * (log_lo + log_hi)
     width = log_hi - log_lo
     last_err = np.full(N, np.inf)
+    grid_lo, grid_hi = log_lo.copy(), log_hi.copy()
     active = np.arange(N)
     for it in range(_MAX_ITER):
         if active.size == 0:
             break
+        if it == 3:
+            # The coarse masses below were off by up to ~1e-7 * t * scale per
+            # end point, which could put an end of the bracket on the wrong
+            # side of a root that close: the exact iterations then stalled
+            # there, 1.5e-8 from ``confidence``. They restart from the grid's
+            # bracket (at the current iterate).
+            log_lo[active], log_hi[active] = grid_lo[active], grid_hi[active]
+            width[active], last_err[active] = grid_hi[active] - grid_lo[active], np.inf
         t = np.exp(u[active])
         # End points to 1e-7 while searching t (m(t) then has error ~1e-7 *
         # p * scale, far below the Newton steps that matter), XTOL at the end.
@@ -419,7 +428,7 @@ def mixture_hdr(confidence: float, w, mu, s, modes) -> HighestDensityRegion:
         width[active], last_err[active] = hi_a - lo_a, np.abs(err)
         log_lo[active], log_hi[active] = lo_a, hi_a
         u[active] = np.where(ok, newton, 0.5 * (lo_a + hi_a))
-        done = (np.abs(err) <= 1e-10) | (hi_a - lo_a <= 1e-13)
+        done = ((np.abs(err) <= 1e-10) & (it >= 3)) | (hi_a - lo_a <= 1e-13)
         u[active[done]] = np.log(t[done])
         active = active[~done]
 

@@ -543,6 +543,26 @@ def test_hdr_threshold_next_to_the_flat_top_of_a_small_mode():
     assert 0.0404 < region.threshold[0] < 0.0406  # dense-grid value 0.04050
 
 
+def test_hdr_mass_is_exact_after_the_coarse_threshold_iterations():
+    # Regression: the first threshold iterations find end points to 1e-7
+    # scales only, so their masses are ~2e-8 off; one of them closed the
+    # bracket on the wrong side of the root, and the exact iterations stalled
+    # against it with the mass 1.5e-8 from 0.5 (documented: about 1e-9).
+    w = np.array([0.08487571724685956, 0.7151246968468989, 0.1999995859062415])
+    mu = np.array([89.37822797265638, -73.07152478837956, -1.94043768910227])
+    s = np.array([2.5480290487482953, 1.0511250413146795, 0.6525293838991527])
+    dist = GaussianMixture(
+        np.log(w)[None], mu[None, :, None], s[None, :, None], univariate=True
+    )
+    region = dist.hdr(0.5)
+    (lower, upper), *rest = region.to_list()[0]
+    assert rest == []
+    F = [np.sum(w * stats.norm.cdf(y, mu, s)) for y in (lower, upper)]
+    assert F[1] - F[0] == pytest.approx(0.5, abs=1e-11)
+    p = [np.sum(w * stats.norm.pdf(y, mu, s)) for y in (lower, upper)]
+    np.testing.assert_allclose(p, region.threshold[0], rtol=1e-11)
+
+
 @pytest.mark.parametrize("confidence", [1e-6, 1e-5, 1e-4])
 def test_tiny_hdr_at_a_peak_flat_to_rounding_is_not_empty(confidence):
     # Equal unit components two scales apart: p is flat to fourth order at 1,
