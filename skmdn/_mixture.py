@@ -831,7 +831,15 @@ class GaussianMixture:
         component mean (see :mod:`skmdn._modes`), for diagonal and full
         covariances, until the step is below ``max(4 eps |x|, 1e-10 s_min)``
         (``s_min`` the row's smallest component scale); the best of the local
-        maxima is returned.
+        maxima is returned. In two or more dimensions the ascents also start
+        from the peak of every product of two components. In one dimension
+        they start from the means only, which misses the global maximum in
+        rare rows: where the flanks of two broad components meet in a nearly
+        flat top whose peak lies outside every mean's basin (one row in
+        600,000 random 1-D mixtures, measured; there the returned local
+        maximum's density was 0.4 % below the global one). Starting from the
+        pairwise peaks too, as :meth:`hdr` does, took 2.3-4.7 times as long
+        at K = 5.
 
         At a non-degenerate maximum the location is then exact to about
         ``1e-10 s_min``, or to the float64 resolution of ``x`` if coarser.

@@ -184,7 +184,7 @@ class MDNRegressor(RegressorMixin, BaseEstimator):
         Required with that noise type, ignored otherwise.
     point_estimate : {'mean', 'mode', 'approx_mode'}, default='mean'
         What :meth:`predict` returns: the conditional mean
-        ``sum_k pi_k mu_k``; the exact mode (global maximum of ``p(y | x)``,
+        ``sum_k pi_k mu_k``; the mode (global maximum of ``p(y | x)``,
         :meth:`GaussianMixture.mode`), the most probable value and the right
         choice for multimodal targets; or the mean of the most probable
         component (Bishop's cheap approximation of the mode).
