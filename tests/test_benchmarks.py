@@ -1,0 +1,41 @@
+"""The benchmark scripts measure the code they ship with."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Each script is loaded as `python benchmarks/x.py` would load it (its folder,
+# not the checkout, first on sys.path), with no skmdn module loaded before.
+_PROBE = """
+import json, runpy, sys
+found, path = {}, list(sys.path)
+for script in sys.argv[1:]:
+    for name in [m for m in sys.modules if m.split(".")[0] == "skmdn"]:
+        del sys.modules[name]
+    sys.path[:] = [str(__import__("pathlib").Path(script).parent), *path]
+    runpy.run_path(script, run_name="probe")
+    found[script] = sys.modules["skmdn"].__file__
+print(json.dumps(found))
+"""
+
+
+def test_every_benchmark_imports_the_skmdn_beside_it(tmp_path):
+    # Run from another directory: an installed skmdn, or the one of another
+    # worktree, must not be the code that gets measured.
+    scripts = sorted(str(p) for p in (ROOT / "benchmarks").glob("*.py"))
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE, *scripts],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"},
+    )
+    found = json.loads(out.stdout.strip().splitlines()[-1])
+    expected = str(ROOT / "skmdn" / "__init__.py")
+    assert {Path(s).name: f for s, f in found.items()} == {
+        Path(s).name: expected for s in scripts
+    }
