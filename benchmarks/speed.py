@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/speed.py            # full table (about 10-15 min on 2 cores)
-    python benchmarks/speed.py --quick    # smaller N, fewer repeats (< 3 min)
+    python benchmarks/speed.py --quick    # smaller N, fewer ``blocks`` turns (~3 min)
 
 Problems: Bishop's inverse sine (1 feature, 1 output) and a synthetic
 10-feature, 2-output bimodal problem. Configurations:
