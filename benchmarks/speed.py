@@ -213,6 +213,24 @@ def matmul_gflops(dtype: torch.dtype, n: int = 1024, repeats: int = 20) -> float
     return 2 * n**3 / min(times) / 1e9
 
 
+def omp_note() -> str:
+    """A warning for a run with ``OMP_NUM_THREADS`` set, else ``""``.
+
+    skmdn takes the variable as a cap on its threads (``torch_thread_budget``,
+    for joblib's workers); the baseline follows ``torch.set_num_threads``
+    alone, so where a run sets more torch threads than the variable allows
+    (``--threads``, the ``threads`` section) the two do not compare.
+    """
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    if not value:
+        return ""
+    return (
+        f"note: OMP_NUM_THREADS={value} caps skmdn's threads but not the "
+        "baseline's: where this run sets more torch threads (--threads, the "
+        "threads section) the two do not compare; unset it to measure threads."
+    )
+
+
 def fmt_table(header: list[str], rows: list[list]) -> str:
     cells = [[str(c) for c in row] for row in [header, *rows]]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
@@ -847,6 +865,8 @@ def main() -> None:
         f"{torch.get_num_threads()} torch threads, "
         f"load average {os.getloadavg()[0]:.2f}"
     )
+    if note := omp_note():
+        print(note)
     print(f"matmul GFLOP/s at the start: {gflops.summary()}")
     print(f"parameters: sine {n_params(1, 1)}, synth10 {n_params(10, 2)}")
     out = {}

@@ -1,5 +1,6 @@
 """The benchmark scripts measure the code they ship with."""
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -39,3 +40,28 @@ def test_every_benchmark_imports_the_skmdn_beside_it(tmp_path):
     assert {Path(s).name: f for s, f in found.items()} == {
         Path(s).name: expected for s in scripts
     }
+
+
+def test_speed_warns_that_omp_num_threads_caps_only_skmdn(monkeypatch):
+    # torch.set_num_threads(2) lifts the baseline above OMP_NUM_THREADS=1,
+    # but skmdn keeps the variable as its cap: a thread comparison in such
+    # a run is not like for like, and the run must say so.
+    import torch
+
+    from skmdn._utils import torch_thread_budget
+
+    saved = torch.get_num_threads()
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    try:
+        torch.set_num_threads(2)
+        assert torch.get_num_threads() == 2 and torch_thread_budget() == 1
+    finally:
+        torch.set_num_threads(saved)
+    spec = importlib.util.spec_from_file_location(
+        "speed", ROOT / "benchmarks" / "speed.py"
+    )
+    speed = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(speed)
+    assert "OMP_NUM_THREADS=1 caps skmdn's threads" in speed.omp_note()
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert speed.omp_note() == ""
