@@ -332,6 +332,19 @@ class GaussianMixture:
                 )
         if univariate and d != 1:
             raise ValueError("univariate=True needs one output dimension.")
+        # a negative scale gave a finite but meaningless logpdf (zero is a
+        # point mass, what tempered(scale_temperature=0) samples from)
+        diag = (
+            self.scales
+            if self.scales is not None
+            else np.diagonal(self._scale_tril, axis1=-2, axis2=-1)
+        )
+        if not (diag >= 0).all():
+            name = "scales" if self.scales is not None else "scale_tril's diagonal"
+            raise ValueError(
+                f"{name} must be >= 0 (standard deviations); got a negative "
+                "value or NaN."
+            )
 
     # ------------------------------------------------------------------ shape
     @property

@@ -173,6 +173,17 @@ def test_mixture_constructor_rejects_inconsistent_parameters():
     good = GaussianMixture(w, mu2, scales=np.full((2, 1, 2), 2.0))
     ref = multivariate_normal(np.zeros(2), 4 * np.eye(2)).logpdf([0.0, 0.0])
     np.testing.assert_allclose(good.logpdf(np.zeros((2, 2))), ref, rtol=1e-14)
+    # A negative or NaN scale (or Cholesky diagonal) gave a finite,
+    # meaningless logpdf: refused.
+    for bad in (-2.0, np.nan):
+        scales = np.full((2, 1, 2), 2.0)
+        scales[1, 0, 1] = bad
+        with pytest.raises(ValueError, match="scales must be >= 0"):
+            GaussianMixture(w, mu2, scales=scales)
+        tril = np.broadcast_to(2.0 * np.eye(2), (2, 1, 2, 2)).copy()
+        tril[0, 0, 1, 1] = bad
+        with pytest.raises(ValueError, match="diagonal must be >= 0"):
+            GaussianMixture(w, mu2, scale_tril=tril)
 
 
 # ------------------------------------------------------------------- moments
