@@ -136,6 +136,18 @@ def _patience(epochs: int, steps_per_epoch: int) -> int:
     return max(1, round(epochs * _PATIENCE_EPOCH_STEPS / steps_per_epoch))
 
 
+def _continued_seed(seed: int, n_iter: int) -> int:
+    """Seed of the shuffling and noise stream of a call that continues a
+    model after ``n_iter`` epochs (a warm-started :meth:`MDNRegressor.fit`,
+    :meth:`MDNRegressor.partial_fit`): each continuation draws its own
+    stream, and a call that left the model as it was is replayed exactly.
+
+    >>> _continued_seed(0, 0), _continued_seed(0, 1), _continued_seed(2**63 - 1, 0)
+    (1000003, 2000006, 1000002)
+    """
+    return (seed + 1_000_003 * (n_iter + 1)) % (2**63)
+
+
 def _effective_sample_size(w: np.ndarray) -> float:
     """Kish's effective sample size ``sum(w)**2 / sum(w**2)``, scale-free.
 
@@ -636,8 +648,13 @@ default='tanh'
         if warm:  # continue Adam's moments too; the schedule restarts
             optimizer.load_state_dict(self._optimizer_state)
             optimizer.lr = float(self.learning_rate_init)
-        generator = torch.Generator(device=state.device).manual_seed(seed)
         n_before = history.n_iter
+        # a continued fit draws a stream of its own: with the first call's,
+        # every warm call replayed the same permutations and the same
+        # "fresh" noise (noise_regularization), a fixed perturbation of the data
+        generator = torch.Generator(device=state.device).manual_seed(
+            seed if n_before == 0 else _continued_seed(seed, n_before)
+        )
         batch_size = self._resolve_batch_size(data.train.shape[0], n_eff)
         steps = -(-data.train.shape[0] // batch_size)  # per epoch
         # the chooser reads the thread budget before torch is set to one thread
@@ -753,7 +770,7 @@ default='tanh'
             )
             optimizer.load_state_dict(self._optimizer_state)  # copies
         generator = torch.Generator(device=state.device).manual_seed(
-            (seed + 1_000_003 * (history.n_iter + 1)) % (2**63)
+            _continued_seed(seed, history.n_iter)
         )
         batch_size = self._resolve_batch_size(X.shape[0], _effective_sample_size(sw))
         # the chooser reads the thread budget before torch is set to one thread

@@ -239,6 +239,46 @@ def test_warm_start_continues_from_the_fitted_weights():
     assert cold.loss_curve_[0] > model.loss_curve_[5]
 
 
+def test_each_warm_fit_draws_fresh_noise_and_shuffles(monkeypatch):
+    """noise_regularization promises fresh noise every mini-batch: a
+    warm_start loop (one fit per epoch) replayed the first call's noise and
+    permutations in every call, a fixed perturbation of the data."""
+    import skmdn._training as training
+
+    drawn, orders = [], []
+    real_noise, real_perm = training._randn_like, torch.randperm
+
+    def noise(t, generator):
+        drawn.append(real_noise(t, generator))
+        return drawn[-1]
+
+    def perm(*args, **kwargs):
+        orders.append(real_perm(*args, **kwargs))
+        return orders[-1]
+
+    monkeypatch.setattr(training, "_randn_like", noise)
+    monkeypatch.setattr(training.torch, "randperm", perm)
+    X, y = small_problem(n=300)
+    params = {**FAST, "max_iter": 1, "noise_regularization": 0.1}
+    runs = []
+    for _ in range(2):  # the same sequence of calls twice
+        model = MDNRegressor(**params, warm_start=True)
+        calls = []
+        for _call in range(3):
+            drawn.clear(), orders.clear()
+            model.fit(X, y)
+            calls.append((torch.cat([d.ravel() for d in drawn]), orders[0]))
+        runs.append(calls)
+    (a, order_a), (b, order_b), (c, _) = runs[0]
+    # independent standard normal draws: correlation ~ N(0, 1 / n)
+    for u, v in ((a, b), (b, c), (a, c)):
+        assert abs(np.corrcoef(u.numpy(), v.numpy())[0, 1]) < 5 / np.sqrt(u.numel())
+    assert not torch.equal(order_a, order_b)
+    # still reproducible: the same calls draw the same streams
+    for (u, o), (v, p) in zip(runs[0], runs[1], strict=True):
+        assert torch.equal(u, v) and torch.equal(o, p)
+
+
 def test_partial_fit_streams_over_chunks():
     X, y = small_problem(n=1000)
     model = MDNRegressor(hidden_layer_sizes=(16,), random_state=0)
