@@ -32,6 +32,7 @@ from ._training import (
     FlatAdam,
     TrainData,
     TrainHistory,
+    _randn_like,
     mean_log_likelihood,
     train,
     training_torch_threads,
@@ -661,12 +662,7 @@ default='tanh'
         chooser = ThreadChooser(self.n_threads, batch_size, state.device)
         torch_count = training_torch_threads(state.device, self.n_threads, batch_size)
         with torch_threads(torch_count):
-            # on an evenly spaced subsample: the warning it feeds has a
-            # margin of 1 nat, and a full pass would cost an epoch's forward
-            every = -(-data.train.shape[0] // _INITIAL_LOSS_ROWS)
-            initial_loss = data.log_scale - mean_log_likelihood(
-                state.network, *data.columns(data.train[::every])
-            )
+            initial_loss = _initial_loss(state.network, data, seed)
             converged = train(
                 state.network,
                 optimizer,
@@ -1343,6 +1339,26 @@ def _mean_weight(w: np.ndarray) -> float:
         return float(mean)
     # scaled by a power of two and back: exact
     return float(np.ldexp(np.mean(overflow_safe_weights(w)), np.frexp(w.max())[1]))
+
+
+def _initial_loss(network: MDNNetwork, data: TrainData, seed: int) -> float:
+    """Mean NLL (original units) of ``network`` before training, as
+    ``loss_curve_`` measures it, for :func:`_warn_if_worse`.
+
+    On an evenly spaced subsample of at most :data:`_INITIAL_LOSS_ROWS`
+    training rows (the warning has a margin of 1 nat, and a full pass would
+    cost an epoch's forward), with the training's noise if any: the loss
+    curve is then on noisy data, and a model continued (``warm_start``) with
+    ``noise_regularization`` from a fit without it read as diverged. The
+    noise comes from a generator of its own, so training draws as before.
+    """
+    every = -(-data.train.shape[0] // _INITIAL_LOSS_ROWS)
+    x, y, w = data.columns(data.train[::every])
+    if data.x_noise > 0.0 or data.y_noise > 0.0:
+        generator = torch.Generator(device=x.device).manual_seed(seed)
+        x = x + data.x_noise * _randn_like(x, generator)
+        y = y + data.y_noise * _randn_like(y, generator)
+    return data.log_scale - mean_log_likelihood(network, x, y, w)
 
 
 def _warn_if_worse(initial_loss: float, losses: list[float], model) -> bool:

@@ -142,6 +142,29 @@ def test_a_sensible_learning_rate_does_not_warn_of_divergence():
     assert not any("made the model worse" in str(w.message) for w in caught)
 
 
+def test_warm_start_with_new_noise_is_not_read_as_divergence():
+    """The loss curve of a fit with noise_regularization is on noisy data,
+    so the loss it is compared with must be too: continuing a precise model
+    with noise warned that training diverged (and hid the max_iter warning)
+    although it lowered the loss on the noisy data at every epoch."""
+    x = np.linspace(-1, 1, 96)[:, None]
+    y = np.sin(3 * x[:, 0]) + 0.01 * RNG.normal(size=96)
+    m = quiet_fit(model(max_iter=150, warm_start=True, learning_rate_init=0.01), x, y)
+    m.set_params(noise_regularization=0.3, max_iter=10)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m.fit(x, y)
+    noisy = m.loss_curve_[150:]
+    assert noisy[-1] < noisy[0] - 1.0  # training improved on what it saw
+    messages = [str(w.message) for w in caught if w.category is ConvergenceWarning]
+    assert not any("made the model worse" in s for s in messages), messages
+    assert any("reached max_iter=10" in s for s in messages), messages
+    # a real divergence under noise still warns
+    m.set_params(learning_rate_init=1e3)
+    with pytest.warns(ConvergenceWarning, match="made the model worse"):
+        m.fit(x, y)
+
+
 def test_non_finite_loss_mid_training_restores_last_finite_epoch(monkeypatch):
     reference = quiet_fit(model(max_iter=3))
     inject(monkeypatch, after_calls=3 * 3 + 1, fault=nan_loss)  # epoch 4, step 2
