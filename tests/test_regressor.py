@@ -293,6 +293,42 @@ def test_partial_fit_streams_over_chunks():
         model.partial_fit(X, np.stack([y, y], 1))
 
 
+def test_partial_fit_does_not_pass_over_the_whole_history(monkeypatch):
+    """A stream of many chunks: each call deep-copied the history and took a
+    copy and a min of the whole loss curve, so after 1e5 chunks a call was 17
+    times as slow as the first. A call now reads only its own epochs, and a
+    call that fails after recording its epoch still leaves the model as it
+    was."""
+
+    class NoFullPass(list):
+        def __iter__(self):
+            raise AssertionError("a pass over the whole history")
+
+        def __deepcopy__(self, memo):
+            raise AssertionError("a copy of the whole history")
+
+    X, y = small_problem(n=64)
+    model = MDNRegressor(hidden_layer_sizes=(8,), random_state=0)
+    for _ in range(3):
+        model.partial_fit(X, y)
+    curve = list(model.loss_curve_)
+    model._history.loss_curve = NoFullPass(curve)
+    model._history.validation_scores = NoFullPass(model._history.validation_scores)
+    model.partial_fit(X, y)
+    curve.append(model.loss_curve_[-1])  # (a slice is a plain list)
+    assert model.n_iter_ == len(model.loss_curve_) == 4
+    assert model.loss_curve_[:] == curve
+    assert model.best_loss_ == np.min(curve)
+    # a failure after the epoch was recorded: the history is cut back
+    monkeypatch.setattr(MDNRegressor, "_set_fitted", lambda *a, **k: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        model.partial_fit(X, y)
+    assert len(model.loss_curve_) == len(model._history.validation_scores) == 4
+    monkeypatch.undo()
+    model.partial_fit(X, y)
+    assert model.n_iter_ == len(model.loss_curve_) == 5
+
+
 def test_partial_fit_continues_at_the_learning_rate_fit_left():
     # documented: the plateau schedule's lowered rate carries over, and a
     # changed learning_rate_init waits for the next fit
