@@ -309,7 +309,13 @@ default='tanh'
     warm_start : bool, default=False
         Continue training from the fitted weights (and standardisation) on
         the next call to :meth:`fit`, with Adam's moment estimates carried
-        over; the learning rate restarts at ``learning_rate_init``.
+        over; the learning rate restarts at ``learning_rate_init``. The
+        parameters that shape the network (``n_components``, ``noise_type``,
+        ``hidden_layer_sizes``, ``activation``, ``min_scale``,
+        ``fixed_noise_level`` with fixed noise, ``standardize``,
+        ``precision``) must keep their values: a changed one raises a
+        ``ValueError`` that names it (``warm_start=False`` builds a new
+        model).
 
     Attributes
     ----------
@@ -713,7 +719,13 @@ default='tanh'
         state: Adam's moments and its current learning rate (which the plateau
         schedule of an earlier :meth:`fit` may have lowered; a changed
         ``learning_rate_init`` applies from the next :meth:`fit`); ``X`` must
-        keep the number of features and ``y`` the number of outputs.
+        keep the number of features and ``y`` the number of outputs, and the
+        parameters that shape the network must keep their values (see
+        ``warm_start``). Each call is one epoch over its batch, in mini-batches
+        of ``batch_size``, without early stopping, noise regularisation or
+        learning-rate schedule: ``early_stopping``, ``validation_fraction``,
+        ``noise_regularization``, ``learning_rate``, ``max_iter``, ``tol``
+        and ``n_iter_no_change`` apply to :meth:`fit` only.
 
         Parameters
         ----------
