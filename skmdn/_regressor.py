@@ -213,7 +213,10 @@ default='tanh'
         the sum of the sample weights (the number of rows without weights),
         so that an integer weight stays equivalent to repeating the row.
         Weights normalised to sum to one therefore make the penalty ``n``
-        times stronger: pass counts, or scale ``alpha`` with them.
+        times stronger: pass counts, or scale ``alpha`` with them. In
+        :meth:`partial_fit`, ``n`` is the chunk's, as in ``MLPRegressor``:
+        streaming chunks of ``m`` rows penalises ``n / m`` times more than
+        one ``fit`` on all ``n`` rows (divide ``alpha`` by that to match).
     batch_size : int or 'auto', default='auto'
         Mini-batch size. ``'auto'`` gives about ten steps per epoch on small
         data and at most 256 rows: ``min(n, max(32, min(256, n // 10)))``
