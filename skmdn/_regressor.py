@@ -66,8 +66,6 @@ __all__ = ["MDNRegressor"]
 # chunks, so memory is bounded by the outputs. Each chunk samples from its own
 # random stream (SAMPLE_ROWS rows each).
 _PREDICT_CHUNK = SAMPLE_ROWS
-# The parameters that shape a fitted model: warm_start and partial_fit
-# continue a model only under the values it was built with.
 # Parameters whose constraints accept an Integral, which a bool also is.
 _INTEGER_PARAMS = (
     "n_components",
@@ -80,6 +78,8 @@ _INTEGER_PARAMS = (
 # The parameters that inference reads, which set_params may change after fit.
 _INFERENCE_PARAMS = ("point_estimate", "n_threads")
 
+# The parameters that shape a fitted model: warm_start and partial_fit
+# continue a model only under the values it was built with.
 _STRUCTURAL_PARAMS = (
     "n_components",
     "noise_type",
