@@ -371,7 +371,7 @@ def train(
     verbose: int = 0,
     stopping: bool = True,
     lr_decay_patience: int | None = None,
-    threads: ThreadChooser | None = None,
+    threads: ThreadChooser,
 ) -> bool:
     """Run up to ``max_iter`` epochs, updating ``network`` and ``history``.
 
@@ -390,15 +390,14 @@ def train(
     ``lr_decay_patience`` (learning rate on plateau), every
     ``lr_decay_patience`` epochs without improvement halve the learning rate.
     ``verbose`` selects the progress report (see
-    :class:`~skmdn._progress.ProgressReporter`). ``threads`` chooses torch's
-    thread count step by step (None keeps the current setting). Returns True
-    when the stopping criterion was met.
+    :class:`~skmdn._progress.ProgressReporter`). ``threads`` chooses, step by
+    step, the number of worker threads a step's blocks run on, each with one
+    torch thread (see :func:`_epoch`). Returns True when the stopping
+    criterion was met.
 
     The parameters of ``network`` are bound to ``optimizer``'s flat buffer
     while training runs and get their own storage back when it ends.
     """
-    if threads is None:  # keep torch's current setting
-        threads = ThreadChooser(torch.get_num_threads(), batch_size)
     on_cpu = cpu_fast_path(optimizer.grad.device)  # else one block, no workers
     blocked = BlockedBackprop(
         network,
