@@ -50,7 +50,8 @@ def mixture_modes(
     *,
     pair_starts: bool | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Local maxima reached by ascents from every component mean.
+    """Local maxima reached by ascents from every component mean (and, with
+    ``pair_starts``, from the peak of every product of two components).
 
     Parameters
     ----------
@@ -77,7 +78,8 @@ def mixture_modes(
         End point of each ascent: ``S = K`` starts (the means) without pair
         starts, else ``S = K (K + 1) / 2`` (the means and the pairwise peaks).
     log_density : ndarray of shape (n, S)
-        ``log p`` at each end point; ``argmax`` over ``K`` gives the mode.
+        ``log p`` at each end point; ``argmax`` over the ``S`` ascents gives
+        the mode.
     """
     n, K, d = means.shape
     if scales is not None:

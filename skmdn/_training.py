@@ -92,7 +92,8 @@ class FlatAdam:
     ``benchmarks/README.md``). The update is Adam's (Kingma & Ba), with L2
     weight decay ``weight_decay * W`` added to the gradient of the weight
     matrices only (not the biases), as ``torch.optim.Adam(weight_decay=...)``
-    on those parameters. ``weight_decay`` is ``alpha / n_samples``, so the
+    on those parameters. ``weight_decay`` is ``alpha / n``, ``n`` the sum of
+    the sample weights (the number of samples without weights), so the
     penalty is ``alpha / (2 n) * ||W||^2`` as in scikit-learn's MLP.
 
     Call :meth:`release` when training ends: it gives every parameter its own
