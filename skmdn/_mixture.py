@@ -23,10 +23,14 @@ from ._univariate import (
 from ._utils import as_numpy_generator, run_blocks, tensor_view, thread_count
 
 __all__ = [
+    "SAMPLE_ROWS",
     "GaussianMixture",
     "HighestDensityRegion",
     "diagonal_mixture_nll",
+    "diagonal_nll_backward",
+    "diagonal_nll_forward",
     "mixture_log_prob",
+    "sample_seeds",
 ]
 
 _LOG_2PI = math.log(2.0 * math.pi)

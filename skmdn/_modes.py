@@ -26,7 +26,7 @@ import math
 
 import numpy as np
 
-__all__ = ["mixture_modes"]
+__all__ = ["XTOL", "mixture_modes"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 _MAX_ITER = 500

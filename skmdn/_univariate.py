@@ -17,6 +17,7 @@ import numpy as np
 from scipy.special import ndtr, ndtri
 
 __all__ = [
+    "XTOL",
     "HighestDensityRegion",
     "mixture_cdf",
     "mixture_hdr",

@@ -59,7 +59,7 @@ __all__ = [
 ]
 
 _INV_SQRT_2PI = 1.0 / np.sqrt(2.0 * np.pi)
-Kind = Literal["central", "hdr"]
+_Kind = Literal["central", "hdr"]
 _MULTIOUTPUT = ("uniform_average", "raw_values")
 
 
@@ -253,7 +253,7 @@ def interval_coverage(
     dist: GaussianMixture,
     confidence: float = 0.9,
     *,
-    kind: Kind = "central",
+    kind: _Kind = "central",
     sample_weight=None,
     multioutput="uniform_average",
 ) -> float | np.ndarray:
@@ -293,7 +293,7 @@ def interval_width(
     dist: GaussianMixture,
     confidence: float = 0.9,
     *,
-    kind: Kind = "central",
+    kind: _Kind = "central",
     sample_weight=None,
     multioutput="uniform_average",
 ) -> float | np.ndarray:
@@ -420,7 +420,7 @@ neg_nll_scorer = DistributionScorer(nll, -1, "neg_nll")
 
 
 def make_coverage_scorer(
-    confidence: float = 0.9, kind: Kind = "central"
+    confidence: float = 0.9, kind: _Kind = "central"
 ) -> DistributionScorer:
     """Scorer of calibration: ``-|coverage - confidence|`` (best is 0).
 
@@ -459,7 +459,7 @@ def _coverage_error(y, dist, sample_weight=None, *, confidence, kind) -> float:
 
 
 def make_width_scorer(
-    confidence: float = 0.9, kind: Kind = "central"
+    confidence: float = 0.9, kind: _Kind = "central"
 ) -> DistributionScorer:
     """Scorer of sharpness: minus the mean interval width (narrower is higher).
 
