@@ -228,7 +228,8 @@ def plot_conditional_density(
     from matplotlib.image import NonUniformImage
 
     dist = _predict_on(model, x)
-    w, mu, sd = _marginal(dist, output)
+    marginal = _marginal_of(dist, output)
+    mu, sd = marginal.means[..., 0], marginal.scales[..., 0]
     if y_range is None:
         if y is not None:
             yo = _target_column(y, dist, output)
@@ -239,8 +240,8 @@ def plot_conditional_density(
         pad = 0.1 * (hi - lo if hi > lo else 1.0)
         y_range = (lo - pad, hi + pad)
     grid = np.linspace(y_range[0], y_range[1], n_points)
-    z = (grid[:, None, None] - mu[None]) / sd[None]  # (m, n, K)
-    density = np.sum(w * np.exp(-0.5 * z**2) / (np.sqrt(2 * np.pi) * sd), axis=-1)
+    # (m, n): the marginal density at every grid value of y, for every x
+    density = marginal.pdf(np.broadcast_to(grid[:, None], (grid.size, x.size)))
     # A cell centred on every x and grid value of y: the density is drawn
     # where it was evaluated, for unevenly spaced x too (imshow would spread
     # the columns evenly between x[0] and x[-1], as cell edges).

@@ -72,6 +72,25 @@ def test_conditional_density_image_is_the_model_density(model):
     ax.figure.savefig(io.BytesIO(), format="png", bbox_inches="tight")
 
 
+def test_conditional_density_of_a_full_covariance_output_is_its_marginal():
+    # The image of output 1 of a 'full' model is the mixture of the
+    # components' marginals N(mu_k1, Sigma_k11), evaluated here with scipy.
+    rng = np.random.default_rng(3)
+    X = rng.uniform(0.0, 1.0, (200, 1))
+    y = np.column_stack([X[:, 0], X[:, 0] ** 2]) + 0.1 * rng.normal(size=(200, 2))
+    model = MDNRegressor(
+        n_components=2, noise_type="full", hidden_layer_sizes=(8,), max_iter=3,
+        random_state=0,
+    ).fit(X, y)  # fmt: skip
+    x, grid = np.array([0.2, 0.7]), np.linspace(-0.5, 1.5, 25)
+    ax = plot_conditional_density(model, x, output=1, y_range=(-0.5, 1.5), n_points=25)
+    d = model.predict_dist(x[:, None])
+    for j in range(2):
+        sd = np.sqrt(d.covariances[j, :, 1, 1])
+        pdf = stats.norm.pdf(grid[:, None], d.means[j, :, 1], sd) @ d.weights[j]
+        np.testing.assert_allclose(ax.images[0].get_array()[:, j], pdf, rtol=1e-10)
+
+
 def test_conditional_density_alone_draws_no_empty_legend(model, recwarn):
     # The heat map without data, samples or point estimates has nothing to
     # label: no empty legend box, and no matplotlib warning about one.
