@@ -26,6 +26,7 @@ __all__ = [
     "SAMPLE_ROWS",
     "GaussianMixture",
     "HighestDensityRegion",
+    "check_n_samples",
     "diagonal_mixture_nll",
     "diagonal_nll_backward",
     "diagonal_nll_forward",
@@ -230,6 +231,14 @@ def diagonal_nll_backward(
 
 # Rows per random stream when sampling (the estimator's inference chunk).
 SAMPLE_ROWS = 16384
+
+
+def check_n_samples(n_samples) -> int:
+    """``n_samples`` (draws per row) as an int, or a ValueError that names
+    it: numpy's own errors ("negative dimensions are not allowed") did not."""
+    if not isinstance(n_samples, Integral | np.integer) or n_samples < 1:
+        raise ValueError(f"n_samples must be a positive integer; got {n_samples!r}.")
+    return int(n_samples)
 
 
 def sample_seeds(random_state, n: int) -> np.ndarray:
@@ -600,18 +609,12 @@ class GaussianMixture:
         -------
         ndarray of shape (n, n_samples, d), or (n, n_samples) if univariate
         """
-        # as MDNRegressor.sample: numpy's own errors ("negative dimensions
-        # are not allowed") did not name the argument
-        if not isinstance(n_samples, Integral | np.integer) or n_samples < 1:
-            raise ValueError(
-                f"n_samples must be a positive integer; got {n_samples!r}."
-            )
+        n_samples = check_n_samples(n_samples)
         if temperature != 1.0 or scale_temperature != 1.0:
             return self.tempered(temperature, scale_temperature).sample(
                 n_samples, random_state
             )
         n, _, d = self.means.shape
-        n_samples = int(n_samples)
         out = np.empty((n, n_samples, d))
         seeds = sample_seeds(random_state, n)
 

@@ -26,7 +26,7 @@ from sklearn.utils.validation import (
 
 from ._data import dense_rows, pack_rows, weighted_mean_scale, weighted_quantiles
 from ._kernels import tanh_forms
-from ._mixture import SAMPLE_ROWS, GaussianMixture, sample_seeds
+from ._mixture import SAMPLE_ROWS, GaussianMixture, check_n_samples, sample_seeds
 from ._network import NOISE_TYPES, MDNNetwork
 from ._training import (
     FlatAdam,
@@ -1192,7 +1192,7 @@ default='tanh'
 
         Parameters
         ----------
-        X : array-like of shape (n_rows, n_features)
+        X : {array-like, sparse matrix} of shape (n_rows, n_features)
             Input data.
         n_samples : int, default=1
             Draws per row.
@@ -1208,13 +1208,10 @@ default='tanh'
         ndarray of shape (n_rows, n_samples) or (n_rows, n_samples, n_outputs)
             The first for a model fitted on 1-D ``y``.
         """
-        if not isinstance(n_samples, Integral | np.integer) or n_samples < 1:
-            raise ValueError(
-                f"n_samples must be a positive integer; got {n_samples!r}."
-            )
+        n_samples = check_n_samples(n_samples)
         if temperature != 1.0 or scale_temperature != 1.0:
             return self.predict_dist(X).sample(
-                int(n_samples),
+                n_samples,
                 random_state=random_state,
                 temperature=temperature,
                 scale_temperature=scale_temperature,
@@ -1223,10 +1220,10 @@ default='tanh'
         n = X.shape[0]
         # The same streams, one per chunk, as predict_dist(X).sample(...).
         seeds = sample_seeds(random_state, n)
-        out = np.empty((n, int(n_samples), self.n_outputs_))
+        out = np.empty((n, n_samples, self.n_outputs_))
 
         def store(sl: slice, dist: GaussianMixture) -> None:
-            out[sl] = dist._draws(seeds[sl.start // _PREDICT_CHUNK], int(n_samples))
+            out[sl] = dist._draws(seeds[sl.start // _PREDICT_CHUNK], n_samples)
 
         self._map_dists(X, store)
         return out[..., 0] if self._univariate else out
