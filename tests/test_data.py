@@ -186,6 +186,20 @@ def test_pack_rows_matches_numpy(small_chunks, dtype, subset):
     np.testing.assert_array_equal(packed.numpy(), reference)
 
 
+@pytest.mark.parametrize("subset", [False, True])
+def test_pack_rows_of_a_sparse_matrix_match_its_dense_rows(small_chunks, subset):
+    # early stopping packs a subset of the rows of a CSR X (_Rows.take)
+    from scipy import sparse
+
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(2600, 5)) * (rng.uniform(size=(2600, 5)) < 0.3)
+    rows = np.sort(rng.permutation(2600)[:2100]) if subset else None
+    mean, scale = rng.normal(size=5), rng.uniform(0.5, 2, 5)
+    packed = pack_rows(rows, [(sparse.csr_matrix(X), mean, scale)], torch.float64)
+    take = slice(None) if rows is None else rows
+    np.testing.assert_array_equal(packed.numpy(), (X[take] - mean) / scale)
+
+
 def test_inputs_are_never_written(small_chunks):
     rng = np.random.default_rng(3)
     for dtype in (np.float32, np.float64):
