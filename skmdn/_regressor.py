@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import copy
 from collections.abc import Callable
+from dataclasses import dataclass
 from numbers import Integral, Real
 
 import numpy as np
@@ -621,11 +622,7 @@ default='tanh'
                 f"outputs, but y has {Y.shape[1]}. Set warm_start=False to refit."
             )
         seed = seed_from_random_state(self.random_state)
-        state = (
-            self._fresh_state(X, Y, sw, univariate, seed)
-            if not warm
-            else self._copy_state()
-        )
+        state = self._fresh_state(X, Y, sw, seed) if not warm else self._copy_state()
         train_rows = val_rows = None
         n_eff = _effective_sample_size(sw)
         early_stopping = self._use_early_stopping(n_eff)
@@ -769,11 +766,8 @@ default='tanh'
             )
         if first:
             seed = seed_from_random_state(self.random_state)
-            state = self._fresh_state(X, Y, sw, univariate, seed)
+            state = self._fresh_state(X, Y, sw, seed)
             history = TrainHistory()
-            optimizer = FlatAdam(
-                state.network, self.learning_rate_init, self._weight_decay(sw)
-            )
         else:
             seed = self._seed
             state = self._copy_state()
@@ -781,9 +775,10 @@ default='tanh'
             # call truncates them back, see _unchanged_on_error), so that a
             # call does not cost more as the history of a long stream grows
             history = copy.copy(self._history)
-            optimizer = FlatAdam(
-                state.network, self.learning_rate_init, self._weight_decay(sw)
-            )
+        optimizer = FlatAdam(
+            state.network, self.learning_rate_init, self._weight_decay(sw)
+        )
+        if not first:
             optimizer.load_state_dict(self._optimizer_state)  # copies
         generator = torch.Generator(device=state.device).manual_seed(
             _continued_seed(seed, history.n_iter)
@@ -815,7 +810,7 @@ default='tanh'
         return self
 
     # --------------------------------------------------------- fitted state
-    def _fresh_state(self, X, Y, sw, univariate, seed) -> _State:
+    def _fresh_state(self, X, Y: np.ndarray, sw: np.ndarray, seed: int) -> _State:
         device = resolve_device(self.device)
         dtype = resolve_dtype(self.precision, X.dtype, device)
         if self.standardize:
@@ -872,13 +867,13 @@ default='tanh'
 
     def _set_fitted(
         self,
-        state,
-        history,
-        optimizer,
-        univariate,
-        seed,
-        early_stopping=False,
-        n_before=0,
+        state: _State,
+        history: TrainHistory,
+        optimizer: FlatAdam,
+        univariate: bool,
+        seed: int,
+        early_stopping: bool = False,
+        n_before: int = 0,
     ) -> None:
         """Publish a call's result; ``n_before`` epochs of ``history`` were
         published before it (with ``best_loss_``)."""
@@ -1329,26 +1324,27 @@ def _unchanged_on_error(model: MDNRegressor):
         raise
 
 
+@dataclass
 class _State:
     """What one fit works on, kept apart from ``self`` until training ends."""
 
-    def __init__(
-        self, network, config, device, dtype, X_mean, X_scale, y_mean, y_scale
-    ):
-        self.network, self.config, self.device, self.dtype = (
-            network,
-            config,
-            device,
-            dtype,
-        )
-        self.X_mean, self.X_scale, self.y_mean, self.y_scale = (
-            X_mean,
-            X_scale,
-            y_mean,
-            y_scale,
-        )
+    network: MDNNetwork
+    config: dict
+    device: torch.device
+    dtype: torch.dtype
+    X_mean: np.ndarray
+    X_scale: np.ndarray
+    y_mean: np.ndarray
+    y_scale: np.ndarray
 
-    def tensors(self, X, Y, w, train_rows=None, val_rows=None) -> TrainData:
+    def tensors(
+        self,
+        X,
+        Y: np.ndarray,
+        w: np.ndarray,
+        train_rows: np.ndarray | None = None,
+        val_rows: np.ndarray | None = None,
+    ) -> TrainData:
         """Standardised, packed ``[x, y, w]`` tensors of the rows ``train_rows``
         (all rows if None) and ``val_rows`` (no validation data if None), built
         by :func:`~skmdn._data.pack_rows`.
