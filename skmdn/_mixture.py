@@ -835,7 +835,10 @@ class GaussianMixture:
         w, mu, s = self._marginal_params()
         return mixture_hdr(c, w, mu, s, points[..., 0])
 
-    def _local_modes(self, pair_starts=None) -> tuple[np.ndarray, np.ndarray]:
+    def _local_modes(
+        self, pair_starts: bool | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Every ascent's end point and log-density (:func:`mixture_modes`)."""
         return mixture_modes(
             self.log_weights,
             self.means,
@@ -904,8 +907,12 @@ class GaussianMixture:
         return np.sqrt(self.var())
 
     def entropy(
-        self, n_samples: int = 1000, random_state=None, *, return_std_error=False
-    ):
+        self,
+        n_samples: int = 1000,
+        random_state=None,
+        *,
+        return_std_error: bool = False,
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Differential entropy ``-E[log p(Y)]`` by Monte Carlo, in nats.
 
         A mixture's entropy has no closed form. The estimate is the mean of

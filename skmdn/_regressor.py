@@ -38,6 +38,7 @@ from ._training import (
     train,
     training_torch_threads,
 )
+from ._univariate import HighestDensityRegion
 from ._utils import (
     ThreadChooser,
     check_finite_targets,
@@ -1081,7 +1082,9 @@ default='tanh'
         )  # fmt: skip
         return self._mixture(log_w, means, scale)
 
-    def predict(self, X, return_std: bool = False):
+    def predict(
+        self, X, return_std: bool = False
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Point prediction selected by ``point_estimate``.
 
         Parameters
@@ -1125,7 +1128,9 @@ default='tanh'
         self._map_dists(X, store)
         return (out, std) if return_std else out
 
-    def predict_interval(self, X, confidence: float = 0.9, kind: str = "central"):
+    def predict_interval(
+        self, X, confidence: float = 0.9, kind: str = "central"
+    ) -> np.ndarray | HighestDensityRegion:
         """Prediction intervals of probability ``confidence`` for every row.
 
         Parameters

@@ -39,11 +39,20 @@ _HDR_GRID = np.array(
 )
 
 
-def _gather(arrays: tuple[np.ndarray, ...], rows: np.ndarray | None):
+def _gather(
+    arrays: tuple[np.ndarray, ...], rows: np.ndarray | None
+) -> tuple[np.ndarray, ...]:
     return arrays if rows is None else tuple(a[rows] for a in arrays)
 
 
-def mixture_pdf(x, w, mu, s, *, derivative: int = 0):
+def mixture_pdf(
+    x: np.ndarray,
+    w: np.ndarray,
+    mu: np.ndarray,
+    s: np.ndarray,
+    *,
+    derivative: int = 0,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Density at ``x`` of shape (..., N), with ``derivative`` (0, 1 or 2)
     derivatives: ``p``, ``(p, p')`` or ``(p', p'')``."""
     z = (x[..., None] - mu) / s
@@ -113,7 +122,14 @@ def _distinct(modes, s) -> np.ndarray:
     return out[:, : max(int(new.sum(1).max(initial=1)), 1)]
 
 
-def mixture_cdf(x, w, mu, s, *, upper: bool | np.ndarray = False):
+def mixture_cdf(
+    x,
+    w: np.ndarray,
+    mu: np.ndarray,
+    s: np.ndarray,
+    *,
+    upper: bool | np.ndarray = False,
+) -> np.ndarray:
     """``F(x) = sum_k w_k Phi((x - mu_k) / s_k)`` for ``x`` of shape (..., N).
 
     With ``upper=True`` (or a boolean mask broadcastable to ``x``) returns the
@@ -173,7 +189,7 @@ def _root_search(
     return x
 
 
-def mixture_ppf(q, w, mu, s) -> np.ndarray:
+def mixture_ppf(q, w: np.ndarray, mu: np.ndarray, s: np.ndarray) -> np.ndarray:
     """Quantile function: the ``x`` with ``F(x) = q``, for ``q`` of shape (..., N).
 
     The root is bracketed exactly by the smallest and largest component
@@ -301,7 +317,9 @@ class HighestDensityRegion:
         return ((iv[..., 0] <= y[:, None]) & (y[:, None] <= iv[..., 1])).any(axis=1)
 
 
-def mixture_hdr(confidence: float, w, mu, s, modes) -> HighestDensityRegion:
+def mixture_hdr(
+    confidence: float, w: np.ndarray, mu: np.ndarray, s: np.ndarray, modes: np.ndarray
+) -> HighestDensityRegion:
     """Highest-density region of probability ``confidence`` of each row.
 
     Method, all vectorised over rows:
