@@ -16,7 +16,7 @@ ascents per row). Mean-shift converges only linearly
 near flat or merged modes, so each iteration also forms the Newton step on
 ``log p`` (exact gradient and Hessian) and keeps whichever of the two
 candidates has the higher density: the ascent stays monotone and ends with
-quadratic convergence. All ``n * K`` ascents run together as one batch that
+quadratic convergence. All ascents of all ``n`` rows run together as one batch that
 shrinks to the unconverged ones; there is no Python loop over rows.
 """
 
