@@ -22,8 +22,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from sklearn.utils.validation import check_is_fitted
 
 from ._utils import check_finite_targets
+from .metrics import _distribution_model
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
@@ -58,8 +60,6 @@ def _get_ax(ax: Axes | None) -> Axes:
 
 
 def _check_1d_input(model, x) -> np.ndarray:
-    from sklearn.utils.validation import check_is_fitted
-
     check_is_fitted(model)
     if model.n_features_in_ != 1:
         raise ValueError(
@@ -89,8 +89,6 @@ def _predict_on(model, x: np.ndarray) -> GaussianMixture:
 def _dist_of(model, X) -> GaussianMixture:
     """``predict_dist(X)`` of ``model``, or of the MDN that ends a pipeline
     (``X`` through the other steps) or a fitted search, as the scorers do."""
-    from .metrics import _distribution_model
-
     model, X = _distribution_model(model, X, "This plot shows a distribution")
     return model.predict_dist(X)
 
@@ -421,10 +419,6 @@ def plot_loss_curve(model, *, ax: Axes | None = None) -> Axes:
     matplotlib.axes.Axes
         With one line (``loss_curve_``) or two (also ``-validation_scores_``).
     """
-    from sklearn.utils.validation import check_is_fitted
-
-    from .metrics import _distribution_model
-
     check_is_fitted(model)
     model, _ = _distribution_model(model, None, "This plot shows a training loss")
     ax = _get_ax(ax)
