@@ -1447,13 +1447,12 @@ def _check_finite_output(
 
 
 def _to_numpy_tree(obj):
-    """Tensors (at any depth of dicts, lists and tuples) to CPU numpy arrays."""
+    """Tensors (at any depth of dicts: a state dict, the optimiser's state)
+    to CPU numpy arrays."""
     if isinstance(obj, torch.Tensor):
         return obj.detach().cpu().numpy()
     if isinstance(obj, dict):
         return {k: _to_numpy_tree(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return type(obj)(_to_numpy_tree(v) for v in obj)
     return obj
 
 
@@ -1463,6 +1462,4 @@ def _to_tensor_tree(obj):
         return torch.from_numpy(np.array(obj))
     if isinstance(obj, dict):
         return {k: _to_tensor_tree(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return type(obj)(_to_tensor_tree(v) for v in obj)
     return obj
