@@ -347,10 +347,10 @@ default='tanh'
         Validation mean log-likelihood after each epoch, aligned with
         ``loss_curve_`` (NaN for epochs of earlier calls that ran without
         early stopping); None when the last :meth:`fit` did not use early
-        stopping.
+        stopping, and after :meth:`partial_fit` (which holds out no data).
     best_validation_score_ : float or None
         Best validation score of the last :meth:`fit`, whose weights the
-        model holds.
+        model holds; None as ``validation_scores_``.
     n_iter_ : int
         Number of epochs run.
     t_ : int

@@ -181,3 +181,19 @@ def test_predict_dist_carries_n_threads_to_its_block_work(
     model.set_params(n_threads=None)
     np.testing.assert_array_equal(answers[0][0], answers[1][0])
     np.testing.assert_array_equal(answers[0][1], answers[1][1])
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_partial_fit_after_early_stopping_clears_the_validation_record():
+    # partial_fit holds out no data: the validation curve and best score of
+    # an earlier fit no longer describe the weights, so both become None
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 1))
+    y = X[:, 0] + 0.1 * rng.normal(size=300)
+    model = MDNRegressor(hidden_layer_sizes=(4,), max_iter=3, random_state=0)
+    model.fit(X, y)
+    assert len(model.validation_scores_) == 3
+    model.partial_fit(X, y)
+    assert model.validation_scores_ is None
+    assert model.best_validation_score_ is None
+    assert len(model.loss_curve_) == 4
