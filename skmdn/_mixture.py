@@ -12,7 +12,7 @@ import torch
 from scipy.special import logsumexp
 from torch.nn import functional as F
 
-from ._modes import mixture_modes
+from ._modes import _logsumexp, mixture_modes
 from ._network import MixtureParams
 from ._univariate import (
     HighestDensityRegion,
@@ -997,12 +997,3 @@ def _check_confidence(confidence) -> float:
     if not (np.isscalar(confidence) and 0 < confidence < 1):
         raise ValueError(f"confidence must be a number in (0, 1); got {confidence!r}.")
     return float(confidence)
-
-
-def _logsumexp(a: np.ndarray) -> np.ndarray:
-    """``log(sum(exp(a)))`` over the last axis; about 3x faster than scipy's
-    general version (no ``b``, no complex support, no keepdims)."""
-    m = np.max(a, axis=-1, keepdims=True)
-    m[~np.isfinite(m)] = 0.0
-    with np.errstate(divide="ignore"):
-        return np.log(np.exp(a - m).sum(-1)) + m[..., 0]
