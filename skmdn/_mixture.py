@@ -709,7 +709,12 @@ class GaussianMixture:
         n, d = len(self), self.n_outputs
         want = (n,) if self.univariate else (n, d)
         try:
-            a = np.broadcast_to(a, np.broadcast_shapes(a.shape, want))
+            shape = np.broadcast_shapes(a.shape, want)
+            # (n,) against (n, 1) broadcasts to (n, n), which no reshape
+            # flattens to (n * d,)
+            if not self.univariate and shape[-2:] != want:
+                raise ValueError
+            a = np.broadcast_to(a, shape)
         except ValueError:
             raise ValueError(
                 f"{name} has shape {a.shape}, which does not broadcast to {want}; "

@@ -402,6 +402,24 @@ def test_marginals_of_full_covariance_match_scipy():
         dist.marginal(3)
 
 
+def test_cdf_of_one_output_refuses_a_1d_y_it_cannot_align():
+    """A model fitted on 2-D ``y`` with one column gives a mixture of shape
+    (n, 1): a 1-D ``y`` of its n rows broadcast to (n, n) and failed in a
+    numpy reshape; the error now names the shape to pass, which gives
+    scipy's values."""
+    dist = random_mixture(np.random.default_rng(3), 5, 2, d=1)
+    dist = GaussianMixture(dist.log_weights, dist.means, scales=dist.scales)
+    y = np.linspace(-1.0, 1.0, 5)
+    for method in (dist.cdf, dist.ppf):
+        with pytest.raises(ValueError, match=r"pass shape \(5, 1\)"):
+            method(y / 4 + 0.5)
+    ref = (dist.weights * stats.norm.cdf(y[:, None], dist.means[..., 0],
+                                         dist.scales[..., 0])).sum(1)  # fmt: skip
+    np.testing.assert_allclose(dist.cdf(y[:, None])[:, 0], ref, rtol=1e-12)
+    one_row = dist[0].marginal(0)  # univariate: levels still broadcast on a row
+    np.testing.assert_allclose(one_row.cdf(y), dist[0].cdf(y[:, None, None])[:, 0, 0])
+
+
 # ---------------------------------------------------- entropy, temperature
 def test_entropy_of_a_gaussian_within_its_standard_error():
     s = np.array([0.1, 1.0, 30.0])
