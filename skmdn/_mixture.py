@@ -5,7 +5,7 @@ numpy-facing predictive distribution returned by ``predict_dist``.
 from __future__ import annotations
 
 import math
-from numbers import Integral
+from numbers import Integral, Real
 
 import numpy as np
 import torch
@@ -978,7 +978,8 @@ class GaussianMixture:
             ("temperature", temperature),
             ("scale_temperature", scale_temperature),
         ):
-            if not (np.isscalar(value) and np.isfinite(value) and value >= 0):
+            # a string is a numpy scalar too, and failed in np.isfinite
+            if not (isinstance(value, Real) and np.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0; got {value!r}.")
         if temperature == 0:
             raise ValueError(
@@ -999,6 +1000,6 @@ class GaussianMixture:
 
 
 def _check_confidence(confidence) -> float:
-    if not (np.isscalar(confidence) and 0 < confidence < 1):
+    if not (isinstance(confidence, Real) and 0 < confidence < 1):
         raise ValueError(f"confidence must be a number in (0, 1); got {confidence!r}.")
     return float(confidence)

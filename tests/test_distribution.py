@@ -502,6 +502,16 @@ def test_bad_arguments_are_rejected_clearly():
         dist.cdf(np.zeros(4))
     with pytest.raises(ValueError, match="1-D"):
         dist.quantile(np.zeros((2, 2)))
+    # a string is a numpy scalar too: these failed in a raw TypeError from
+    # a comparison or np.isfinite
+    with pytest.raises(ValueError, match="confidence"):
+        dist.interval("0.9")
+    with pytest.raises(ValueError, match="confidence"):
+        dist.hdr("0.9")
+    with pytest.raises(ValueError, match="temperature"):
+        dist.tempered("2")
+    with pytest.raises(ValueError, match="scale_temperature"):
+        dist.sample(2, scale_temperature="2")
 
 
 @pytest.mark.parametrize("n_samples", [0, -1, 2.0, 2.5, "3", None])
