@@ -329,6 +329,10 @@ class GaussianMixture:
         )
         self.univariate = bool(univariate)
         self.n_threads = n_threads
+        if self.means.ndim != 3:
+            raise ValueError(
+                f"means must have shape (n, K, d); got {self.means.shape}."
+            )
         n, K, d = self.means.shape
         if self.log_weights.shape != (n, K):
             raise ValueError(f"log_weights must have shape {(n, K)}.")
@@ -382,6 +386,12 @@ class GaussianMixture:
             if not -n <= index < n:
                 raise IndexError(f"row index {index} is out of range for {n} rows.")
             index = slice(index % n, index % n + 1)
+        # dist[1, 2], dist[None]: numpy would index the components and outputs
+        if isinstance(index, tuple) or np.ndim(self.log_weights[index]) != 2:
+            raise IndexError(
+                f"index {index!r} must select rows: an integer, a slice, or a 1-D "
+                "integer or boolean array."
+            )
         return GaussianMixture(
             self.log_weights[index],
             self.means[index],

@@ -163,6 +163,21 @@ def test_integer_rows_out_of_range_raise_and_iteration_ends():
             dist[i]
 
 
+def test_indices_that_do_not_select_rows_raise_an_index_error():
+    """dist[0, 1] and dist[None] indexed the components or added an axis, and
+    died unpacking the shape of means in the constructor ("not enough values
+    to unpack"); rows selected by a list still match scipy."""
+    dist = random_mixture(np.random.default_rng(9), n=3, K=2, d=2, full=True)
+    for index in ((0, 1), (slice(None), 0), None, np.array([[0, 1]])):
+        with pytest.raises(IndexError, match="must select rows"):
+            dist[index]
+    with pytest.raises(ValueError, match=r"means must have shape \(n, K, d\)"):
+        GaussianMixture(dist.log_weights, dist.means[..., 0], scales=dist.means[..., 0])
+    y = np.random.default_rng(10).normal(size=(2, 2))
+    ref = scipy_logpdf(dist, np.stack([y[0], y[0], y[1]]))[[0, 2]]
+    np.testing.assert_allclose(dist[[0, 2]].logpdf(y), ref, rtol=1e-12)
+
+
 @pytest.mark.parametrize("noise_type", NOISE_TYPES)
 @pytest.mark.parametrize("d", [1, 3])
 def test_network_loss_is_the_numpy_density(noise_type, d):
