@@ -507,7 +507,23 @@ class GaussianMixture:
         -------
         ndarray of shape (..., n, K)
         """
+        self._check_density("component_logpdf")
         return self._component_logpdf(self._check_y(y))
+
+    def _check_density(self, method: str) -> None:
+        """Refuse a point mass: a zero scale gave NaN log-densities (diagonal)
+        or a LinAlgError (full), and NaN modes or regions."""
+        diag = (
+            self.scales
+            if self.scales is not None
+            else np.diagonal(self._scale_tril, axis1=-2, axis2=-1)
+        )
+        if not (diag > 0).all():
+            raise ValueError(
+                f"{method}() needs positive scales, but a component has scale 0: "
+                "a point mass (as tempered(scale_temperature=0) makes), which "
+                "has no density. sample, mean and cov still apply."
+            )
 
     def _component_logpdf(self, y: np.ndarray) -> np.ndarray:
         """:meth:`component_logpdf` of a checked ``y`` of shape (..., n, d)."""
@@ -551,6 +567,7 @@ class GaussianMixture:
         -------
         ndarray of shape (..., n)
         """
+        self._check_density("logpdf")
         y = self._check_y(y)
         out = np.empty(y.shape[:-1])
 
@@ -846,6 +863,7 @@ class GaussianMixture:
                 "hdr() needs a univariate distribution; for output j of a "
                 "multi-output model use dist.marginal(j).hdr(confidence)."
             )
+        self._check_density("hdr")
         points, _ = self._local_modes(pair_starts=True)  # every local maximum
         w, mu, s = self._marginal_params()
         return mixture_hdr(c, w, mu, s, points[..., 0])
@@ -899,6 +917,7 @@ class GaussianMixture:
         >>> dist.mode().round(6), dist.approx_mode(), dist.mean()
         (array([0.000898]), array([0.]), array([1.6]))
         """
+        self._check_density("mode")
         points, logp = self._local_modes()
         return self._out(points[np.arange(len(self)), np.argmax(logp, axis=1)])
 
@@ -951,6 +970,7 @@ class GaussianMixture:
         std_error : ndarray of shape (n,)
             Only with ``return_std_error=True``.
         """
+        self._check_density("entropy")
         draws = self.sample(n_samples, random_state=random_state)
         neg = -self.logpdf(np.moveaxis(draws, 1, 0))  # (s, n)
         h = neg.mean(0)

@@ -456,6 +456,28 @@ def test_temperature_semantics():
         dist.tempered(scale_temperature=-1.0)
 
 
+def test_point_masses_refuse_densities_and_keep_their_moments():
+    """tempered(scale_temperature=0) makes point masses, which have no density:
+    logpdf gave NaN (a LinAlgError for full covariances), and mode, hdr and
+    entropy NaN or a misleading error, instead of saying so. Their mean is
+    still the weighted mean of the component means."""
+    rng = np.random.default_rng(12)
+    diagonal = random_mixture(rng, 3, 2).tempered(1.0, 0.0)
+    full = random_mixture(rng, 3, 2, d=2, full=True).tempered(1.0, 0.0)
+    for point, y in ((diagonal, diagonal.means[:, 0, 0]), (full, full.means[:, 0])):
+        for method in (point.logpdf, point.component_logpdf, point.pdf):
+            with pytest.raises(ValueError, match="point mass"):
+                method(y)
+        for method in (point.mode, point.entropy):
+            with pytest.raises(ValueError, match="point mass"):
+                method()
+        w = point.weights[..., None]
+        mean = point.mean().reshape(len(point), -1)
+        np.testing.assert_allclose(mean, (w * point.means).sum(1), rtol=1e-12)
+    with pytest.raises(ValueError, match="point mass"):
+        diagonal.hdr(0.5)
+
+
 def test_temperature_of_full_covariances():
     # tempered(T, tau): weights softmax(log pi / T), covariances tau * Sigma_k
     # (scale_tril times sqrt(tau)); checked against closed forms built here.
