@@ -308,6 +308,7 @@ class GaussianMixture:
     """
 
     n_threads: int | None = None  # also the value of objects pickled without it
+    _point_mass: bool = False  # a component has scale 0 (set by __init__)
 
     def __init__(
         self,
@@ -362,6 +363,7 @@ class GaussianMixture:
                 f"{name} must be >= 0 (standard deviations); got a negative "
                 "value or NaN."
             )
+        self._point_mass = not (diag > 0).all()
 
     # ------------------------------------------------------------------ shape
     @property
@@ -513,12 +515,7 @@ class GaussianMixture:
     def _check_density(self, method: str) -> None:
         """Refuse a point mass: a zero scale gave NaN log-densities (diagonal)
         or a LinAlgError (full), and NaN modes or regions."""
-        diag = (
-            self.scales
-            if self.scales is not None
-            else np.diagonal(self._scale_tril, axis1=-2, axis2=-1)
-        )
-        if not (diag > 0).all():
+        if self._point_mass:
             raise ValueError(
                 f"{method}() needs positive scales, but a component has scale 0: "
                 "a point mass (as tempered(scale_temperature=0) makes), which "
