@@ -306,9 +306,12 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--starts", type=int, default=30, help="EM starts per t for --floor"
     )
+    parser.add_argument(
+        "--ks", default="1,2,3,4,5,8,10,15,20", help="K values for --floor"
+    )
     args = parser.parse_args(argv)
     if args.floor:
-        n_t, ks = 300, [1, 2, 3, 4, 5, 8, 10, 15, 20]
+        n_t, ks = 300, [int(k) for k in args.ks.split(",")]
         floor = inverse_sine_floor(ks, n_t=n_t, starts=args.starts)
         print(
             f"\nInverse sine: mean KL(p(x|t) || best K-Gaussian mixture) over {n_t} "
