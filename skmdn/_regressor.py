@@ -314,8 +314,11 @@ default='tanh'
     warm_start : bool, default=False
         Continue training from the fitted weights (and standardisation) on
         the next call to :meth:`fit`, with Adam's moment estimates carried
-        over; the learning rate restarts at ``learning_rate_init``. The
-        parameters that shape the network (``n_components``, ``noise_type``,
+        over; the learning rate restarts at ``learning_rate_init``. With
+        early stopping, the weights kept are the best of this call's epochs
+        (the call's starting weights are not a candidate, unlike in
+        ``MLPRegressor``), so a short warm fit can end below where it
+        started. The parameters that shape the network (``n_components``, ``noise_type``,
         ``hidden_layer_sizes``, ``activation``, ``min_scale``,
         ``fixed_noise_level`` with fixed noise, ``standardize``,
         ``precision``) must keep their values: a changed one raises a
