@@ -318,12 +318,12 @@ default='tanh'
         early stopping, the weights kept are the best of this call's epochs
         (the call's starting weights are not a candidate, unlike in
         ``MLPRegressor``), so a short warm fit can end below where it
-        started. The parameters that shape the network (``n_components``, ``noise_type``,
-        ``hidden_layer_sizes``, ``activation``, ``min_scale``,
-        ``fixed_noise_level`` with fixed noise, ``standardize``,
-        ``precision``) must keep their values: a changed one raises a
-        ``ValueError`` that names it (``warm_start=False`` builds a new
-        model).
+        started. The parameters that shape the network
+        (``n_components``, ``noise_type``, ``hidden_layer_sizes``,
+        ``activation``, ``min_scale``, ``fixed_noise_level`` with fixed
+        noise, ``standardize``, ``precision``) must keep their values: a
+        changed one raises a ``ValueError`` that names it
+        (``warm_start=False`` builds a new model).
 
     Attributes
     ----------
