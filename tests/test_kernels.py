@@ -279,9 +279,16 @@ def test_a_fork_while_another_thread_measures_does_not_hang_the_child(monkeypatc
     measuring.start()
     try:
         assert probing.wait(60)
-        child = multiprocessing.get_context("fork").Process(
-            target=_kernels.tanh_forms, args=(torch.float32,)
-        )
+
+        def in_child() -> None:
+            # one torch thread, as skmdn's own work runs: a parent that ran
+            # OpenMP-parallel torch ops earlier (the rest of the suite, at
+            # torch's default 2 threads) leaves libgomp unusable for parallel
+            # regions in a forked child, a hang that is torch's, not skmdn's
+            torch.set_num_threads(1)
+            _kernels.tanh_forms(torch.float32)
+
+        child = multiprocessing.get_context("fork").Process(target=in_child)
         child.start()
         child.join(60)
         hung = child.is_alive()
