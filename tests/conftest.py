@@ -52,3 +52,24 @@ def tanh_form(request, monkeypatch):
         _kernels, "_choice", dict.fromkeys((torch.float32, torch.float64), forced)
     )
     return form
+
+
+def exits_when_forked(target, *args) -> bool:
+    """Run ``target(*args)`` in a forked child: True if it exits with code 0
+    within 60 s; a child that hangs is killed (and gives False)."""
+    import multiprocessing
+
+    child = multiprocessing.get_context("fork").Process(target=target, args=args)
+    child.start()
+    child.join(60)
+    hung = child.is_alive()
+    if hung:
+        child.kill()
+    return not hung and child.exitcode == 0
+
+
+#: Skips a test where multiprocessing has no fork start method (Windows).
+needs_fork = pytest.mark.skipif(
+    "fork" not in __import__("multiprocessing").get_all_start_methods(),
+    reason="needs fork",
+)

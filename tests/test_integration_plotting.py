@@ -185,18 +185,23 @@ def test_loss_curve_with_validation(model):
     assert len(plot_loss_curve(model_no_val).get_lines()) == 1
 
 
-def test_pit_matches_scipy_mixture_cdf(model):
-    X, y = make_inverse_sine(50, seed=2)
-    dist = model.predict_dist(X)
-    reference = np.array(
+def _scipy_mixture_cdf(dist, y):
+    """``P(Y <= y_i)`` of each row's 1-D mixture, computed with scipy."""
+    return np.array(
         [
             np.sum(
                 dist.weights[i]
                 * stats.norm.cdf(y[i], dist.means[i, :, 0], dist.scales[i, :, 0])
             )
-            for i in range(50)
+            for i in range(len(y))
         ]
     )
+
+
+def test_pit_matches_scipy_mixture_cdf(model):
+    X, y = make_inverse_sine(50, seed=2)
+    dist = model.predict_dist(X)
+    reference = _scipy_mixture_cdf(dist, y)
     np.testing.assert_allclose(_pit(dist, y), reference, rtol=1e-12)
 
 
@@ -348,15 +353,7 @@ def test_plots_take_a_pipeline_that_ends_in_the_model():
     pipe.fit(100.0 * X_train, y_train)
     X, y = make_inverse_sine(60, seed=5)
     dist = model.predict_dist(X)
-    reference = np.array(
-        [
-            np.sum(
-                dist.weights[i]
-                * stats.norm.cdf(y[i], dist.means[i, :, 0], dist.scales[i, :, 0])
-            )
-            for i in range(60)
-        ]
-    )
+    reference = _scipy_mixture_cdf(dist, y)
     curve = plot_calibration(pipe, 100.0 * X, y).get_lines()[1]
     np.testing.assert_allclose(curve.get_xdata()[1:-1], np.sort(reference))
     heights = [p.get_height() for p in plot_pit_histogram(pipe, 100.0 * X, y).patches]

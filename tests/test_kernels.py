@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import math
-import multiprocessing
 
 import numpy as np
 import pytest
@@ -13,6 +12,8 @@ import torch
 
 from skmdn import _kernels
 from skmdn._network import MDNNetwork
+
+from .conftest import exits_when_forked, needs_fork
 
 FORMS = _kernels.FORMS  # torch.tanh, 2 sigmoid(2x) - 1, numpy.tanh in place
 
@@ -255,9 +256,7 @@ def test_predict_times_the_forms_before_its_worker_threads_start(monkeypatch):
     assert probes == [True]  # once, in the main thread
 
 
-@pytest.mark.skipif(
-    "fork" not in multiprocessing.get_all_start_methods(), reason="needs fork"
-)
+@needs_fork
 def test_a_fork_while_another_thread_measures_does_not_hang_the_child(monkeypatch):
     """A process forked while a thread of the parent measures the forms
     copies the lock held; the child's own first tanh must not wait for it."""
@@ -288,13 +287,7 @@ def test_a_fork_while_another_thread_measures_does_not_hang_the_child(monkeypatc
             torch.set_num_threads(1)
             _kernels.tanh_forms(torch.float32)
 
-        child = multiprocessing.get_context("fork").Process(target=in_child)
-        child.start()
-        child.join(60)
-        hung = child.is_alive()
-        if hung:
-            child.kill()
-        assert not hung and child.exitcode == 0
+        assert exits_when_forked(in_child)
     finally:
         release.set()
         measuring.join()

@@ -10,6 +10,8 @@ import skmdn._training as training
 from skmdn import MDNRegressor
 from skmdn._utils import SMALL_BATCH, ThreadChooser
 
+from .conftest import exits_when_forked, needs_fork
+
 
 def _drive(chooser: ThreadChooser, cost, n_blocks: int) -> list[int]:
     """Run blocks whose seconds per row are ``cost(block, threads)``."""
@@ -310,29 +312,17 @@ def test_tensor_view_silences_read_only_warnings_under_warn_always():
         torch.set_warn_always(before)
 
 
-@pytest.mark.skipif(
-    "fork" not in __import__("multiprocessing").get_all_start_methods(),
-    reason="needs fork",
-)
+@needs_fork
 def test_a_fork_while_another_thread_holds_the_read_only_lock_does_not_hang(
     monkeypatch,
 ):
     """A process forked while a thread of the parent holds tensor_view's lock
     copies it held; the child's first read-only array must not wait for it."""
-    import multiprocessing
-
     from skmdn import _utils
 
     monkeypatch.setattr(_utils, "_read_only_warned", __import__("threading").Event())
     read_only = np.ones(4)
     read_only.flags.writeable = False
     with _utils._read_only_lock:  # held by this thread across the fork
-        child = multiprocessing.get_context("fork").Process(
-            target=_utils.tensor_view, args=(read_only,)
-        )
-        child.start()
-        child.join(60)
-        hung = child.is_alive()
-        if hung:
-            child.kill()
-    assert not hung and child.exitcode == 0
+        exited = exits_when_forked(_utils.tensor_view, read_only)
+    assert exited
