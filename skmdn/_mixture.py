@@ -388,14 +388,15 @@ class GaussianMixture:
             if not -n <= index < n:
                 raise IndexError(f"row index {index} is out of range for {n} rows.")
             index = slice(index % n, index % n + 1)
+        log_weights = None if isinstance(index, tuple) else self.log_weights[index]
         # dist[1, 2], dist[None]: numpy would index the components and outputs
-        if isinstance(index, tuple) or np.ndim(self.log_weights[index]) != 2:
+        if log_weights is None or log_weights.ndim != 2:
             raise IndexError(
                 f"index {index!r} must select rows: an integer, a slice, or a 1-D "
                 "integer or boolean array."
             )
         return GaussianMixture(
-            self.log_weights[index],
+            log_weights,
             self.means[index],
             None if self.scales is None else self.scales[index],
             None if self._scale_tril is None else self._scale_tril[index],
