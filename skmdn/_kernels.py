@@ -40,15 +40,13 @@ predicts the same to rounding.
 from __future__ import annotations
 
 import math
-import os
-import threading
 import time
 from typing import NamedTuple
 
 import numpy as np
 import torch
 
-from ._utils import cpu_fast_path, torch_threads
+from ._utils import cpu_fast_path, lock_renewed_after_fork, torch_threads
 
 __all__ = ["FORMS", "MIN_GAIN", "TanhForms", "tanh", "tanh_", "tanh_forms"]
 
@@ -66,20 +64,9 @@ class TanhForms(NamedTuple):
 
 
 _choice: dict[torch.dtype, TanhForms] = {}
-_lock = threading.Lock()
-
-
-def _new_lock_in_child() -> None:
-    """A fork copies the lock as it is: held by a thread of the parent that
-    was measuring the forms, it would never be released in the child, whose
-    first tanh would wait for ever. The child gets a free lock (and measures
-    any dtype the parent had not finished)."""
-    global _lock
-    _lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):  # POSIX only; Windows cannot fork
-    os.register_at_fork(after_in_child=_new_lock_in_child)
+# held while a thread measures the forms; a forked child gets a free one (and
+# measures any dtype the parent had not finished)
+_lock = lock_renewed_after_fork(globals(), "_lock")
 
 
 def _probe_seconds(

@@ -28,6 +28,7 @@ __all__ = [
     "check_input_kind",
     "check_sample_weight",
     "cpu_fast_path",
+    "lock_renewed_after_fork",
     "non_finite_advice",
     "overflow_safe_weights",
     "resolve_device",
@@ -273,18 +274,25 @@ def tensor_view(a: np.ndarray) -> torch.Tensor:
 # is issued at most once per process (TORCH_WARN_ONCE; every time after
 # torch.set_warn_always(True)), so later ones need no filter.
 _read_only_warned = threading.Event()
-_read_only_lock = threading.Lock()
 
 
-def _new_read_only_lock_in_child() -> None:
-    """A fork copies the lock as it is; held by another thread of the parent
-    at that moment, it would never be released in the child."""
-    global _read_only_lock
-    _read_only_lock = threading.Lock()
+def lock_renewed_after_fork(namespace: dict, name: str) -> threading.Lock:
+    """A new lock, stored as ``namespace[name]`` (a module's ``globals()``),
+    that a forked child replaces with a free one.
+
+    A fork copies a lock as it is: one held by another thread of the parent
+    at that moment would never be released in the child, whose first use
+    would wait for ever. POSIX only (Windows cannot fork).
+    """
+    namespace[name] = threading.Lock()
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(
+            after_in_child=lambda: namespace.__setitem__(name, threading.Lock())
+        )
+    return namespace[name]
 
 
-if hasattr(os, "register_at_fork"):  # POSIX only; Windows cannot fork
-    os.register_at_fork(after_in_child=_new_read_only_lock_in_child)
+_read_only_lock = lock_renewed_after_fork(globals(), "_read_only_lock")
 
 
 _ENCODE_ADVICE = (
