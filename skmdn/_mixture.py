@@ -520,7 +520,7 @@ class GaussianMixture:
             raise ValueError(
                 f"{method}() needs positive scales, but a component has scale 0: "
                 "a point mass (as tempered(scale_temperature=0) makes), which "
-                "has no density. sample, mean and cov still apply."
+                "has no density. sample, mean, cov, cdf, ppf and interval still apply."
             )
 
     def _component_logpdf(self, y: np.ndarray) -> np.ndarray:

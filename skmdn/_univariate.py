@@ -132,11 +132,18 @@ def mixture_cdf(
 ) -> np.ndarray:
     """``F(x) = sum_k w_k Phi((x - mu_k) / s_k)`` for ``x`` of shape (..., N).
 
+    A component of scale 0 is a point mass at ``mu_k``: its term steps from
+    0 to ``w_k`` at ``x = mu_k`` (``F`` is right-continuous there).
+
     With ``upper=True`` (or a boolean mask broadcastable to ``x``) returns the
     survival function ``1 - F(x)`` computed from ``Phi(-z)``, which keeps full
     relative precision in the upper tail.
     """
-    z = (np.asarray(x, dtype=np.float64)[..., None] - mu) / s
+    diff = np.asarray(x, dtype=np.float64)[..., None] - mu
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = diff / s
+    if not (s > 0).all():  # a point mass (scale 0) steps to 1 at its mean
+        z = np.where(s > 0, z, np.where(diff >= 0, np.inf, -np.inf))
     if isinstance(upper, bool):
         return (w * ndtr(-z if upper else z)).sum(-1)
     return (w * ndtr(np.where(np.asarray(upper)[..., None], -z, z))).sum(-1)
@@ -230,9 +237,23 @@ def _ppf_flat(q, w, mu, s) -> np.ndarray:
         up = upper[idx]
         tail = mixture_cdf(x, w[idx], mu[idx], s[idx], upper=up)
         h = np.where(up, target[idx] - tail, tail - target[idx])
-        return h, mixture_pdf(x, w[idx], mu[idx], s[idx])
+        # a point mass's density is inf or NaN: no Newton step, only bisection
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return h, mixture_pdf(x, w[idx], mu[idx], s[idx])
 
-    return _root_search(fun, lo, hi, x0, XTOL * s_min)
+    x = _root_search(fun, lo, hi, x0, XTOL * s_min)
+    if (s > 0).all():
+        return x
+    # The search closes in on a point mass's mean from both sides and stops
+    # within 4 eps |x| of it: return the mean itself, the smallest x whose F
+    # reaches q (the atom's own level is a flat stretch of F^-1).
+    atoms = np.where(s > 0, np.nan, mu)
+    near = np.abs(atoms - x[:, None]) <= 8 * np.finfo(np.float64).eps * np.abs(
+        x[:, None]
+    )
+    rows, k = np.nonzero(near)
+    x[rows] = mu[rows, k]
+    return x
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,8 @@ mixtures, dense grids for modes and highest-density regions, analytic
 entropies, and round trips on mixtures with extreme separations and scales.
 """
 
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -476,6 +478,33 @@ def test_point_masses_refuse_densities_and_keep_their_moments():
         np.testing.assert_allclose(mean, (w * point.means).sum(1), rtol=1e-12)
     with pytest.raises(ValueError, match="point mass"):
         diagonal.hdr(0.5)
+
+
+def test_point_mass_cdf_and_ppf():
+    """A point mass's CDF steps to its weight at its mean: cdf there gave NaN
+    (0 / 0) with RuntimeWarnings, and ppf on the atom's level landed a few
+    ulps off the mean. Against scipy's normal CDF plus steps, and the
+    smallest x of a fine grid whose F reaches q."""
+    w, mu, s = np.array([0.3, 0.5, 0.2]), np.array([-1.0, 1.0, 0.5]), [0.0, 1, 0]
+    dist = GaussianMixture(
+        np.log(w)[None], mu[None, :, None], scales=np.array(s)[None, :, None],
+        univariate=True,
+    )  # fmt: skip
+
+    def F(x):
+        return w[0] * (x >= -1) + w[1] * stats.norm.cdf(x, 1, 1) + w[2] * (x >= 0.5)
+
+    x = np.array([-1.0, -1.0001, 0.4999, 0.5, 3.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_allclose(dist.cdf(x[:, None])[:, 0], F(x), rtol=1e-14)
+        q = np.array([0.01, 0.1, 0.3, 0.31, 0.5, 0.6, 0.9, 0.99])
+        got = dist.ppf(q[:, None])[:, 0]
+    grid = np.linspace(-3, 5, 800001)
+    want = grid[np.searchsorted(F(grid), q)]
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert list(got[1:6]) == [-1.0, -1.0, -1.0, 0.5, 0.5]  # on the atoms, exactly
+    assert (F(got[1:6]) >= q[1:6]).all()  # the smallest x with F(x) >= q
 
 
 def test_temperature_of_full_covariances():
