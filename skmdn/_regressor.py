@@ -981,7 +981,7 @@ default='tanh'
         standard deviations otherwise)."""
         full = self._network_config["noise_type"] == "full"
         kind = "scale_tril" if full else "scales"
-        return GaussianMixture(
+        return GaussianMixture._trusted(
             log_w,
             means,
             **{kind: scale},

@@ -186,6 +186,28 @@ def test_mixture_constructor_rejects_inconsistent_parameters():
             GaussianMixture(w, mu2, scale_tril=tril)
 
 
+def test_mixture_constructor_rejects_unnormalised_weights():
+    """Weights summing to 1.1 were taken as they were: logpdf came out
+    log(1.1) above scipy's for the normalised mixture, with no sign of it."""
+    mu, s = np.array([[[-1.0], [1.0]]]), np.ones((1, 2, 1))
+    for log_w, total in (
+        (np.log([[0.8, 0.3]]), "1.1"),
+        (np.log([[0.1, 0.2]]), "0.3"),
+        (np.array([[np.nan, 0.0]]), "nan"),
+        (np.array([[-np.inf, -np.inf]]), "0"),
+        (np.array([[800.0, 0.0]]), "inf"),
+    ):
+        with pytest.raises(ValueError, match=f"row 0 sums to {total}. Normalise"):
+            GaussianMixture(log_w, mu, s, univariate=True)
+    # normalised to float32 rounding passes, and so does a zero weight (-inf)
+    w32 = np.array([[0.3, 0.7]], dtype=np.float32)
+    ok = GaussianMixture(np.log(w32).astype(np.float64), mu, s, univariate=True)
+    ref = 0.3 * norm.pdf(0.5, -1, 1) + 0.7 * norm.pdf(0.5, 1, 1)
+    np.testing.assert_allclose(ok.pdf(np.array([0.5])), [ref], rtol=1e-6)
+    one = GaussianMixture(np.array([[0.0, -np.inf]]), mu, s, univariate=True)
+    np.testing.assert_allclose(one.logpdf(np.array([0.5])), norm.logpdf(0.5, -1, 1))
+
+
 # ------------------------------------------------------------------- moments
 def _analytic_moments(log_w, means, cov):
     w = np.exp(log_w)
