@@ -383,7 +383,9 @@ def train(
     restored at the end. If the loss turns non-finite, the weights of the last
     finite epoch (with ``early_stopping``: the best) are restored, with the
     optimiser's state of that epoch, and a warning is issued; if that happens
-    in the first epoch a :class:`FloatingPointError` says what to change. A
+    in the first epoch a :class:`FloatingPointError` says what to change, as
+    it does when the first epoch's validation log-likelihood is non-finite
+    (a later epoch's counts as no improvement). A
     ``KeyboardInterrupt`` stops training, keeps the weights of the last
     finished epoch (with ``early_stopping``, the best so far) and warns; if no
     epoch of this call has finished, the optimiser is rolled back and the
@@ -484,13 +486,27 @@ def train(
                     ConvergenceWarning,
                 )
                 return False
+            first = history.n_iter == n_start
+            if early_stopping and first and not math.isfinite(score):
+                # no epoch to restore could be told apart (the best stayed the
+                # starting weights: a fit silently returned the untrained model)
+                reporter.close()
+                raise FloatingPointError(
+                    f"The validation log-likelihood is {score} after the first epoch "
+                    "of this fit, while the training loss is finite: some held-out "
+                    "rows (see validation_fraction) have zero density under the "
+                    "model, so early stopping cannot compare epochs. Check X and y "
+                    "for extreme values or wrong units (standardize=True helps), or "
+                    "set early_stopping=False."
+                )
             history.n_iter += 1
             history.t += steps
             history.loss_curve.append(loss)
             history.validation_scores.append(score)  # NaN without early stopping
             improved = False
             if early_stopping:
-                if score < history.best_validation_score + tol:
+                # a non-finite score (of a later epoch) is no improvement
+                if not score >= history.best_validation_score + tol:
                     history.no_improvement_count += 1
                 else:
                     history.no_improvement_count = 0

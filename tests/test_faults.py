@@ -482,6 +482,52 @@ def test_a_non_finite_epoch_with_early_stopping_keeps_the_best_weights(
     assert m.best_validation_score_ == max(m.validation_scores_)
 
 
+@pytest.mark.parametrize("warm_start", [False, True])
+def test_a_non_finite_first_validation_score_raises_with_advice(warm_start):
+    """One absurd target among the held-out rows (unstandardised, 1e160: its
+    log-density is -inf) gave every epoch a validation score of -inf, which
+    never counted as an improvement nor ran out the patience: the fit ran
+    max_iter epochs and silently restored the untrained starting weights."""
+    from sklearn.model_selection import train_test_split
+
+    _, val_rows = train_test_split(np.arange(96), test_size=10, random_state=0)
+    y_bad = Y.copy()
+    y_bad[val_rows[0]] = 1e160
+    m = model(early_stopping=True, standardize=False, warm_start=warm_start)
+    if warm_start:
+        quiet_fit(m)
+        before = snapshot(m)
+    with pytest.raises(FloatingPointError, match="validation log-likelihood is -inf"):
+        m.fit(X, y_bad)
+    if warm_start:
+        assert_unchanged(m, before)
+    else:
+        assert not hasattr(m, "network_")
+
+
+@pytest.mark.parametrize("bad", [float("nan"), -float("inf")])
+def test_a_later_non_finite_validation_score_is_no_improvement(monkeypatch, bad):
+    """A NaN (or -inf) validation score after finite ones reset the patience
+    counter: the fit ran to max_iter instead of stopping and keeping the best
+    epoch."""
+    fast = {"early_stopping": True, "n_iter_no_change": 2, "max_iter": 30}
+    real = training.mean_log_likelihood
+    calls = {"n": 0}
+
+    def later_bad(*args, **kwargs):
+        calls["n"] += 1
+        return real(*args, **kwargs) if calls["n"] <= 3 else bad
+
+    monkeypatch.setattr(training, "mean_log_likelihood", later_bad)
+    m = quiet_fit(model(**fast))
+    monkeypatch.undo()
+    best = int(np.argmax(m.validation_scores_[:3])) + 1
+    assert m.n_iter_ == 3 + fast["n_iter_no_change"] + 1
+    assert m.best_validation_score_ == max(m.validation_scores_[:3])
+    reference = quiet_fit(model(**{**fast, "max_iter": best}))
+    np.testing.assert_array_equal(m.predict(X), reference.predict(X))
+
+
 @pytest.mark.parametrize("method", ["fit", "partial_fit"])
 def test_a_call_whose_first_epoch_is_non_finite_leaves_the_model_as_it_was(
     monkeypatch, method
