@@ -602,7 +602,15 @@ default='tanh'
             Targets.
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative weights; the loss is the weighted mean NLL, and an
-            integer weight is equivalent to repeating the sample.
+            integer weight is equivalent to repeating the sample: the same
+            objective and penalty, and the same fit while the weights sum to
+            less than 100. The ``'auto'`` settings of ``early_stopping``,
+            ``batch_size`` and ``noise_regularization`` follow the effective
+            sample size of the weights, not their sum, so above that repeated
+            rows can switch them on where the weights do not: set
+            ``early_stopping=False`` and ``batch_size`` to at least the number
+            of repeated rows for the same fit. Noise regularisation draws
+            one noise per row, so it keeps only the objective in expectation.
 
         Returns
         -------
