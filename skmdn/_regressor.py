@@ -209,16 +209,20 @@ class MDNRegressor(RegressorMixin, BaseEstimator):
 default='tanh'
         Hidden-layer activation.
     alpha : float, default=1e-4
-        Strength of the L2 penalty on the weight matrices, scaled as in
-        :class:`~sklearn.neural_network.MLPRegressor`
-        (``alpha / (2 n) * ||W||^2`` added to the mean NLL), where ``n`` is
+        Strength of the L2 penalty on the weight matrices:
+        ``alpha / (2 n) * ||W||^2`` added to the mean NLL, where ``n`` is
         the sum of the sample weights (the number of rows without weights),
-        so that an integer weight stays equivalent to repeating the row.
-        Weights normalised to sum to one therefore make the penalty ``n``
+        whatever ``batch_size``, so that an integer weight stays equivalent
+        to repeating the row. That is the scaling of
+        :class:`~sklearn.neural_network.MLPRegressor` with
+        ``solver='lbfgs'``; its mini-batch solvers (``'adam'``, ``'sgd'``)
+        divide by the batch's sum instead, a penalty ``n / batch_size``
+        times stronger (multiply their ``alpha`` by that to carry it over).
+        Weights normalised to sum to one make the penalty ``n``
         times stronger: pass counts, or scale ``alpha`` with them. In
-        :meth:`partial_fit`, ``n`` is the chunk's, as in ``MLPRegressor``:
-        streaming chunks of ``m`` rows penalises ``n / m`` times more than
-        one ``fit`` on all ``n`` rows (divide ``alpha`` by that to match).
+        :meth:`partial_fit`, ``n`` is the chunk's: streaming chunks of ``m``
+        rows penalises ``n / m`` times more than one ``fit`` on all ``n``
+        rows (divide ``alpha`` by that to match).
     batch_size : int or 'auto', default='auto'
         Mini-batch size. ``'auto'`` gives about ten steps per epoch on small
         data and at most 256 rows: ``min(n, max(32, min(256, n // 10)))``

@@ -94,7 +94,8 @@ class FlatAdam:
     matrices only (not the biases), as ``torch.optim.Adam(weight_decay=...)``
     on those parameters. ``weight_decay`` is ``alpha / n``, ``n`` the sum of
     the sample weights (the number of samples without weights), so the
-    penalty is ``alpha / (2 n) * ||W||^2`` as in scikit-learn's MLP.
+    penalty is ``alpha / (2 n) * ||W||^2`` as in scikit-learn's full-batch
+    MLP (``solver='lbfgs'``).
 
     Call :meth:`release` when training ends: it gives every parameter its own
     storage back and drops the gradients.

@@ -268,3 +268,51 @@ def test_effective_sample_size_of_equal_weights_is_the_row_count(value, n):
     w = np.full(n, value)
     scaled = w / w.max()
     assert _effective_sample_size(w) == n == scaled.sum() ** 2 / np.sum(scaled**2)
+
+
+@pytest.mark.parametrize("batch_size", [8, 50])
+def test_alpha_is_divided_by_the_data_not_the_batch_unlike_mlp_sgd(
+    batch_size, monkeypatch
+):
+    # The docstring: skmdn's penalty is alpha / (2 n) ||W||^2 whatever the
+    # batch size (MLPRegressor's lbfgs scaling); MLPRegressor's mini-batch
+    # solvers divide by the batch size. Checked on each: the decay skmdn's
+    # optimiser applies, and the shrinkage of MLPRegressor's first-layer
+    # weights under pure SGD decay (a tiny lr, a huge alpha).
+    from sklearn.neural_network import MLPRegressor
+
+    import skmdn._regressor as regressor
+
+    decays = []
+    real = regressor.FlatAdam
+
+    def spy(network, lr, weight_decay):
+        decays.append(weight_decay)
+        return real(network, lr, weight_decay)
+
+    monkeypatch.setattr(regressor, "FlatAdam", spy)
+    rng = np.random.default_rng(0)
+    n, alpha = 200, 3.0
+    X, y = rng.normal(size=(n, 2)), rng.normal(size=n)
+    w = rng.integers(1, 4, size=n).astype(float)
+    model = MDNRegressor(alpha=alpha, batch_size=batch_size, max_iter=1, random_state=0)
+    model.fit(X, y, sample_weight=w)
+    assert decays == [alpha / w.sum()]
+
+    lr, big = 1e-7, 1e4
+    fits = {}
+    for a, rate in ((0.0, 1e-300), (big, lr)):
+        fits[a] = MLPRegressor(
+            hidden_layer_sizes=(5,),
+            solver="sgd",
+            momentum=0.0,
+            learning_rate_init=rate,
+            alpha=a,
+            batch_size=batch_size,
+            shuffle=False,
+            random_state=0,
+            max_iter=1,
+        ).fit(X, y)
+    shrink = fits[big].coefs_[0] / fits[0.0].coefs_[0]  # (1 - lr alpha / s)^steps
+    denominator = lr * big / (1 - shrink.mean() ** (batch_size / n))
+    assert denominator == pytest.approx(batch_size, rel=0.01)
