@@ -4,6 +4,7 @@
 the epochs with the training loss and, with early stopping, the validation
 negative log-likelihood (a line per epoch when tqdm is not installed, after a
 note printed once per process); ``verbose>=2`` prints one line per epoch, for logs.
+Both end with a line that says why training stopped early, when it did.
 """
 
 from __future__ import annotations
@@ -77,6 +78,14 @@ class ProgressReporter:
         if validation_nll is not None:
             line += f", validation NLL = {validation_nll:.6f}"
         print(line, flush=True)
+
+    def note(self, message: str) -> None:
+        """Print a closing line (why training stopped) unless silent; the
+        bar, if any, is closed first."""
+        if self.verbose <= 0:
+            return
+        self.close()
+        print(message, flush=True)
 
     def close(self) -> None:
         """Close the progress bar (idempotent)."""

@@ -314,7 +314,9 @@ default='tanh'
         Progress report: 0 silent; 1 a tqdm progress bar over the epochs with
         the training loss and, with ``early_stopping``, the validation NLL
         (a printed line per epoch when tqdm is not installed); 2 a printed
-        line per epoch, for logs.
+        line per epoch, for logs. Both print a last line when :meth:`fit`
+        stops on ``n_iter_no_change``: why, and with early stopping which
+        epoch's weights it kept (as ``MLPRegressor`` says why it stopped).
     warm_start : bool, default=False
         Continue training from the fitted weights (and standardisation) on
         the next call to :meth:`fit`, with Adam's moment estimates carried

@@ -6,6 +6,7 @@ epoch draws one permutation from a private :class:`torch.Generator`.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 from collections.abc import Callable
@@ -358,6 +359,32 @@ def _randn_like(t: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return noise.to(t)
 
 
+def _stop_message(
+    history: TrainHistory, tol: float, early_stopping: bool, best_epoch: int
+) -> str:
+    """Why :func:`train` stopped on its patience, for the progress report.
+
+    >>> history = TrainHistory(n_iter=9, no_improvement_count=4)
+    >>> history.best_validation_score = -0.25
+    >>> print(_stop_message(history, 1e-4, False, 5))
+    Training loss did not improve by tol=0.0001 for 4 epochs: stopped after epoch 9.
+    >>> print(_stop_message(history, 0.0, True, 5))  # doctest: +NORMALIZE_WHITESPACE
+    Validation NLL did not improve by tol=0 for 4 epochs: stopped after epoch 9
+    and kept the weights of epoch 5 (validation NLL = 0.250000).
+    """
+    monitored = "Validation NLL" if early_stopping else "Training loss"
+    message = (
+        f"{monitored} did not improve by tol={tol:g} for "
+        f"{history.no_improvement_count} epochs: stopped after epoch {history.n_iter}"
+    )
+    if not early_stopping:
+        return message + "."
+    return (
+        f"{message} and kept the weights of epoch {best_epoch} (validation NLL = "
+        f"{-history.best_validation_score:.6f})."
+    )
+
+
 def train(
     network: MDNNetwork,
     optimizer: FlatAdam,
@@ -419,6 +446,7 @@ def train(
         n_start = history.n_iter
         last_good = optimizer.checkpoint()  # the state after the last finite epoch
         best_state = last_good["flat"] if early_stopping else None
+        best_epoch = n_start  # the epoch whose weights best_state holds
 
         def keep_on_interrupt() -> bool:
             """After an interrupt: back to the last finished epoch (with early
@@ -528,7 +556,7 @@ def train(
                 optimizer.lr *= 0.5
             last_good = optimizer.checkpoint()  # after the rate's update
             if improved:
-                best_state = last_good["flat"]
+                best_state, best_epoch = last_good["flat"], history.n_iter
             try:  # printing is where an interrupt is most likely to land
                 reporter.update(
                     history.n_iter, loss, -score if early_stopping else None
@@ -540,6 +568,10 @@ def train(
                 reporter.close()
                 if early_stopping:
                     optimizer.restore(best_state)
+                with contextlib.suppress(KeyboardInterrupt):  # training is done
+                    reporter.note(
+                        _stop_message(history, tol, early_stopping, best_epoch)
+                    )
                 return True
         reporter.close()
         if early_stopping and best_state is not None:

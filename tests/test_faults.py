@@ -424,6 +424,34 @@ def test_verbose_prints_the_recorded_losses(capsys):
         )
 
 
+@pytest.mark.parametrize("early_stopping", [True, False])
+def test_verbose_says_why_training_stopped(capsys, early_stopping):
+    # as MLPRegressor's verbose output does; with early stopping also which
+    # epoch's weights were kept (the fit stops 3 epochs after its best)
+    stop = {"n_iter_no_change": 2, "max_iter": 50, "learning_rate": "constant"}
+    if early_stopping:
+        stop["learning_rate_init"] = 0.05
+    else:
+        stop["tol"] = 1e9  # no epoch after the first improves by that much
+    m = quiet_fit(model(verbose=2, early_stopping=early_stopping, **stop))
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == m.n_iter_ + 1 < 50
+    if early_stopping:
+        best = int(np.argmax(m.validation_scores_)) + 1
+        assert m.n_iter_ == best + 3
+        assert lines[-1] == (
+            "Validation NLL did not improve by tol=0 for 3 epochs: stopped after "
+            f"epoch {m.n_iter_} and kept the weights of epoch {best} (validation "
+            f"NLL = {-m.best_validation_score_:.6f})."
+        )
+    else:
+        assert m.n_iter_ == 4
+        assert lines[-1] == (
+            "Training loss did not improve by tol=1e+09 for 3 epochs: stopped "
+            "after epoch 4."
+        )
+
+
 def test_keyboard_interrupt_during_validation_keeps_history_consistent(monkeypatch):
     import skmdn._training as training
 
