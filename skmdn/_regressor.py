@@ -361,9 +361,13 @@ default='tanh'
         Best validation score of the last :meth:`fit`, whose weights the
         model holds; None as ``validation_scores_``.
     n_iter_ : int
-        Number of epochs run.
+        Number of epochs run over the model's life, ``len(loss_curve_)``:
+        warm-started fits and :meth:`partial_fit` add to it, a fit without
+        ``warm_start`` starts again (``MLPRegressor``'s counts the last call's
+        epochs only). ``max_iter`` bounds each call.
     t_ : int
-        Number of optimiser steps taken.
+        Number of optimiser steps taken over the model's life, counted as
+        ``n_iter_`` is (``MLPRegressor``'s counts samples).
     X_mean_, X_scale_, y_mean_, y_scale_ : ndarray
         Standardisation statistics (zeros and ones if ``standardize=False``).
 

@@ -669,6 +669,9 @@ def test_validation_scores_stay_aligned_with_the_loss_curve():
     m.partial_fit(X, Y)  # an epoch without validation
     quiet_fit(m.set_params(warm_start=True))
     assert len(m.loss_curve_) == len(m.validation_scores_) == 7
+    # as documented: counted over the model's life, each call up to max_iter
+    assert m.n_iter_ == 7 > m.max_iter
+    assert m.t_ == 7 * 3  # 87 training rows, 96 for partial_fit: 3 batches
     assert np.isnan(m.validation_scores_[3])
     assert np.isfinite(np.delete(m.validation_scores_, 3)).all()
     # the best of the last fit, whose weights the model holds
