@@ -426,6 +426,20 @@ def test_integer_weights_equal_repeated_rows_as_documented():
     )
 
 
+@pytest.mark.parametrize("first", [np.float64, np.float32])
+def test_auto_precision_is_decided_by_the_call_that_builds_the_model(first):
+    X, y = small_problem(n=60)
+    other = np.float32 if first is np.float64 else np.float64
+    expected = torch.float32 if first is np.float32 else torch.float64
+    warm = MDNRegressor(warm_start=True, **FAST).fit(X.astype(first), y)
+    warm.fit(X.astype(other), y)
+    streamed = MDNRegressor(**FAST).partial_fit(X.astype(first), y)
+    streamed.partial_fit(X.astype(other), y)
+    for model in (warm, streamed):
+        assert model.dtype_ == expected
+        assert next(model.network_.parameters()).dtype == expected
+
+
 def test_float32_input_trains_in_float32():
     X, y = small_problem()
     model = MDNRegressor(**FAST).fit(X.astype(np.float32), y)
