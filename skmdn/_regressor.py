@@ -309,10 +309,11 @@ default='tanh'
         sampling run their chunks on that many worker threads with one torch
         thread each. So results do not depend on the number of threads.
     random_state : int, RandomState instance or None, default=None
-        Seeds weight initialisation, shuffling and the validation split. The
-        same integer gives an identical model on the same machine and
-        software, whatever ``n_threads`` and the machine's load. Global numpy
-        and torch random states are never used or changed.
+        Seeds weight initialisation, shuffling, the validation split and the
+        noise-regularisation draws. The same integer gives an identical model
+        on the same machine and software, whatever ``n_threads`` and the
+        machine's load. Global numpy and torch random states are never used
+        or changed.
     verbose : int, default=0
         Progress report: 0 silent; 1 a tqdm progress bar over the epochs with
         the training loss and, with ``early_stopping``, the validation NLL
