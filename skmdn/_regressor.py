@@ -842,6 +842,7 @@ default='tanh'
         if self.standardize:
             X_mean, X_scale = weighted_mean_scale(X, sw)
             y_mean, y_scale = weighted_mean_scale(Y, sw)
+            _check_finite_statistics(X=(X_mean, X_scale), y=(y_mean, y_scale))
         else:
             X_mean, X_scale = np.zeros(X.shape[1]), np.ones(X.shape[1])
             y_mean, y_scale = np.zeros(Y.shape[1]), np.ones(Y.shape[1])
@@ -1444,6 +1445,29 @@ def _warn_if_worse(initial_loss: float, losses: list[float], model) -> bool:
     return worse
 
 
+_ASSUME_FINITE = "sklearn.set_config(assume_finite=True) is on"
+
+
+def _check_finite_statistics(**stats: tuple[np.ndarray, np.ndarray]) -> None:
+    """Name the data whose standardisation statistics are not finite.
+
+    scikit-learn's input checks reject NaN and infinity unless
+    ``assume_finite=True``; then they reached training, whose first epoch
+    failed with advice about the learning rate. Every finite input (even near
+    1.8e308) has finite statistics, so these show it at no cost.
+    """
+    advice = {"X": "drop or impute those values", "y": "drop those rows"}
+    for name, (mean, scale) in stats.items():
+        bad = np.flatnonzero(~(np.isfinite(mean) & np.isfinite(scale)))
+        if len(bad):
+            raise ValueError(
+                f"{name} contains NaN or infinity (in column {bad[0]}), which "
+                f"scikit-learn did not check because {_ASSUME_FINITE}: "
+                f"{advice[name]} first (turn assume_finite off to have them "
+                "located)."
+            )
+
+
 def _check_finite_output(
     X, X_mean, X_scale, log_w, means, scale, dtype, offset: int = 0
 ) -> None:
@@ -1460,6 +1484,13 @@ def _check_finite_output(
     if ok.all():
         return
     bad = np.flatnonzero(~ok)
+    missing = bad[~np.isfinite(X[bad]).all(1)]
+    if len(missing):
+        raise ValueError(
+            f"X contains NaN or infinity in {len(missing)} row(s) (first: row "
+            f"{missing[0] + offset}), which scikit-learn did not check because "
+            f"{_ASSUME_FINITE}: drop or impute those values first."
+        )
     far = float(np.max(np.abs((X[bad] - X_mean) / X_scale)))
     raise ValueError(
         f"The network produced non-finite mixture parameters for {len(bad)} row(s) "

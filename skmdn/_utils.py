@@ -489,8 +489,10 @@ def overflow_safe_weights(w: np.ndarray | None) -> np.ndarray | None:
 def check_sample_weight(sample_weight, X) -> np.ndarray:
     """Validate ``sample_weight`` for ``X``: finite, non-negative, not all zero.
 
-    scikit-learn checks the values are finite and not all zero; the sign is
-    checked here with a message that says what to do.
+    scikit-learn checks the values are finite (unless ``assume_finite=True``,
+    which would let a NaN weight drop its row silently or make a score NaN;
+    checked here too) and not all zero; the sign is checked here with a
+    message that says what to do.
 
     Returns a float64 array of shape (n_samples,) (ones if ``sample_weight``
     is None).
@@ -506,6 +508,12 @@ def check_sample_weight(sample_weight, X) -> np.ndarray:
     ValueError: sample_weight must be non-negative; its smallest value is -1.0. ...
     """
     sw = _check_sample_weight(sample_weight, X, dtype=np.float64)
+    if not np.isfinite(sw).all():  # sklearn's check is off with assume_finite
+        raise ValueError(
+            "sample_weight contains NaN or infinity, which scikit-learn did not "
+            "check because sklearn.set_config(assume_finite=True) is on: give "
+            "finite weights (0 to ignore a sample)."
+        )
     if sw.size and sw.min() < 0:
         raise ValueError(
             f"sample_weight must be non-negative; its smallest value is "

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+import sklearn
 import torch
 from sklearn.exceptions import NotFittedError
 
@@ -640,3 +641,34 @@ def test_seeds_from_every_kind_of_random_state():
     assert seed_from_random_state(None) != seed_from_random_state(None)
     with pytest.raises(ValueError, match="cannot be used to seed; pass None, an int"):
         seed_from_random_state("seed")
+
+
+# ---------------------- assume_finite=True: sklearn's finiteness checks are off
+NAN_ROW0 = with_value(X, (0, 1), np.nan)
+INF_ROW0 = with_value(X, (0, 0), np.inf)
+NAN_W = with_value(np.ones(40), 0, np.nan)
+INF_W = with_value(np.ones(40), 3, np.inf)
+UNCHECKED = [
+    ("fit-nan-X", lambda: fit(NAN_ROW0, Y), r"X contains NaN.*column 1"),
+    ("fit-inf-X", lambda: fit(INF_ROW0, Y), r"X contains NaN or infinity"),
+    ("fit-nan-y", lambda: fit(X, with_value(Y, 5, np.nan)), r"y contains NaN"),
+    ("fit-nan-weight", lambda: fit(X, Y, NAN_W), "sample_weight contains NaN"),
+    ("fit-inf-weight", lambda: fit(X, Y, INF_W), "sample_weight contains NaN"),
+    ("predict-nan-X", lambda: fitted().predict(NAN_ROW0), r"1 row\(s\) \(first: row 0"),
+    ("score-nan-X", lambda: fitted().score(NAN_ROW0, Y), r"X contains NaN or infinity"),
+    ("score-nan-weight", lambda: fitted().score(X, Y, NAN_W), "sample_weight contains"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "run, match", [c[1:] for c in UNCHECKED], ids=[c[0] for c in UNCHECKED]
+)
+def test_non_finite_input_under_assume_finite_is_named(run, match):
+    # Regression: with sklearn.set_config(assume_finite=True), NaN in X or y
+    # reached training, whose first epoch failed advising a lower learning
+    # rate; a NaN weight silently dropped its row from fit and made score NaN;
+    # predict blamed "inputs far outside the training data".
+    fitted()  # fitted outside the context, on clean data
+    with sklearn.config_context(assume_finite=True):
+        with pytest.raises(ValueError, match=f"(?s){match}.*assume_finite=True"):
+            run()
