@@ -286,10 +286,11 @@ default='tanh'
     precision : {'auto', 'float32', 'float64'}, default='auto'
         Floating-point type of the network. ``'auto'`` follows the dtype of
         ``X`` at fit: float32 input trains in float32 (the fast path), any
-        other input in float64. The call that builds the model decides: a
-        warm-started fit or a later :meth:`partial_fit` keeps its type
-        whatever the dtype of its ``X``. Outputs are always float64 numpy
-        arrays.
+        other input in float64 (pandas' nullable ``Float32`` and Arrow
+        ``float32[pyarrow]`` columns too: scikit-learn converts them to
+        float64). The call that builds the model decides: a warm-started fit
+        or a later :meth:`partial_fit` keeps its type whatever the dtype of
+        its ``X``. Outputs are always float64 numpy arrays.
     device : str, default='auto'
         ``'auto'`` (CUDA, else MPS, else CPU), ``'cpu'``, ``'cuda'``,
         ``'cuda:N'`` or ``'mps'``. Tensors are moved there internally; inputs

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 from sklearn.compose import ColumnTransformer, make_column_selector
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
@@ -104,3 +105,18 @@ def test_pipeline_with_column_transformer_on_mixed_frame(frame):
     new = frame.iloc[:3].copy()
     new["kind"] = "castle"
     assert np.isfinite(pipe.predict(new)).all()
+
+
+@pytest.mark.parametrize("dtype", ["Float32", "float32[pyarrow]"])
+def test_extension_float32_columns_train_as_documented(frame, dtype):
+    # README (Precision): scikit-learn hands these columns over as float64, so
+    # precision='auto' trains in float64; precision='float32' gives the fast
+    # path with the same predictions as a numpy float32 frame.
+    if "pyarrow" in dtype:
+        pytest.importorskip("pyarrow")
+    X32 = frame[["size", "age"]].astype("float32")
+    y = np.log(frame["size"].to_numpy())
+    assert _small().fit(X32.astype(dtype), y).dtype_ == torch.float64
+    fast = _small(precision="float32").fit(X32.astype(dtype), y)
+    assert fast.dtype_ == torch.float32
+    np.testing.assert_array_equal(fast.predict(X32), _small().fit(X32, y).predict(X32))
