@@ -31,11 +31,53 @@ __all__ = [
     "diagonal_nll_backward",
     "diagonal_nll_forward",
     "mixture_log_prob",
+    "row_units",
     "sample_seeds",
 ]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 _DROP_BELOW = -60.0  # log-ratio below which a mixture term counts as 0
+# Largest component scales of a row outside this range make the methods that
+# square scales (precisions in mode and hdr, variances in cov, std and crps)
+# overflow or underflow from about 1e+-154: such rows run in units of a power
+# of two near that scale (see row_units).
+_ORDINARY_SCALES = (2.0**-100, 2.0**100)
+
+
+def row_units(s_max: np.ndarray) -> np.ndarray:
+    """A unit per row for rows whose largest scale is ``s_max``: the power of
+    two just above it where it lies outside 2**-100..2**100 (targets in units
+    such as 1e-200 or 1e200), else 1.
+
+    Dividing a row's means and scales by a power of two is exact, and every
+    result of the row scales with it (densities inversely), so a method runs
+    on the rescaled row and scales its result back; rows of ordinary scales
+    are left bit for bit as they are.
+
+    >>> np.log2(row_units(np.array([3.0, 0.0, 1e200, 2.0**-300])))
+    array([   0.,    0.,  665., -299.])
+    """
+    unit = np.ldexp(1.0, np.minimum(np.frexp(s_max)[1], 1023))
+    lo, hi = _ORDINARY_SCALES
+    unit[~((s_max < lo) | (s_max > hi))] = 1.0  # NaN too
+    return unit
+
+
+def _row_max(a: np.ndarray) -> np.ndarray:
+    """Largest ``|a|`` of each row of ``a`` (n, ...), 0 for empty rows."""
+    return np.abs(a).max(axis=tuple(range(1, a.ndim)), initial=0.0)
+
+
+def _times_rows(a: np.ndarray, unit: np.ndarray) -> np.ndarray:
+    """``a`` (n, ...) with row ``i`` multiplied by ``unit[i]``."""
+    return a * unit.reshape(-1, *(1,) * (a.ndim - 1))
+
+
+def _cholesky_row_norms(scale_tril: np.ndarray) -> np.ndarray:
+    """Norms of the rows of Cholesky factors (n, K, d, d): the marginal
+    standard deviations, without overflow in the squares (see row_units)."""
+    unit = row_units(_row_max(scale_tril))[:, None, None]
+    return np.sqrt(np.square(scale_tril / unit[..., None]).sum(-1)) * unit
 
 
 def mixture_log_prob(params: MixtureParams, y: torch.Tensor) -> torch.Tensor:
@@ -291,6 +333,11 @@ class GaussianMixture:
     mixture, which also gives its :meth:`hdr`. ``logpdf``, ``mode`` and
     ``sample`` are joint.
 
+    Rows whose largest scale lies outside ``2**-100 .. 2**100`` (targets in
+    units such as 1e-200 or 1e200) compute ``mode``, ``hdr``, ``cov`` and
+    ``std`` in units of a power of two near that scale, exactly rescaled: the
+    squares of their scales would over- or underflow.
+
     Examples
     --------
     >>> import numpy as np
@@ -480,6 +527,10 @@ class GaussianMixture:
         -------
         ndarray of shape (n, d, d), or (n,) (the variance) if univariate
         """
+        rescaled = self._rescaled()
+        if rescaled is not None:  # twice: unit**2 alone may underflow
+            dist, unit = rescaled
+            return _times_rows(_times_rows(dist.cov(), unit), unit)
         w = self.weights
         m = np.einsum("nk,nkd->nd", w, self.means)
         centred = self.means - m[:, None, :]
@@ -701,7 +752,7 @@ class GaussianMixture:
         if self.scales is not None:
             s = self.scales
         else:  # marginal sd of output j: norm of row j of the Cholesky factor
-            s = np.sqrt(np.square(self._scale_tril).sum(-1))
+            s = _cholesky_row_norms(self._scale_tril)
         flat = lambda a: np.swapaxes(a, 1, 2).reshape(n * d, K)  # noqa: E731
         return np.repeat(self.weights, d, axis=0), flat(self.means), flat(s)
 
@@ -728,7 +779,7 @@ class GaussianMixture:
         if self.scales is not None:
             s = self.scales[..., dim : dim + 1 or None]
         else:
-            s = np.sqrt(np.square(self._scale_tril[..., dim, :]).sum(-1))[..., None]
+            s = _cholesky_row_norms(self._scale_tril)[..., dim : dim + 1 or None]
         return GaussianMixture._trusted(
             self.log_weights,
             self.means[..., dim : dim + 1 or None],
@@ -876,9 +927,39 @@ class GaussianMixture:
                 "multi-output model use dist.marginal(j).hdr(confidence)."
             )
         self._check_density("hdr")
+        rescaled = self._rescaled()
+        if rescaled is not None:
+            dist, unit = rescaled
+            region = dist.hdr(c)
+            return HighestDensityRegion(
+                intervals=_times_rows(region.intervals, unit),
+                n_intervals=region.n_intervals,
+                threshold=region.threshold / unit,
+                confidence=region.confidence,
+            )
         points, _ = self._local_modes(pair_starts=True)  # every local maximum
         w, mu, s = self._marginal_params()
         return mixture_hdr(c, w, mu, s, points[..., 0])
+
+    def _rescaled(self) -> tuple[GaussianMixture, np.ndarray] | None:
+        """This mixture with row ``i`` in units of ``unit[i]`` (means and
+        scales divided by it), and ``unit`` (see :func:`row_units`); None
+        when every row has ordinary scales."""
+        scale = self.scales if self.scales is not None else self._scale_tril
+        unit = row_units(_row_max(scale))
+        if np.all(unit == 1.0):
+            return None
+        dist = GaussianMixture._trusted(
+            self.log_weights,
+            _times_rows(self.means, 1.0 / unit),
+            None if self.scales is None else _times_rows(self.scales, 1.0 / unit),
+            None
+            if self._scale_tril is None
+            else _times_rows(self._scale_tril, 1.0 / unit),
+            univariate=self.univariate,
+            n_threads=self.n_threads,
+        )
+        return dist, unit
 
     def _local_modes(
         self, pair_starts: bool | None = None
@@ -930,6 +1011,10 @@ class GaussianMixture:
         (array([0.000898]), array([0.]), array([1.6]))
         """
         self._check_density("mode")
+        rescaled = self._rescaled()
+        if rescaled is not None:
+            dist, unit = rescaled
+            return _times_rows(dist.mode(), unit)
         points, logp = self._local_modes()
         return self._out(points[np.arange(len(self)), np.argmax(logp, axis=1)])
 
@@ -950,6 +1035,10 @@ class GaussianMixture:
         -------
         ndarray of shape (n, d), or (n,) if univariate
         """
+        rescaled = self._rescaled()
+        if rescaled is not None:  # the variance itself may not be representable
+            dist, unit = rescaled
+            return _times_rows(dist.std(), unit)
         return np.sqrt(self.var())
 
     def entropy(

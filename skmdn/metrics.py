@@ -36,7 +36,7 @@ from typing import Literal
 import numpy as np
 from scipy.special import ndtr
 
-from ._mixture import GaussianMixture
+from ._mixture import GaussianMixture, row_units
 from ._utils import (
     check_finite_targets,
     check_sample_weight,
@@ -143,11 +143,15 @@ def crps_values(y, dist: GaussianMixture) -> np.ndarray:
     """
     y = _check(y, dist)
     w, mu, s = dist._marginal_params()  # flat rows (n * d, K)
+    # rows of scales beyond about 1e+-154, whose squares over- or underflow,
+    # in units of a power of two near them (CRPS is in the units of y)
+    unit = row_units(s.max(1, initial=0.0))[:, None]
+    mu, s = mu / unit, s / unit
     var = s * s
-    first = (w * _A(y.reshape(-1, 1) - mu, var)).sum(1)
+    first = (w * _A(y.reshape(-1, 1) / unit - mu, var)).sum(1)
     pair = _A(mu[:, :, None] - mu[:, None, :], var[:, :, None] + var[:, None, :])
     second = np.einsum("nk,nkl,nl->n", w, pair, w)
-    return (first - 0.5 * second).reshape(y.shape)
+    return ((first - 0.5 * second) * unit[:, 0]).reshape(y.shape)
 
 
 def crps(

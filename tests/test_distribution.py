@@ -663,3 +663,31 @@ def test_tiny_hdr_at_a_peak_flat_to_rounding_is_not_empty(confidence):
     assert abs(0.5 * (lower + upper) - 1.0) < 1e-3  # at the peak
     # the threshold is the density there
     np.testing.assert_allclose(region.threshold, 0.5 * (norm.pdf(1) + norm.pdf(-1)))
+
+
+@pytest.mark.parametrize("exponent", [-600, 600])
+@pytest.mark.parametrize("d, full", [(1, False), (2, False), (2, True)])
+def test_scales_beyond_1e154_give_the_rescaled_results(exponent, d, full):
+    # Regression: precisions 1 / s^2 and variances s^2 overflowed or
+    # underflowed for scales beyond about 1e+-154 (targets in such units),
+    # and mode() came back 10 scales off, hdr() with NaN end points, std()
+    # 0 or inf, the marginals of full covariances infinitely wide. The
+    # reference is the same mixture in units 2**600 apart: every result
+    # scales with it (densities inversely), exactly up to rounding.
+    c = 2.0**exponent
+    ref = random_mixture(np.random.default_rng(17), 30, 3, d=d, full=full)
+    kind = "scale_tril" if full else "scales"
+    scale = ref.scale_tril if full else ref.scales
+    dist = GaussianMixture(
+        ref.log_weights, ref.means * c, **{kind: scale * c}, univariate=d == 1
+    )
+    mode = dist.mode() / c  # as good a maximum (flat tops are known to ~1e-8)
+    assert np.all(ref.logpdf(mode) >= ref.logpdf(ref.mode()) - 1e-12)
+    np.testing.assert_allclose(mode, ref.mode(), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(dist.std() / c, ref.std(), rtol=1e-12)
+    np.testing.assert_allclose(dist.ppf(0.3) / c, ref.ppf(0.3), rtol=1e-12)
+    for j in range(d):
+        region, want = dist.marginal(j).hdr(0.9), ref.marginal(j).hdr(0.9)
+        np.testing.assert_array_equal(region.n_intervals, want.n_intervals)
+        np.testing.assert_allclose(region.intervals / c, want.intervals, rtol=1e-9)
+        np.testing.assert_allclose(region.threshold * c, want.threshold, rtol=1e-9)

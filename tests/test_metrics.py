@@ -71,6 +71,21 @@ def test_crps_is_the_integral_of_the_squared_cdf_difference():
         assert crps_values(y[i : i + 1], row)[0] == pytest.approx(ref, rel=1e-7)
 
 
+@pytest.mark.parametrize("exponent", [-600, 600])
+def test_crps_of_scales_beyond_1e154_scales_with_the_units(exponent):
+    # Regression: the closed form squares the scales, which overflowed
+    # (CRPS NaN) or underflowed (CRPS of a point mass) beyond about 1e+-154.
+    # CRPS is in target units: in units 2**600 apart it is 2**600 apart.
+    dist, c = random_mixture(5, n=20), 2.0**exponent
+    y = dist.sample(1, random_state=6)[:, 0]
+    far = GaussianMixture(
+        dist.log_weights, dist.means * c, scales=dist.scales * c, univariate=True
+    )
+    np.testing.assert_allclose(
+        crps_values(y * c, far) / c, crps_values(y, dist), rtol=1e-12
+    )
+
+
 def test_multi_output_metrics_are_marginal():
     dist = random_mixture(4, n=20, d=2)
     y = np.random.default_rng(5).normal(size=(20, 2))
