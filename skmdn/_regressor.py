@@ -1473,7 +1473,8 @@ def _check_finite_output(
     X, X_mean, X_scale, log_w, means, scale, dtype, offset: int = 0
 ) -> None:
     """Never return a silent NaN: name the rows whose parameters overflowed."""
-    with np.errstate(over="ignore"):  # finite terms near 1e308 may overflow
+    # finite terms near 1e308 may overflow, to inf - inf if of both signs
+    with np.errstate(over="ignore", invalid="ignore"):
         if all(np.isfinite(np.sum(a)) for a in (log_w, means, scale)):
             return  # one pass each; a sum is non-finite if any term is
     n = len(log_w)

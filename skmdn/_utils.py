@@ -337,6 +337,11 @@ _NON_FINITE_MESSAGE = re.compile(r"^Input (X|y) contains (NaN|infinity)")
 def non_finite_advice() -> Iterator[None]:
     """Add what to do to scikit-learn's errors for NaN or infinite X or y.
 
+    Also silences numpy's "invalid value" warning inside: scikit-learn's fast
+    finiteness check sums the data, and finite values near 1.8e308 of both
+    signs overflow that sum to ``inf - inf`` (it then checks element by
+    element, correctly), so valid data warned on every fit and predict.
+
     Examples
     --------
     >>> import numpy as np
@@ -348,7 +353,8 @@ def non_finite_advice() -> Iterator[None]:
     ValueError: Input X contains infinity ... Replace the infinite values ...
     """
     try:
-        yield
+        with np.errstate(invalid="ignore"):
+            yield
     except ValueError as error:
         match = _NON_FINITE_MESSAGE.match(str(error))
         advice = _NON_FINITE_ADVICE.get(match.groups()) if match else None

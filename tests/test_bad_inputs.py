@@ -23,7 +23,7 @@ import pytest
 import scipy.sparse as sp
 import sklearn
 import torch
-from sklearn.exceptions import NotFittedError
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
 
 from skmdn import MDNRegressor
 
@@ -672,3 +672,21 @@ def test_non_finite_input_under_assume_finite_is_named(run, match):
     with sklearn.config_context(assume_finite=True):
         with pytest.raises(ValueError, match=f"(?s){match}.*assume_finite=True"):
             run()
+
+
+def test_values_near_the_float64_limit_raise_no_runtime_warning():
+    # Regression: scikit-learn's fast finiteness check sums X (and y); finite
+    # values near 1.8e308 of both signs overflow that sum to inf - inf, and
+    # every fit, predict and score warned "invalid value encountered in
+    # reduce" about valid data. The fit itself is exact: it matches the one
+    # on unit-scale values (the statistics rescale by powers of two).
+    factor = 1.7e308 / max(np.abs(X).max(), np.abs(Y).max())  # |X| up to 1.7e308
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        warnings.simplefilter("ignore", ConvergenceWarning)  # few epochs
+        m = model().fit(X * factor, Y * factor)
+        np.testing.assert_allclose(
+            m.predict(X * factor) / factor, fitted().predict(X), rtol=1e-6
+        )
+        score = m.score(X * factor, Y * factor)
+    assert score == pytest.approx(fitted().score(X, Y) - math.log(factor), rel=1e-9)
