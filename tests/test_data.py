@@ -68,6 +68,21 @@ def test_weighted_mean_scale_extreme_units(small_chunks, unit):
     np.testing.assert_allclose(scale / unit, ref_scale, rtol=1e-12)
 
 
+def test_weighted_mean_scale_of_subnormal_columns(small_chunks):
+    # Regression: values below 2**-1022 (subnormal) gave a unit of 2**-1030
+    # whose inverse overflowed, NaN statistics, and a fit that failed with
+    # "the training loss became non-finite". The reference: the same (already
+    # rounded) values in units 2**-1030 larger, an exact rescaling.
+    rng = np.random.default_rng(1)
+    unit = 2.0**-1030
+    a = (rng.normal(size=(2500, 2)) + np.array([3.0, 0.0])) * unit
+    w = rng.uniform(0.5, 1.5, 2500)
+    mean, scale = weighted_mean_scale(a, w)
+    ref_mean, ref_scale = _reference_mean_scale(a / unit, w)
+    np.testing.assert_allclose(mean / unit, ref_mean, rtol=1e-12)
+    np.testing.assert_allclose(scale / unit, ref_scale, rtol=1e-12)
+
+
 def test_weighted_mean_scale_near_the_float64_limit(small_chunks):
     # largest magnitudes of 2**1023 and above: the power of two just above
     # them, 2**1024, is not a float64
