@@ -497,8 +497,10 @@ def check_sample_weight(sample_weight, X) -> np.ndarray:
 
     scikit-learn checks the values are finite (unless ``assume_finite=True``,
     which would let a NaN weight drop its row silently or make a score NaN;
-    checked here too) and not all zero; the sign is checked here with a
-    message that says what to do.
+    checked here too); the sign is checked here with a message that says what
+    to do, and so are all-zero weights (which scikit-learn rejects itself only
+    from version 1.9 on: before, they reached the training code and crashed
+    there).
 
     Returns a float64 array of shape (n_samples,) (ones if ``sample_weight``
     is None).
@@ -524,6 +526,11 @@ def check_sample_weight(sample_weight, X) -> np.ndarray:
         raise ValueError(
             f"sample_weight must be non-negative; its smallest value is "
             f"{float(sw.min())!r}. Give a sample weight 0 to ignore it."
+        )
+    if sw.size and not sw.any():
+        raise ValueError(
+            "Sample weights must contain at least one non-zero number: with "
+            "every sample_weight 0 there is nothing to fit or score."
         )
     return sw
 

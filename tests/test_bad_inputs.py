@@ -690,3 +690,25 @@ def test_values_near_the_float64_limit_raise_no_runtime_warning():
         )
         score = m.score(X * factor, Y * factor)
     assert score == pytest.approx(fitted().score(X, Y) - math.log(factor), rel=1e-9)
+
+
+def test_all_zero_sample_weights_are_rejected_before_scikit_learn_1_9(monkeypatch):
+    # Regression: scikit-learn rejects all-zero weights itself only from 1.9
+    # on; with 1.6-1.8 (which setup.cfg allows) fit crashed in torch's amax
+    # and score in numpy's ZeroDivisionError. Emulate such a version.
+    from skmdn import _utils
+
+    def old_check(sample_weight, X, dtype=None):  # finite, shape; zeros pass
+        return np.asarray(sample_weight, dtype=dtype)
+
+    reference = fitted()
+    monkeypatch.setattr(_utils, "_check_sample_weight", old_check)
+    match = "Sample weights must contain at least one non-zero number"
+    for call in (
+        lambda: fit(X, Y, sample_weight=np.zeros(40)),
+        lambda: model().partial_fit(X, Y, sample_weight=np.zeros(40)),
+        lambda: reference.score(X, Y, sample_weight=np.zeros(40)),
+    ):
+        with pytest.raises(ValueError, match=match):
+            call()
+    assert reference.score(X, Y, sample_weight=np.ones(40)) == reference.score(X, Y)
