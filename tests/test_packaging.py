@@ -1,0 +1,81 @@
+"""The distributions hold what they should: the sdist is a source tree the test
+suite runs from, the wheel the package and its licence, nothing else."""
+
+import shutil
+import subprocess
+import sys
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import skmdn
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCE_DIRS = ("skmdn", "tests", "benchmarks", "examples")
+SKIP = shutil.ignore_patterns(
+    ".git", ".venv*", "build", "dist", "*.egg-info", "__pycache__", "*.py[cod]",
+    ".hypothesis", ".pytest_cache", ".ruff_cache", "results", ".coverage",
+)  # fmt: skip
+
+
+def _source_files() -> set[str]:
+    """The files of the checkout (or unpacked sdist) that an sdist must hold."""
+    found = {"README.md", "LICENSE", "pyproject.toml", "setup.cfg"}
+    found.add("requirements/constraints-cpu.txt")
+    for folder in SOURCE_DIRS:
+        for path in (ROOT / folder).rglob("*"):
+            rel = path.relative_to(ROOT)
+            if path.is_file() and "__pycache__" not in rel.parts:
+                found.add(rel.as_posix())
+    return found
+
+
+def _build(kind: str, tmp_path: Path) -> Path:
+    """Build the sdist or wheel of a copy of the tree (the checkout stays clean)."""
+    pytest.importorskip("setuptools")
+    tree, out = tmp_path / "tree", tmp_path / "dist"
+    shutil.copytree(ROOT, tree, ignore=SKIP)
+    code = (
+        "import sys; from setuptools import build_meta as b; "
+        f"print(b.build_{kind}(sys.argv[1]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(out)],
+        cwd=tree,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return out / done.stdout.strip().splitlines()[-1]
+
+
+def test_sdist_holds_the_whole_source_tree_and_the_licence(tmp_path):
+    # Regression: the sdist had tests/test_*.py but not tests/conftest.py or
+    # tests/__init__.py (so no test module could even be collected), nor the
+    # benchmark scripts that tests/test_benchmarks.py runs, nor a LICENSE.
+    sdist = _build("sdist", tmp_path)
+    prefix = f"skmdn-{skmdn.__version__}/"
+    with tarfile.open(sdist) as tar:
+        names = {n.removeprefix(prefix) for n in tar.getnames()}
+    missing = sorted(_source_files() - names)
+    assert not missing, f"the sdist lacks {missing}"
+    assert not {n for n in names if n.startswith(".ci/") or n.endswith(".pyc")}
+
+
+def test_wheel_holds_the_package_and_the_licence_only(tmp_path):
+    setuptools = pytest.importorskip("setuptools")
+    version = tuple(int(p) for p in setuptools.__version__.split(".")[:2])
+    if version < (70, 1):  # bdist_wheel came from the wheel package until then
+        pytest.importorskip("wheel")
+    wheel = _build("wheel", tmp_path)
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        info = f"skmdn-{skmdn.__version__}.dist-info/"
+        metadata = archive.read(info + "METADATA").decode()
+    package = {f"skmdn/{p.name}" for p in (ROOT / "skmdn").glob("*.py")}
+    assert {n for n in names if not n.startswith(info)} == package
+    assert any(n.startswith(info) and n.endswith("LICENSE") for n in names)
+    assert f"Version: {skmdn.__version__}\n" in metadata
+    assert "License-File: LICENSE" in metadata
