@@ -4,6 +4,7 @@ import os
 
 import numpy as np
 import pytest
+import sklearn
 import torch
 from joblib import Parallel, delayed
 from scipy.stats import randint
@@ -258,6 +259,10 @@ def _weighted_problem():
     return X, y, w, KFold(2, shuffle=True, random_state=0)
 
 
+@pytest.mark.skipif(
+    tuple(int(v) for v in sklearn.__version__.split(".")[:2]) < (1, 8),
+    reason="a Pipeline's score takes routed weights from scikit-learn 1.8 on",
+)
 def test_sample_weight_routed_through_a_pipeline_search():
     # With scikit-learn's metadata routing on, a search fits and scores each
     # fold with that fold's weights: each fold's test score is the weighted
