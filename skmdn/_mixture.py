@@ -42,6 +42,15 @@ _DROP_BELOW = -60.0  # log-ratio below which a mixture term counts as 0
 # overflow or underflow from about 1e+-154: such rows run in units of a power
 # of two near that scale (see row_units).
 _ORDINARY_SCALES = (2.0**-100, 2.0**100)
+# Values per temporary array of the mode and HDR searches, which run on blocks
+# of rows of at most this many values (64 MB): their temporaries hold up to
+# K (K + 1) / 2 ascents of K components per row, and the HDR a 17 K-point grid
+# of K components. On the whole batch, hdr() on 1e5 rows (K = 5) peaked at
+# 1.7 GB and 1000 rows at K = 100 did not fit in 6 GB (measured). A row's
+# ascents do not depend on other rows (modes are the same bits in any
+# blocks); its HDR depends on them only through padding columns, to within
+# the solver's tolerance, as it always did on other rows of its batch.
+_BLOCK_VALUES = 2**23
 
 
 def row_units(s_max: np.ndarray) -> np.ndarray:
@@ -937,9 +946,23 @@ class GaussianMixture:
                 threshold=region.threshold / unit,
                 confidence=region.confidence,
             )
-        points, _ = self._local_modes(pair_starts=True)  # every local maximum
         w, mu, s = self._marginal_params()
-        return mixture_hdr(c, w, mu, s, points[..., 0])
+        K = self.n_components
+        starts = K * (K + 1) // 2  # ascents; the grid has 17 K + 2 starts points
+        regions = []
+        for rows in self._row_blocks(K * (17 * K + 2 * starts)):
+            # every local maximum
+            points, _ = self[rows]._local_modes(pair_starts=True)
+            regions.append(mixture_hdr(c, w[rows], mu[rows], s[rows], points[..., 0]))
+        return _concatenate_regions(regions, c)
+
+    def _row_blocks(self, values_per_row: int) -> list[slice]:
+        """Consecutive blocks of rows of at most :data:`_BLOCK_VALUES` values,
+        for ``values_per_row`` values per row (at least one row per block,
+        one block for an empty batch)."""
+        n = len(self)
+        step = max(1, _BLOCK_VALUES // max(values_per_row, 1))
+        return [slice(i, min(i + step, n)) for i in range(0, max(n, 1), step)]
 
     def _rescaled(self) -> tuple[GaussianMixture, np.ndarray] | None:
         """This mixture with row ``i`` in units of ``unit[i]`` (means and
@@ -1015,8 +1038,15 @@ class GaussianMixture:
         if rescaled is not None:
             dist, unit = rescaled
             return _times_rows(dist.mode(), unit)
-        points, logp = self._local_modes()
-        return self._out(points[np.arange(len(self)), np.argmax(logp, axis=1)])
+        n, K, d = self.means.shape
+        starts = K if d == 1 else K * (K + 1) // 2
+        out = np.empty((n, d))
+        for rows in self._row_blocks(
+            starts * K * d * (1 if self.scales is not None else d)
+        ):
+            points, logp = self[rows]._local_modes()
+            out[rows] = points[np.arange(len(points)), np.argmax(logp, axis=1)]
+        return self._out(out)
 
     def var(self) -> np.ndarray:
         """Variance of each output (the diagonal of :meth:`cov`).
@@ -1149,6 +1179,27 @@ def _check_normalised(log_weights: np.ndarray) -> None:
             "log_weights - scipy.special.logsumexp(log_weights, axis=1, "
             "keepdims=True)."
         )
+
+
+def _concatenate_regions(
+    regions: list[HighestDensityRegion], confidence: float
+) -> HighestDensityRegion:
+    """The regions of consecutive blocks of rows as one, the intervals padded
+    with NaN to the largest number of intervals."""
+    if len(regions) == 1:
+        return regions[0]
+    width = max(r.intervals.shape[1] for r in regions)
+    intervals = np.full((sum(map(len, regions)), width, 2), np.nan)
+    start = 0
+    for r in regions:
+        intervals[start : start + len(r), : r.intervals.shape[1]] = r.intervals
+        start += len(r)
+    return HighestDensityRegion(
+        intervals,
+        np.concatenate([r.n_intervals for r in regions]),
+        np.concatenate([r.threshold for r in regions]),
+        confidence,
+    )
 
 
 def _check_confidence(confidence) -> float:

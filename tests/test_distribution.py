@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from scipy import integrate, stats
 
 from skmdn import GaussianMixture, HighestDensityRegion
+from skmdn import _mixture as mixture_module
 
 
 def random_mixture(rng, n, K, *, spread=3.0, log_scale=1.0, d=1, full=False):
@@ -302,6 +303,53 @@ def test_quantiles_and_hdr_of_zero_rows_are_empty(d, full):
         assert region.n_intervals.shape == region.threshold.shape == (0,)
         assert region.width().shape == region.contains(np.zeros(0)).shape == (0,)
         assert region.to_list() == [] and len(region) == 0
+
+
+def test_hdr_in_blocks_of_rows_is_each_rows_own(monkeypatch):
+    # hdr runs on blocks of rows (its temporaries grow as K^2 per row); with
+    # blocks of two rows, regions of one to three intervals are padded to the
+    # widest, and each row's region is the one it has alone, of mass c by
+    # scipy's CDF (to the solver's tolerance: padding columns of a block
+    # change the bracket's rounding, as other rows of a batch always did).
+    dist = random_mixture(np.random.default_rng(21), 15, 4, spread=4.0)
+    monkeypatch.setattr(mixture_module, "_BLOCK_VALUES", 2 * 4 * (17 * 4 + 20))
+    region = dist.hdr(0.7)
+    assert len(set(region.n_intervals.tolist())) > 1
+    assert region.intervals.shape == (15, region.n_intervals.max(), 2)
+    w, mu, s = dist.weights, dist.means[..., 0], dist.scales[..., 0]
+    for i, iv in enumerate(region.to_list()):
+        alone = dist[i].hdr(0.7)
+        assert alone.n_intervals[0] == region.n_intervals[i]
+        np.testing.assert_allclose(iv, alone.to_list()[0], rtol=1e-9, atol=1e-9)
+        assert np.isnan(region.intervals[i, len(iv) :]).all()
+        assert region.threshold[i] == pytest.approx(alone.threshold[0], rel=1e-9)
+        mass = sum(
+            np.sum(
+                w[i] * (stats.norm.cdf(b, mu[i], s[i]) - stats.norm.cdf(a, mu[i], s[i]))
+            )
+            for a, b in iv
+        )
+        assert mass == pytest.approx(0.7, abs=1e-9)
+
+
+@pytest.mark.parametrize("d, full", [(1, False), (2, False), (2, True)])
+def test_mode_in_blocks_of_rows_is_each_rows_own(monkeypatch, d, full):
+    # mode runs on blocks of rows (K (K + 1) / 2 ascents of K components per
+    # row); one row's ascent does not depend on the others', so blocks of one
+    # and two rows give the bits of the whole batch, each row a maximum.
+    dist = random_mixture(np.random.default_rng(22), 9, 4, d=d, full=full)
+    whole = dist.mode()
+    per_row = 4 * (4 if d == 1 else 10) * d * (d if full else 1)
+    for rows in (1, 2):
+        monkeypatch.setattr(mixture_module, "_BLOCK_VALUES", rows * per_row)
+        np.testing.assert_array_equal(dist.mode(), whole)
+    x = np.linspace(-15, 15, 3001)
+    for j in range(d):  # no higher density a small step away along each axis
+        step = np.zeros(d)
+        step[j] = x[1] - x[0]
+        for sign in (1, -1):
+            moved = whole + sign * (step if d > 1 else step[0])
+            assert np.all(dist.logpdf(moved) <= dist.logpdf(whole) + 1e-13)
 
 
 # -------------------------------------------------------------------- modes
