@@ -10,6 +10,7 @@ from scipy.special import logsumexp
 from sklearn.model_selection import GridSearchCV
 
 from skmdn import GaussianMixture, HighestDensityRegion, MDNRegressor
+from skmdn import metrics as metrics_module
 from skmdn.metrics import (
     crps,
     crps_values,
@@ -51,6 +52,22 @@ def test_crps_matches_scoringrules_and_properscoring():
         rtol=1e-10,
     )
     assert crps(y, dist) == pytest.approx(ours.mean())
+
+
+def test_crps_in_blocks_of_rows_matches_scoringrules(monkeypatch):
+    # crps_values runs on blocks of rows (the pair terms take K^2 values per
+    # row); blocks of three of the 50 flat rows (25 rows, 2 outputs) give
+    # scoringrules' values for each output's marginal.
+    monkeypatch.setattr(metrics_module, "_CRPS_BLOCK_VALUES", 3 * 4 * 4)
+    dist = random_mixture(6, n=25, d=2)
+    y = np.random.default_rng(7).normal(size=(25, 2)) * 3
+    ours = crps_values(y, dist)
+    for j in range(2):
+        ref = scoringrules.crps_mixnorm(
+            y[:, j], dist.means[..., j], dist.scales[..., j], dist.weights,
+            backend="numpy",
+        )  # fmt: skip
+        np.testing.assert_allclose(ours[:, j], ref, rtol=1e-10)
 
 
 def test_crps_is_the_integral_of_the_squared_cdf_difference():
