@@ -136,6 +136,21 @@ def test_logpdf_accepts_a_grid_of_leading_axes():
         np.testing.assert_allclose(out[j], dist.logpdf(grid[j]), rtol=1e-14)
 
 
+@pytest.mark.parametrize("full", [False, True])
+def test_logpdf_of_a_long_grid_runs_in_blocks_of_rows(full):
+    # With m values per row a block holds 16384 // m rows (it held 16384
+    # rows, m times the values): 5000 values on 10 rows are blocks of three
+    # rows and one, each row's values matching scipy.
+    rng = np.random.default_rng(13)
+    dist = random_mixture(rng, n=10, K=3, d=2, full=full)
+    grid = rng.normal(scale=2.0, size=(5000, 10, 2))
+    out = dist.logpdf(grid)
+    assert out.shape == (5000, 10)
+    for j in rng.choice(5000, size=4, replace=False):
+        np.testing.assert_allclose(out[j], scipy_logpdf(dist, grid[j]), rtol=1e-10)
+    np.testing.assert_array_equal(out[:, 9], dist[9:].logpdf(grid[:, 9:])[:, 0])
+
+
 def test_bad_shapes_and_arguments_are_reported():
     dist = random_mixture(np.random.default_rng(6), n=3, K=2, d=2, full=False)
     with pytest.raises(ValueError, match="expected"):
