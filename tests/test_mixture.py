@@ -151,6 +151,25 @@ def test_logpdf_of_a_long_grid_runs_in_blocks_of_rows(full):
     np.testing.assert_array_equal(out[:, 9], dist[9:].logpdf(grid[:, 9:])[:, 0])
 
 
+def test_full_covariance_draws_in_slices_of_rows_have_the_right_moments():
+    # Draws from full covariances gather each draw's Cholesky factor in
+    # slices of about 2^20 values: 32768 draws of d = 4 are slices of two
+    # rows here. Each row's draws have the mixture's mean and covariance (law
+    # of total variance, from the component parameters).
+    rng = np.random.default_rng(14)
+    dist = random_mixture(rng, n=5, K=2, d=4, full=True)
+    draws = dist.sample(32768, random_state=0)
+    assert draws.shape == (5, 32768, 4)
+    for i in range(5):
+        w, mu, cov = dist.weights[i], dist.means[i], dist.covariances[i]
+        mean = w @ mu
+        centred = mu - mean
+        total = np.einsum("k,kij->ij", w, cov + centred[:, :, None] * centred[:, None])
+        se = np.sqrt(np.diag(total) / 32768)
+        assert np.all(np.abs(draws[i].mean(0) - mean) < 5 * se)
+        np.testing.assert_allclose(np.cov(draws[i].T), total, rtol=0.05, atol=0.05)
+
+
 def test_bad_shapes_and_arguments_are_reported():
     dist = random_mixture(np.random.default_rng(6), n=3, K=2, d=2, full=False)
     with pytest.raises(ValueError, match="expected"):
