@@ -169,7 +169,22 @@ def test_mixture_weights_and_means(model):
     alpha = ax.collections[1].get_colors()[:, 3]
     w = 0.5 * (dist.weights[:-1, 1] + dist.weights[1:, 1])
     np.testing.assert_allclose(alpha, np.clip(w, 0.05, 1.0))
-    assert len(plot_mixture_means(model, x).collections) == 6  # with bands
+    ax = plot_mixture_means(model, x)
+    assert len(ax.collections) == 6  # with bands
+    # the band of component 1: a quadrilateral per segment, mu -+ 2 sigma at
+    # both ends, in the model's own units
+    mu, sd = dist.means[:, 1, 0], dist.scales[:, 1, 0]
+    paths = ax.collections[2].get_paths()
+    assert len(paths) == 29
+    for i in (0, 13, 28):
+        corners = paths[i].vertices[:4]
+        want = [
+            (x[i], mu[i] - 2 * sd[i]),
+            (x[i + 1], mu[i + 1] - 2 * sd[i + 1]),
+            (x[i + 1], mu[i + 1] + 2 * sd[i + 1]),
+            (x[i], mu[i] + 2 * sd[i]),
+        ]
+        np.testing.assert_allclose(corners, want, rtol=1e-12)
 
 
 def test_loss_curve_with_validation(model):
