@@ -25,7 +25,13 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from ._data import dense_rows, pack_rows, weighted_mean_scale, weighted_quantiles
+from ._data import (
+    dense_rows,
+    dominated_columns,
+    pack_rows,
+    weighted_mean_scale,
+    weighted_quantiles,
+)
 from ._kernels import tanh_forms
 from ._mixture import SAMPLE_ROWS, GaussianMixture, check_n_samples, sample_seeds
 from ._network import NOISE_TYPES, MDNNetwork
@@ -844,6 +850,10 @@ default='tanh'
             X_mean, X_scale = weighted_mean_scale(X, sw)
             y_mean, y_scale = weighted_mean_scale(Y, sw)
             _check_finite_statistics(X=(X_mean, X_scale), y=(y_mean, y_scale))
+            every = -(-len(Y) // _QUANTILE_ROWS)  # as for mean_init below
+            for name, a, scale in (("X", X, X_scale), ("y", Y, y_scale)):
+                columns = dominated_columns(a, sw, scale, every)
+                _warn_if_dominated(name, columns, scale, self.min_scale)
         else:
             X_mean, X_scale = np.zeros(X.shape[1]), np.ones(X.shape[1])
             y_mean, y_scale = np.zeros(Y.shape[1]), np.ones(Y.shape[1])
@@ -1444,6 +1454,33 @@ def _warn_if_worse(initial_loss: float, losses: list[float], model) -> bool:
             ConvergenceWarning,
         )
     return worse
+
+
+def _warn_if_dominated(
+    name: str, columns: list[tuple[int, float]], scale, min_scale: float
+) -> None:
+    """Warn that a few extreme values dominate the standardisation of the
+    ``columns`` of ``X`` or ``y`` (see :func:`~skmdn._data.dominated_columns`)."""
+    if not columns:
+        return
+    j, ratio = max(columns, key=lambda c: c[1])
+    more = f" (and {len(columns) - 1} more)" if len(columns) > 1 else ""
+    floor = (
+        f", and the density's scales are floored at min_scale * {scale[j]:.3g} "
+        f"= {min_scale * scale[j]:.3g}"
+        if name == "y"
+        else ""
+    )
+    warn_user(
+        f"{name} column {j}{more}: its standard deviation ({scale[j]:.3g}) is "
+        f"{ratio:.0f} times the spread of its central 90 % of values. A few "
+        "extreme values dominate the internal standardisation and squeeze the "
+        f"other rows into a tiny range{floor}, which can spoil the fit. Check "
+        "those values (outliers, wrong units, codes such as -999 or 1e9); if "
+        "they are genuine, transform the column first (e.g. a log, or "
+        "scikit-learn's QuantileTransformer for X).",
+        UserWarning,
+    )
 
 
 _ASSUME_FINITE = "sklearn.set_config(assume_finite=True) is on"

@@ -712,3 +712,44 @@ def test_all_zero_sample_weights_are_rejected_before_scikit_learn_1_9(monkeypatc
         with pytest.raises(ValueError, match=match):
             call()
     assert reference.score(X, Y, sample_weight=np.ones(40)) == reference.score(X, Y)
+
+
+def _sine(n=2000, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(-1, 1, (n, 1))
+    return X, np.sin(3 * X[:, 0]) + 0.1 * rng.normal(size=n)
+
+
+@pytest.mark.parametrize("where", ["X", "y"])
+def test_a_few_extreme_values_that_dominate_the_scale_are_named(where):
+    # Regression: one value of 1e6 among 2000 of spread 1 made the internal
+    # standardisation squeeze every other row into a range of 3e-5: the
+    # held-out score fell from 0.875 to -0.80 (in X) or -5.5 (in y, where
+    # min_scale then floors the scales at 22 against noise of 0.1), silently.
+    X, y = _sine()
+    X_test, y_test = _sine(5000, seed=1)
+    clean = MDNRegressor(random_state=0).fit(X, y)
+    X, y = X.copy(), y.copy()
+    (X if where == "X" else y)[0] = 1e6
+    match = rf"{where} column 0: its standard deviation \(2\.24e\+04\) is \d+ times"
+    with pytest.warns(UserWarning, match=match) as record:
+        bad = MDNRegressor(random_state=0).fit(X, y)
+    assert record[0].filename == __file__  # points at the user's line
+    assert bad.score(X_test, y_test) < clean.score(X_test, y_test) - 1.0
+
+
+def test_rare_categories_and_heavy_tails_are_not_called_dominated():
+    # Columns whose central 90 % is one value (a rare one-hot level, a
+    # zero-inflated target) have no spread to squeeze; Student-t noise with 2
+    # degrees of freedom is heavy-tailed, not dominated (ratio about 1.3).
+    rng = np.random.default_rng(0)
+    X = np.column_stack(
+        [rng.uniform(size=2000), rng.uniform(size=2000) < 0.002, rng.normal(size=2000)]
+    )
+    y_zero_inflated = np.where(rng.uniform(size=2000) < 0.97, 0.0, 1e4)
+    y_t2 = X[:, 0] + 0.1 * rng.standard_t(2, size=2000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        warnings.simplefilter("ignore", ConvergenceWarning)  # two epochs
+        for y in (y_zero_inflated, y_t2):
+            MDNRegressor(max_iter=2, random_state=0).fit(X, y)
