@@ -254,17 +254,23 @@ def test_error_inside_training_never_loses_fitted_state(monkeypatch, method):
 
 
 @pytest.mark.parametrize(
-    "bad",
+    ("bad", "match"),
     [
-        lambda m: m.fit(np.c_[X, X], Y),
-        lambda m: m.fit(X, np.c_[Y, Y]),
-        lambda m: m.fit(X, np.where(np.arange(96) == 5, np.nan, Y)),
-        lambda m: m.partial_fit(X, np.c_[Y, Y]),
-        lambda m: m.partial_fit(X[:, :1], Y),
-        lambda m: m.partial_fit(X, Y, sample_weight=-np.ones(96)),
-        lambda m: m.set_params(noise_type="fixed").fit(X, Y),
-        lambda m: m.set_params(n_components=0).fit(X, Y),
-        lambda m: m.set_params(device="gpu").fit(X, Y),
+        (lambda m: m.fit(np.c_[X, X], Y), "X has 4 features"),
+        (lambda m: m.fit(X, np.c_[Y, Y]), "fitted on 1 outputs, but y has 2"),
+        (lambda m: m.fit(X, np.where(np.arange(96) == 5, np.nan, Y)), "y contains NaN"),
+        (lambda m: m.partial_fit(X, np.c_[Y, Y]), "y with 2 output"),
+        (lambda m: m.partial_fit(X[:, :1], Y), "X has 1 features"),
+        (
+            lambda m: m.partial_fit(X, Y, sample_weight=-np.ones(96)),
+            "sample_weight must be non-negative",
+        ),
+        (
+            lambda m: m.set_params(noise_type="fixed").fit(X, Y),
+            "needs fixed_noise_level",
+        ),
+        (lambda m: m.set_params(n_components=0).fit(X, Y), "'n_components' parameter"),
+        (lambda m: m.set_params(device="gpu").fit(X, Y), "device='gpu'"),
     ],
     ids=[
         "fit-n_features",
@@ -278,10 +284,12 @@ def test_error_inside_training_never_loses_fitted_state(monkeypatch, method):
         "bad-device",
     ],
 )
-def test_validation_errors_leave_fitted_state_untouched(bad):
+def test_validation_errors_leave_fitted_state_untouched(bad, match):
+    # each case must fail its own validation (an unrelated ValueError from
+    # deeper in, after the state was touched, would also have passed)
     m = quiet_fit(model(warm_start=True))
     before = snapshot(m)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=match):
         bad(m)
     m.set_params(noise_type="diagonal", n_components=3, device="auto")
     assert_unchanged(m, before)
