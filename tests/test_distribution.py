@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scipy import integrate, stats
+from scipy import integrate, optimize, stats
 
 from skmdn import GaussianMixture, HighestDensityRegion
 from skmdn import _mixture as mixture_module
+from skmdn._univariate import mixture_cdf
 
 
 def random_mixture(rng, n, K, *, spread=3.0, log_scale=1.0, d=1, full=False):
@@ -168,6 +169,31 @@ def test_quantiles_of_a_wide_and_a_needle_component():
         assert dist.ppf(q)[0] == pytest.approx(stats.norm.ppf(2 * q, 0, 1e3), rel=1e-9)
     assert dist.ppf(0.75)[0] == pytest.approx(1e6, abs=1e-6)
     assert abs(dist.ppf(0.75)[0] - 1e6) < 1e-5
+
+
+def test_upper_tail_quantiles_of_a_mixture_match_the_survival_function():
+    # Levels near one are solved on the survival function 1 - F, which keeps
+    # full relative precision there; solved on F itself, F(y) - q is known
+    # only to 1e-16 absolute, which moves y by 1e-16 / p(y) (1e-5 at
+    # q = 1 - 1e-12). Reference: scipy's norm.sf, root by brentq.
+    w, mu, s = np.array([0.3, 0.7]), np.array([-1.0, 2.0]), np.array([0.5, 1.5])
+    dist = GaussianMixture(
+        np.log(w)[None], mu[None, :, None], scales=s[None, :, None], univariate=True
+    )
+    for tail in (1e-6, 1e-9, 1e-12, 1e-14):
+        q = 1.0 - tail
+        target = 1.0 - q  # the tail mass the float q stands for
+
+        def excess(y, target=target):
+            return float(np.sum(w * stats.norm.sf(y, mu, s))) - target
+
+        ref = optimize.brentq(excess, 0.0, 50.0, xtol=1e-14, rtol=1e-15)
+        assert dist.ppf(q)[0] == pytest.approx(ref, rel=1e-10), tail
+    # and the survival function of mixture_cdf itself, against scipy
+    y = np.array([3.0, 8.0, 15.0])
+    sf = mixture_cdf(y, w[None], mu[None], s[None], upper=True)
+    ref = (w * stats.norm.sf(y[:, None], mu, s)).sum(1)
+    np.testing.assert_allclose(sf, ref, rtol=1e-12)
 
 
 # --------------------------------------------------------------------- HDR
