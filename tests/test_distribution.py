@@ -403,6 +403,39 @@ def test_mode_matches_a_dense_grid_in_2d(full):
         assert np.all(dist.logpdf(mode + step) <= dist.logpdf(mode) + 1e-13)
 
 
+def test_mode_at_the_crossing_of_two_elongated_components_in_2d():
+    # Two thin components in a cross: each mean is a local maximum of its
+    # own, but where they overlap the density is higher (row 0: 2 exp(-1/2)
+    # = 1.21 against 1.0 in units of one peak). No mean-shift ascent from a
+    # mean gets there; the peak of the product of the two components does,
+    # its precision-weighted mean (row 1: the plain midpoint of the means
+    # climbs to the second mean instead).
+    log_w = np.log([[0.5, 0.5], [0.72, 0.28]])
+    means = np.array([[[4.0, 0.0], [0.0, 4.0]], [[-2.22, 0.44], [-0.11, 1.61]]])
+    scales = np.array([[[4.0, 0.3], [0.3, 4.0]], [[22.29, 0.087], [0.124, 6.0]]])
+    dist = GaussianMixture(log_w, means, scales=scales)
+    mode = dist.mode()
+    for i, cross in enumerate([(0.0, 0.0), (-0.11, 0.44)]):
+        comps = [
+            stats.multivariate_normal(means[i, k], np.diag(scales[i, k] ** 2))
+            for k in range(2)
+        ]
+
+        def neg_pdf(x, i=i, comps=comps):
+            return -sum(np.exp(log_w[i, k]) * comps[k].pdf(x) for k in range(2))
+
+        g = np.linspace(-1.0, 1.0, 401)
+        grid = np.stack(np.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 2)
+        grid += cross
+        start = grid[np.argmin(neg_pdf(grid))]
+        options = {"xatol": 1e-10, "fatol": 1e-16}
+        ref = optimize.minimize(neg_pdf, start, method="Nelder-Mead", options=options)
+        # the global maximum: above every mean (and every grid point)
+        assert -ref.fun > -neg_pdf(means[i]).min()
+        np.testing.assert_allclose(mode[i], ref.x, atol=1e-6)
+        assert dist[i].pdf(mode[i : i + 1])[0] == pytest.approx(-ref.fun, rel=1e-12)
+
+
 def test_mode_and_small_hdr_far_from_zero_are_exact_to_the_scale():
     # Regression: ascents stopped at steps below 1e-10 |x|, i.e. 0.1 at 1e9,
     # so the mode of unit-scale components there was 2e-3 off, and the HDR
