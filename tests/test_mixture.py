@@ -264,6 +264,35 @@ def test_network_loss_is_the_numpy_density(noise_type, d):
         assert np.allclose(dist.scales, dist.scales[:, :1, :1])
 
 
+@pytest.mark.parametrize(
+    "noise_type", ["diagonal", "isotropic", "isotropic_across", "full"]
+)
+def test_initial_components_and_the_scale_floor(noise_type):
+    # reset_parameters documents that at initialisation the components sit
+    # at mean_init with equal weights and standard deviation scale_init; with
+    # no hidden layer and x = 0 the head outputs are its biases exactly. And
+    # a raw scale far below zero gives the floor min_scale (softplus -> 0).
+    K, d, min_scale = 3, 2, 0.05
+    net = MDNNetwork(2, d, K, (), "tanh", noise_type, min_scale).double()
+    mean_init = torch.arange(K * d, dtype=torch.float64).reshape(K, d)
+    net.reset_parameters(torch.Generator().manual_seed(0), mean_init, scale_init=0.7)
+    with torch.no_grad():
+        p = net(torch.zeros(1, 2, dtype=torch.float64))
+        np.testing.assert_allclose(p.log_weights.exp(), 1 / K, rtol=1e-12)
+        np.testing.assert_allclose(p.means[0], mean_init, rtol=1e-12)
+        full = noise_type == "full"
+        L = p.scale_tril if full else torch.diag_embed(p.scales)
+        np.testing.assert_allclose(L[0], 0.7 * torch.eye(d).expand(K, d, d), atol=1e-12)
+        net.head.bias[K + K * d :] = -100.0  # softplus(-100) = 3.7e-44
+        p = net(torch.zeros(1, 2, dtype=torch.float64))
+        diag = p.scale_tril.diagonal(dim1=-2, dim2=-1) if full else p.scales
+        np.testing.assert_allclose(diag, min_scale, rtol=1e-12)
+        net.head.bias[K + K * d :] = 0.0
+        p = net(torch.zeros(1, 2, dtype=torch.float64))
+        diag = p.scale_tril.diagonal(dim1=-2, dim2=-1) if full else p.scales
+        np.testing.assert_allclose(diag, np.log(2.0) + min_scale, rtol=1e-12)
+
+
 @pytest.mark.parametrize("full", [False, True])
 def test_logpdf_and_sample_of_many_blocks_on_worker_threads(
     full, two_threads, monkeypatch
