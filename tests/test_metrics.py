@@ -458,3 +458,21 @@ def test_coverage_scorer_averages_the_error_of_each_output():
     assert make_coverage_scorer(0.7)(FixedOne(), np.zeros((100, 1)), y0) == -abs(
         interval_coverage(y0, one, 0.7) - 0.7
     )
+
+
+def test_width_scorer_checks_y_though_the_width_does_not_use_it():
+    # Documented: y is checked against the distribution. Unchecked, a y for
+    # other rows, or with a NaN, was scored silently.
+    dist = random_mixture(21, n=30)
+
+    class Fixed:
+        def predict_dist(self, X):
+            return dist
+
+    scorer = make_width_scorer(0.8)
+    y = dist.mean()
+    assert scorer(Fixed(), np.zeros((30, 1)), y) == -interval_width(dist, 0.8)
+    with pytest.raises(ValueError, match=r"y has shape \(29,\)"):
+        scorer(Fixed(), np.zeros((30, 1)), y[:29])
+    with pytest.raises(ValueError, match="NaN"):
+        scorer(Fixed(), np.zeros((30, 1)), np.where(np.arange(30) == 3, np.nan, y))
