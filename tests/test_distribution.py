@@ -403,6 +403,25 @@ def test_mode_matches_a_dense_grid_in_2d(full):
         assert np.all(dist.logpdf(mode + step) <= dist.logpdf(mode) + 1e-13)
 
 
+def test_mode_of_two_merged_components_is_exact_to_the_documented_accuracy():
+    # Two equal Gaussians 2 h scales apart (h < 1: one non-degenerate
+    # maximum, at their midpoint by symmetry). mode() documents the location
+    # to about 1e-10 s_min; ascents that stopped on a rounding-level loss of
+    # density, or took mean-shift's short step on a tie with Newton's, ended
+    # up to 1.3e-8 scales away (h = 0.7976).
+    h = np.linspace(0.3, 0.98, 400)
+    centre, s = 5.0, 2.0
+    means = centre + s * np.stack([-h, h], 1)[..., None]
+    dist = GaussianMixture(
+        np.log(np.full((h.size, 2), 0.5)),
+        means,
+        scales=np.full((h.size, 2, 1), s),
+        univariate=True,
+    )
+    error = np.abs(dist.mode() - centre)
+    assert error.max() <= 1e-10 * s + 4 * np.spacing(centre), h[np.argmax(error)]
+
+
 def test_mode_at_the_crossing_of_two_elongated_components_in_2d():
     # Two thin components in a cross: each mean is a local maximum of its
     # own, but where they overlap the density is higher (row 0: 2 exp(-1/2)
