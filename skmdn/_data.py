@@ -196,11 +196,10 @@ def pack_rows(
 # (of a normal sample, 1) is dominated by a few extreme values (see
 # dominated_columns).
 _DOMINATED = 30.0
+_ROBUST_ROWS = 10_000
 
 
-def dominated_columns(
-    a, w: np.ndarray, scale: np.ndarray, every: int = 1
-) -> list[tuple[int, float]]:
+def dominated_columns(a, w: np.ndarray, scale: np.ndarray) -> list[tuple[int, float]]:
     """Columns whose standard deviation is dominated by a few extreme values.
 
     Standardising by such a standard deviation squeezes the other rows into
@@ -208,7 +207,9 @@ def dominated_columns(
     nats in ``X`` and 2.7 in ``y`` (where ``min_scale`` then floors the
     density's scales far above the noise), 1e6 made it useless (measured,
     sine data). The robust spread is ``(q95 - q05) / 3.29`` (a normal's
-    standard deviation) of the rows ``::every`` (weighted): a column is
+    standard deviation) of an evenly spaced subsample of at most
+    :data:`_ROBUST_ROWS` rows (weighted; 2 ms at 1e6 rows of 10 columns, 20 ms
+    with ten times the rows): a column is
     listed, as ``(index, ratio)``, when ``scale`` is more than
     :data:`_DOMINATED` times it. A column whose central 90 % is one value
     (a rare category, a zero-inflated count) is not: there is no spread to
@@ -220,6 +221,7 @@ def dominated_columns(
     >>> [(j, round(r)) for j, r in dominated_columns(a, w, a.std(0))]
     [(1, 3637)]
     """
+    every = -(-a.shape[0] // _ROBUST_ROWS)
     rows = dense_rows(a, slice(None, None, every))
     q05, q95 = weighted_quantiles(rows, w[::every], np.array([0.05, 0.95]))
     robust = (0.5 * q95 - 0.5 * q05) / 1.645  # halves: no overflow near 1e308

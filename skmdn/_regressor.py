@@ -850,9 +850,8 @@ default='tanh'
             X_mean, X_scale = weighted_mean_scale(X, sw)
             y_mean, y_scale = weighted_mean_scale(Y, sw)
             _check_finite_statistics(X=(X_mean, X_scale), y=(y_mean, y_scale))
-            every = -(-len(Y) // _QUANTILE_ROWS)  # as for mean_init below
             for name, a, scale in (("X", X, X_scale), ("y", Y, y_scale)):
-                columns = dominated_columns(a, sw, scale, every)
+                columns = dominated_columns(a, sw, scale)
                 _warn_if_dominated(name, columns, scale, self.min_scale)
         else:
             X_mean, X_scale = np.zeros(X.shape[1]), np.ones(X.shape[1])
