@@ -56,17 +56,19 @@ _BLOCK_VALUES = 2**23
 def row_units(s_max: np.ndarray) -> np.ndarray:
     """A unit per row for rows whose largest scale is ``s_max``: the power of
     two just above it where it lies outside 2**-100..2**100 (targets in units
-    such as 1e-200 or 1e200), else 1.
+    such as 1e-200 or 1e200; at least 2**-1021), else 1.
 
     Dividing a row's means and scales by a power of two is exact, and every
     result of the row scales with it (densities inversely), so a method runs
     on the rescaled row and scales its result back; rows of ordinary scales
     are left bit for bit as they are.
 
-    >>> np.log2(row_units(np.array([3.0, 0.0, 1e200, 2.0**-300])))
-    array([   0.,    0.,  665., -299.])
+    >>> np.log2(row_units(np.array([3.0, 0.0, 1e200, 2.0**-300, 1e-320])))
+    array([    0.,     0.,   665.,  -299., -1021.])
     """
-    unit = np.ldexp(1.0, np.minimum(np.frexp(s_max)[1], 1023))
+    # 2^1024 is infinite, and so is 1 / 2^e below 2^-1021 (subnormal scales,
+    # whose means and scales divided by 2^-1021 are still exact)
+    unit = np.ldexp(1.0, np.clip(np.frexp(s_max)[1], -1021, 1023))
     lo, hi = _ORDINARY_SCALES
     unit[~((s_max < lo) | (s_max > hi))] = 1.0  # NaN too
     return unit

@@ -818,3 +818,23 @@ def test_scales_beyond_1e154_give_the_rescaled_results(exponent, d, full):
         np.testing.assert_array_equal(region.n_intervals, want.n_intervals)
         np.testing.assert_allclose(region.intervals / c, want.intervals, rtol=1e-9)
         np.testing.assert_allclose(region.threshold * c, want.threshold, rtol=1e-9)
+
+
+@pytest.mark.parametrize("d", [1, 2])
+def test_subnormal_scales_give_the_rescaled_results(d):
+    # Regression: a row's unit was the power of two above its largest scale,
+    # and 1 / unit overflowed below 2**-1021 (subnormal scales): mode() and
+    # std() came back NaN with an overflow warning, hdr() raised. Inputs are
+    # exact in both units, so results scale by 2**-1060, up to the rounding
+    # of subnormal results (a spacing of 2**-14 here).
+    c, tol = 2.0**-1060, 2.0**-12
+    means = np.array([[[0.0] * d, [3.0] * d]])
+    ref = GaussianMixture(np.log([[0.4, 0.6]]), means, np.ones((1, 2, d)))
+    dist = GaussianMixture(ref.log_weights, means * c, np.full((1, 2, d), c))
+    np.testing.assert_allclose(dist.mode() / c, ref.mode(), atol=tol)
+    np.testing.assert_allclose(dist.std() / c, ref.std(), atol=tol)
+    with np.errstate(over="ignore"):  # the density there exceeds 1.8e308
+        region = dist.marginal(0).hdr(0.9)
+    np.testing.assert_allclose(
+        region.intervals / c, ref.marginal(0).hdr(0.9).intervals, atol=tol
+    )
