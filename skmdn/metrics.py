@@ -106,10 +106,15 @@ def _average(values: np.ndarray, sample_weight, multioutput) -> float | np.ndarr
 
 
 def _A(m: np.ndarray, var: np.ndarray) -> np.ndarray:
-    """``E|X|`` for ``X ~ N(m, var)``: ``m (2 Phi(m/s) - 1) + 2 s phi(m/s)``."""
+    """``E|X|`` for ``X ~ N(m, var)``: ``m (2 Phi(m/s) - 1) + 2 s phi(m/s)``,
+    and ``|m|`` for ``var = 0`` (a point mass, as ``tempered`` makes)."""
     s = np.sqrt(var)
-    z = m / s
-    return m * (2.0 * ndtr(z) - 1.0) + 2.0 * s * _INV_SQRT_2PI * np.exp(-0.5 * z * z)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = m / s
+    a = m * (2.0 * ndtr(z) - 1.0) + 2.0 * s * _INV_SQRT_2PI * np.exp(-0.5 * z * z)
+    if not (s > 0).all():  # 0 / 0 at m = 0: CRPS was NaN
+        a = np.where(s > 0, a, np.abs(m))
+    return a
 
 
 def crps_values(y, dist: GaussianMixture) -> np.ndarray:

@@ -103,6 +103,34 @@ def test_crps_of_scales_beyond_1e154_scales_with_the_units(exponent):
     )
 
 
+def test_crps_of_point_masses_is_the_integral_of_the_squared_cdf_gap():
+    # Regression: E|X| of a point mass (variance 0) at distance 0 was 0 / 0,
+    # so CRPS was NaN whenever y sat on a point mass or the mixture had one
+    # (tempered(scale_temperature=0), whose cdf and ppf step there). The
+    # reference is the definition, the integral of (F(x) - [x >= y])^2.
+    dist = GaussianMixture(
+        np.log([[0.3, 0.7], [0.5, 0.5]]),
+        np.array([[[0.0], [2.0]], [[5.0], [-1.0]]]),
+        np.array([[[0.0], [1.0]], [[0.0], [0.0]]]),
+        univariate=True,
+    )
+    y = np.array([0.0, 5.0])
+    for i in range(2):
+        w, mu, s = np.exp(dist.log_weights[i]), dist.means[i, :, 0], dist.scales[i]
+
+        def gap(x, i=i, w=w, mu=mu, s=s[:, 0]):
+            F = sum(
+                wk * (stats.norm.cdf(x, m, sk) if sk > 0 else float(x >= m))
+                for wk, m, sk in zip(w, mu, s, strict=True)
+            )
+            return (F - float(x >= y[i])) ** 2
+
+        ref = integrate.quad(gap, -20, 20, points=[-1, 0, 2, 5], limit=200)[0]
+        assert crps_values(y[i : i + 1], dist[i : i + 1])[0] == pytest.approx(
+            ref, rel=1e-7
+        )
+
+
 def test_multi_output_metrics_are_marginal():
     dist = random_mixture(4, n=20, d=2)
     y = np.random.default_rng(5).normal(size=(20, 2))
