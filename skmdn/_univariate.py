@@ -245,14 +245,18 @@ def _ppf_flat(q, w, mu, s) -> np.ndarray:
     if (s > 0).all():
         return x
     # The search closes in on a point mass's mean from both sides and stops
-    # within 4 eps |x| of it: return the mean itself, the smallest x whose F
-    # reaches q (the atom's own level is a flat stretch of F^-1).
+    # near it (within 4 eps |x|, or at an atom at 0 ever closer to 0, as
+    # XTOL * s_min is 0): return the mean itself where it is the smallest x
+    # whose F reaches q, F(mean-) < q <= F(mean) (the atom's own level is a
+    # flat stretch of F^-1).
     atoms = np.where(s > 0, np.nan, mu)
-    near = np.abs(atoms - x[:, None]) <= 8 * np.finfo(np.float64).eps * np.abs(
-        x[:, None]
-    )
-    rows, k = np.nonzero(near)
-    x[rows] = mu[rows, k]
+    idx = np.flatnonzero(~np.isnan(atoms).all(1))
+    k = np.nanargmin(np.abs(atoms[idx] - x[idx, None]), axis=1)
+    atom = mu[idx, k]
+    at, _ = fun(atom, idx)
+    below, _ = fun(np.nextafter(atom, -np.inf), idx)
+    snap = (at >= 0) & (below < 0)
+    x[idx[snap]] = atom[snap]
     return x
 
 

@@ -607,31 +607,38 @@ def test_point_masses_refuse_densities_and_keep_their_moments():
         diagonal.hdr(0.5)
 
 
-def test_point_mass_cdf_and_ppf():
+@pytest.mark.parametrize("shift", [0.0, 1.0])
+def test_point_mass_cdf_and_ppf(shift):
     """A point mass's CDF steps to its weight at its mean: cdf there gave NaN
     (0 / 0) with RuntimeWarnings, and ppf on the atom's level landed a few
-    ulps off the mean. Against scipy's normal CDF plus steps, and the
-    smallest x of a fine grid whose F reaches q."""
-    w, mu, s = np.array([0.3, 0.5, 0.2]), np.array([-1.0, 1.0, 0.5]), [0.0, 1, 0]
+    ulps off the mean, or 1e-61 off an atom at 0 (shift 1). Against scipy's
+    normal CDF plus steps, and the smallest x of a fine grid whose F reaches
+    q."""
+    w, s = np.array([0.3, 0.5, 0.2]), [0.0, 1, 0]
+    mu = np.array([-1.0, 1.0, 0.5]) + shift
     dist = GaussianMixture(
         np.log(w)[None], mu[None, :, None], scales=np.array(s)[None, :, None],
         univariate=True,
     )  # fmt: skip
 
     def F(x):
+        x = x - shift
         return w[0] * (x >= -1) + w[1] * stats.norm.cdf(x, 1, 1) + w[2] * (x >= 0.5)
 
-    x = np.array([-1.0, -1.0001, 0.4999, 0.5, 3.0])
+    x = np.array([-1.0, -1.0001, 0.4999, 0.5, 3.0]) + shift
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         np.testing.assert_allclose(dist.cdf(x[:, None])[:, 0], F(x), rtol=1e-14)
         q = np.array([0.01, 0.1, 0.3, 0.31, 0.5, 0.6, 0.9, 0.99])
         got = dist.ppf(q[:, None])[:, 0]
-    grid = np.linspace(-3, 5, 800001)
+        interval = dist.interval(0.6)[0]
+    grid = np.linspace(-3, 5, 800001) + shift
     want = grid[np.searchsorted(F(grid), q)]
     np.testing.assert_allclose(got, want, atol=1e-5)
-    assert list(got[1:6]) == [-1.0, -1.0, -1.0, 0.5, 0.5]  # on the atoms, exactly
+    on_atoms = [-1.0, -1.0, -1.0, 0.5, 0.5]
+    assert list(got[1:6]) == [a + shift for a in on_atoms]  # exactly
     assert (F(got[1:6]) >= q[1:6]).all()  # the smallest x with F(x) >= q
+    assert interval[0] == mu[0]  # the 0.2 quantile
 
 
 def test_temperature_of_full_covariances():
