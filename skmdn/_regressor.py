@@ -1472,7 +1472,8 @@ def _warn_if_dominated(
     )
     warn_user(
         f"{name} column {j}{more}: its standard deviation ({scale[j]:.3g}) is "
-        f"{ratio:.0f} times the spread of its central 90 % of values. A few "
+        f"{ratio:.0f} times the {scale[j] / ratio:.3g} that its central 90 % of "
+        "values implies ((q95 - q05) / 3.29, a normal's). A few "
         "extreme values dominate the internal standardisation and squeeze the "
         f"other rows into a tiny range{floor}, which can spoil the fit. Check "
         "those values (outliers, wrong units, codes such as -999 or 1e9); if "

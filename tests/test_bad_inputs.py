@@ -738,6 +738,27 @@ def test_a_few_extreme_values_that_dominate_the_scale_are_named(where):
     assert bad.score(X_test, y_test) < clean.score(X_test, y_test) - 1.0
 
 
+def test_the_dominated_warning_states_the_spread_it_compares_with():
+    # The warning said "N times the spread of its central 90 %", but N is
+    # the ratio to (q95 - q05) / 3.29 (a normal's standard deviation), 3.29
+    # times the spread itself: it now names that value, checked here against
+    # numpy's quantiles and the standard deviation.
+    X, y = _sine()
+    y = y.copy()
+    y[0] = 1e6
+    with pytest.warns(UserWarning, match="y column 0") as record:
+        MDNRegressor(max_iter=1, random_state=0).fit(X, y)
+    message = str(record[0].message)
+    std, ratio, robust = (
+        float(v)
+        for v in re.search(r"\((\S+)\) is (\d+) times the (\S+) that", message).groups()
+    )
+    q05, q95 = np.quantile(y, [0.05, 0.95])
+    assert robust == pytest.approx((q95 - q05) / 3.29, rel=0.02)
+    assert std == pytest.approx(y.std(), rel=5e-3)  # 3 digits
+    assert ratio == pytest.approx(std / robust, rel=0.02)
+
+
 def test_rare_categories_and_heavy_tails_are_not_called_dominated():
     # Columns whose central 90 % is one value (a rare one-hot level, a
     # zero-inflated target) have no spread to squeeze; Student-t noise with 2
