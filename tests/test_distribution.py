@@ -358,6 +358,39 @@ def test_hdr_in_blocks_of_rows_is_each_rows_own(monkeypatch):
         assert mass == pytest.approx(0.7, abs=1e-9)
 
 
+def test_blocks_of_rows_of_mixed_extreme_scales(monkeypatch):
+    # Both sides of two merged changes at once: hdr() and mode() run on blocks
+    # of rows AND in units of 2**+-600 for rows of extreme scales. With blocks
+    # of 4 of 23 rows, every third row 2**600 and every third 2**-600 times a
+    # reference mixture, each row's results are the reference's in its units.
+    ref = random_mixture(np.random.default_rng(23), 23, 3, spread=4.0)
+    c = 2.0 ** np.where(np.arange(23) % 3 == 0, 600, -600)
+    c[np.arange(23) % 3 == 2] = 1.0
+    dist = GaussianMixture(
+        ref.log_weights, ref.means * c[:, None, None], ref.scales * c[:, None, None],
+        univariate=True,
+    )  # fmt: skip
+    want_region, want_mode = ref.hdr(0.8), ref.mode()
+    monkeypatch.setattr(mixture_module, "_BLOCK_VALUES", 4 * 3 * (17 * 3 + 12))
+    assert len(dist._row_blocks(3 * (17 * 3 + 12))) == 6
+    region = dist.hdr(0.8)
+    np.testing.assert_array_equal(region.n_intervals, want_region.n_intervals)
+    np.testing.assert_allclose(
+        region.intervals / c[:, None, None], want_region.intervals, rtol=1e-9
+    )
+    np.testing.assert_allclose(region.threshold * c, want_region.threshold, rtol=1e-9)
+    np.testing.assert_allclose(dist.mode() / c, want_mode, rtol=0, atol=1e-6)
+    w, mu, s = ref.weights, ref.means[..., 0], ref.scales[..., 0]
+    for i, iv in enumerate(want_region.to_list()):  # mass 0.8 by scipy's CDF
+        mass = sum(
+            np.sum(
+                w[i] * (stats.norm.cdf(b, mu[i], s[i]) - stats.norm.cdf(a, mu[i], s[i]))
+            )
+            for a, b in iv
+        )
+        assert mass == pytest.approx(0.8, abs=1e-9)
+
+
 @pytest.mark.parametrize("d, full", [(1, False), (2, False), (2, True)])
 def test_mode_in_blocks_of_rows_is_each_rows_own(monkeypatch, d, full):
     # mode runs on blocks of rows (K (K + 1) / 2 ascents of K components per
