@@ -126,7 +126,9 @@ def crps_values(y, dist: GaussianMixture) -> np.ndarray:
                      - 1/2 sum_kl w_k w_l A(mu_k - mu_l, s_k^2 + s_l^2),
 
     with ``A(m, v) = m (2 Phi(m / sqrt v) - 1) + 2 sqrt(v) phi(m / sqrt v)``,
-    the mean absolute value of ``N(m, v)``. Costs ``O(K^2)`` per row.
+    the mean absolute value of ``N(m, v)`` (``|m|`` for ``v = 0``, so point
+    masses, as ``tempered(scale_temperature=0)`` makes, score too). Costs
+    ``O(K^2)`` per row.
 
     Parameters
     ----------
