@@ -850,9 +850,11 @@ default='tanh'
             X_mean, X_scale = weighted_mean_scale(X, sw)
             y_mean, y_scale = weighted_mean_scale(Y, sw)
             _check_finite_statistics(X=(X_mean, X_scale), y=(y_mean, y_scale))
+            # 'fixed' noise has no floor: its scale is given in target units
+            floor = None if self.noise_type == "fixed" else self.min_scale
             for name, a, scale in (("X", X, X_scale), ("y", Y, y_scale)):
                 columns = dominated_columns(a, sw, scale)
-                _warn_if_dominated(name, columns, scale, self.min_scale)
+                _warn_if_dominated(name, columns, scale, floor)
         else:
             X_mean, X_scale = np.zeros(X.shape[1]), np.ones(X.shape[1])
             y_mean, y_scale = np.zeros(Y.shape[1]), np.ones(Y.shape[1])
@@ -1456,10 +1458,11 @@ def _warn_if_worse(initial_loss: float, losses: list[float], model) -> bool:
 
 
 def _warn_if_dominated(
-    name: str, columns: list[tuple[int, float]], scale, min_scale: float
+    name: str, columns: list[tuple[int, float]], scale, min_scale: float | None
 ) -> None:
     """Warn that a few extreme values dominate the standardisation of the
-    ``columns`` of ``X`` or ``y`` (see :func:`~skmdn._data.dominated_columns`)."""
+    ``columns`` of ``X`` or ``y`` (see :func:`~skmdn._data.dominated_columns`);
+    ``min_scale`` None when the scales have no floor (``noise_type='fixed'``)."""
     if not columns:
         return
     j, ratio = max(columns, key=lambda c: c[1])
@@ -1467,7 +1470,7 @@ def _warn_if_dominated(
     floor = (
         f", and the density's scales are floored at min_scale * {scale[j]:.3g} "
         f"= {min_scale * scale[j]:.3g}"
-        if name == "y"
+        if name == "y" and min_scale is not None
         else ""
     )
     warn_user(

@@ -759,6 +759,22 @@ def test_the_dominated_warning_states_the_spread_it_compares_with():
     assert ratio == pytest.approx(std / robust, rel=0.02)
 
 
+def test_the_dominated_warning_names_the_floor_only_where_there_is_one():
+    # noise_type='fixed' has no min_scale floor (its scale is given in target
+    # units), but the warning said the scales were floored at min_scale * std.
+    X, y = _sine(300)
+    y = y.copy()
+    y[0] = 1e6
+    for kwargs, floored in (({}, True), ({"noise_type": "fixed"}, False)):
+        model = MDNRegressor(max_iter=1, random_state=0, **kwargs)
+        if not floored:
+            model.set_params(fixed_noise_level=0.1)
+        with pytest.warns(UserWarning, match="y column 0") as record:
+            model.fit(X, y)
+        message = next(str(r.message) for r in record if "y column" in str(r.message))
+        assert ("floored at min_scale" in message) == floored
+
+
 def test_rare_categories_and_heavy_tails_are_not_called_dominated():
     # Columns whose central 90 % is one value (a rare one-hot level, a
     # zero-inflated target) have no spread to squeeze; Student-t noise with 2
