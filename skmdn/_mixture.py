@@ -864,7 +864,10 @@ class GaussianMixture:
         ``max(4 eps |y|, 1e-12 s_min)`` (``eps`` the float64 resolution,
         ``s_min`` the row's smallest component scale), far inside the 1e-8
         relative accuracy one would ask for; levels above one half use the
-        survival function, so both tails are exact.
+        survival function, so both tails are exact. A point mass (scale 0,
+        as ``tempered(scale_temperature=0)`` makes) is a step of the CDF:
+        the levels of its step give its mean exactly, the smallest ``y``
+        with ``cdf(y) >= q``.
 
         Parameters
         ----------
