@@ -11,6 +11,35 @@ def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)
 
 
+# float32 is not bit-stable across rows: BLAS picks its matmul kernel by the
+# number of rows, so a row's float32 prediction moves by ~1e-7 relative with
+# the rows predicted beside it, and 300 Adam steps amplify the rounding of a
+# weighted sum versus repeated rows past these checks' rtol=1e-7.
+_FLOAT32_ROUNDING = {
+    "check_methods_subset_invariance": "float32 matmul rounding depends on rows",
+    "check_sample_weight_equivalence_on_dense_data": "float32 rounding",
+    "check_sample_weight_equivalence_on_sparse_data": "float32 rounding",
+}
+
+
+def _expected_failed_checks(estimator):
+    return _FLOAT32_ROUNDING if estimator.precision == "float32" else {}
+
+
+# Settings users grid-search over, beyond the defaults (about 60 s in all).
+@parametrize_with_checks(
+    [
+        MDNRegressor(noise_type="full", random_state=0),
+        MDNRegressor(noise_type="isotropic", random_state=0),
+        MDNRegressor(point_estimate="mode", random_state=0),
+        MDNRegressor(precision="float32", random_state=0),
+    ],
+    expected_failed_checks=_expected_failed_checks,
+)
+def test_sklearn_compatible_settings(estimator, check):
+    check(estimator)
+
+
 def test_poor_score_tag_is_the_only_relaxation():
     tags = MDNRegressor().__sklearn_tags__()
     assert tags.regressor_tags.poor_score
