@@ -296,7 +296,11 @@ default='tanh'
         ``float32[pyarrow]`` columns too: scikit-learn converts them to
         float64). The call that builds the model decides: a warm-started fit
         or a later :meth:`partial_fit` keeps its type whatever the dtype of
-        its ``X``. Outputs are always float64 numpy arrays.
+        its ``X``. Outputs are always float64 numpy arrays. A float32 model
+        is not bit-stable: BLAS picks its kernel by the number of rows, so a
+        row's outputs can move by ~1e-7 relative with the rows predicted
+        beside it, and integer ``sample_weight`` matches repeated rows only
+        to that rounding, which training amplifies.
     device : str, default='auto'
         ``'auto'`` (CUDA, else MPS, else CPU), ``'cpu'``, ``'cuda'``,
         ``'cuda:N'`` or ``'mps'``. Tensors are moved there internally; inputs
@@ -624,7 +628,8 @@ default='tanh'
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative weights; the loss is the weighted mean NLL, and an
             integer weight is equivalent to repeating the sample: the same
-            objective and penalty, and the same fit while the weights sum to
+            objective and penalty, and the same fit (to rounding, which
+            training can amplify to ~1e-6 relative) while the weights sum to
             less than 100. The ``'auto'`` settings of ``early_stopping``,
             ``batch_size`` and ``noise_regularization`` follow the effective
             sample size of the weights, not their sum, so above that repeated
