@@ -208,9 +208,9 @@ def dominated_columns(a, w: np.ndarray, scale: np.ndarray) -> list[tuple[int, fl
     density's scales far above the noise), 1e6 made it useless (measured,
     sine data). The robust spread is ``(q95 - q05) / 3.29`` (a normal's
     standard deviation) of an evenly spaced subsample of at most
-    :data:`_ROBUST_ROWS` rows (weighted; 2 ms at 1e6 rows of 10 columns, 20 ms
-    with ten times the rows): a column is
-    listed, as ``(index, ratio)``, when ``scale`` is more than
+    :data:`_ROBUST_ROWS` rows (weighted; 2 ms at 1e6 rows of 10 columns, 20
+    ms with a subsample ten times larger): a column is listed, as ``(index,
+    ratio)``, when ``scale`` is more than
     :data:`_DOMINATED` times it. A column whose central 90 % is one value
     (a rare category, a zero-inflated count) is not: there is no spread to
     squeeze.
