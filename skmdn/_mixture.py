@@ -31,6 +31,7 @@ __all__ = [
     "diagonal_nll_backward",
     "diagonal_nll_forward",
     "mixture_log_prob",
+    "row_blocks",
     "row_units",
     "sample_seeds",
 ]
@@ -77,6 +78,19 @@ def row_units(s_max: np.ndarray) -> np.ndarray:
 def _row_max(a: np.ndarray) -> np.ndarray:
     """Largest ``|a|`` of each row of ``a`` (n, ...), 0 for empty rows."""
     return np.abs(a).max(axis=tuple(range(1, a.ndim)), initial=0.0)
+
+
+def row_blocks(n: int, values_per_row: int, budget: int | None = None) -> list[slice]:
+    """Consecutive blocks of ``n`` rows of at most ``budget`` values
+    (:data:`_BLOCK_VALUES` by default), for ``values_per_row`` values per row:
+    at least one row per block, and one empty block for ``n = 0``.
+
+    >>> row_blocks(5, 3, budget=6)
+    [slice(0, 2, None), slice(2, 4, None), slice(4, 5, None)]
+    """
+    budget = _BLOCK_VALUES if budget is None else budget  # read at call time
+    step = max(1, budget // max(values_per_row, 1))
+    return [slice(i, min(i + step, n)) for i in range(0, max(n, 1), step)]
 
 
 def _times_rows(a: np.ndarray, unit: np.ndarray) -> np.ndarray:
@@ -759,9 +773,7 @@ class GaussianMixture:
         # rows of about 2^20 values (8 MB), not the whole block (at d = 20,
         # 100 draws per row, 386 MB per 1000 rows, measured)
         tril = self._scale_tril.reshape(n * K, d, d)
-        step = max(1, 2**20 // (n_samples * d * d))
-        for i in range(0, n, step):
-            rows = slice(i, i + step)
+        for rows in row_blocks(n, n_samples * d * d, 2**20):
             L = np.take(tril, index[rows], axis=0)
             mu[rows] += np.einsum("nsij,nsj->nsi", L, z[rows])
         return mu
@@ -968,19 +980,11 @@ class GaussianMixture:
         K = self.n_components
         starts = K * (K + 1) // 2  # ascents; the grid has 17 K + 2 starts points
         regions = []
-        for rows in self._row_blocks(K * (17 * K + 2 * starts)):
+        for rows in row_blocks(len(self), K * (17 * K + 2 * starts)):
             # every local maximum
             points, _ = self[rows]._local_modes(pair_starts=True)
             regions.append(mixture_hdr(c, w[rows], mu[rows], s[rows], points[..., 0]))
         return _concatenate_regions(regions, c)
-
-    def _row_blocks(self, values_per_row: int) -> list[slice]:
-        """Consecutive blocks of rows of at most :data:`_BLOCK_VALUES` values,
-        for ``values_per_row`` values per row (at least one row per block,
-        one block for an empty batch)."""
-        n = len(self)
-        step = max(1, _BLOCK_VALUES // max(values_per_row, 1))
-        return [slice(i, min(i + step, n)) for i in range(0, max(n, 1), step)]
 
     def _rescaled(self) -> tuple[GaussianMixture, np.ndarray] | None:
         """This mixture with row ``i`` in units of ``unit[i]`` (means and
@@ -1059,8 +1063,8 @@ class GaussianMixture:
         n, K, d = self.means.shape
         starts = K if d == 1 else K * (K + 1) // 2
         out = np.empty((n, d))
-        for rows in self._row_blocks(
-            starts * K * d * (1 if self.scales is not None else d)
+        for rows in row_blocks(
+            n, starts * K * d * (1 if self.scales is not None else d)
         ):
             points, logp = self[rows]._local_modes()
             out[rows] = points[np.arange(len(points)), np.argmax(logp, axis=1)]

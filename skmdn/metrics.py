@@ -36,7 +36,7 @@ from typing import Literal
 import numpy as np
 from scipy.special import ndtr
 
-from ._mixture import GaussianMixture, row_units
+from ._mixture import GaussianMixture, row_blocks, row_units
 from ._utils import (
     check_finite_targets,
     check_sample_weight,
@@ -159,9 +159,7 @@ def crps_values(y, dist: GaussianMixture) -> np.ndarray:
     out = np.empty(len(w))
     # in blocks of rows: the (rows, K, K) pair terms of a whole batch took
     # 640 MB per 1000 rows at K = 100, and 2-4x as long per pair (measured)
-    step = max(1, _CRPS_BLOCK_VALUES // w.shape[1] ** 2)
-    for i in range(0, len(w), step):
-        rows = slice(i, i + step)
+    for rows in row_blocks(len(w), w.shape[1] ** 2, _CRPS_BLOCK_VALUES):
         out[rows] = _crps_rows(flat_y[rows], w[rows], mu[rows], s[rows])
     return (out * unit[:, 0]).reshape(y.shape)
 

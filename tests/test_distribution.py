@@ -372,7 +372,7 @@ def test_blocks_of_rows_of_mixed_extreme_scales(monkeypatch):
     )  # fmt: skip
     want_region, want_mode = ref.hdr(0.8), ref.mode()
     monkeypatch.setattr(mixture_module, "_BLOCK_VALUES", 4 * 3 * (17 * 3 + 12))
-    assert len(dist._row_blocks(3 * (17 * 3 + 12))) == 6
+    assert len(mixture_module.row_blocks(len(dist), 3 * (17 * 3 + 12))) == 6
     region = dist.hdr(0.8)
     np.testing.assert_array_equal(region.n_intervals, want_region.n_intervals)
     np.testing.assert_allclose(
