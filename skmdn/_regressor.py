@@ -301,10 +301,11 @@ default='tanh'
         row's outputs can move by ~1e-7 relative with the rows predicted
         beside it, and integer ``sample_weight`` matches repeated rows only
         to that rounding, which training amplifies.
-    device : str, default='auto'
+    device : str or torch.device, default='auto'
         ``'auto'`` (CUDA, else MPS, else CPU), ``'cpu'``, ``'cuda'``,
-        ``'cuda:N'`` or ``'mps'``. Tensors are moved there internally; inputs
-        and outputs are numpy arrays.
+        ``'cuda:N'`` or ``'mps'``, or a :class:`torch.device` of those.
+        Tensors are moved there internally; inputs and outputs are numpy
+        arrays.
     n_threads : int, default=None
         Number of CPU threads used by fit and prediction; the global torch
         setting is restored afterwards. ``None`` means the thread budget:
@@ -461,7 +462,7 @@ default='tanh'
         "min_scale": [Interval(Real, 0, None, closed="left")],
         "standardize": ["boolean"],
         "precision": [StrOptions({"auto", "float32", "float64"})],
-        "device": [str],
+        "device": [str, torch.device],
         "n_threads": [Interval(Integral, 1, None, closed="left"), None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],

@@ -89,13 +89,25 @@ def _current_cuda() -> torch.device:
     return torch.device("cuda", torch.cuda.current_device())
 
 
-def resolve_device(device: str, *, fallback: bool = False) -> torch.device:
+def _device_name(device: torch.device) -> str:
+    """A :class:`torch.device` as the string the ``device`` parameter takes:
+    ``'cuda:N'`` (or ``'cuda'``) for a GPU, ``'cpu'`` and ``'mps'`` (index
+    None or 0: there is one of each); anything else as torch writes it."""
+    if device.type in ("cpu", "mps") and device.index in (None, 0):
+        return device.type
+    return str(device)
+
+
+def resolve_device(
+    device: str | torch.device, *, fallback: bool = False
+) -> torch.device:
     """Turn the ``device`` parameter into a :class:`torch.device`.
 
     Parameters
     ----------
-    device : str
-        ``'auto'``, ``'cpu'``, ``'cuda'``, ``'cuda:N'`` or ``'mps'``.
+    device : str or torch.device
+        ``'auto'``, ``'cpu'``, ``'cuda'``, ``'cuda:N'`` or ``'mps'``, or a
+        :class:`torch.device` of type cpu, cuda or mps.
     fallback : bool, default=False
         If the requested accelerator is not available, warn and return the CPU
         instead of raising (used when a model is loaded on another machine).
@@ -104,10 +116,12 @@ def resolve_device(device: str, *, fallback: bool = False) -> torch.device:
     -------
     torch.device
     """
+    if isinstance(device, torch.device):
+        device = _device_name(device)
     if not isinstance(device, str) or not _DEVICE_PATTERN.match(device):
         raise ValueError(
             f"device={device!r} is not understood. Use 'auto', 'cpu', 'cuda', "
-            "'cuda:N' (N an integer) or 'mps'."
+            "'cuda:N' (N an integer) or 'mps', or a torch.device of those."
         )
     if device == "auto":
         if _cuda_available():
