@@ -302,10 +302,17 @@ default='tanh'
         beside it, and integer ``sample_weight`` matches repeated rows only
         to that rounding, which training amplifies.
     device : str or torch.device, default='auto'
-        ``'auto'`` (CUDA, else MPS, else CPU), ``'cpu'``, ``'cuda'``,
-        ``'cuda:N'`` or ``'mps'``, or a :class:`torch.device` of those.
-        Tensors are moved there internally; inputs and outputs are numpy
-        arrays.
+        Where :meth:`fit` and :meth:`partial_fit` train: ``'auto'`` (the
+        current CUDA GPU, else MPS, else the CPU, chosen at each call),
+        ``'cpu'``, ``'cuda'`` (the GPU current at the call), ``'cuda:N'`` or
+        ``'mps'``, or a :class:`torch.device` of those. A device this machine
+        does not have raises a ``ValueError`` (no silent fallback). MPS has
+        no float64: a float64 request trains in float32 there, with a
+        warning. Tensors are moved there internally; inputs and outputs are
+        numpy arrays. Prediction runs where the model is (``device_``). A
+        model continued (``warm_start``, :meth:`partial_fit`) after
+        ``set_params(device=...)`` moves to the new device with Adam's
+        state (a float64 model cannot move to MPS: an error says what to do).
     n_threads : int, default=None
         Number of CPU threads used by fit and prediction; the global torch
         setting is restored afterwards. ``None`` means the thread budget:
@@ -345,7 +352,8 @@ default='tanh'
         ``activation``, ``min_scale``, ``fixed_noise_level`` with fixed
         noise, ``standardize``, ``precision``) must keep their values: a
         changed one raises a ``ValueError`` that names it
-        (``warm_start=False`` builds a new model).
+        (``warm_start=False`` builds a new model). A changed ``device`` is
+        honoured: the model moves there (see ``device``).
 
     Attributes
     ----------
@@ -359,7 +367,9 @@ default='tanh'
     network_ : torch.nn.Module
         The fitted network (on ``device_``), in standardised units.
     device_ : str
-        Device the network lives on.
+        Device the network lives on: where the last :meth:`fit` or
+        :meth:`partial_fit` trained, or the CPU after loading on a machine
+        without that device.
     dtype_ : torch.dtype
         Floating-point type of the network.
     loss_curve_ : list of float
@@ -661,7 +671,11 @@ default='tanh'
                 f"outputs, but y has {Y.shape[1]}. Set warm_start=False to refit."
             )
         seed = seed_from_random_state(self.random_state)
-        state = self._fresh_state(X, Y, sw, seed) if not warm else self._copy_state()
+        state = (
+            self._fresh_state(X, Y, sw, seed)
+            if not warm
+            else self._copy_state("warm_start=True")
+        )
         train_rows = val_rows = None
         n_eff = _effective_sample_size(sw)
         early_stopping = self._use_early_stopping(n_eff)
@@ -809,7 +823,7 @@ default='tanh'
             history = TrainHistory()
         else:
             seed = self._seed
-            state = self._copy_state()
+            state = self._copy_state("partial_fit")
             # not a deep copy: its lists are appended to in place (a failed
             # call truncates them back, see _unchanged_on_error), so that a
             # call does not cost more as the history of a long stream grows
@@ -898,11 +912,24 @@ default='tanh'
         network.to(device=device, dtype=dtype)
         return _State(network, config, device, dtype, X_mean, X_scale, y_mean, y_scale)
 
-    def _copy_state(self) -> _State:
+    def _copy_state(self, how: str) -> _State:
+        """A copy of the fitted model for ``how`` (the call, for messages) to
+        continue, on the device ``device`` resolves to now: after
+        ``set_params(device=...)`` the model moves there (and Adam's moments
+        with it, which :meth:`FlatAdam.load_state_dict` copies to the
+        network's device). A float64 model cannot move to MPS."""
+        device = resolve_device(self.device)
+        if self.dtype_ == torch.float64 and device.type == "mps":
+            raise ValueError(
+                f"{how} continues a float64 model, but device={self.device!r} "
+                "is MPS, which has no float64. Continue it on device='cpu' (or "
+                f"where it was fitted, {self.device_!r}), or call fit with "
+                "warm_start=False to build a float32 model on MPS."
+            )
         return _State(
-            copy.deepcopy(self.network_),
+            copy.deepcopy(self.network_).to(device),
             dict(self._network_config),
-            torch.device(self.device_),
+            device,
             self.dtype_,
             self.X_mean_,
             self.X_scale_,
