@@ -401,8 +401,10 @@ default='tanh'
     -----
     Fitted models pickle (and ``joblib.dump``) as plain numpy arrays, so they
     load on a machine without the device they were trained on (a CUDA model
-    loads on the CPU with a warning). For the secure ``skops.io`` format, the
-    types to trust after checking the file's origin are::
+    loads on the CPU with a warning; its ``device`` parameter is kept, so
+    ``set_params(device='cpu')`` before training it further there). For the
+    secure ``skops.io`` format, the types to trust after checking the file's
+    origin are::
 
         import skops.io as sio
         sio.dump(model, "model.skops")

@@ -142,7 +142,8 @@ def resolve_device(
     if fallback:
         warn_user(
             f"This model was on device {device!r}, which is not available on this "
-            "machine; it is moved to the CPU.",
+            "machine; it is moved to the CPU. To train it further here "
+            "(warm_start, partial_fit), set_params(device='cpu') first.",
             RuntimeWarning,
         )
         return torch.device("cpu")

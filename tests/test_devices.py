@@ -8,6 +8,7 @@ as it starts, which shows where every tensor of the step would live.
 
 from __future__ import annotations
 
+import pickle
 import warnings
 
 import numpy as np
@@ -16,6 +17,7 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 
 import skmdn._regressor as regressor
+from skmdn import MDNRegressor
 from tests.test_faults import X, Y, assert_unchanged, model, quiet_fit, snapshot
 
 
@@ -157,3 +159,92 @@ def test_torch_device_objects_are_accepted(monkeypatch):
     assert m.device_ == "cpu"
     reference = quiet_fit(model(device="cpu"))
     np.testing.assert_array_equal(m.predict(X), reference.predict(X))
+
+
+# ------------------------------------------------------------- persistence
+class _CudaTensor(torch.Tensor):
+    """A CPU tensor that refuses ``.numpy()`` as a CUDA tensor does, until
+    ``.cpu()`` makes a plain CPU tensor of it."""
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        if func is torch.Tensor.numpy:
+            raise TypeError(
+                "can't convert cuda:0 device type tensor to numpy. Use "
+                "Tensor.cpu() to copy the tensor to host memory first."
+            )
+        if func is torch.Tensor.cpu:
+            return args[0].as_subclass(torch.Tensor).clone()
+        return super().__torch_function__(func, types, args, kwargs or {})
+
+
+class _NoTorchUnpickler(pickle.Unpickler):
+    """Refuses every torch class but ``torch.device`` (a name: it builds on
+    any machine). Torch tensors unpickle through ``torch.load`` without a
+    ``map_location``, which fails on a machine without the device they were
+    saved from; a pickle that loads here cannot meet that."""
+
+    def find_class(self, module, name):
+        if module.split(".")[0] == "torch" and (module, name) != ("torch", "device"):
+            raise pickle.UnpicklingError(f"the pickle holds {module}.{name}")
+        return super().find_class(module, name)
+
+
+def _as_if_on_cuda(m: MDNRegressor) -> None:
+    """Give ``m`` the fitted state it has after a fit on a GPU."""
+    network = m.network_
+    for module in network.modules():
+        for name, p in list(module.named_parameters(recurse=False)):
+            setattr(
+                module, name, torch.nn.Parameter(p.detach().as_subclass(_CudaTensor))
+            )
+        for name, b in list(module.named_buffers(recurse=False)):
+            setattr(module, name, b.as_subclass(_CudaTensor))
+    for key in ("exp_avg", "exp_avg_sq"):
+        m._optimizer_state[key] = m._optimizer_state[key].as_subclass(_CudaTensor)
+    m.device_ = "cuda:0"
+    m.device = "cuda"
+
+
+@pytest.mark.parametrize("noise_type", ["diagonal", "fixed", "full"])
+@pytest.mark.parametrize("dump", ["pickle", "joblib"])
+def test_a_model_fitted_on_a_gpu_pickles_without_torch_objects(
+    noise_type, dump, tmp_path, monkeypatch
+):
+    """What a GPU-fitted model pickles is numpy arrays and strings, read off
+    the device through ``.cpu()``: the file holds no torch tensor (which
+    would need the GPU, or a map_location, to load), and it loads on this
+    CPU-only machine, with a warning, predicting as the model did and ready
+    to continue once told the device."""
+    import joblib
+
+    from skmdn import _utils
+
+    Y2 = np.c_[Y, np.cos(X[:, 1])]
+    m = quiet_fit(model(noise_type=noise_type, fixed_noise_level=0.1), y_=Y2)
+    expected = m.predict_dist(X)
+    _as_if_on_cuda(m)
+    with pytest.raises(TypeError, match="can't convert cuda"):  # the stand-in works
+        next(m.network_.parameters()).numpy()
+    monkeypatch.setattr(_utils, "_cuda_available", lambda: False)
+    path = tmp_path / "model"
+    if dump == "pickle":
+        path.write_bytes(pickle.dumps(m))
+    else:
+        joblib.dump(m, path)
+    with pytest.warns(RuntimeWarning, match="'cuda:0'.*set_params\\(device='cpu'\\)"):
+        if dump == "pickle":
+            with path.open("rb") as file:
+                loaded = _NoTorchUnpickler(file).load()
+        else:
+            loaded = joblib.load(path)
+    assert loaded.device_ == "cpu" and loaded.device == "cuda"
+    assert {p.device.type for p in loaded.network_.parameters()} == {"cpu"}
+    dist = loaded.predict_dist(X)
+    np.testing.assert_array_equal(dist.means, expected.means)
+    np.testing.assert_array_equal(dist.covariances, expected.covariances)
+    # continuing needs a device this machine has; the error says which
+    with pytest.raises(ValueError, match="device='cuda' was requested"):
+        loaded.partial_fit(X, Y2)
+    loaded.set_params(device="cpu").partial_fit(X, Y2)
+    assert loaded.n_iter_ == m.n_iter_ + 1
