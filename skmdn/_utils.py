@@ -241,14 +241,16 @@ def to_numpy(tensor: torch.Tensor) -> np.ndarray:
     """Return a C-contiguous float64 numpy array of ``tensor`` (on the CPU).
 
     Contiguous so that numpy reductions sum in the same order whatever the
-    layout the tensor had (results are then bit-identical across paths).
+    layout the tensor had (results are then bit-identical across paths). A
+    tensor on an accelerator comes to the CPU in its own dtype first and is
+    converted there: MPS cannot write float64 at all, not even into a CPU
+    tensor.
     """
-    tensor = tensor.detach()
-    cpu = tensor.device.type == "cpu"
-    if cpu and tensor.dtype == torch.float64 and tensor.is_contiguous():
+    tensor = tensor.detach().cpu()  # the tensor itself if on the CPU
+    if tensor.dtype == torch.float64 and tensor.is_contiguous():
         return tensor.numpy()
     out = torch.empty(tensor.shape, dtype=torch.float64, device="cpu")
-    return out.copy_(tensor).numpy()  # one pass whatever the device and layout
+    return out.copy_(tensor).numpy()  # one pass whatever the layout
 
 
 def tensor_view(a: np.ndarray) -> torch.Tensor:

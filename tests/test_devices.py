@@ -248,3 +248,38 @@ def test_a_model_fitted_on_a_gpu_pickles_without_torch_objects(
         loaded.partial_fit(X, Y2)
     loaded.set_params(device="cpu").partial_fit(X, Y2)
     assert loaded.n_iter_ == m.n_iter_ + 1
+
+
+# ------------------------------------------------------------------ outputs
+class _MpsTensor(torch.Tensor):
+    """A CPU tensor that says it is on MPS and, as torch's MPS copy does
+    (aten/src/ATen/native/mps/operations/Copy.mm: a CPU destination of a
+    dtype Metal lacks, such as float64, raises), refuses to be copied into a
+    tensor of another dtype; ``.cpu()`` makes a plain CPU tensor of it."""
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        if func == torch.Tensor.device.__get__:
+            return torch.device("mps")
+        if func is torch.Tensor.copy_ and args[0].dtype != args[1].dtype:
+            raise TypeError("Trying to convert Double to the MPS backend")
+        if func is torch.Tensor.cpu:
+            return args[0].as_subclass(torch.Tensor).clone()
+        return super().__torch_function__(func, types, args, kwargs or {})
+
+
+def test_outputs_leave_an_accelerator_in_its_own_dtype():
+    """The network's outputs reach numpy through a CPU copy in their own
+    dtype, converted to float64 there: an MPS tensor cannot be copied
+    straight into a float64 CPU tensor (predict on MPS failed so)."""
+    from skmdn._utils import to_numpy
+
+    values = torch.linspace(-1.0, 1.0, 6, dtype=torch.float32).view(2, 3)
+    on_mps = values.as_subclass(_MpsTensor)
+    assert on_mps.device.type == "mps"
+    with pytest.raises(TypeError, match="MPS"):  # the stand-in works
+        torch.empty(2, 3, dtype=torch.float64).copy_(on_mps)
+    for tensor in (on_mps, on_mps.t()):  # contiguous or not
+        out = to_numpy(tensor)
+        assert out.dtype == np.float64 and out.flags.c_contiguous
+        np.testing.assert_array_equal(out, tensor.as_subclass(torch.Tensor).numpy())
