@@ -413,6 +413,9 @@ default='tanh'
         model = sio.load("model.skops", trusted=[
             "skmdn._regressor.MDNRegressor", "skmdn._training.TrainHistory"])
 
+    A ``device`` given as a :class:`torch.device` adds ``'torch.device'`` to
+    that list; its string (``'cuda:0'``) does not.
+
     Training threads: inside joblib (loky) or dask worker processes, training
     uses at most ``OMP_NUM_THREADS`` torch threads, which those back-ends set
     so that parallel fits share the cores (see ``GridSearchCV(n_jobs=...)``).

@@ -283,3 +283,16 @@ def test_outputs_leave_an_accelerator_in_its_own_dtype():
         out = to_numpy(tensor)
         assert out.dtype == np.float64 and out.flags.c_contiguous
         np.testing.assert_array_equal(out, tensor.as_subclass(torch.Tensor).numpy())
+
+
+def test_skops_lists_a_torch_device_parameter_as_documented(tmp_path):
+    sio = pytest.importorskip("skops.io", reason="skops is not installed")
+    from tests.test_integration_persistence import SKOPS_TRUSTED_TYPES
+
+    m = quiet_fit(model(device=torch.device("cpu")))
+    sio.dump(m, tmp_path / "m.skops")
+    found = sio.get_untrusted_types(file=tmp_path / "m.skops")
+    assert sorted(found) == sorted([*SKOPS_TRUSTED_TYPES, "torch.device"])
+    loaded = sio.load(tmp_path / "m.skops", trusted=found)
+    assert loaded.device == torch.device("cpu")
+    np.testing.assert_array_equal(loaded.predict(X), m.predict(X))
