@@ -779,9 +779,10 @@ default='tanh'
         ``learning_rate_init`` applies from the next :meth:`fit`); ``X`` must
         keep the number of features and ``y`` the number of outputs, and the
         parameters that shape the network must keep their values (see
-        ``warm_start``). Each call is one epoch over its batch, in mini-batches
-        of ``batch_size``, without early stopping, noise regularisation or
-        learning-rate schedule: ``early_stopping``, ``validation_fraction``,
+        ``warm_start``; a changed ``device`` moves the model there). Each
+        call is one epoch over its batch, in mini-batches of ``batch_size``,
+        without early stopping, noise regularisation or learning-rate
+        schedule: ``early_stopping``, ``validation_fraction``,
         ``noise_regularization``, ``learning_rate``, ``max_iter``, ``tol``
         and ``n_iter_no_change`` apply to :meth:`fit` only.
 
