@@ -535,6 +535,15 @@ class GaussianMixture:
         Returns
         -------
         ndarray of shape (n, d), or (n,) if univariate
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skmdn import GaussianMixture
+        >>> dist = GaussianMixture(np.log([[0.6, 0.4]]), np.array([[[0.0], [4.0]]]),
+        ...                        scales=np.ones((1, 2, 1)), univariate=True)
+        >>> dist.mean()  # 0.6 * 0 + 0.4 * 4
+        array([1.6])
         """
         if self.n_outputs == 1:
             return self._out(np.einsum("nk,nkd->nd", self.weights, self.means))
@@ -551,6 +560,16 @@ class GaussianMixture:
         Returns
         -------
         ndarray of shape (n, d, d), or (n,) (the variance) if univariate
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skmdn import GaussianMixture
+        >>> means = np.array([[[0.0, 0.0], [2.0, 2.0]]])
+        >>> dist = GaussianMixture(np.log([[0.5, 0.5]]), means, np.ones((1, 2, 2)))
+        >>> dist.cov()  # the identity plus the covariance [[1, 1], [1, 1]] of the means
+        array([[[2., 1.],
+                [1., 2.]]])
         """
         rescaled = self._rescaled()
         if rescaled is not None:  # twice: unit**2 alone may underflow
@@ -569,6 +588,15 @@ class GaussianMixture:
         Returns
         -------
         ndarray of shape (n, d), or (n,) if univariate
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skmdn import GaussianMixture
+        >>> dist = GaussianMixture(np.log([[0.6, 0.4]]), np.array([[[0.0], [4.0]]]),
+        ...                        scales=np.ones((1, 2, 1)), univariate=True)
+        >>> dist.approx_mode()  # the mean of the component of weight 0.6
+        array([0.])
         """
         best = np.argmax(self.log_weights, axis=1)
         return self._out(self.means[np.arange(len(self)), best])
@@ -599,6 +627,18 @@ class GaussianMixture:
         Returns
         -------
         ndarray of shape (..., n, K)
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skmdn import GaussianMixture
+        >>> dist = GaussianMixture(np.log([[0.5, 0.5]]), np.array([[[-1.0], [1.0]]]),
+        ...                        scales=np.ones((1, 2, 1)), univariate=True)
+        >>> c = dist.component_logpdf(np.array([1.0]))  # log(0.5) + log N(1 | mu_k, 1)
+        >>> np.round(c, 4)
+        array([[-3.6121, -1.6121]])
+        >>> np.allclose(np.logaddexp(c[:, 0], c[:, 1]), dist.logpdf(np.array([1.0])))
+        True
         """
         self._check_density("component_logpdf")
         return self._component_logpdf(self._check_y(y))
@@ -654,6 +694,17 @@ class GaussianMixture:
         Returns
         -------
         ndarray of shape (..., n)
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skmdn import GaussianMixture
+        >>> dist = GaussianMixture(np.log([[0.5, 0.5]]), np.array([[[-1.0], [1.0]]]),
+        ...                        scales=np.ones((1, 2, 1)), univariate=True)
+        >>> np.round(dist.logpdf(np.array([0.0])), 4)  # log N(0 | 1, 1), by symmetry
+        array([-1.4189])
+        >>> dist.logpdf(np.linspace(-3, 3, 7)[:, None]).shape  # 7 values per row
+        (7, 1)
         """
         self._check_density("logpdf")
         y = self._check_y(y)
@@ -681,6 +732,15 @@ class GaussianMixture:
         Returns
         -------
         ndarray of shape (..., n)
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skmdn import GaussianMixture
+        >>> dist = GaussianMixture(np.zeros((1, 1)), np.full((1, 1, 1), 2.0),
+        ...                        scales=np.full((1, 1, 1), 0.5), univariate=True)
+        >>> np.round(dist.pdf(np.array([2.0])), 4)  # 1 / (0.5 sqrt(2 pi)) at the mean
+        array([0.7979])
         """
         return np.exp(self.logpdf(y))
 
@@ -696,6 +756,15 @@ class GaussianMixture:
         -------
         ndarray of shape (..., n, K)
             Summing to one over the ``K`` components.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skmdn import GaussianMixture
+        >>> dist = GaussianMixture(np.log([[0.5, 0.5]]), np.array([[[-1.0], [1.0]]]),
+        ...                        scales=np.ones((1, 2, 1)), univariate=True)
+        >>> np.round(dist.responsibilities(np.array([1.0])), 3)  # [1, e^2] / (1 + e^2)
+        array([[0.119, 0.881]])
         """
         c = self.component_logpdf(y)
         return np.exp(c - logsumexp(c, axis=-1, keepdims=True))
@@ -728,6 +797,18 @@ class GaussianMixture:
         Returns
         -------
         ndarray of shape (n, n_samples, d), or (n, n_samples) if univariate
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skmdn import GaussianMixture
+        >>> dist = GaussianMixture(np.log([[0.5, 0.5]]), np.array([[[-1.0], [1.0]]]),
+        ...                        scales=np.ones((1, 2, 1)), univariate=True)
+        >>> draws = dist.sample(1000, random_state=0)
+        >>> draws.shape
+        (1, 1000)
+        >>> np.array_equal(draws, dist.sample(1000, random_state=0))  # the same seed
+        True
         """
         n_samples = check_n_samples(n_samples)
         if temperature != 1.0 or scale_temperature != 1.0:
@@ -808,6 +889,17 @@ class GaussianMixture:
         -------
         GaussianMixture
             With ``univariate=True`` and ``len(self)`` rows.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skmdn import GaussianMixture
+        >>> L = np.array([[[[2.0, 0.0], [1.5, 2.0]]]])  # covariance [[4, 3], [3, 6.25]]
+        >>> means = np.array([[[0.0, 1.0]]])
+        >>> dist = GaussianMixture(np.zeros((1, 1)), means, scale_tril=L)
+        >>> second = dist.marginal(1)
+        >>> second.univariate, second.mean(), second.std()  # sqrt(6.25)
+        (True, array([1.]), array([2.5]))
         """
         d = self.n_outputs
         if not isinstance(dim, int | np.integer) or not -d <= dim < d:
@@ -860,6 +952,15 @@ class GaussianMixture:
         -------
         ndarray of shape (..., n) or (..., n, n_outputs)
             ``P(Y <= y)``; per output dimension (marginal) for multi-output.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skmdn import GaussianMixture
+        >>> dist = GaussianMixture(np.zeros((2, 1)), np.array([[[0.0]], [[1.0]]]),
+        ...                        scales=np.array([[[1.0]], [[2.0]]]), univariate=True)
+        >>> np.round(dist.cdf([1.96, 1.0]), 3)  # norm.cdf([1.96, 1], [0, 1], [1, 2])
+        array([0.975, 0.5  ])
         """
         y = self._flatten_arg(y, "y")
         # the weights sum to one only to rounding: without the cap, F(y) came
@@ -891,6 +992,15 @@ class GaussianMixture:
         -------
         ndarray of the broadcast shape
             ``y`` with ``cdf(y) = q``; ``-inf`` at 0 and ``inf`` at 1.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skmdn import GaussianMixture
+        >>> dist = GaussianMixture(np.zeros((2, 1)), np.array([[[0.0]], [[1.0]]]),
+        ...                        scales=np.array([[[1.0]], [[2.0]]]), univariate=True)
+        >>> np.round(dist.ppf(0.975), 3)  # 1.96 standard deviations above each mean
+        array([1.96, 4.92])
         """
         q = self._flatten_arg(q, "q")
         return self._unflatten(mixture_ppf(q, *self._marginal_params()))
@@ -908,6 +1018,16 @@ class GaussianMixture:
         ndarray
             Shape (n,) or (n, n_outputs) for a scalar ``q``; (n, m) or
             (n, m, n_outputs) for a sequence of levels.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skmdn import GaussianMixture
+        >>> dist = GaussianMixture(np.zeros((2, 1)), np.array([[[0.0]], [[1.0]]]),
+        ...                        scales=np.array([[[1.0]], [[2.0]]]), univariate=True)
+        >>> np.round(dist.quantile([0.1, 0.5, 0.9]), 3)  # a row of levels per row
+        array([[-1.282,  0.   ,  1.282],
+               [-1.563,  1.   ,  3.563]])
         """
         q = np.asarray(q, dtype=np.float64)
         if q.ndim > 1:
@@ -930,6 +1050,16 @@ class GaussianMixture:
         -------
         ndarray of shape (n, 2), or (n, n_outputs, 2)
             ``[lower, upper]`` of each row (of each output's marginal).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skmdn import GaussianMixture
+        >>> dist = GaussianMixture(np.zeros((2, 1)), np.array([[[0.0]], [[1.0]]]),
+        ...                        scales=np.array([[[1.0]], [[2.0]]]), univariate=True)
+        >>> np.round(dist.interval(0.95), 3)  # mean -+ 1.96 standard deviations
+        array([[-1.96,  1.96],
+               [-2.92,  4.92]])
         """
         c = _check_confidence(confidence)
         return np.stack([self.ppf((1 - c) / 2), self.ppf((1 + c) / 2)], axis=-1)
@@ -956,6 +1086,19 @@ class GaussianMixture:
         HighestDensityRegion
             Intervals of shape (n, max_intervals, 2), padded with NaN, and the
             number of intervals of each row.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skmdn import GaussianMixture
+        >>> dist = GaussianMixture(np.log([[0.5, 0.5]]), np.array([[[-3.0], [3.0]]]),
+        ...                        scales=np.ones((1, 2, 1)), univariate=True)
+        >>> region = dist.hdr(0.9)  # about -+1.645 around each mode
+        >>> region.n_intervals, np.round(region.intervals[0], 3)
+        (array([2]), array([[-4.645, -1.355],
+               [ 1.355,  4.645]]))
+        >>> np.round(dist.interval(0.9), 3)  # longer: 8.563 against 6.58
+        array([[-4.282,  4.282]])
         """
         c = _check_confidence(confidence)
         if not self.univariate and self.n_outputs == 1:
@@ -1076,6 +1219,15 @@ class GaussianMixture:
         Returns
         -------
         ndarray of shape (n, d), or (n,) if univariate
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skmdn import GaussianMixture
+        >>> dist = GaussianMixture(np.log([[0.6, 0.4]]), np.array([[[0.0], [4.0]]]),
+        ...                        scales=np.ones((1, 2, 1)), univariate=True)
+        >>> np.round(dist.var(), 6)  # 1 + 0.4 * 4**2 - 1.6**2 (law of total variance)
+        array([4.84])
         """
         cov = self.cov()
         return cov if self.univariate else np.diagonal(cov, axis1=1, axis2=2).copy()
@@ -1086,6 +1238,15 @@ class GaussianMixture:
         Returns
         -------
         ndarray of shape (n, d), or (n,) if univariate
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skmdn import GaussianMixture
+        >>> dist = GaussianMixture(np.log([[0.6, 0.4]]), np.array([[[0.0], [4.0]]]),
+        ...                        scales=np.ones((1, 2, 1)), univariate=True)
+        >>> np.round(dist.std(), 6)  # sqrt(4.84)
+        array([2.2])
         """
         rescaled = self._rescaled()
         if rescaled is not None:  # the variance itself may not be representable
@@ -1122,6 +1283,17 @@ class GaussianMixture:
         entropy : ndarray of shape (n,)
         std_error : ndarray of shape (n,)
             Only with ``return_std_error=True``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skmdn import GaussianMixture
+        >>> dist = GaussianMixture(np.zeros((1, 1)), np.zeros((1, 1, 1)),
+        ...                        scales=np.ones((1, 1, 1)), univariate=True)
+        >>> h, se = dist.entropy(10_000, random_state=0, return_std_error=True)
+        >>> exact = 0.5 * np.log(2 * np.pi * np.e)  # a standard normal's, 1.4189
+        >>> bool(abs(h[0] - exact) < 3 * se[0]), np.round(se, 3)
+        (True, array([0.007]))
         """
         self._check_density("entropy")
         draws = self.sample(n_samples, random_state=random_state)
@@ -1156,6 +1328,16 @@ class GaussianMixture:
         -------
         GaussianMixture
             The tempered mixture, with the same means.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skmdn import GaussianMixture
+        >>> dist = GaussianMixture(np.log([[0.8, 0.2]]), np.array([[[0.0], [1.0]]]),
+        ...                        scales=np.ones((1, 2, 1)), univariate=True)
+        >>> cold = dist.tempered(temperature=0.5, scale_temperature=4.0)
+        >>> np.round(cold.weights, 3), cold.scales[0, :, 0]  # 0.64 / (0.64 + 0.04)
+        (array([[0.941, 0.059]]), array([2., 2.]))
         """
         for name, value in (
             ("temperature", temperature),
