@@ -311,6 +311,19 @@ class HighestDensityRegion:
         -------
         list of ndarray
             One array of shape (n_intervals[i], 2) per row.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skmdn import GaussianMixture
+        >>> means = np.array([[[0.0], [0.0]], [[-5.0], [5.0]]])
+        >>> dist = GaussianMixture(np.log([[0.5, 0.5], [0.5, 0.5]]), means,
+        ...                        scales=np.ones((2, 2, 1)), univariate=True)
+        >>> region = dist.hdr(0.9)
+        >>> region.intervals.shape  # row 0's second interval is NaN padding
+        (2, 2, 2)
+        >>> [intervals.shape for intervals in region.to_list()]
+        [(1, 2), (2, 2)]
         """
         return [iv[:m] for iv, m in zip(self.intervals, self.n_intervals, strict=True)]
 
@@ -320,6 +333,17 @@ class HighestDensityRegion:
         Returns
         -------
         ndarray of shape (n,)
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skmdn import GaussianMixture
+        >>> means = np.array([[[0.0], [0.0]], [[-5.0], [5.0]]])
+        >>> dist = GaussianMixture(np.log([[0.5, 0.5], [0.5, 0.5]]), means,
+        ...                        scales=np.ones((2, 2, 1)), univariate=True)
+        >>> region = dist.hdr(0.9)
+        >>> np.round(region.width(), 3)  # 2 * 1.645 for N(0, 1)
+        array([3.29 , 6.579])
         """
         return np.nansum(self.intervals[..., 1] - self.intervals[..., 0], axis=1)
 
@@ -334,6 +358,17 @@ class HighestDensityRegion:
         Returns
         -------
         ndarray of bool, shape (n,)
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skmdn import GaussianMixture
+        >>> means = np.array([[[0.0], [0.0]], [[-5.0], [5.0]]])
+        >>> dist = GaussianMixture(np.log([[0.5, 0.5], [0.5, 0.5]]), means,
+        ...                        scales=np.ones((2, 2, 1)), univariate=True)
+        >>> region = dist.hdr(0.9)
+        >>> region.contains(np.array([0.0, 0.0]))  # 0 lies between the modes of row 1
+        array([ True, False])
         """
         y = np.asarray(y, dtype=np.float64)
         if y.shape != (len(self),):
