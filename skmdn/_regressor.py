@@ -1032,6 +1032,20 @@ default='tanh'
             units, with ``weights``, ``means``, ``covariances``, ``mean()``,
             ``cov()``, ``logpdf(y)``, ``pdf(y)``, ``cdf(y)``, ``ppf(q)``,
             ``interval(c)``, ``hdr(c)``, ``mode()`` and ``sample(...)``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skmdn import MDNRegressor
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.uniform(-1, 1, (100, 1))
+        >>> y = np.sin(3 * X[:, 0]) + 0.1 * rng.normal(size=100)
+        >>> model = MDNRegressor(n_components=2, max_iter=5, random_state=0).fit(X, y)
+        >>> dist = model.predict_dist(X[:3])
+        >>> dist
+        GaussianMixture(n=3, n_components=2, n_outputs=1, covariance='diagonal')
+        >>> np.allclose(dist.mean(), model.predict(X[:3]))  # point_estimate='mean'
+        True
         """
         X = self._validated_X(X)
         n = X.shape[0]
@@ -1230,6 +1244,20 @@ default='tanh'
             (n_samples, n_outputs, 2) of marginal intervals. ``'hdr'``: a
             :class:`~skmdn.HighestDensityRegion` (NaN-padded intervals of
             shape (n_samples, max_intervals, 2) and a count per row).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skmdn import MDNRegressor
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.uniform(-1, 1, (100, 1))
+        >>> y = np.sin(3 * X[:, 0]) + 0.1 * rng.normal(size=100)
+        >>> model = MDNRegressor(n_components=2, max_iter=5, random_state=0).fit(X, y)
+        >>> model.predict_interval(X[:3], confidence=0.8).shape  # [lower, upper]
+        (3, 2)
+        >>> region = model.predict_interval(X[:3], confidence=0.8, kind="hdr")
+        >>> len(region), region.confidence  # a union of intervals per row
+        (3, 0.8)
         """
         if kind not in ("central", "hdr"):
             raise ValueError(f"kind must be 'central' or 'hdr'; got {kind!r}.")
@@ -1253,6 +1281,20 @@ default='tanh'
             (n_samples, n_quantiles) or (n_samples, n_quantiles, n_outputs)
             otherwise. Exact to ``max(4 eps |y|, 1e-12 s_min)``, ``s_min``
             the row's smallest component scale (see :meth:`GaussianMixture.ppf`).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skmdn import MDNRegressor
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.uniform(-1, 1, (100, 1))
+        >>> y = np.sin(3 * X[:, 0]) + 0.1 * rng.normal(size=100)
+        >>> model = MDNRegressor(n_components=2, max_iter=5, random_state=0).fit(X, y)
+        >>> q = model.predict_quantiles(X[:3], [0.1, 0.5, 0.9])
+        >>> q.shape, bool(np.all(np.diff(q, axis=1) > 0))
+        ((3, 3), True)
+        >>> np.allclose(q[:, [0, 2]], model.predict_interval(X[:3], confidence=0.8))
+        True
         """
         return self.predict_dist(X).quantile(q)
 
@@ -1284,6 +1326,20 @@ default='tanh'
         -------
         ndarray of shape (n_rows, n_samples) or (n_rows, n_samples, n_outputs)
             The first for a model fitted on 1-D ``y``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skmdn import MDNRegressor
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.uniform(-1, 1, (100, 1))
+        >>> y = np.sin(3 * X[:, 0]) + 0.1 * rng.normal(size=100)
+        >>> model = MDNRegressor(n_components=2, max_iter=5, random_state=0).fit(X, y)
+        >>> draws = model.sample(X[:3], n_samples=4, random_state=0)
+        >>> draws.shape
+        (3, 4)
+        >>> np.array_equal(draws, model.predict_dist(X[:3]).sample(4, random_state=0))
+        True
         """
         n_samples = check_n_samples(n_samples)
         if temperature != 1.0 or scale_temperature != 1.0:
