@@ -1057,7 +1057,7 @@ class GaussianMixture:
         >>> from skmdn import GaussianMixture
         >>> dist = GaussianMixture(np.zeros((2, 1)), np.array([[[0.0]], [[1.0]]]),
         ...                        scales=np.array([[[1.0]], [[2.0]]]), univariate=True)
-        >>> np.round(dist.interval(0.95), 3)  # mean -+ 1.96 standard deviations
+        >>> np.round(dist.interval(0.95), 3)  # mean +- 1.96 standard deviations
         array([[-1.96,  1.96],
                [-2.92,  4.92]])
         """
@@ -1093,7 +1093,7 @@ class GaussianMixture:
         >>> from skmdn import GaussianMixture
         >>> dist = GaussianMixture(np.log([[0.5, 0.5]]), np.array([[[-3.0], [3.0]]]),
         ...                        scales=np.ones((1, 2, 1)), univariate=True)
-        >>> region = dist.hdr(0.9)  # about -+1.645 around each mode
+        >>> region = dist.hdr(0.9)  # about +-1.645 around each mode
         >>> region.n_intervals, np.round(region.intervals[0], 3)
         (array([2]), array([[-4.645, -1.355],
                [ 1.355,  4.645]]))
