@@ -201,8 +201,6 @@ def plot_conditional_density(
 
     Examples
     --------
-    >>> import matplotlib
-    >>> matplotlib.use("Agg")
     >>> import numpy as np
     >>> from skmdn import MDNRegressor
     >>> from skmdn.plotting import plot_conditional_density
@@ -311,6 +309,19 @@ def plot_mixture_weights(model, x, *, ax: Axes | None = None) -> Axes:
     -------
     matplotlib.axes.Axes
         With ``n_components`` lines.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmdn import MDNRegressor
+    >>> from skmdn.plotting import plot_mixture_weights
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.uniform(-1, 1, (100, 1))
+    >>> y = np.sin(3 * X[:, 0]) + 0.1 * rng.normal(size=100)
+    >>> model = MDNRegressor(n_components=2, max_iter=5, random_state=0).fit(X, y)
+    >>> ax = plot_mixture_weights(model, np.linspace(-1, 1, 50))
+    >>> len(ax.lines)  # one per component
+    2
     """
     x = _check_1d_input(model, x)
     ax = _get_ax(ax)
@@ -349,6 +360,19 @@ def plot_mixture_means(
     -------
     matplotlib.axes.Axes
         With one line collection per component (plus one band each).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmdn import MDNRegressor
+    >>> from skmdn.plotting import plot_mixture_means
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.uniform(-1, 1, (100, 1))
+    >>> y = np.sin(3 * X[:, 0]) + 0.1 * rng.normal(size=100)
+    >>> model = MDNRegressor(n_components=2, max_iter=5, random_state=0).fit(X, y)
+    >>> ax = plot_mixture_means(model, np.linspace(-1, 1, 50))
+    >>> len(ax.collections)  # a line and a band per component
+    4
     """
     x = _check_1d_input(model, x)
     ax = _get_ax(ax)
@@ -422,6 +446,19 @@ def plot_loss_curve(model, *, ax: Axes | None = None) -> Axes:
     -------
     matplotlib.axes.Axes
         With one line (``loss_curve_``) or two (also ``-validation_scores_``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmdn import MDNRegressor
+    >>> from skmdn.plotting import plot_loss_curve
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.uniform(-1, 1, (100, 1))
+    >>> y = np.sin(3 * X[:, 0]) + 0.1 * rng.normal(size=100)
+    >>> model = MDNRegressor(n_components=2, max_iter=5, random_state=0).fit(X, y)
+    >>> ax = plot_loss_curve(model)  # early stopping held out 10 %
+    >>> [line.get_label() for line in ax.lines]
+    ['training NLL', 'validation NLL']
     """
     check_is_fitted(model)
     model, _ = _distribution_model(model, None, "This plot shows a training loss")
@@ -473,6 +510,19 @@ def plot_pit_histogram(
     -------
     matplotlib.axes.Axes
         With ``bins`` bars (density scale) and the uniform reference line.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmdn import MDNRegressor
+    >>> from skmdn.plotting import plot_pit_histogram
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.uniform(-1, 1, (100, 1))
+    >>> y = np.sin(3 * X[:, 0]) + 0.1 * rng.normal(size=100)
+    >>> model = MDNRegressor(n_components=2, max_iter=5, random_state=0).fit(X, y)
+    >>> ax = plot_pit_histogram(model, X, y, bins=10)
+    >>> len(ax.patches)  # the bars
+    10
     """
     pit = _pit_of(model, X, y, output)
     ax = _get_ax(ax)
@@ -512,6 +562,21 @@ def plot_calibration(
     matplotlib.axes.Axes
         With the diagonal (drawn once per Axes) and the calibration curve, so
         several models can share one Axes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmdn import MDNRegressor
+    >>> from skmdn.plotting import plot_calibration
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.uniform(-1, 1, (100, 1))
+    >>> y = np.sin(3 * X[:, 0]) + 0.1 * rng.normal(size=100)
+    >>> model = MDNRegressor(n_components=2, max_iter=5, random_state=0).fit(X, y)
+    >>> ax = plot_calibration(model, X, y, label="5 epochs")
+    >>> longer = MDNRegressor(n_components=2, max_iter=20, random_state=0)
+    >>> ax = plot_calibration(longer.fit(X, y), X, y, label="20 epochs", ax=ax)
+    >>> [line.get_label() for line in ax.lines]  # one diagonal
+    ['ideal', '5 epochs', '20 epochs']
     """
     pit = np.sort(_pit_of(model, X, y, output))
     ax = _get_ax(ax)

@@ -22,7 +22,7 @@ SKIP = shutil.ignore_patterns(
 
 def _source_files() -> set[str]:
     """The files of the checkout (or unpacked sdist) that an sdist must hold."""
-    found = {"README.md", "LICENSE", "pyproject.toml", "setup.cfg"}
+    found = {"README.md", "LICENSE", "pyproject.toml", "setup.cfg", "conftest.py"}
     found.add("requirements/constraints-cpu.txt")
     for folder in SOURCE_DIRS:
         for path in (ROOT / folder).rglob("*"):
