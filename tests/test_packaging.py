@@ -75,6 +75,8 @@ def test_wheel_holds_the_package_and_the_licence_only(tmp_path):
         info = f"skmdn-{skmdn.__version__}.dist-info/"
         metadata = archive.read(info + "METADATA").decode()
     package = {f"skmdn/{p.name}" for p in (ROOT / "skmdn").glob("*.py")}
+    # PEP 561: the marker that tells type checkers the package is typed
+    package.add("skmdn/py.typed")
     assert {n for n in names if not n.startswith(info)} == package
     assert any(n.startswith(info) and n.endswith("LICENSE") for n in names)
     assert f"Version: {skmdn.__version__}\n" in metadata
