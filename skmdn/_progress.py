@@ -16,7 +16,7 @@ __all__ = ["ProgressReporter"]
 
 _TQDM_MISSING_NOTE = (
     "verbose=1 shows a progress bar when tqdm is installed (pip install "
-    "skmdn[progress]); printing a line per epoch instead."
+    "tqdm); printing a line per epoch instead."
 )
 # Printed once per process: a partial_fit loop over many chunks would
 # otherwise repeat it before every epoch's line.

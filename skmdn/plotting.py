@@ -1,6 +1,6 @@
 """Plots of what a fitted :class:`~skmdn.MDNRegressor` learned (matplotlib).
 
-matplotlib is an optional dependency: ``pip install skmdn[plot]``. Every
+matplotlib is an optional dependency: ``pip install matplotlib``. Every
 function draws on ``ax`` (a new figure's axes when ``ax=None``) and returns
 that :class:`matplotlib.axes.Axes`. Like the scorers of :mod:`skmdn.metrics`,
 every function takes a fitted model, or a fitted
@@ -47,8 +47,7 @@ def _pyplot():
         import matplotlib.pyplot as plt
     except ImportError as exc:  # pragma: no cover - exercised without matplotlib
         raise ImportError(
-            "skmdn.plotting needs matplotlib; install it with "
-            "`pip install skmdn[plot]` (or `pip install matplotlib`)."
+            "skmdn.plotting needs matplotlib; install it with `pip install matplotlib`."
         ) from exc
     return plt
 
