@@ -1392,6 +1392,15 @@ default='tanh'
             )
         y = np.asarray(y, dtype=np.float64)
         y = target_shape(y, self._univariate, self.n_outputs_)
+        want = (n,) if self._univariate else (n, self.n_outputs_)
+        if y.shape[1:] != want[1:]:  # before any prediction is computed
+            fitted = (
+                "a 1-D y" if self._univariate else f"y of {self.n_outputs_} columns"
+            )
+            raise ValueError(
+                f"y has shape {y.shape}, but the model was fitted on {fitted}: "
+                f"pass y of shape {want}, one target per row of X."
+            )
         if y.shape[0] != n:
             raise ValueError(f"y has {y.shape[0]} rows but X has {n}.")
         check_finite_targets(y)

@@ -470,7 +470,12 @@ CASES = [
            ValueError, "y contains non-numeric values such as 'a'"),
     raises("score-two-outputs-for-1-D-model",
            lambda: fitted().score(X, np.c_[Y, Y]), ValueError,
-           r"y has shape \(40, 2\); expected \(n,\)"),
+           r"y has shape \(40, 2\), but the model was fitted on a 1-D y: pass y "
+           r"of shape \(40,\), one target per row of X\.$"),
+    raises("score-1-D-y-for-two-output-model",
+           lambda: fit(X, np.c_[Y, -Y]).score(X, Y), ValueError,
+           r"y has shape \(40,\), but the model was fitted on y of 2 columns: "
+           r"pass y of shape \(40, 2\)"),
     handled("score-weights-of-1e308-act-as-unit-weights",
             lambda: fitted().score(X, Y, sample_weight=np.full(40, 1e308)),
             lambda s: np.testing.assert_allclose(s, fitted().score(X, Y), rtol=1e-15)),
