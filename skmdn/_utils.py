@@ -467,6 +467,12 @@ def check_input_kind(a, name: str, *, max_ndim: int = 2) -> None:
             f"of shape {array.shape}. Flatten the trailing axes first, e.g. "
             f"{name}.reshape(len({name}), -1)."
         )
+    if name == "X" and array.ndim == 1:  # scikit-learn's error prints every value
+        raise ValueError(
+            f"X is 1-D (shape {array.shape}), but MDNRegressor needs X of shape "
+            "(n_samples, n_features). Reshape your data: X.reshape(-1, 1) if it "
+            "holds one feature, X.reshape(1, -1) if it is one sample."
+        )
     if array.dtype.kind in "mM":
         raise ValueError(
             f"{name} has datetime or timedelta values ({array.dtype}). {_TIME_ADVICE}"

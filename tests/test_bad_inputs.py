@@ -362,7 +362,14 @@ CASES = [
     raises("no-features", lambda: fit(np.empty((40, 0)), Y), ValueError,
            r"0 feature\(s\).*minimum of 1"),
     raises("1-D-X", lambda: fit(X[:, 0], Y), ValueError,
-           "Expected 2D array, got 1D array.*Reshape"),
+           r"^X is 1-D \(shape \(40,\)\), but MDNRegressor needs X of shape "
+           r"\(n_samples, n_features\)\. Reshape your data: X\.reshape\(-1, 1\) if "
+           r"it holds one feature, X\.reshape\(1, -1\) if it is one sample\.$"),
+    raises("1-D-X-as-a-Series", lambda: fit(pd.Series(X[:, 0]), Y), ValueError,
+           r"^X is 1-D \(shape \(40,\)\).*X\.reshape\(-1, 1\)"),
+    raises("predict-one-sample-as-1-D-X", lambda: fitted().predict(X[0]),
+           ValueError, r"^X is 1-D \(shape \(2,\)\).*X\.reshape\(1, -1\) if it "
+           r"is one sample"),
     raises("3-D-X", lambda: fit(X.reshape(40, 2, 1), Y), ValueError,
            r"X must have at most 2 dimensions.*reshape\(len\(X\), -1\)"),
     raises("3-D-y", lambda: fit(X, Y.reshape(40, 1, 1)), ValueError,
