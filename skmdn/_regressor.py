@@ -1261,6 +1261,13 @@ default='tanh'
         """
         if kind not in ("central", "hdr"):
             raise ValueError(f"kind must be 'central' or 'hdr'; got {kind!r}.")
+        check_is_fitted(self)
+        if kind == "hdr" and self.n_outputs_ > 1:  # before predicting
+            raise ValueError(
+                f"kind='hdr' needs a 1-D target, but the model has {self.n_outputs_} "
+                "outputs: for output j use model.predict_dist(X).marginal(j)"
+                f".hdr({confidence!r}), or kind='central' for every output."
+            )
         dist = self.predict_dist(X)
         return dist.interval(confidence) if kind == "central" else dist.hdr(confidence)
 

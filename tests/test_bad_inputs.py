@@ -492,6 +492,10 @@ CASES = [
     raises("score-zero-sum-weights",
            lambda: fitted().score(X, Y, sample_weight=np.zeros(40)), ValueError,
            "Sample weights must contain at least one non-zero number"),
+    raises("predict_interval-hdr-of-a-two-output-model",
+           lambda: fit(X, np.c_[Y, -Y]).predict_interval(X, kind="hdr"), ValueError,
+           r"kind='hdr' needs a 1-D target, but the model has 2 outputs: for output "
+           r"j use model\.predict_dist\(X\)\.marginal\(j\)\.hdr\(0\.9\)"),
     raises("sample-zero-draws", lambda: fitted().sample(X, 0), ValueError,
            "n_samples must be a positive integer; got 0"),
     raises("sample-fractional-draws", lambda: fitted().sample(X, 2.5), ValueError,
