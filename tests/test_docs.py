@@ -8,6 +8,7 @@ import inspect
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from skmdn import MDNRegressor
@@ -118,3 +119,24 @@ def test_public_api_has_runnable_examples(name):
         f"{name}'s docstring has no numpydoc Examples section with a doctest "
         "(a line starting with >>>); add a short, deterministic one."
     )
+
+
+# The README's Python blocks, run in order in one namespace as a reader pastes
+# them (the persistence block uses the quick start's model). A renamed
+# parameter or method would otherwise leave the quick start stale unnoticed.
+PYTHON_BLOCKS = re.findall(r"^```python\n(.*?)^```", README, re.MULTILINE | re.DOTALL)
+
+
+def test_readme_python_blocks_run(tmp_path, monkeypatch):
+    assert len(PYTHON_BLOCKS) >= 2, "README lost its Python examples"
+    monkeypatch.chdir(tmp_path)  # the skops block writes model.skops
+    namespace: dict = {}
+    predictions = []
+    for block in PYTHON_BLOCKS:
+        if "import skops" in block:
+            pytest.importorskip("skops")
+        exec(compile(block, "README.md", "exec"), namespace)
+        predictions.append(namespace["model"].predict(namespace["X"][:3]))
+    # The skops block's model, loaded from the file, predicts as the quick
+    # start's did.
+    np.testing.assert_array_equal(predictions[-1], predictions[0])
