@@ -1062,7 +1062,13 @@ class GaussianMixture:
                [-2.92,  4.92]])
         """
         c = _check_confidence(confidence)
-        return np.stack([self.ppf((1 - c) / 2), self.ppf((1 + c) / 2)], axis=-1)
+        # Both ends in one root search (each root is found on its own, so the
+        # bits are those of two ppf calls): a search's iterations cost mostly
+        # numpy's per-call overhead on small inputs, and one search of 2 n
+        # roots took about half the time of two of n (1 to 100 rows).
+        levels = np.array([(1 - c) / 2, (1 + c) / 2])
+        ends = self.ppf(levels.reshape((2,) + (1,) * (1 if self.univariate else 2)))
+        return np.moveaxis(ends, 0, -1)
 
     def hdr(self, confidence: float = 0.9) -> HighestDensityRegion:
         """Highest-density region: the shortest set of probability ``confidence``.

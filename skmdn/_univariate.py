@@ -234,12 +234,12 @@ def _ppf_flat(q, w, mu, s) -> np.ndarray:
     s_min = s.min(1)
 
     def fun(x, idx):
-        up = upper[idx]
-        tail = mixture_cdf(x, w[idx], mu[idx], s[idx], upper=up)
+        up, wi, mi, si = upper[idx], w[idx], mu[idx], s[idx]  # gathered once
+        tail = mixture_cdf(x, wi, mi, si, upper=up)
         h = np.where(up, target[idx] - tail, tail - target[idx])
         # a point mass's density is inf or NaN: no Newton step, only bisection
         with np.errstate(divide="ignore", invalid="ignore"):
-            return h, mixture_pdf(x, w[idx], mu[idx], s[idx])
+            return h, mixture_pdf(x, wi, mi, si)
 
     x = _root_search(fun, lo, hi, x0, XTOL * s_min)
     if (s > 0).all():

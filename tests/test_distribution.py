@@ -878,3 +878,21 @@ def test_subnormal_scales_give_the_rescaled_results(d):
     np.testing.assert_allclose(
         region.intervals / c, ref.marginal(0).hdr(0.9).intervals, atol=tol
     )
+
+
+@pytest.mark.parametrize("d", [1, 2])
+def test_interval_is_the_two_quantiles_bit_for_bit(d):
+    # interval solves both ends in one root search (for speed on small
+    # inputs); every root is still found on its own, so each end must be the
+    # very bits ppf gives alone, point masses (scale 0) included.
+    rng = np.random.default_rng(d)
+    dists = [random_mixture(rng, n, 5, d=d) for n in (0, 1, 3, 100)]
+    dists.append(dists[-1].tempered(scale_temperature=0.0))
+    if d == 1:
+        dists.append(extreme_mixture(7))
+    for dist in dists:
+        for c in (0.5, 0.9, 0.999999):
+            ends = dist.interval(c)
+            assert ends.shape == (*dist.mean().shape, 2)
+            np.testing.assert_array_equal(ends[..., 0], dist.ppf((1 - c) / 2))
+            np.testing.assert_array_equal(ends[..., 1], dist.ppf((1 + c) / 2))
