@@ -903,7 +903,7 @@ default='tanh'
         }
         # Initialise in float64 whatever the training precision, so that
         # float32 and float64 fits start from the same weights.
-        network = MDNNetwork(**config).double()
+        network = MDNNetwork(**config, dtype=torch.float64)
         generator = torch.Generator().manual_seed(seed)
         # Components start at quantiles of y; on large data, of an evenly
         # spaced subsample (sorting 1e6 rows took a quarter of an epoch).
@@ -923,7 +923,8 @@ default='tanh'
         continue, on the device ``device`` resolves to now: after
         ``set_params(device=...)`` the model moves there (and Adam's moments
         with it, which :meth:`FlatAdam.load_state_dict` copies to the
-        network's device). A float64 model cannot move to MPS."""
+        network's device). A float64 model cannot move to MPS. The fitted
+        network stays as it is until the call succeeds."""
         device = resolve_device(self.device)
         if self.dtype_ == torch.float64 and device.type == "mps":
             raise ValueError(
@@ -932,8 +933,13 @@ default='tanh'
                 f"where it was fitted, {self.device_!r}), or call fit with "
                 "warm_start=False to build a float32 model on MPS."
             )
+        # Rebuilt from its config and loaded with its state: the same
+        # parameters bit for bit, in about half the time of copy.deepcopy
+        # (a cost every partial_fit call pays).
+        network = MDNNetwork(**self._network_config, dtype=self.dtype_).to(device)
+        network.load_state_dict(self.network_.state_dict())
         return _State(
-            copy.deepcopy(self.network_).to(device),
+            network,
             dict(self._network_config),
             device,
             self.dtype_,
@@ -1447,7 +1453,7 @@ default='tanh'
         super().__setstate__(state)
         if network_state is not None:
             device = resolve_device(self.device_, fallback=True)
-            network = MDNNetwork(**self._network_config).to(self.dtype_)
+            network = MDNNetwork(**self._network_config, dtype=self.dtype_)
             network.load_state_dict(_to_tensor_tree(network_state))
             self.network_ = network.to(device)
             self.device_ = str(device)

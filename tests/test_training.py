@@ -6,10 +6,13 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
 
+from skmdn import MDNRegressor
 from skmdn._mixture import diagonal_mixture_nll, mixture_log_prob
 from skmdn._network import MDNNetwork
 from skmdn._training import FlatAdam, batch_loss
@@ -152,3 +155,35 @@ def test_flat_adam_snapshot_restore_round_trip():
     opt.restore(saved)
     for p, b in zip(net.parameters(), before, strict=True):
         assert torch.equal(p, b)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"noise_type": "fixed", "fixed_noise_level": 0.3},
+        {"noise_type": "full"},
+        {"precision": "float32", "activation": "relu"},
+    ],
+)
+def test_the_copy_a_continued_fit_trains_is_the_fitted_network(params):
+    # partial_fit and warm_start train a copy, rebuilt from the config (for
+    # speed): against copy.deepcopy, the same modules, parameters and
+    # buffers bit for bit, of the same dtypes, in storage of their own.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 2))
+    Y = np.c_[X[:, 0], X[:, 1] ** 2]
+    model = MDNRegressor(max_iter=2, random_state=0, **params).fit(X, Y)
+    reference = copy.deepcopy(model.network_)
+    network = model._copy_state().network
+    assert repr(network) == repr(reference)
+    mine = dict(network.named_parameters()) | dict(network.named_buffers())
+    theirs = dict(reference.named_parameters()) | dict(reference.named_buffers())
+    fitted = dict(model.network_.named_parameters())
+    fitted |= dict(model.network_.named_buffers())
+    assert mine.keys() == theirs.keys()
+    for name, tensor in mine.items():
+        assert tensor.dtype == theirs[name].dtype, name
+        assert tensor.requires_grad == theirs[name].requires_grad, name
+        assert torch.equal(tensor, theirs[name]), name
+        assert tensor.data_ptr() != fitted[name].data_ptr(), name
