@@ -13,7 +13,6 @@ import torch
 from sklearn import get_config
 from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.model_selection import train_test_split
 from sklearn.utils._param_validation import (
     Interval,
     InvalidParameterError,
@@ -694,13 +693,7 @@ default='tanh'
                     "on; it needs at least 2 samples and 1 left to train on. Lower "
                     "validation_fraction or set early_stopping=False."
                 )
-            train_rows, val_rows = train_test_split(
-                np.arange(X.shape[0]), test_size=n_val, random_state=seed % (2**32)
-            )
-            # in order: gathering rows sequentially is 2x faster on large data,
-            # and each epoch draws its own permutation anyway
-            train_rows.sort()
-            val_rows.sort()
+            train_rows, val_rows = _validation_split(X.shape[0], n_val, seed)
         data = state.tensors(X, Y, sw, train_rows, val_rows)
         data.x_noise = data.y_noise = self._noise_level(n_eff, X.shape[1], Y.shape[1])
         history = TrainHistory() if not warm else copy.deepcopy(self._history)
@@ -1525,6 +1518,19 @@ class _State:
             log_scale=float(np.sum(np.log(self.y_scale))),
             val=None if val_rows is None else pack(val_rows),
         )
+
+
+def _validation_split(n: int, n_val: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Training and validation rows of ``n``, sorted: those of
+    ``train_test_split(np.arange(n), test_size=n_val, random_state=seed % 2**32)``.
+
+    The same permutation as scikit-learn's ``ShuffleSplit`` draws, without
+    the parameter validation and indexing of ``train_test_split`` (0.3 ms,
+    a fixed cost of every fit). Sorted: gathering rows in order is 2x faster
+    on large data, and each epoch draws its own permutation anyway.
+    """
+    perm = np.random.RandomState(seed % (2**32)).permutation(n)
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
 def _mean_weight(w: np.ndarray) -> float:

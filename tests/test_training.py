@@ -187,3 +187,19 @@ def test_the_copy_a_continued_fit_trains_is_the_fitted_network(params):
         assert tensor.requires_grad == theirs[name].requires_grad, name
         assert torch.equal(tensor, theirs[name]), name
         assert tensor.data_ptr() != fitted[name].data_ptr(), name
+
+
+def test_the_validation_split_is_train_test_splits():
+    # fit holds out the rows train_test_split would (documented as the
+    # validation_fraction split), drawn without its per-call overhead.
+    from sklearn.model_selection import train_test_split
+
+    from skmdn._regressor import _validation_split
+
+    for n, n_val, seed in [(2, 1, 0), (200, 20, 5), (1001, 101, 2**32 + 7)]:
+        train, val = train_test_split(
+            np.arange(n), test_size=n_val, random_state=seed % 2**32
+        )
+        mine = _validation_split(n, n_val, seed)
+        np.testing.assert_array_equal(mine[0], np.sort(train))
+        np.testing.assert_array_equal(mine[1], np.sort(val))
