@@ -15,6 +15,11 @@ Problems: Bishop's inverse sine (1 feature, 1 output) and a synthetic
 - ``skmdn-f32``: ``MDNRegressor`` on float32 ``X`` (``precision='auto'``
   follows X; ``precision='float32'`` is the same).
 
+The ``latency`` section times single calls on 1 to 256 rows (streaming with
+``partial_fit``, serving with ``predict`` and the distribution's methods,
+the fixed cost of ``fit``) against scikit-learn's ``MLPRegressor`` of the same
+hidden layers where it has the call; its calls take turns, round after round.
+
 Every timing is the median of several runs, except the time-to-target
 section (one fit per configuration) and the memory section (one process
 each); ratios are against the baseline measured in the same run. The FLOP
@@ -30,6 +35,7 @@ the data exist.
 from __future__ import annotations
 
 import argparse
+import copy
 import functools
 import itertools
 import json
@@ -52,6 +58,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from skmdn import MDNRegressor
 
 HIDDEN = (64, 64)
+SECTIONS = "steps,blocks,throughput,threads,ttt,inference,memory,latency"
 K = 5
 BASE_BATCH = 256
 LARGE_BATCH = 8192
@@ -515,6 +522,93 @@ def section_inference(args) -> str:
     )
 
 
+def latency_calls(problem: str) -> list[tuple[str, int, object, object]]:
+    """``(call, rows, skmdn call, MLPRegressor call or None)`` on ``problem``.
+
+    Fitted models (default ``MDNRegressor`` but ``max_iter=20``; an
+    ``MLPRegressor`` of the same hidden layers) on 2000 rows; ``partial_fit``
+    continues a copy of the fitted model on 256 rows; ``fit`` is a fresh
+    model with ``max_iter=1`` on 200 rows (the fixed cost of a fit, with its
+    validation split); the others run on the first 1 or 100 rows of new data.
+    """
+    from sklearn.neural_network import MLPRegressor
+
+    X, y = get_problem(problem, 2000)
+    X_new, y_new = get_problem(problem, 256, seed=1)
+    X_fit, y_fit = get_problem(problem, 200, seed=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = skmdn_model("skmdn-f64", max_iter=20).fit(X, y)
+        mlp = MLPRegressor(hidden_layer_sizes=HIDDEN, max_iter=20, random_state=0).fit(
+            X, y
+        )
+    streamed = copy.deepcopy(model)  # partial_fit changes it: not the one timed
+
+    def fit_once():
+        return skmdn_model("skmdn-f64", max_iter=1).fit(X_fit, y_fit)
+
+    def mlp_fit_once():
+        return MLPRegressor(hidden_layer_sizes=HIDDEN, max_iter=1, random_state=0).fit(
+            X_fit, y_fit
+        )
+
+    calls = [
+        ("partial_fit", 256, lambda: streamed.partial_fit(X_new, y_new),
+         lambda: mlp.partial_fit(X_new, y_new)),
+        ("fit max_iter=1", 200, fit_once, mlp_fit_once),
+    ]  # fmt: skip
+    for n in (1, 100):
+        Xn, yn = X_new[:n], y_new[:n]
+        calls += [
+            ("predict", n, lambda Xn=Xn: model.predict(Xn),
+             lambda Xn=Xn: mlp.predict(Xn)),
+            ("predict_dist(X).logpdf(y)", n,
+             lambda Xn=Xn, yn=yn: model.predict_dist(Xn).logpdf(yn), None),
+            ("score", n, lambda Xn=Xn, yn=yn: model.score(Xn, yn), None),
+            ("sample", n, lambda Xn=Xn: model.sample(Xn, random_state=0), None),
+            ("predict_interval", n, lambda Xn=Xn: model.predict_interval(Xn), None),
+        ]  # fmt: skip
+    return calls
+
+
+def section_latency(args) -> str:
+    """Per-call time on small inputs (streaming and serving), against
+    scikit-learn's ``MLPRegressor`` where it has the call: medians of
+    ``args.latency_repeats`` calls, every call taking its turn in each round."""
+    rows = []
+    for problem in PROBLEMS:
+        calls = latency_calls(problem)
+        times = [([], []) for _ in calls]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # max_iter=1: ConvergenceWarning
+            for _ in range(1 + args.latency_repeats):  # the first is warm-up
+                for (_, _, ours, theirs), (mine, base) in zip(
+                    calls, times, strict=True
+                ):
+                    for fn, out in ((ours, mine), (theirs, base)):
+                        if fn is not None:
+                            t0 = time.perf_counter()
+                            fn()
+                            out.append(time.perf_counter() - t0)
+        for (call, n, _, _), (mine, base) in zip(calls, times, strict=True):
+            ours = 1e3 * float(np.median(mine[1:]))
+            theirs = 1e3 * float(np.median(base[1:])) if base else None
+            rows.append(
+                [
+                    problem,
+                    call,
+                    n,
+                    f"{ours:.3f}",
+                    "-" if theirs is None else f"{theirs:.3f}",
+                    "-" if theirs is None else f"{ours / theirs:.2f}x",
+                ]
+            )
+            print(rows[-1], flush=True)
+    return fmt_table(
+        ["problem", "call", "rows", "skmdn ms", "MLPRegressor ms", "ratio"], rows
+    )
+
+
 def child_memory(spec: dict) -> dict:
     """Run in a fresh process: fit or predict once and report memory."""
 
@@ -831,9 +925,7 @@ def main() -> None:
         default=None,
         help="torch threads (default: torch's default)",
     )
-    parser.add_argument(
-        "--sections", default="steps,blocks,throughput,threads,ttt,inference,memory"
-    )
+    parser.add_argument("--sections", default=SECTIONS)
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -846,6 +938,7 @@ def main() -> None:
         args.ttt_sizes, args.ttt_samples = [10_000], 600_000
         args.infer_n, args.mem_fit_sizes = 1_000_000, [100_000]
         args.mem_predict_sizes = [1_000_000]
+        args.latency_repeats = 11
     else:
         args.sizes, args.repeats, args.samples = (
             [10_000, 100_000, 1_000_000],
@@ -855,6 +948,7 @@ def main() -> None:
         args.ttt_sizes, args.ttt_samples = [10_000, 100_000], 3_000_000
         args.infer_n, args.mem_fit_sizes = 1_000_000, [100_000, 1_000_000]
         args.mem_predict_sizes = [1_000_000, 10_000_000]
+        args.latency_repeats = 21
     gflops = Peak()
     print(
         f"# skmdn speed benchmark, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
@@ -886,6 +980,8 @@ def main() -> None:
         out["inference"] = section_inference(args)
     if "memory" in sections:
         out["memory"] = section_memory(args)
+    if "latency" in sections:
+        out["latency"] = section_latency(args)
     for name, table in out.items():
         print(f"\n## {name}\n\n{table}")
     print(f"\nmatmul GFLOP/s, the best seen (the FLOP limit): {gflops.summary()}")

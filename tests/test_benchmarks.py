@@ -97,3 +97,33 @@ def test_inverse_sine_floor_reaches_the_best_mixture_not_a_local_optimum():
     ce, _, unconverged = mm.gmm_cross_entropy(points[None], 5, starts=10)
     assert unconverged == 0
     assert ce[0] == pytest.approx(reference, abs=1e-6)
+
+
+def test_speed_latency_section_times_every_call_against_mlpregressor():
+    # Part of the default run (a few seconds); here with one round.
+    import argparse
+
+    speed = _load("speed")
+    assert "latency" in speed.SECTIONS.split(",")
+    table = speed.section_latency(argparse.Namespace(latency_repeats=1))
+    lines = table.splitlines()
+    header, *rows = [[c.strip() for c in line.split("|")[1:-1]] for line in lines]
+    assert header == ["problem", "call", "rows", "skmdn ms", "MLPRegressor ms", "ratio"]
+    rows = rows[1:]  # the rule under the header
+    calls = {tuple(r[:3]) for r in rows}
+    assert len(calls) == len(rows) == 2 * 12
+    for problem in ("sine", "synth10"):
+        assert (problem, "partial_fit", "256") in calls
+        assert (problem, "fit max_iter=1", "200") in calls
+        for n in ("1", "100"):
+            for call in ("predict", "predict_dist(X).logpdf(y)", "score", "sample"):
+                assert (problem, call, n) in calls
+            assert (problem, "predict_interval", n) in calls
+    for _, call, _, ours, theirs, ratio in rows:
+        assert float(ours) > 0
+        if call in ("partial_fit", "fit max_iter=1", "predict"):
+            assert float(ratio[:-1]) == pytest.approx(
+                float(ours) / float(theirs), rel=0.01, abs=0.01
+            )
+        else:
+            assert theirs == ratio == "-"
