@@ -161,8 +161,10 @@ def _root_search(
     ``fun(x, idx)`` returns ``(h, dh)`` for the problems ``idx``; ``h`` must be
     increasing on ``[lo, hi]`` with ``h(lo) <= 0 <= h(hi)``. A Newton step is
     taken when it stays inside the current bracket and at least halves the
-    previous step, otherwise the bracket is bisected; the bracket shrinks every
-    iteration, so the search always converges. Stops when the step is below
+    previous step, or when it is below the tolerance (clipped to the bracket:
+    at the root it rounds onto the bracket's end), otherwise the bracket is
+    bisected; the bracket shrinks every iteration, so the search always
+    converges. Stops when the step is below
     ``max(4 eps |x|, atol)`` (``atol`` per problem; ``eps`` is the float64
     resolution, so the root is then as accurate as the numbers allow) or
     ``h == 0``.
@@ -174,22 +176,28 @@ def _root_search(
     for _ in range(_MAX_ITER):
         if active.size == 0:
             break
-        xa, la, ha = x[active], lo[active], hi[active]
+        xa, la, ha, atol_a = x[active], lo[active], hi[active], atol[active]
         h, dh = fun(xa, active)
         la = np.where(h < 0, xa, la)
         ha = np.where(h > 0, xa, ha)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             newton = xa - h / dh
-        ok = (
-            np.isfinite(newton)
-            & (newton > la)
-            & (newton < ha)
-            & (np.abs(2.0 * h) <= np.abs(dx_old[active] * dh))
+        # A Newton step below the tolerance has converged: near the root it
+        # rounds to xa itself, an end of the bracket, which the strict test
+        # below refuses (the bisections that followed cost ~40 iterations).
+        converged = np.abs(newton - xa) <= np.maximum(4 * _EPS * np.abs(xa), atol_a)
+        ok = np.isfinite(newton) & (
+            converged
+            | (
+                (newton > la)
+                & (newton < ha)
+                & (np.abs(2.0 * h) <= np.abs(dx_old[active] * dh))
+            )
         )
-        x_new = np.where(ok, newton, 0.5 * (la + ha))
+        x_new = np.where(ok, np.clip(newton, la, ha), 0.5 * (la + ha))
         step = np.abs(x_new - xa)
         x[active], lo[active], hi[active], dx_old[active] = x_new, la, ha, step
-        tol = np.maximum(4 * _EPS * np.abs(x_new), atol[active])
+        tol = np.maximum(4 * _EPS * np.abs(x_new), atol_a)
         done = (h == 0) | (step <= tol) | (ha - la <= tol)
         x[active[h == 0]] = xa[h == 0]
         active = active[~done]
