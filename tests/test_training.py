@@ -157,6 +157,7 @@ def test_flat_adam_snapshot_restore_round_trip():
         assert torch.equal(p, b)
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 @pytest.mark.parametrize(
     "params",
     [
