@@ -232,6 +232,25 @@ def test_keyboard_interrupt_with_early_stopping_keeps_best_weights(monkeypatch):
     np.testing.assert_array_equal(m.predict(X), reference.predict(X))
 
 
+def test_keyboard_interrupt_keeps_the_best_epoch_not_the_last_finished_one(
+    monkeypatch,
+):
+    # validation scores -0.77 -0.35 -0.08 -0.31 -0.43 -0.35 (the stopping-rule
+    # test below): after an interrupt in epoch 7 the kept weights are epoch
+    # 3's, the best, not epoch 6's, the last finished
+    fast = {"early_stopping": True, "learning_rate": "constant"}
+    fast["learning_rate_init"] = 0.05
+    scores = quiet_fit(model(max_iter=6, **fast)).validation_scores_
+    best = int(np.argmax(scores)) + 1
+    assert best <= 4 and max(scores[best:]) < max(scores) - 0.01
+    reference = quiet_fit(model(max_iter=best, **fast))
+    inject(monkeypatch, after_calls=6 * 3 + 1, fault=interrupt)  # in epoch 7
+    with pytest.warns(UserWarning, match="interrupted.*best weights found so far"):
+        m = model(max_iter=10, **fast).fit(X, Y)
+    assert m.n_iter_ == 6 and m.validation_scores_ == scores
+    np.testing.assert_array_equal(m.predict(X), reference.predict(X))
+
+
 # ---------------------------------------------- fitted state survives errors
 @pytest.mark.parametrize("method", ["fit", "warm_fit", "partial_fit"])
 def test_error_inside_training_never_loses_fitted_state(monkeypatch, method):
@@ -500,6 +519,28 @@ def test_a_non_finite_epoch_rolls_the_optimiser_back_too(monkeypatch):
     m.partial_fit(X, Y).partial_fit(X, Y)
     assert m.n_iter_ == 3
     np.testing.assert_array_equal(m.predict(X), straight.predict(X))
+
+
+def test_a_non_finite_epoch_mid_fit_restores_the_optimiser_of_the_last_good_one(
+    monkeypatch,
+):
+    """The published optimiser state (which partial_fit and warm_start
+    continue from) is that of the epoch whose weights are kept, not the
+    diverged one's: step count and moments of a fit that ended there."""
+    reference = quiet_fit(model(max_iter=3))
+    inject(monkeypatch, after_calls=3 * 3 + 1, fault=nan_loss)  # epoch 4, step 2
+    with pytest.warns(ConvergenceWarning, match="non-finite in epoch 4"):
+        m = model(max_iter=10).fit(X, Y)
+    monkeypatch.undo()
+    assert m.n_iter_ == m._optimizer_state["t"] // 3 == 3
+    for key, value in reference._optimizer_state.items():
+        if isinstance(value, torch.Tensor):
+            assert torch.equal(m._optimizer_state[key], value), key
+        else:
+            assert m._optimizer_state[key] == value, key
+    m.partial_fit(X, Y)
+    reference.partial_fit(X, Y)
+    np.testing.assert_array_equal(m.predict(X), reference.predict(X))
 
 
 def test_a_non_finite_epoch_with_early_stopping_keeps_the_best_weights(

@@ -1,7 +1,11 @@
-"""The training loop's fast parts against their textbook references.
+"""The training loop against its references.
 
 ``diagonal_mixture_nll`` (hand-written backward) against autograd through
-``mixture_log_prob``; ``FlatAdam`` against ``torch.optim.Adam``.
+``mixture_log_prob``; ``FlatAdam`` against ``torch.optim.Adam``; and, through
+the estimator, the recorded losses and validation scores against numpy's
+weighted means of the predictive log-densities, the stopping rules against
+scikit-learn's MLP rule replayed on the recorded curves, and the noise of
+noise regularisation against its documented bandwidth.
 """
 
 from __future__ import annotations
@@ -204,3 +208,219 @@ def test_the_validation_split_is_train_test_splits():
         mine = _validation_split(n, n_val, seed)
         np.testing.assert_array_equal(mine[0], np.sort(train))
         np.testing.assert_array_equal(mine[1], np.sort(val))
+
+
+# ------------------------------------------- the loop, through the estimator
+def _weighted_problem(n: int = 200, seed: int = 0):
+    """Sine data with weights of which some are exactly 1 (the unit-weight
+    fast path must not be taken for the whole set because of them)."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 2))
+    y = np.sin(2.0 * X[:, 0]) + 0.2 * rng.normal(size=n)
+    w = np.where(rng.random(n) < 0.3, 1.0, rng.uniform(0.1, 5.0, n))
+    return X, y, w
+
+
+@pytest.mark.parametrize("batch_size", [16, 200])
+def test_loss_curve_is_the_weighted_mean_nll_of_the_training_rows(batch_size):
+    # A rate so small that the weights do not move within the epoch: the
+    # recorded epoch loss is then the weighted mean NLL of the training rows
+    # under the model, in original units, which numpy computes from the
+    # predictive densities (mini-batch losses must be combined by their
+    # weights, each batch normalised by its own sum of weights).
+    from skmdn import MDNRegressor
+
+    X, y, w = _weighted_problem()
+    model = MDNRegressor(
+        n_components=3,
+        hidden_layer_sizes=(8,),
+        learning_rate_init=1e-12,
+        batch_size=batch_size,
+        early_stopping=False,
+        max_iter=1,
+        random_state=0,
+    )
+    with pytest.warns(Warning):  # max_iter
+        model.fit(X, y, sample_weight=w)
+    expected = -np.average(model.predict_dist(X).logpdf(y), weights=w)
+    assert model.loss_curve_[0] == pytest.approx(expected, rel=1e-9)
+    # and unweighted rows weigh the same (the unit-weight blocked path)
+    with pytest.warns(Warning):
+        model.fit(X, y)
+    expected = -model.predict_dist(X).logpdf(y).mean()
+    assert model.loss_curve_[0] == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("level", ["auto", 0.3])
+def test_noise_regularisation_perturbs_x_and_y_by_the_documented_bandwidth(
+    level, monkeypatch
+):
+    # The rows each training step sees, against the standardised data: the
+    # difference is fresh Gaussian noise of standard deviation
+    # 0.2 * n ** (-1 / (4 + d)) for 'auto' (Rothfuss et al. 2019; d = number
+    # of features plus outputs), the given level otherwise, in x and in y.
+    import skmdn._training as training
+    from skmdn import MDNRegressor
+
+    n = 2000
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(n, 2)) * [3.0, 0.5] + [1.0, -2.0]
+    y = 4.0 * np.sin(X[:, 0]) + rng.normal(size=n)
+    seen = []
+    real = training.step_loss
+
+    def spy(step, workers):
+        seen.append([t.clone() for t in step.args[:2]])  # (x, y) of the batch
+        return real(step, workers)
+
+    monkeypatch.setattr(training, "step_loss", spy)
+    model = MDNRegressor(
+        hidden_layer_sizes=(4,),
+        noise_regularization=level,
+        early_stopping=False,
+        batch_size=n,  # one step an epoch, on the rows in order
+        max_iter=2,
+        random_state=0,
+    )
+    with pytest.warns(Warning):  # max_iter
+        model.fit(X, y)
+    expected = 0.2 * n ** (-1.0 / (4 + 2 + 1)) if level == "auto" else level
+    x_std = (X - model.X_mean_) / model.X_scale_
+    y_std = (y[:, None] - model.y_mean_) / model.y_scale_
+    assert len(seen) == 2
+    for xb, yb in seen:
+        for batch, clean in ((xb, x_std), (yb, y_std)):
+            noise = batch.numpy() - clean
+            assert noise.std() == pytest.approx(expected, rel=0.06)
+            assert abs(noise.mean()) < 4 * expected / np.sqrt(noise.size)
+    # fresh noise every step
+    assert not torch.equal(seen[0][0], seen[1][0])
+
+
+def test_validation_score_is_the_weighted_log_likelihood_of_held_out_rows(
+    monkeypatch,
+):
+    # The split is recorded where the estimator draws it (scikit-learn's
+    # train_test_split); with a rate too small to move the weights, the
+    # recorded training loss is the weighted mean NLL of the training rows
+    # alone (no held-out row leaks into training) and the validation score the
+    # weighted mean log-likelihood of the held-out rows, both in the original
+    # units of y, as numpy computes them from the predictive densities.
+    import skmdn._regressor as regressor
+    from skmdn import MDNRegressor
+
+    splits = []
+    real = regressor.train_test_split
+
+    def spy(*args, **kwargs):
+        splits.append(real(*args, **kwargs))
+        return splits[-1]
+
+    monkeypatch.setattr(regressor, "train_test_split", spy)
+    X, y, w = _weighted_problem(n=301)
+    y = 50.0 * y + 7.0  # log(y_scale) far from 0: units must be right
+    model = MDNRegressor(
+        n_components=3,
+        hidden_layer_sizes=(8,),
+        learning_rate_init=1e-12,
+        early_stopping=True,
+        validation_fraction=0.2,
+        max_iter=1,
+        random_state=0,
+    )
+    with pytest.warns(Warning):  # max_iter
+        model.fit(X, y, sample_weight=w)
+    ((train, val),) = splits
+    # ceil(0.2 * 301) held out, as train_test_split(test_size=0.2) holds out
+    assert len(val) == 61 and len(train) == 240
+    assert np.intersect1d(train, val).size == 0
+    logpdf = model.predict_dist(X).logpdf(y)
+    assert model.loss_curve_[0] == pytest.approx(
+        -np.average(logpdf[train], weights=w[train]), rel=1e-9
+    )
+    expected = np.average(logpdf[val], weights=w[val])
+    assert model.validation_scores_[0] == pytest.approx(expected, rel=1e-9)
+    assert model.best_validation_score_ == model.validation_scores_[0]
+
+
+def _spy_split(monkeypatch) -> list:
+    """Record the (train, validation) rows the estimator's split returns."""
+    import skmdn._regressor as regressor
+
+    splits = []
+    real = regressor.train_test_split
+
+    def spy(*args, **kwargs):
+        splits.append(real(*args, **kwargs))
+        return splits[-1]
+
+    monkeypatch.setattr(regressor, "train_test_split", spy)
+    return splits
+
+
+def _no_improvement_counts(values, tol, higher_is_better):
+    """scikit-learn's MLP rule, epoch by epoch: the count of epochs since the
+    monitored value last improved on the best so far by more than tol."""
+    sign = 1.0 if higher_is_better else -1.0
+    best, count, counts = -np.inf, 0, []
+    for v in sign * np.asarray(values):
+        count = count + 1 if v < best + tol else 0
+        best = max(best, v)
+        counts.append(count)
+    return counts
+
+
+def test_early_stopping_keeps_the_best_epoch_even_when_it_improved_by_less_than_tol(
+    monkeypatch,
+):
+    # tol decides when to stop, not which weights are best (as in
+    # MLPRegressor): the kept model is the epoch of the highest recorded
+    # validation score, checked by scoring the held-out rows with numpy.
+    from skmdn import MDNRegressor
+
+    splits = _spy_split(monkeypatch)
+    X, y, _ = _weighted_problem(n=400)
+    tol = 0.02
+    model = MDNRegressor(
+        n_components=3,
+        hidden_layer_sizes=(16,),
+        tol=tol,
+        n_iter_no_change=8,
+        max_iter=200,
+        random_state=0,
+    ).fit(X, y)
+    scores = model.validation_scores_
+    counts = _no_improvement_counts(scores, tol, higher_is_better=True)
+    assert model.n_iter_ < 200 and counts[-1] == 9 and max(counts[:-1]) <= 8
+    best = int(np.argmax(scores))
+    # precondition: the best epoch improved on the earlier best by less than tol
+    assert 0 < scores[best] - max(scores[:best]) < tol
+    assert model.best_validation_score_ == scores[best]
+    ((_, val),) = splits
+    held_out = model.predict_dist(X[val]).logpdf(y[val]).mean()
+    assert held_out == pytest.approx(scores[best], rel=1e-9, abs=1e-12)
+
+
+def test_training_loss_stopping_counts_from_the_best_loss(monkeypatch):
+    # Without early stopping, an epoch improves when its loss is below the
+    # best loss so far minus tol (MLPRegressor's rule): training stops at the
+    # first epoch where more than n_iter_no_change epochs in a row did not.
+    from skmdn import MDNRegressor
+
+    X, y, _ = _weighted_problem(n=400)
+    tol, patience = 0.01, 4
+    model = MDNRegressor(
+        n_components=3,
+        hidden_layer_sizes=(16,),
+        early_stopping=False,
+        learning_rate="constant",
+        learning_rate_init=0.03,
+        tol=tol,
+        n_iter_no_change=patience,
+        max_iter=300,
+        random_state=0,
+    ).fit(X, y)
+    counts = _no_improvement_counts(model.loss_curve_, tol, higher_is_better=False)
+    assert model.n_iter_ < 300
+    assert counts[-1] == patience + 1 and max(counts[:-1]) <= patience
+    assert model.best_loss_ == min(model.loss_curve_)
