@@ -424,3 +424,21 @@ def test_training_loss_stopping_counts_from_the_best_loss(monkeypatch):
     assert model.n_iter_ < 300
     assert counts[-1] == patience + 1 and max(counts[:-1]) <= patience
     assert model.best_loss_ == min(model.loss_curve_)
+
+
+def test_random_state_seeds_the_validation_split(monkeypatch):
+    # as documented: the same seed holds out the same rows, another seed
+    # other rows (a split fixed for every seed would bias a seed average)
+    from skmdn import MDNRegressor
+
+    splits = _spy_split(monkeypatch)
+    X, y, _ = _weighted_problem(n=200)
+    for seed in (0, 0, 1):
+        model = MDNRegressor(
+            hidden_layer_sizes=(4,), early_stopping=True, max_iter=1, random_state=seed
+        )
+        with pytest.warns(Warning):  # max_iter
+            model.fit(X, y)
+    (_, a), (_, b), (_, c) = splits
+    np.testing.assert_array_equal(a, b)
+    assert len(np.setdiff1d(a, c)) > len(a) // 2
