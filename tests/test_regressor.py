@@ -329,6 +329,44 @@ def test_each_warm_fit_draws_fresh_noise_and_shuffles(monkeypatch):
         assert torch.equal(u, v) and torch.equal(o, p)
 
 
+def test_each_partial_fit_draws_its_own_shuffle(monkeypatch):
+    """As a warm fit does: a stream of partial_fit calls on the same chunk
+    must not replay one permutation of its rows in every call."""
+    orders, real_perm = [], torch.randperm
+
+    def perm(*args, **kwargs):
+        orders.append(real_perm(*args, **kwargs))
+        return orders[-1]
+
+    monkeypatch.setattr(torch, "randperm", perm)
+    X, y = small_problem(n=300)
+    runs = []
+    for _ in range(2):  # the same sequence of calls twice
+        model = MDNRegressor(hidden_layer_sizes=(8,), batch_size=32, random_state=0)
+        calls = []
+        for _call in range(3):
+            orders.clear()
+            model.partial_fit(X, y)
+            calls.append(orders[0])
+        runs.append(calls)
+    a, b, c = runs[0]
+    assert not torch.equal(a, b) and not torch.equal(b, c)
+    for u, v in zip(runs[0], runs[1], strict=True):  # still reproducible
+        assert torch.equal(u, v)
+
+
+def test_best_loss_covers_every_call_of_a_stream():
+    # an easy chunk, then a hard one: the best loss stays the easy chunk's
+    X, y = small_problem(n=200)
+    rng = np.random.default_rng(1)
+    model = MDNRegressor(hidden_layer_sizes=(8,), random_state=0)
+    for _ in range(3):
+        model.partial_fit(X, y)
+    model.partial_fit(X, y + 5.0 * rng.normal(size=len(y)))
+    assert np.argmin(model.loss_curve_) < 3  # precondition
+    assert model.best_loss_ == min(model.loss_curve_)
+
+
 def test_partial_fit_streams_over_chunks():
     X, y = small_problem(n=1000)
     model = MDNRegressor(hidden_layer_sizes=(16,), random_state=0)

@@ -226,6 +226,26 @@ def test_early_stopping_patience_counts_long_epochs_as_several():
     assert count == 7
 
 
+def test_an_epochs_last_partial_batch_counts_as_a_step():
+    # 801 rows at batch 4 are 201 steps an epoch (the last one of a row), so
+    # n_iter_no_change=10 means round(10 * 150 / 201) = 7 epochs (200 steps
+    # would give round(7.5) = 8): training without early stopping stops at
+    # the 8th epoch in a row whose loss does not improve on the best by tol.
+    X, y = _pure_noise(801)
+    model = MDNRegressor(
+        n_iter_no_change=10,
+        batch_size=4,
+        early_stopping=False,
+        hidden_layer_sizes=(8,),
+        max_iter=100,
+        random_state=0,
+    ).fit(X, y)
+    assert model.n_iter_ < 100  # stopped by the criterion
+    assert model.t_ == 201 * model.n_iter_
+    losses = -np.asarray(model.loss_curve_)
+    assert _final_no_improvement_count(losses, model.tol) == 8
+
+
 def test_plateau_halves_every_epoch_when_epochs_are_long():
     # 1080 training rows at batch 4: 270 steps an epoch, so the plateau
     # patience of n_iter_no_change // 2 = 2 epochs becomes round(2 * 150 / 270)
