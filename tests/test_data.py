@@ -41,6 +41,18 @@ def test_abs_max_matches_numpy(n, columns):
     )
 
 
+@pytest.mark.parametrize("n", [65, 67, 130, 131, 1001])
+def test_abs_max_finds_an_extreme_in_any_row(n):
+    # the halving folds the bottom rows onto the top ones: with an odd count
+    # the middle row stays and the last row must still be folded in
+    base = np.random.default_rng(n).uniform(-1.0, 1.0, size=(n, 2))
+    for row in range(n):
+        a = base.copy()
+        a[row] = [-7.0, 9.0]
+        got = _abs_max(torch.from_numpy(a)).numpy()
+        np.testing.assert_array_equal(got, [7.0, 9.0], err_msg=f"row {row}")
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n", [1, 999, 1000, 3500])
 def test_weighted_mean_scale_matches_numpy(small_chunks, dtype, n):

@@ -135,11 +135,17 @@ def test_divergent_learning_rate_never_predicts_nan(noise_type, precision):
     assert all(np.isfinite(m.loss_curve_))
 
 
-def test_a_sensible_learning_rate_does_not_warn_of_divergence():
+@pytest.mark.parametrize("unit", [1.0, 1e3, 1e-3])
+def test_a_sensible_learning_rate_does_not_warn_of_divergence(unit):
+    # in any units of y: the loss at initialisation and the loss curve are
+    # compared in the same (original) units
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        model(learning_rate_init=1e-2, max_iter=20).fit(X, Y)
+        m = model(learning_rate_init=1e-2, max_iter=20).fit(X, unit * Y)
     assert not any("made the model worse" in str(w.message) for w in caught)
+    if unit < 1.0:  # and a real divergence in small units still warns
+        with pytest.warns(ConvergenceWarning, match="made the model worse"):
+            m.set_params(learning_rate_init=1e3).fit(X, unit * Y)
 
 
 def test_warm_start_with_new_noise_is_not_read_as_divergence():
@@ -249,6 +255,22 @@ def test_keyboard_interrupt_keeps_the_best_epoch_not_the_last_finished_one(
         m = model(max_iter=10, **fast).fit(X, Y)
     assert m.n_iter_ == 6 and m.validation_scores_ == scores
     np.testing.assert_array_equal(m.predict(X), reference.predict(X))
+
+
+def test_an_interrupted_warm_fit_does_not_claim_to_have_reached_max_iter(
+    monkeypatch,
+):
+    # max_iter counts the epochs of one call: a warm call interrupted in its
+    # second epoch ran one, whatever the model's total
+    m = quiet_fit(model(max_iter=3, warm_start=True))
+    inject(monkeypatch, after_calls=3 + 1, fault=interrupt)  # call's epoch 2
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m.fit(X, Y)
+    messages = [str(w.message) for w in caught]
+    assert m.n_iter_ == 4
+    assert any("interrupted by the user" in s for s in messages), messages
+    assert not any("max_iter" in s for s in messages), messages
 
 
 # ---------------------------------------------- fitted state survives errors
