@@ -43,6 +43,15 @@ def test_auto_levers_are_off_below_the_effective_sample_size(param):
     np.testing.assert_array_equal(auto.predict(X), manual.predict(X))
 
 
+def test_auto_early_stopping_starts_at_exactly_the_threshold():
+    # "at least 100 effective samples": 100 rows hold out, 99 do not
+    for n, held_out in ((_AUTO_MIN_SAMPLES, True), (_AUTO_MIN_SAMPLES - 1, False)):
+        X, y = _pure_noise(n)
+        with pytest.warns(Warning):  # max_iter
+            model = MDNRegressor(max_iter=2, random_state=0).fit(X, y)
+        assert (model.validation_scores_ is not None) == held_out, n
+
+
 def test_auto_levers_use_the_effective_sample_size_of_the_weights():
     # Kish's sum(w)^2 / sum(w^2): rescaling the weights changes nothing, while
     # 150 rows of which 100 carry almost no weight count as about 50.
