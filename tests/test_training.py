@@ -300,23 +300,16 @@ def test_noise_regularisation_perturbs_x_and_y_by_the_documented_bandwidth(
 def test_validation_score_is_the_weighted_log_likelihood_of_held_out_rows(
     monkeypatch,
 ):
-    # The split is recorded where the estimator draws it (scikit-learn's
-    # train_test_split); with a rate too small to move the weights, the
-    # recorded training loss is the weighted mean NLL of the training rows
-    # alone (no held-out row leaks into training) and the validation score the
-    # weighted mean log-likelihood of the held-out rows, both in the original
-    # units of y, as numpy computes them from the predictive densities.
-    import skmdn._regressor as regressor
+    # The split is recorded where the estimator draws it (_validation_split,
+    # train_test_split's permutation); with a rate too small to move the
+    # weights, the recorded training loss is the weighted mean NLL of the
+    # training rows alone (no held-out row leaks into training) and the
+    # validation score the weighted mean log-likelihood of the held-out rows,
+    # both in the original units of y, as numpy computes them from the
+    # predictive densities.
     from skmdn import MDNRegressor
 
-    splits = []
-    real = regressor.train_test_split
-
-    def spy(*args, **kwargs):
-        splits.append(real(*args, **kwargs))
-        return splits[-1]
-
-    monkeypatch.setattr(regressor, "train_test_split", spy)
+    splits = _spy_split(monkeypatch)
     X, y, w = _weighted_problem(n=301)
     y = 50.0 * y + 7.0  # log(y_scale) far from 0: units must be right
     model = MDNRegressor(
@@ -348,13 +341,13 @@ def _spy_split(monkeypatch) -> list:
     import skmdn._regressor as regressor
 
     splits = []
-    real = regressor.train_test_split
+    real = regressor._validation_split
 
     def spy(*args, **kwargs):
         splits.append(real(*args, **kwargs))
         return splits[-1]
 
-    monkeypatch.setattr(regressor, "train_test_split", spy)
+    monkeypatch.setattr(regressor, "_validation_split", spy)
     return splits
 
 
