@@ -1,11 +1,15 @@
 """scikit-learn's common estimator checks, with no expected failures."""
 
+import pytest
 from sklearn.metrics import r2_score
 from sklearn.utils.estimator_checks import _regression_dataset, parametrize_with_checks
 
 from skmdn import MDNRegressor
 
 
+# The checks fit their tiny data sets for up to max_iter=300 epochs; a
+# ConvergenceWarning there says nothing about compatibility.
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 @parametrize_with_checks([MDNRegressor(random_state=0)])
 def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)
@@ -36,6 +40,7 @@ def _expected_failed_checks(estimator):
     ],
     expected_failed_checks=_expected_failed_checks,
 )
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_sklearn_compatible_settings(estimator, check):
     check(estimator)
 

@@ -668,7 +668,9 @@ def test_a_failed_refit_keeps_the_feature_names_and_count():
     pd = pytest.importorskip("pandas")
     frame = pd.DataFrame(X, columns=["a", "b"])
     m = quiet_fit(model(), frame, Y)
-    before = snapshot(m)
+    with warnings.catch_warnings():  # snapshot predicts from an array
+        warnings.simplefilter("ignore", UserWarning)
+        before = snapshot(m)
     with pytest.raises(ValueError, match="validation_fraction"):
         m.set_params(early_stopping=True).fit(np.ones((1, 5)), [1.0])
     assert m.n_features_in_ == 2
@@ -690,6 +692,8 @@ def test_a_failed_first_fit_leaves_the_model_unfitted():
         m.predict(np.ones((1, 2)))
 
 
+# short fits on purpose: their ConvergenceWarning is not what is tested
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 @pytest.mark.parametrize(
     ("change", "named"),
     [
@@ -714,6 +718,8 @@ def test_continuing_a_model_under_changed_structure_is_refused(change, named, me
     assert m.n_iter_ == before["n_iter"] + (1 if method == "partial_fit" else 6)
 
 
+# short fits on purpose: their ConvergenceWarning is not what is tested
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 @pytest.mark.parametrize("method", ["warm_fit", "partial_fit"])
 def test_fixed_noise_level_is_ignored_unless_the_noise_is_fixed(method):
     # documented: "Required with that noise type, ignored otherwise"

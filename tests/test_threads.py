@@ -88,6 +88,8 @@ def test_chooser_is_fixed_with_a_budget_of_one_or_on_an_accelerator(
     assert ThreadChooser(None, SMALL_BATCH).fixed == 1
 
 
+# short fits on purpose: their ConvergenceWarning is not what is tested
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_large_batch_training_chooses_threads_per_step(two_threads, monkeypatch):
     """Steps are blocks on worker threads: the chooser picks the number of
     workers, and torch runs one thread in each."""
@@ -110,6 +112,8 @@ def test_large_batch_training_chooses_threads_per_step(two_threads, monkeypatch)
     assert torch.get_num_threads() == 2  # restored
 
 
+# short fits on purpose: their ConvergenceWarning is not what is tested
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 @pytest.mark.parametrize(
     ("dtype", "params"),
     [
@@ -164,6 +168,8 @@ def test_a_smaller_last_block_is_neither_timed_nor_counted(two_threads):
     assert chooser.choose() == 2
 
 
+# short fits on purpose: their ConvergenceWarning is not what is tested
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_large_batch_fits_with_fixed_threads_are_bit_identical(two_threads):
     """The timed thread choice may change rounding; a fixed count does not."""
     rng = np.random.default_rng(0)
