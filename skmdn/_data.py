@@ -22,7 +22,12 @@ import numpy as np
 import torch
 from scipy import sparse
 
-from ._utils import overflow_safe_weights, tensor_view, torch_threads
+from ._utils import (
+    overflow_safe_weights,
+    power_of_two_unit,
+    tensor_view,
+    torch_threads,
+)
 
 __all__ = [
     "CHUNK_ROWS",
@@ -128,10 +133,7 @@ def weighted_mean_scale(a: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.nd
     for i, sl in enumerate(chunks):
         part[i, 0] = _abs_max(t.slice(sl))
     largest_abs = part[:, 0].amax(0).numpy()
-    # 2^e > max |a|, but 2^1024 is infinite: from 2^1023 up, |a| / unit < 2;
-    # and 1 / 2^e overflows below 2^-1021 (subnormal columns): there unit is
-    # 2^-1021, and |a| / unit < 1, exact
-    unit = np.ldexp(1.0, np.clip(np.frexp(largest_abs)[1], -1021, 1023))
+    unit = power_of_two_unit(largest_abs)  # |a| / unit < 2, exact
     unit[~(largest_abs > 0)] = 1.0
     inverse = torch.from_numpy(1.0 / unit)  # a power of two: exact products
     # Row-major copies whatever the layout of ``a`` (a DataFrame's is

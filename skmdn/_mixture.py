@@ -20,7 +20,13 @@ from ._univariate import (
     mixture_hdr,
     mixture_ppf,
 )
-from ._utils import as_numpy_generator, run_blocks, tensor_view, thread_count
+from ._utils import (
+    as_numpy_generator,
+    power_of_two_unit,
+    run_blocks,
+    tensor_view,
+    thread_count,
+)
 
 __all__ = [
     "SAMPLE_ROWS",
@@ -67,9 +73,7 @@ def row_units(s_max: np.ndarray) -> np.ndarray:
     >>> np.log2(row_units(np.array([3.0, 0.0, 1e200, 2.0**-300, 1e-320])))
     array([    0.,     0.,   665.,  -299., -1021.])
     """
-    # 2^1024 is infinite, and so is 1 / 2^e below 2^-1021 (subnormal scales,
-    # whose means and scales divided by 2^-1021 are still exact)
-    unit = np.ldexp(1.0, np.clip(np.frexp(s_max)[1], -1021, 1023))
+    unit = power_of_two_unit(s_max)
     lo, hi = _ORDINARY_SCALES
     unit[~((s_max < lo) | (s_max > hi))] = 1.0  # NaN too
     return unit

@@ -31,6 +31,7 @@ __all__ = [
     "lock_renewed_after_fork",
     "non_finite_advice",
     "overflow_safe_weights",
+    "power_of_two_unit",
     "resolve_device",
     "resolve_dtype",
     "run_blocks",
@@ -513,6 +514,24 @@ def overflow_safe_weights(w: np.ndarray | None) -> np.ndarray | None:
         return None
     w = np.asarray(w, dtype=np.float64)
     return np.ldexp(w, -np.frexp(np.max(w))[1])
+
+
+def power_of_two_unit(largest: np.ndarray) -> np.ndarray:
+    """A power of two at or above each of ``largest`` (>= 0), to divide by.
+
+    ``2^e`` with ``largest < 2^e``, kept within ``2^-1021 .. 2^1023``: above,
+    ``2^1024`` is infinite (there ``largest / unit < 2``); below, ``1 / 2^e``
+    overflows (for subnormal values, whose quotient is still exact). Dividing
+    by a power of two is exact, so values rescaled by the unit lose nothing.
+    Zero gives ``2^-1021``; callers choose what zero or NaN rows get.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> np.log2(power_of_two_unit(np.array([3.0, 1e300, 1e-320])))
+    array([    2.,   997., -1021.])
+    """
+    return np.ldexp(1.0, np.clip(np.frexp(largest)[1], -1021, 1023))
 
 
 def check_sample_weight(sample_weight, X) -> np.ndarray:
