@@ -63,7 +63,7 @@ DATASETS = (
 # split (never on the test split).
 TUNING_GRID = (
     {},
-    {"noise_regularization": "auto"},
+    {"noise_regularization": "always"},
     {"n_components": 10},
     {"learning_rate": "constant"},
 )

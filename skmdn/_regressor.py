@@ -39,6 +39,7 @@ from ._training import (
     TrainData,
     TrainHistory,
     _randn_like,
+    distinct_rows,
     mean_log_likelihood,
     train,
     training_torch_threads,
@@ -107,7 +108,7 @@ _QUANTILE_ROWS = 100_000
 # equal weights; invariant to rescaling the weights). Below it a 10 %
 # validation split holds too few points to stop on, and deterministic
 # full-batch training keeps integer weights exactly equivalent to repeated
-# rows. (noise_regularization='auto' applies at every n: below this it is
+# rows. (noise_regularization='auto' applies only below this: there it is
 # the guard against overfitting that the split cannot be.)
 _AUTO_MIN_SAMPLES = 100
 # Noise regularisation 'auto': bandwidth c * n ** (-1 / (4 + d)) in
@@ -267,25 +268,28 @@ default='tanh'
         rows, stopping on the training loss.
     validation_fraction : float, default=0.1
         Share of the training data held out with ``early_stopping``.
-    noise_regularization : 'auto', float or None, default=None
+    noise_regularization : {'auto', 'always'}, float or None, default='auto'
         Standard deviation (in standardised units; with
         ``standardize=False``, in the units of ``X`` and ``y``) of fresh
         Gaussian noise added to the inputs and targets of every mini-batch
         (Rothfuss et al., 2019): a smoothness prior that shrinks as data
-        grow. ``'auto'`` uses
-        ``0.2 * n ** (-1 / (4 + d))`` with ``n`` the effective sample size
-        (see ``early_stopping``) and ``d = n_features + n_outputs``; a float
-        is used as it is; ``None`` or ``0`` disables it. Off by default: on
-        the UCI benchmark it improves noisy data sets (boston, concrete) but
-        costs up to 2 nats on nearly noise-free ones (yacht, energy), see
-        ``benchmarks/README.md``. **Below 100 effective samples use
-        ``'auto'``**: there ``early_stopping='auto'`` holds out nothing, and
-        the defaults overfit (on 30 rows of ``y = x + N(0, 0.3**2)`` they
-        score -1.9 held out, ``'auto'`` -0.6, the truth -0.2; README.md has
-        the measurements). Off by default all the same, because noise drawn
-        per row keeps integer sample weights equal to repeated rows only in
-        expectation. Used by :meth:`fit` (not :meth:`partial_fit`); the
-        reported ``loss_curve_`` is then the loss on noisy data.
+        grow. ``'always'`` uses the rule ``0.2 * n ** (-1 / (4 + d))`` with
+        ``n`` the effective sample size (see ``early_stopping``) and
+        ``d = n_features + n_outputs``. ``'auto'`` uses the rule below 100
+        effective samples, where ``early_stopping='auto'`` holds nothing out
+        and the network would overfit unguarded, and no noise from 100 up
+        (on 30 rows of ``y = x + N(0, 0.3**2)`` a fit without noise scores
+        -2.8 held out, with it -0.6, the truth -0.2; on the UCI benchmark's
+        larger data the rule improves noisy data sets such as boston but
+        costs up to 2 nats on nearly noise-free ones such as yacht; README.md
+        and ``benchmarks/README.md`` have the measurements). A float is used
+        as it is; ``None`` or ``0`` disables noise. In full-batch training
+        (the default below 100 effective samples) the noise is drawn once per
+        distinct row of ``X`` and ``y`` and the rule's ``n`` counts distinct
+        rows with their weights summed, so that an integer sample weight
+        stays equivalent to repeating the row. Used by :meth:`fit` (not
+        :meth:`partial_fit`); the reported ``loss_curve_`` is then the loss on
+        noisy data.
     min_scale : float, default=1e-3
         Floor on every component standard deviation (and Cholesky diagonal),
         in standardised target units (target units if ``standardize=False``).
@@ -475,7 +479,7 @@ default='tanh'
         "early_stopping": ["boolean", StrOptions({"auto"})],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "noise_regularization": [
-            StrOptions({"auto"}),
+            StrOptions({"auto", "always"}),
             Interval(Real, 0, None, closed="left"),
             None,
         ],
@@ -506,7 +510,7 @@ default='tanh'
         n_iter_no_change=50,
         early_stopping="auto",
         validation_fraction=0.1,
-        noise_regularization=None,
+        noise_regularization="auto",
         min_scale=1e-3,
         standardize=True,
         precision="auto",
@@ -612,10 +616,13 @@ default='tanh'
         return bool(self.early_stopping)
 
     def _noise_level(self, n_eff: float, n_features: int, n_outputs: int) -> float:
-        """Noise-regularisation standard deviation in standardised units."""
+        """Noise-regularisation standard deviation in standardised units, for
+        ``n_eff`` effective samples (the bandwidth rule's ``n``)."""
         if self.noise_regularization is None:
             return 0.0
-        if self.noise_regularization == "auto":
+        if self.noise_regularization in ("auto", "always"):
+            if self.noise_regularization == "auto" and n_eff >= _AUTO_MIN_SAMPLES:
+                return 0.0
             return _NOISE_C * n_eff ** (-1.0 / (4 + n_features + n_outputs))
         return float(self.noise_regularization)
 
@@ -652,10 +659,13 @@ default='tanh'
             less than 100. The ``'auto'`` settings of ``early_stopping``,
             ``batch_size`` and ``noise_regularization`` follow the effective
             sample size of the weights, not their sum, so above that repeated
-            rows can switch them on where the weights do not: set
-            ``early_stopping=False`` and ``batch_size`` to at least the number
-            of repeated rows for the same fit. Noise regularisation draws
-            one noise per row, so it keeps only the objective in expectation.
+            rows can switch them on (or, for ``noise_regularization``, off)
+            where the weights do not: set ``early_stopping=False``,
+            ``batch_size`` to at least the number of repeated rows and
+            ``noise_regularization`` to a float or None for the same fit.
+            Full-batch training draws noise once per distinct row, so repeated
+            rows share it; mini-batches draw it per row, which keeps the
+            objective only in expectation.
 
         Returns
         -------
@@ -699,7 +709,15 @@ default='tanh'
                 )
             train_rows, val_rows = _validation_split(X.shape[0], n_val, seed)
         data = state.tensors(X, Y, sw, train_rows, val_rows)
-        data.x_noise = data.y_noise = self._noise_level(n_eff, X.shape[1], Y.shape[1])
+        noise = self._noise_level(n_eff, X.shape[1], Y.shape[1])
+        batch_size = self._resolve_batch_size(data.train.shape[0], n_eff)
+        if noise > 0.0 and val_rows is None and batch_size >= data.train.shape[0]:
+            # deterministic full-batch training: noise per distinct row, and
+            # the rule's n counts them, so integer weights == repeated rows
+            data.noise_rows, n_distinct = distinct_rows(data)
+            if self.noise_regularization in ("auto", "always"):
+                noise = _NOISE_C * n_distinct ** (-1.0 / (4 + X.shape[1] + Y.shape[1]))
+        data.x_noise = data.y_noise = noise
         history = TrainHistory() if not warm else copy.deepcopy(self._history)
         history.no_improvement_count = 0
         history.best_loss = np.inf
@@ -717,7 +735,6 @@ default='tanh'
         generator = torch.Generator(device=state.device).manual_seed(
             seed if n_before == 0 else _continued_seed(seed, n_before)
         )
-        batch_size = self._resolve_batch_size(data.train.shape[0], n_eff)
         steps = -(-data.train.shape[0] // batch_size)  # per epoch
         # the chooser reads the thread budget before torch is set to one thread
         chooser = ThreadChooser(self.n_threads, batch_size, state.device)

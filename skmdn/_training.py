@@ -35,6 +35,7 @@ __all__ = [
     "TrainData",
     "TrainHistory",
     "batch_loss",
+    "distinct_rows",
     "mean_log_likelihood",
     "step_loss",
     "train",
@@ -52,6 +53,10 @@ class TrainData:
     ``sum(log y_scale)``, added to standardised NLLs to report them in the
     original target units. ``x_noise`` and ``y_noise`` are standard deviations
     (standardised units) of Gaussian noise added to each training batch.
+    ``noise_rows``, if set, maps each training row to its distinct row (see
+    :func:`distinct_rows`): full-batch steps then draw one noise per distinct
+    row, so that repeated rows get the noise that one row of the same total
+    weight gets.
     """
 
     train: torch.Tensor
@@ -60,6 +65,7 @@ class TrainData:
     val: torch.Tensor | None = None
     x_noise: float = 0.0
     y_noise: float = 0.0
+    noise_rows: tuple[torch.Tensor, int] | None = None
 
     def columns(
         self, rows: torch.Tensor
@@ -291,10 +297,12 @@ def _epoch(
                 xb, yb, wb = data.columns(
                     rows if idx is None else rows.index_select(0, idx)
                 )
-                if data.x_noise > 0.0:  # noise regularisation: fresh noise every step
-                    xb = xb + data.x_noise * _randn_like(xb, generator)
+                # noise regularisation: fresh noise every step
+                groups = data.noise_rows if idx is None else None
+                if data.x_noise > 0.0:
+                    xb = xb + data.x_noise * _randn_like(xb, generator, groups)
                 if data.y_noise > 0.0:
-                    yb = yb + data.y_noise * _randn_like(yb, generator)
+                    yb = yb + data.y_noise * _randn_like(yb, generator, groups)
                 w_sum = wb.sum()
                 step = functools.partial(blocked, xb, yb, wb / w_sum)
             loss = step_loss(step, count)
@@ -349,14 +357,44 @@ def training_torch_threads(
     return thread_count(n_threads, rows)
 
 
-def _randn_like(t: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def _randn_like(
+    t: torch.Tensor,
+    generator: torch.Generator,
+    groups: tuple[torch.Tensor, int] | None = None,
+) -> torch.Tensor:
     """Standard normal noise shaped like ``t``, drawn in float32 whatever
     torch's default dtype (a global setting must not change a fit) and cast
-    to ``t``'s dtype and device."""
+    to ``t``'s dtype and device. With ``groups`` (``(inverse, n_distinct)``
+    from :func:`distinct_rows`), one draw per distinct row, in the distinct
+    rows' sorted order, shared by the rows that repeat it."""
+    shape = t.shape if groups is None else (groups[1], *t.shape[1:])
     noise = torch.randn(
-        t.shape, generator=generator, device=generator.device, dtype=torch.float32
+        shape, generator=generator, device=generator.device, dtype=torch.float32
     )
+    if groups is not None:
+        noise = noise.to(groups[0].device).index_select(0, groups[0])
     return noise.to(t)
+
+
+def distinct_rows(data: TrainData) -> tuple[tuple[torch.Tensor, int], float]:
+    """The distinct ``[x | y]`` rows of ``data.train`` and their effective number.
+
+    Returns ``((inverse, n_distinct), n_eff)``: ``inverse[i]`` is the index of
+    row ``i``'s distinct row in lexicographic order (an order that does not
+    depend on the order or the repetition of the rows), and ``n_eff`` is
+    Kish's effective sample size ``sum(v) ** 2 / sum(v ** 2)`` of the distinct
+    rows' summed weights ``v``. Rows repeated ``k`` times and one row of
+    weight ``k`` give the same result (to the rounding of standardisation).
+    """
+    x, y, w = data.columns(data.train)
+    _, inverse = torch.unique(
+        torch.cat([x, y], dim=1), dim=0, sorted=True, return_inverse=True
+    )
+    n_distinct = int(inverse.max()) + 1
+    v = torch.zeros(n_distinct, dtype=torch.float64, device=w.device)
+    v.index_add_(0, inverse, w.to(torch.float64))
+    n_eff = float(v.sum() ** 2 / (v * v).sum())
+    return (inverse, n_distinct), n_eff
 
 
 def _stop_message(

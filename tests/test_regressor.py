@@ -298,8 +298,8 @@ def test_each_warm_fit_draws_fresh_noise_and_shuffles(monkeypatch):
     drawn, orders = [], []
     real_noise, real_perm = training._randn_like, torch.randperm
 
-    def noise(t, generator):
-        drawn.append(real_noise(t, generator))
+    def noise(t, generator, groups=None):
+        drawn.append(real_noise(t, generator, groups))
         return drawn[-1]
 
     def perm(*args, **kwargs):
@@ -446,8 +446,9 @@ def test_sample_weight_zero_equals_dropping_rows():
 
 def test_integer_weights_equal_repeated_rows_as_documented():
     # 60 rows whose weights sum to about 120: the repeated data reach the
-    # 'auto' threshold and get a split and mini-batches, the weights do not;
-    # with those levers fixed (the documented recipe) the fits are one
+    # 'auto' threshold and get a split and mini-batches and no noise, the
+    # weights do not; with those levers fixed (the documented recipe) the
+    # fits are one, noise included (full batch: one draw per distinct row)
     X, y = small_problem(n=60)
     w = np.random.default_rng(1).integers(1, 4, size=60)
     rows = np.repeat(np.arange(60), w)
@@ -455,7 +456,12 @@ def test_integer_weights_equal_repeated_rows_as_documented():
     auto = MDNRegressor(**FAST)
     assert auto.fit(X, y, sample_weight=w).validation_scores_ is None
     assert auto.fit(X[rows], y[rows]).validation_scores_ is not None
-    fixed = {**FAST, "early_stopping": False, "batch_size": len(rows)}
+    fixed = {
+        **FAST,
+        "early_stopping": False,
+        "batch_size": len(rows),
+        "noise_regularization": 0.1,
+    }
     a = MDNRegressor(**fixed).fit(X, y, sample_weight=w)
     b = MDNRegressor(**fixed).fit(X[rows], y[rows])
     np.testing.assert_allclose(a.predict(X), b.predict(X), rtol=1e-10)

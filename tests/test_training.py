@@ -251,13 +251,13 @@ def test_loss_curve_is_the_weighted_mean_nll_of_the_training_rows(batch_size):
     assert model.loss_curve_[0] == pytest.approx(expected, rel=1e-9)
 
 
-@pytest.mark.parametrize("level", ["auto", 0.3])
+@pytest.mark.parametrize("level", ["always", 0.3])
 def test_noise_regularisation_perturbs_x_and_y_by_the_documented_bandwidth(
     level, monkeypatch
 ):
     # The rows each training step sees, against the standardised data: the
     # difference is fresh Gaussian noise of standard deviation
-    # 0.2 * n ** (-1 / (4 + d)) for 'auto' (Rothfuss et al. 2019; d = number
+    # 0.2 * n ** (-1 / (4 + d)) for 'always' (Rothfuss et al. 2019; d = number
     # of features plus outputs), the given level otherwise, in x and in y.
     import skmdn._training as training
     from skmdn import MDNRegressor
@@ -284,7 +284,7 @@ def test_noise_regularisation_perturbs_x_and_y_by_the_documented_bandwidth(
     )
     with pytest.warns(Warning):  # max_iter
         model.fit(X, y)
-    expected = 0.2 * n ** (-1.0 / (4 + 2 + 1)) if level == "auto" else level
+    expected = 0.2 * n ** (-1.0 / (4 + 2 + 1)) if level == "always" else level
     x_std = (X - model.X_mean_) / model.X_scale_
     y_std = (y[:, None] - model.y_mean_) / model.y_scale_
     assert len(seen) == 2
