@@ -127,3 +127,35 @@ def test_speed_latency_section_times_every_call_against_mlpregressor():
             )
         else:
             assert theirs == ratio == "-"
+
+
+def test_inverse_sine_minimax_oracle_fits_each_cv_fold_on_its_own_rows(monkeypatch):
+    # The maximum-likelihood band for uniform noise is the minimax fit: its
+    # half-width c covers every residual of the rows it was fitted on. The
+    # linear programs were cached by (row count, first t), which four of
+    # five folds share (row 0 is in one fold only): three folds were scored
+    # with another fold's fit, trained on their validation rows.
+    refs = _load("inverse_sine_references")
+    t, x = refs.mm.make_inverse_sine(100, np.random.default_rng(0))
+    t, x = t[:, 0], x
+    current, bands = {}, []
+    real_cv_select = refs.cv_select
+
+    def cv_select(t_all, x_all, grid, score, seed):
+        def watched(ttr, xtr, tva, xva):
+            current["rows"] = (ttr, xtr)
+            return score(ttr, xtr, tva, xva)
+
+        return real_cv_select(t_all, x_all, grid, watched, seed)
+
+    def band_logpdf(g, c, eps, xg):  # records the band; no 2e5-point grid
+        bands.append((g, c, current["rows"]))
+        return lambda tq, xq: np.zeros(len(tq))
+
+    monkeypatch.setattr(refs, "cv_select", cv_select)
+    monkeypatch.setattr(refs, "band_logpdf", band_logpdf)
+    refs.fit_oracle_minimax(t, x, seed=0)
+    folds = {id(rows[0]) for _, _, rows in bands}
+    assert len(folds) == refs.N_FOLDS
+    for g, c, (ttr, xtr) in bands:
+        assert np.abs(ttr - g(xtr)).max() <= c * (1 + 1e-7)
