@@ -161,9 +161,8 @@ def test_inverse_sine_minimax_oracle_fits_each_cv_fold_on_its_own_rows(monkeypat
         assert np.abs(ttr - g(xtr)).max() <= c * (1 + 1e-7)
 
 
-@pytest.mark.filterwarnings(
-    "ignore::sklearn.exceptions.ConvergenceWarning"
-)  # few epochs
+# a few epochs on purpose: ConvergenceWarning is expected
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_uci_nll_is_per_point_in_original_units_with_the_jacobian_once():
     # The protocol's NLL is -log p(y | x) in y's own units: the mixture's
     # log-density by scipy, a density that integrates to 1 over y, and
