@@ -607,18 +607,27 @@ class GaussianMixture:
 
     # -------------------------------------------------------------- densities
     def _check_y(self, y) -> np.ndarray:
+        """``y`` as float64 of shape (..., n, d), broadcast against the rows
+        (and outputs) as :meth:`cdf` broadcasts: a scalar, or ``grid[:, None]``
+        (m, 1) for m values shared by every row, is a read-only view, not a
+        copy per row (logpdf refused both, which cdf accepted)."""
         y = np.asarray(y, dtype=np.float64)
-        if self.univariate:
-            y = y[..., None]
-        if y.ndim < 2 or y.shape[-2:] != (len(self), self.n_outputs):
-            want = "(n,)" if self.univariate else "(n, n_outputs)"
+        want = (len(self),) if self.univariate else (len(self), self.n_outputs)
+        try:
+            shape = np.broadcast_shapes(y.shape, want)
+            # (m,) against one row broadcasts to (m,): m rows, not m values
+            if shape[len(shape) - len(want) :] != want:
+                raise ValueError
+        except ValueError:
+            name = "(n,)" if self.univariate else "(n, n_outputs)"
             raise ValueError(
-                f"y has shape {y.shape[:-1] if self.univariate else y.shape}; "
-                f"expected {want} with n={len(self)} rows"
+                f"y has shape {y.shape}; expected {name} with n={len(self)} rows"
                 + ("" if self.univariate else f" and n_outputs={self.n_outputs}")
-                + ", optionally with leading batch axes."
-            )
-        return y
+                + ", or a shape that broadcasts to it, optionally with leading "
+                "batch axes."
+            ) from None
+        y = np.broadcast_to(y, shape)
+        return y[..., None] if self.univariate else y
 
     def component_logpdf(self, y) -> np.ndarray:
         """``log pi_k + log N(y | mu_k, Sigma_k)`` for every component.
@@ -626,7 +635,8 @@ class GaussianMixture:
         Parameters
         ----------
         y : array-like of shape (..., n, d), or (..., n) if univariate
-            Values, optionally with leading batch axes.
+            Values, broadcast against the rows (and outputs) and optionally
+            with leading batch axes, as for :meth:`logpdf`.
 
         Returns
         -------
@@ -692,8 +702,10 @@ class GaussianMixture:
         Parameters
         ----------
         y : array-like of shape (..., n, d), or (..., n) if univariate
-            Values, optionally with leading batch axes, e.g. a grid of
-            candidate values of shape (m, n).
+            Values, broadcast against the rows (and outputs), optionally
+            with leading batch axes: e.g. a grid of candidate values of
+            shape (m, n), or ``grid[:, None]`` of shape (m, 1) for the same
+            m values in every row (broadcast as a view, not copied per row).
 
         Returns
         -------
@@ -709,6 +721,11 @@ class GaussianMixture:
         array([-1.4189])
         >>> dist.logpdf(np.linspace(-3, 3, 7)[:, None]).shape  # 7 values per row
         (7, 1)
+        >>> two = GaussianMixture(np.zeros((2, 1)), np.array([[[0.0]], [[5.0]]]),
+        ...                       scales=np.ones((2, 1, 1)), univariate=True)
+        >>> np.round(two.logpdf(np.array([[0.0], [5.0]])), 4)  # one grid, both rows
+        array([[ -0.9189, -13.4189],
+               [-13.4189,  -0.9189]])
         """
         self._check_density("logpdf")
         y = self._check_y(y)

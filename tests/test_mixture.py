@@ -136,6 +136,48 @@ def test_logpdf_accepts_a_grid_of_leading_axes():
         np.testing.assert_allclose(out[j], dist.logpdf(grid[j]), rtol=1e-14)
 
 
+def test_densities_broadcast_a_shared_grid_against_the_rows():
+    """logpdf, pdf, component_logpdf and responsibilities broadcast ``y``
+    against the rows as cdf does: a grid shared by every row as (m, 1), a
+    scalar, or one point (d,) for every row of a multi-output mixture.
+    They refused these shapes, so a density on a grid had to be copied once
+    per row first. Reference: scipy.stats, row by row."""
+    rng = np.random.default_rng(21)
+    dist = random_mixture(rng, n=4, K=3, d=1, full=False, univariate=True)
+    grid = np.linspace(-6.0, 6.0, 9)
+    terms = dist.log_weights + stats.norm.logpdf(
+        grid[:, None, None], dist.means[..., 0], dist.scales[..., 0]
+    )  # (m, n, K)
+    ref = logsumexp(terms, axis=-1)
+    np.testing.assert_allclose(dist.logpdf(grid[:, None]), ref, rtol=1e-12)
+    np.testing.assert_allclose(dist.pdf(grid[:, None]), np.exp(ref), rtol=1e-12)
+    np.testing.assert_allclose(dist.component_logpdf(grid[:, None]), terms, rtol=1e-12)
+    np.testing.assert_allclose(
+        dist.responsibilities(grid[:, None]),
+        np.exp(terms - ref[..., None]),
+        rtol=1e-12,
+        atol=1e-300,
+    )
+    np.testing.assert_allclose(dist.logpdf(3.0), ref[6], rtol=1e-12)  # a scalar
+    # a multi-output mixture: one point (d,) for every row, or a grid (m, 1, d)
+    joint = random_mixture(rng, n=3, K=2, d=2, full=True)
+    point = np.array([0.5, -1.0])
+    np.testing.assert_allclose(
+        joint.logpdf(point), scipy_logpdf(joint, np.tile(point, (3, 1))), rtol=1e-10
+    )
+    points = rng.normal(size=(5, 1, 2))
+    out = joint.logpdf(points)
+    assert out.shape == (5, 3)
+    for j in range(5):
+        ref_j = scipy_logpdf(joint, np.tile(points[j], (3, 1)))
+        np.testing.assert_allclose(out[j], ref_j, rtol=1e-10)
+    # shapes that do not broadcast to the rows are still refused: on one row,
+    # (m,) would broadcast to m rows, not m values of the row
+    for bad, y in ((dist, np.zeros(3)), (dist[:1], np.zeros(3)), (joint, np.zeros(3))):
+        with pytest.raises(ValueError, match="or a shape that broadcasts to it"):
+            bad.logpdf(y)
+
+
 @pytest.mark.parametrize("full", [False, True])
 def test_logpdf_of_a_long_grid_runs_in_blocks_of_rows(full):
     # With m values per row a block holds 16384 // m rows (it held 16384
