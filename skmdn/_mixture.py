@@ -937,6 +937,117 @@ class GaussianMixture:
             n_threads=self.n_threads,
         )
 
+    def condition(self, dims, values) -> GaussianMixture:
+        """Conditional distribution of the other outputs given outputs ``dims``.
+
+        For output values ``y_A = values`` of the outputs ``A = dims``, the
+        conditional ``p(y_B | x, y_A)`` of the remaining outputs ``B`` is
+        again a Gaussian mixture: component ``k`` keeps its weight times its
+        marginal density at ``y_A``, renormalised (the responsibilities of
+        ``y_A``), and becomes the Gaussian ``N(y_B | mu_B + S_BA S_AA^-1
+        (y_A - mu_A), S_BB - S_BA S_AA^-1 S_AB)``. Diagonal components keep
+        their means and scales on ``B``; only the weights change. Full
+        covariances are factored with ``A`` first (a QR decomposition of the
+        permuted Cholesky factor, no squared scales), so the conditional's
+        Cholesky factor is the trailing block of that factor.
+
+        Parameters
+        ----------
+        dims : int or sequence of int
+            The observed outputs, distinct, ``0 <= dim < n_outputs``
+            (negative counts from the end); at least one output must remain.
+        values : array-like
+            Their values: of shape (n,) for an integer ``dims``, else
+            (n, len(dims)); broadcast against the rows (a scalar, or
+            ``(len(dims),)``, gives every row the same values).
+
+        Returns
+        -------
+        GaussianMixture
+            Over the remaining outputs in their original order, with
+            ``len(self)`` rows and the same number of components;
+            ``univariate=True`` when one output remains, as :meth:`marginal`
+            returns.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skmdn import GaussianMixture
+        >>> L = np.array([[[[1.0, 0.0], [0.8, 0.6]]]])  # unit variances, corr 0.8
+        >>> dist = GaussianMixture(np.zeros((1, 1)), np.zeros((1, 1, 2)), scale_tril=L)
+        >>> given = dist.condition(0, [1.0])  # y_1 given y_0 = 1: N(0.8, 0.6**2)
+        >>> given.univariate, np.round(given.mean(), 6), np.round(given.std(), 6)
+        (True, array([0.8]), array([0.6]))
+        >>> means = np.array([[[-2.0, -2.0], [2.0, 2.0]]])
+        >>> pair = GaussianMixture(np.log([[0.5, 0.5]]), means, np.ones((1, 2, 2)))
+        >>> np.round(pair.condition(0, [1.0]).weights, 4)  # [e^-4.5, e^-0.5] / sum
+        array([[0.018, 0.982]])
+        """
+        self._check_density("condition")
+        n, d = len(self), self.n_outputs
+        given = np.asarray(dims)
+        if (
+            given.ndim > 1
+            or given.dtype.kind not in "iu"
+            or not np.all((-d <= given) & (given < d))
+            or len(np.unique(given % d)) != given.size
+            or not 0 < given.size < d
+        ):
+            raise ValueError(
+                f"dims must be an integer or a sequence of distinct integers in "
+                f"[{-d}, {d}), leaving at least one of the {d} outputs; got {dims!r}."
+            )
+        scalar = given.ndim == 0
+        given = np.atleast_1d(given) % d
+        rest = np.setdiff1d(np.arange(d), given)
+        a = given.size
+        values = np.asarray(values, dtype=np.float64)
+        if scalar:
+            values = values[..., None]
+        try:
+            values = np.broadcast_to(values, (n, a))
+        except ValueError:
+            want = f"({n},)" if scalar else f"({n}, {a})"
+            raise ValueError(
+                f"values has shape {values.shape[:-1] if scalar else values.shape}; "
+                f"expected {want}, the values of outputs {dims!r} in each of the "
+                f"{n} rows, or a shape that broadcasts to it."
+            ) from None
+        if not np.isfinite(values).all():
+            raise ValueError("values must be finite; got NaN or infinity.")
+        diff = values[:, None, :] - self.means[..., given]  # (n, K, a)
+        if self.scales is not None:
+            s = self.scales[..., given]
+            z = diff / s
+            log_det = np.log(s).sum(-1)
+            means, scales, tril = self.means[..., rest], self.scales[..., rest], None
+        else:
+            L = self._scale_tril
+            if not np.array_equal(given, np.arange(a)):  # factor with A first
+                # P L L^T P^T = (P L)(P L)^T = R^T R for P L = (Q R)^T
+                r = np.linalg.qr(np.swapaxes(L[..., np.r_[given, rest], :], -1, -2))
+                L = np.swapaxes(r.R, -1, -2)
+                L = (
+                    L
+                    * np.where(np.diagonal(L, axis1=-2, axis2=-1) < 0, -1.0, 1.0)[
+                        ..., None, :
+                    ]
+                )
+            z = np.linalg.solve(L[..., :a, :a], diff[..., None])[..., 0]
+            log_det = np.log(np.diagonal(L[..., :a, :a], axis1=-2, axis2=-1)).sum(-1)
+            shift = (L[..., a:, :a] @ z[..., None])[..., 0]
+            means, scales, tril = self.means[..., rest] + shift, None, L[..., a:, a:]
+        log_w = self.log_weights - 0.5 * np.square(z).sum(-1) - log_det
+        log_w = log_w - logsumexp(log_w, axis=1, keepdims=True)
+        return GaussianMixture._trusted(
+            log_w,
+            means,
+            scales,
+            None if tril is None else np.ascontiguousarray(tril),
+            univariate=rest.size == 1,
+            n_threads=self.n_threads,
+        )
+
     def _unflatten(self, out: np.ndarray) -> np.ndarray:
         """(..., n * d) flat marginal results -> (..., n) or (..., n, d)."""
         if self.univariate:

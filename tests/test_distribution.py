@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import integrate, optimize, stats
+from scipy.special import logsumexp
 
 from skmdn import GaussianMixture, HighestDensityRegion
 from skmdn import _mixture as mixture_module
@@ -580,6 +581,95 @@ def test_cdf_of_one_output_refuses_a_1d_y_it_cannot_align():
     np.testing.assert_allclose(dist.cdf(y[:, None])[:, 0], ref, rtol=1e-12)
     one_row = dist[0].marginal(0)  # univariate: levels still broadcast on a row
     np.testing.assert_allclose(one_row.cdf(y), dist[0].cdf(y[:, None, None])[:, 0, 0])
+
+
+def _scipy_sub_logpdf(dist, y, dims):
+    """log of the mixture's marginal density of outputs ``dims`` at ``y``
+    (n, len(dims)): scipy.stats.multivariate_normal on the sub-blocks of
+    the component covariances."""
+    cov = dist.covariances[..., dims, :][..., dims]
+    return np.array(
+        [
+            logsumexp(
+                [
+                    dist.log_weights[i, k]
+                    + stats.multivariate_normal(
+                        dist.means[i, k, dims], cov[i, k]
+                    ).logpdf(y[i])
+                    for k in range(dist.n_components)
+                ]
+            )
+            for i in range(len(dist))
+        ]
+    )
+
+
+@pytest.mark.parametrize("full", [False, True])
+@pytest.mark.parametrize("dims", [0, [2], [2, 0], [-1, 1], [0, 1], np.int64(1)])
+def test_condition_is_the_joint_over_the_marginal_density(full, dims):
+    """p(y_B | y_A) = p(y_A, y_B) / p(y_A), both from scipy's
+    multivariate normals on the component covariances, at points near and
+    far from the components, for observed outputs in any order."""
+    rng = np.random.default_rng(31)
+    dist = random_mixture(rng, 4, 3, d=3, full=full)
+    observed = np.atleast_1d(dims) % 3
+    rest = np.setdiff1d(np.arange(3), observed)
+    y = dist.means[np.arange(4), rng.integers(3, size=4)] + rng.normal(size=(4, 3))
+    values = y[:, observed[0]] if np.ndim(dims) == 0 else y[:, observed]
+    cond = dist.condition(dims, values)
+    assert (len(cond), cond.n_components, cond.n_outputs) == (4, 3, rest.size)
+    assert cond.univariate == (rest.size == 1)
+    assert (cond.scales is not None) == (not full)
+    log_a = _scipy_sub_logpdf(dist, y[:, observed], observed)
+    for shift in (0.0, 1.5, -4.0):
+        yb = y[:, rest] + shift
+        ref = _scipy_sub_logpdf(dist, np.concatenate([y[:, observed], yb], 1),
+                                np.r_[observed, rest]) - log_a  # fmt: skip
+        out = cond.logpdf(yb[:, 0] if cond.univariate else yb)
+        np.testing.assert_allclose(out, ref, rtol=1e-10, atol=1e-12)
+
+
+def test_condition_of_one_gaussian_is_the_textbook_formula():
+    """One full-covariance component: mean mu_B + S_BA S_AA^-1 (a - mu_A),
+    covariance S_BB - S_BA S_AA^-1 S_AB, computed here with matrix inverses;
+    the weights stay one."""
+    rng = np.random.default_rng(32)
+    dist = random_mixture(rng, 3, 1, d=4, full=True)
+    a, b = [3, 1], [0, 2]
+    S, mu = dist.covariances[:, 0], dist.means[:, 0]
+    values = rng.normal(size=(3, 2))
+    cond = dist.condition(a, values)
+    for i in range(3):
+        gain = S[i][np.ix_(b, a)] @ np.linalg.inv(S[i][np.ix_(a, a)])
+        mean = mu[i, b] + gain @ (values[i] - mu[i, a])
+        cov = S[i][np.ix_(b, b)] - gain @ S[i][np.ix_(a, b)]
+        np.testing.assert_allclose(cond.mean()[i], mean, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(cond.cov()[i], cov, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(cond.weights, 1.0)
+    # the conditional's factor is lower triangular with a positive diagonal
+    L = cond.scale_tril
+    assert np.all(np.triu(L, 1) == 0) and np.all(np.diagonal(L, 0, -2, -1) > 0)
+
+
+def test_condition_broadcasts_values_and_refuses_bad_arguments():
+    dist = random_mixture(np.random.default_rng(33), 3, 2, d=3, full=True)
+    point = np.array([0.3, -0.7])
+    np.testing.assert_array_equal(
+        dist.condition([0, 2], point).means,
+        dist.condition([0, 2], np.tile(point, (3, 1))).means,
+    )
+    for dims in (3, -4, [0, 0], [0, -3], [0, 1, 2], [], 0.0, [True], "0", [[0]]):
+        with pytest.raises(ValueError, match="dims must be"):
+            dist.condition(dims, 0.0)
+    with pytest.raises(ValueError, match=r"values has shape \(2,\); expected \(3,\)"):
+        dist.condition(1, np.zeros(2))
+    with pytest.raises(ValueError, match=r"expected \(3, 2\)"):
+        dist.condition([1, 2], np.zeros((3, 3)))
+    with pytest.raises(ValueError, match="finite"):
+        dist.condition(1, np.nan)
+    point_mass = dist.tempered(scale_temperature=0.0)
+    with pytest.raises(ValueError, match="condition"):
+        point_mass.condition(1, 0.0)
 
 
 # ---------------------------------------------------- entropy, temperature
