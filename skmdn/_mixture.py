@@ -1101,6 +1101,41 @@ class GaussianMixture:
             np.minimum(mixture_cdf(y, *self._marginal_params()), 1.0)
         )
 
+    def sf(self, y) -> np.ndarray:
+        """Exact (marginal) survival function ``P(Y > y) = 1 - cdf(y)``.
+
+        Computed as ``sum_k pi_k Phi((mu_k - y) / s_k)``, not as
+        ``1 - cdf(y)``: in the upper tail it keeps full relative precision
+        where ``1 - cdf(y)`` rounds to 0 (beyond about 8 standard deviations)
+        or keeps only a few digits, which matters for the probability of an
+        exceedance, ``P(Y > threshold | x)``.
+
+        Parameters
+        ----------
+        y : array-like of shape (..., n) or (..., n, n_outputs)
+            Values, broadcast against the rows (and outputs), as for
+            :meth:`cdf`.
+
+        Returns
+        -------
+        ndarray of shape (..., n) or (..., n, n_outputs)
+            ``P(Y > y)``; per output dimension (marginal) for multi-output.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skmdn import GaussianMixture
+        >>> dist = GaussianMixture(np.zeros((1, 1)), np.zeros((1, 1, 1)),
+        ...                        scales=np.ones((1, 1, 1)), univariate=True)
+        >>> 1 - dist.cdf(10.0), dist.sf(10.0)  # scipy.stats.norm.sf(10): 7.62e-24
+        (array([0.]), array([7.61985302e-24]))
+        """
+        y = self._flatten_arg(y, "y")
+        # capped as cdf is: the weights sum to one only to rounding
+        return self._unflatten(
+            np.minimum(mixture_cdf(y, *self._marginal_params(), upper=True), 1.0)
+        )
+
     def ppf(self, q) -> np.ndarray:
         """(Marginal) quantile function, the inverse of :meth:`cdf`.
 

@@ -88,6 +88,43 @@ def test_mixture_cdf_is_the_integral_of_the_pdf():
             )
 
 
+@pytest.mark.parametrize("d, full", [(1, False), (3, False), (3, True)])
+def test_sf_matches_scipy_in_the_far_upper_tail(d, full):
+    """sf is sum_k w_k norm.sf(y, mu_k, s_k) (scipy) to full relative
+    precision out to 30 standard deviations, where 1 - cdf is 0, and
+    1 - cdf in the body; per output for multi-output mixtures (marginal
+    standard deviations from the covariances), with a grid broadcast."""
+    rng = np.random.default_rng(41)
+    dist = random_mixture(rng, 5, 3, d=d, full=full)
+    sd = np.sqrt(np.diagonal(dist.covariances, axis1=-2, axis2=-1))  # (n, K, d)
+    top = (dist.means + 30 * sd).max(1)  # (n, d): 30 sd above every component
+    grid = np.stack([dist.means.mean(1), top])  # (2, n, d)
+    ref = (
+        dist.weights[..., None] * stats.norm.sf(grid[:, :, None], dist.means, sd)
+    ).sum(2)  # (2, n, d)
+    squeeze = (lambda a: a[..., 0]) if d == 1 else (lambda a: a)
+    out = dist.sf(squeeze(grid))
+    np.testing.assert_allclose(out, squeeze(ref), rtol=1e-12, atol=0)
+    assert np.all(out[1] > 0) and np.all(1 - dist.cdf(squeeze(top)) == 0)
+    np.testing.assert_allclose(out[0], 1 - dist.cdf(squeeze(grid[0])), atol=1e-15)
+    if d == 1:  # one grid shared by every row, as (m, 1)
+        levels = np.linspace(-5.0, 5.0, 4)
+        np.testing.assert_array_equal(
+            dist.sf(levels[:, None]), dist.sf(np.repeat(levels[:, None], 5, 1))
+        )
+
+
+def test_sf_of_a_point_mass_is_the_right_continuous_step():
+    dist = GaussianMixture(
+        np.log([[0.25, 0.75]]), np.array([[[0.0], [2.0]]]),
+        scales=np.array([[[1.0], [0.0]]]), univariate=True,
+    )  # fmt: skip
+    y = np.array([1.0, 2.0, 2.5])[:, None]
+    expected = 0.25 * stats.norm.sf(y[:, 0]) + 0.75 * (y[:, 0] < 2.0)
+    np.testing.assert_allclose(dist.sf(y)[:, 0], expected, rtol=1e-14)
+    np.testing.assert_allclose(dist.sf(y) + dist.cdf(y), 1.0, rtol=1e-15)
+
+
 def test_cdf_never_exceeds_one_above_every_component():
     # float64 weights sum to one only to rounding; before the cap, F(y) was
     # 1 + 1 or 2 ulps for about one row in ten
