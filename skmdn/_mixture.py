@@ -1024,9 +1024,12 @@ class GaussianMixture:
         else:
             L = self._scale_tril
             if not np.array_equal(given, np.arange(a)):  # factor with A first
-                # P L L^T P^T = (P L)(P L)^T = R^T R for P L = (Q R)^T
-                r = np.linalg.qr(np.swapaxes(L[..., np.r_[given, rest], :], -1, -2))
-                L = np.swapaxes(r.R, -1, -2)
+                # P L L^T P^T = (P L)(P L)^T = R^T R for P L = (Q R)^T. Torch's
+                # batched QR: 0.31 s on 5e5 factors of 3 x 3, numpy's 1.01 s
+                # (0.52 s with mode="r"; medians of 9 runs, a loaded machine)
+                permuted = np.swapaxes(L[..., np.r_[given, rest], :], -1, -2)
+                r = torch.linalg.qr(tensor_view(permuted), mode="r").R.numpy()
+                L = np.swapaxes(r, -1, -2)
                 L = (
                     L
                     * np.where(np.diagonal(L, axis1=-2, axis2=-1) < 0, -1.0, 1.0)[
