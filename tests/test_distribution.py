@@ -695,6 +695,8 @@ def test_condition_broadcasts_values_and_refuses_bad_arguments():
         dist.condition([0, 2], point).means,
         dist.condition([0, 2], np.tile(point, (3, 1))).means,
     )
+    empty = dist[:0].condition([2, 0], np.zeros((0, 2)))  # zero rows, as hdr
+    assert (len(empty), empty.univariate, empty.mean().shape) == (0, True, (0,))
     for dims in (3, -4, [0, 0], [0, -3], [0, 1, 2], [], 0.0, [True], "0", [[0]]):
         with pytest.raises(ValueError, match="dims must be"):
             dist.condition(dims, 0.0)
