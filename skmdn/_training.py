@@ -287,11 +287,14 @@ def _epoch(
     else:
         perm = torch.randperm(n, generator=generator, device=generator.device)
         batches = perm.to(rows.device).split(batch_size)
-    for idx in batches:
+    for i, idx in enumerate(batches):
         rows_in_batch = n if idx is None else idx.numel()
         with threads.block(rows_in_batch) as count:
             if in_blocks:
-                step = functools.partial(blocked.unit_rows, rows, idx, data.n_features)
+                ahead = batches[i + 1] if i + 1 < len(batches) else None
+                step = functools.partial(
+                    blocked.unit_rows, rows, idx, data.n_features, next_index=ahead
+                )
                 w_sum = float(rows_in_batch)
             else:
                 xb, yb, wb = data.columns(

@@ -301,3 +301,81 @@ def test_a_failing_block_reaches_the_caller_and_the_step_recovers(workers):
     finally:
         step.close()
         opt.release()
+
+
+def _unit_steps(net, packed, batches, workers, announce, step_type=ManualBackprop):
+    """Loss and gradients of ``unit_rows`` on each batch of an epoch, with or
+    without announcing the next batch (so that the workers gather it ahead),
+    and how many steps found their blocks gathered ahead."""
+    opt = FlatAdam(net, 1e-3, 0.0)
+    step = BlockedBackprop(net, opt.grad, 16, step_type)
+    out, ahead = [], 0
+    try:
+        for i, index in enumerate(batches):
+            ahead += step._ahead is not None and step._ahead[1] is index
+            nxt = batches[i + 1] if announce and i + 1 < len(batches) else None
+            loss = step.unit_rows(packed, index, 4, workers, next_index=nxt)
+            out.append((loss, opt.grad.clone()))
+    finally:
+        step.close()
+        opt.release()
+    return out, ahead
+
+
+@pytest.mark.parametrize("step_type", [ManualBackprop, AutogradStep])
+def test_rows_gathered_ahead_give_the_same_bits(step_type):
+    """With the next batch announced, worker threads gather its blocks during
+    the current step; every step's loss and gradients stay the same bits as
+    each block gathering its own rows on one thread (an epoch of 150 rows in
+    batches of 40, 40, 40 and 30: 4, 4, 4 and 2 blocks)."""
+    net = _network("diagonal")
+    x, y, _ = _batch(150)
+    packed = torch.cat([x, y, torch.ones(len(x), 1, dtype=x.dtype)], dim=1)
+    perm = torch.randperm(150, generator=torch.Generator().manual_seed(5))
+    batches = perm.split(40)
+    want, _ = _unit_steps(net, packed, batches, 1, False, step_type)
+    for workers in (1, 2, 3):
+        got, ahead = _unit_steps(net, packed, batches, workers, True, step_type)
+        assert ahead == (3 if workers > 1 else 0)  # one thread: nothing ahead
+        for (loss, grad), (want_loss, want_grad) in zip(got, want, strict=True):
+            assert torch.equal(loss, want_loss)
+            assert torch.equal(grad, want_grad)
+    # against autograd on the gathered rows of the last batch (weights 1 / n)
+    rows = packed[batches[-1]]
+    loss, grads = _autograd(net, rows[:, :4], rows[:, 4:-1], rows[:, -1] / 30)
+    torch.testing.assert_close(got[-1][0], loss, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(
+        got[-1][1], torch.cat([g.reshape(-1) for g in grads]), rtol=1e-10, atol=1e-12
+    )
+
+
+def test_rows_gathered_ahead_for_another_batch_are_not_used():
+    """A step on other rows than the ones announced (or on other data) gathers
+    its own; an announced batch whose gather fails raises where it is used,
+    as the same batch would without the announcement."""
+    net = _network("diagonal")
+    x, y, _ = _batch(100)
+    packed = torch.cat([x, y, torch.ones(len(x), 1, dtype=x.dtype)], dim=1)
+    first, announced = torch.arange(100).split(40)[:2]
+    actual = torch.arange(60, 100)
+    want, _ = _unit_steps(net, packed, [first, actual], 1, False)
+    opt = FlatAdam(net, 1e-3, 0.0)
+    step = BlockedBackprop(net, opt.grad, 16)
+    try:
+        step.unit_rows(packed, first, 4, 2, next_index=announced)
+        assert step._ahead is not None
+        loss = step.unit_rows(packed, actual, 4, 2)
+        assert torch.equal(loss, want[1][0]) and torch.equal(opt.grad, want[1][1])
+        step.unit_rows(packed, first, 4, 2, next_index=announced)
+        loss = step.unit_rows(packed * 2.0, announced, 4, 2)  # other data
+        copy, _ = _unit_steps(net, packed * 2.0, [announced], 1, False)
+        assert torch.equal(loss, copy[0][0]) and torch.equal(opt.grad, copy[0][1])
+        bad = torch.full((40,), 1000)
+        step.unit_rows(packed, first, 4, 2, next_index=bad)  # gathered ahead
+        with pytest.raises(IndexError):
+            step.unit_rows(packed, bad, 4, 2)
+        with pytest.raises(IndexError):  # the same error without announcing it
+            step.unit_rows(packed, bad, 4, 1)
+    finally:
+        step.close()
+        opt.release()
