@@ -17,11 +17,10 @@ so that the result does not depend on the number of threads.
 
 from __future__ import annotations
 
-import functools
 import itertools
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 import torch
@@ -246,7 +245,6 @@ class BlockedBackprop:
         self._slots: list[tuple[BlockStep, torch.Tensor, list]] = []
         self._pool: ThreadPoolExecutor | None = None
         self._pool_size = 0
-        self._ahead: tuple[torch.Tensor, torch.Tensor, dict] | None = None
 
     def blocks(self, n: int) -> list[slice]:
         """The blocks of a batch of ``n`` rows."""
@@ -289,7 +287,7 @@ class BlockedBackprop:
         """
         return self._run(
             x.shape[0], lambda rows: (x[rows], y[rows], weights[rows]), workers
-        )[0]
+        )
 
     def unit_rows(
         self,
@@ -297,7 +295,6 @@ class BlockedBackprop:
         index: torch.Tensor | None,
         n_features: int,
         workers: int = 1,
-        next_index: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """:meth:`__call__` on the rows ``packed[index]`` (all rows if
         ``index`` is None) of packed ``[x | y | 1]`` rows, weighted equally.
@@ -308,44 +305,17 @@ class BlockedBackprop:
         other core waited. The weights ``1 / n`` are the same bits as
         ``w / w.sum()`` for a column of ones, so the step is the same as
         through :meth:`__call__`.
-
-        With ``next_index`` (the rows of the next call, on the same
-        ``packed``) and worker threads, the next call's blocks are gathered
-        ahead: by a thread that has no block of this call left while another
-        still runs one, and the rest by the workers while the calling thread
-        sums the gradients and the optimiser runs. The gathered rows are the
-        same, so the step is the same bits. Measured on the AMD VM (loaded):
-        whole fits within noise (0.94-1.02x, paired medians), so this is an
-        experiment, reverted in the next commit.
         """
         n = packed.shape[0] if index is None else index.shape[0]
-        ahead, self._ahead = self._ahead, None
-        if ahead is not None and (ahead[0] is not packed or ahead[1] is not index):
-            for future in ahead[2].values():
-                future.cancel()
-            ahead = None
-
-        def gather(idx: torch.Tensor | None, rows: slice) -> torch.Tensor:
-            return packed[rows] if idx is None else packed.index_select(0, idx[rows])
 
         def block(rows: slice) -> tuple[torch.Tensor, ...]:
-            future = None if ahead is None else ahead[2].get(rows.start)
-            if future is None or future.cancel():  # not started: gather here
-                part = gather(index, rows)
+            if index is None:
+                part = packed[rows]
             else:
-                part = future.result()
+                part = packed.index_select(0, index[rows])
             return part[:, :n_features], part[:, n_features:-1], part[:, -1] / n
 
-        spare = []
-        if next_index is not None:
-            spare = [
-                (rows.start, functools.partial(gather, next_index, rows))
-                for rows in self.blocks(next_index.shape[0])
-            ]
-        loss, futures = self._run(n, block, workers, spare)
-        if futures:
-            self._ahead = (packed, next_index, futures)
-        return loss
+        return self._run(n, block, workers)
 
     @torch.no_grad()
     def _run(
@@ -353,12 +323,9 @@ class BlockedBackprop:
         n: int,
         block_inputs: Callable[[slice], tuple[torch.Tensor, ...]],
         workers: int,
-        spare: Sequence[tuple[int, Callable[[], torch.Tensor]]] = (),
-    ) -> tuple[torch.Tensor, dict[int, Future]]:
+    ) -> torch.Tensor:
         """The blocked step of a batch of ``n`` rows whose block ``rows``
-        has inputs ``block_inputs(rows)`` (x, y and weights), and the
-        futures of the ``spare`` jobs (see :meth:`_on_workers`; none on one
-        thread)."""
+        has inputs ``block_inputs(rows)`` (x, y and weights)."""
         blocks = self.blocks(n)
         slots = [self._slot(j) for j in range(len(blocks))]
 
@@ -367,84 +334,54 @@ class BlockedBackprop:
             return manual(*block_inputs(blocks[j]), targets, float(j == 0))
 
         helpers = min(workers, len(blocks)) - 1
-        futures: dict[int, Future] = {}
         with torch_threads(1):
             if helpers <= 0:  # one thread: the blocks in order, no hand-over
                 losses = [run(j) for j in range(len(blocks))]
             else:
-                losses, futures = self._on_workers(run, len(blocks), helpers, spare)
+                losses = self._on_workers(run, len(blocks), helpers)
             loss = losses[0]
             for j in range(1, len(blocks)):
                 loss = loss + losses[j]
                 self.grad.add_(slots[j][1])
-        return loss, futures
+        return loss
 
     def _on_workers(
-        self,
-        run: Callable[[int], torch.Tensor],
-        count: int,
-        helpers: int,
-        spare: Sequence[tuple[int, Callable[[], torch.Tensor]]] = (),
-    ) -> tuple[list[torch.Tensor], dict[int, Future]]:
+        self, run: Callable[[int], torch.Tensor], count: int, helpers: int
+    ) -> list[torch.Tensor]:
         """``[run(0), ..., run(count - 1)]``, the blocks taken in turn by the
-        calling thread and ``helpers`` worker threads, and a future for each
-        ``(key, job)`` of ``spare`` by key: work for idle moments. A thread
-        with no block left runs spare jobs while another still runs a block;
-        the jobs left then go to the workers, to run while the caller goes
-        on (it waits for the blocks only)."""
+        calling thread and ``helpers`` worker threads."""
         losses: list[torch.Tensor | None] = [None] * count
         pending = iter(range(count))
-        jobs = iter(spare)
-        futures: dict[int, Future] = {}
-        running = [0]  # blocks being run
         lock, failed = threading.Lock(), threading.Event()
 
         def drain() -> None:  # take the next block until none is left
             while not failed.is_set():
                 with lock:
                     j = next(pending, None)
-                    job = None
-                    if j is not None:
-                        running[0] += 1
-                    elif running[0]:
-                        job = next(jobs, None)
-                if j is None and job is None:
+                if j is None:
                     return
-                if job is not None:
-                    futures[job[0]] = future = Future()
-                    try:
-                        future.set_result(job[1]())
-                    except BaseException as error:  # raised where it is used
-                        future.set_exception(error)
-                    continue
                 try:
                     losses[j] = run(j)
                 except BaseException:
                     failed.set()
                     raise
-                finally:
-                    with lock:
-                        running[0] -= 1
 
         pool = self._workers(helpers)
-        submitted = [pool.submit(drain) for _ in range(helpers)]
+        futures = [pool.submit(drain) for _ in range(helpers)]
         try:
             drain()
         except BaseException:  # an error or an interrupt: stop the helpers
             failed.set()
             raise
         finally:  # never leave a block running into the next step
-            done = [f.exception() for f in submitted]
+            done = [f.exception() for f in futures]
         for error in done:
             if error is not None:
                 raise error
-        for key, job in jobs:  # the rest, while the caller goes on
-            futures[key] = pool.submit(job)
-        return losses, futures
+        return losses
 
     def close(self) -> None:
         """Stop the worker threads (they are started again when needed)."""
-        self._ahead = None
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool.shutdown(wait=True)
         self._pool, self._pool_size = None, 0

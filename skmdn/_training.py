@@ -287,14 +287,11 @@ def _epoch(
     else:
         perm = torch.randperm(n, generator=generator, device=generator.device)
         batches = perm.to(rows.device).split(batch_size)
-    for i, idx in enumerate(batches):
+    for idx in batches:
         rows_in_batch = n if idx is None else idx.numel()
         with threads.block(rows_in_batch) as count:
             if in_blocks:
-                ahead = batches[i + 1] if i + 1 < len(batches) else None
-                step = functools.partial(
-                    blocked.unit_rows, rows, idx, data.n_features, next_index=ahead
-                )
+                step = functools.partial(blocked.unit_rows, rows, idx, data.n_features)
                 w_sum = float(rows_in_batch)
             else:
                 xb, yb, wb = data.columns(
