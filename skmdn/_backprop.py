@@ -28,7 +28,7 @@ from torch import nn
 
 from ._mixture import diagonal_nll_backward, diagonal_nll_forward
 from ._network import IN_PLACE_ACTIVATIONS, MDNNetwork
-from ._utils import SMALL_BATCH, torch_threads
+from ._utils import SMALL_BATCH, one_torch_thread, torch_threads
 
 __all__ = ["BlockStep", "BlockedBackprop", "ManualBackprop"]
 
@@ -267,9 +267,7 @@ class BlockedBackprop:
     def _workers(self, count: int) -> ThreadPoolExecutor:
         if self._pool_size != count:
             self.close()
-            self._pool = ThreadPoolExecutor(
-                count, initializer=lambda: torch.set_num_threads(1)
-            )
+            self._pool = ThreadPoolExecutor(count, initializer=one_torch_thread)
             self._pool_size = count
         return self._pool
 

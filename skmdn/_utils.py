@@ -30,6 +30,7 @@ __all__ = [
     "cpu_fast_path",
     "lock_renewed_after_fork",
     "non_finite_advice",
+    "one_torch_thread",
     "overflow_safe_weights",
     "power_of_two_unit",
     "resolve_device",
@@ -742,6 +743,20 @@ class ThreadChooser:
             self.record(threads, time.perf_counter() - began, rows)
 
 
+def one_torch_thread() -> None:
+    """Set the calling thread to one torch thread (a worker's initializer).
+
+    Torch sets a thread's count from the process default at the thread's
+    first use of torch, even after a :func:`torch.set_num_threads` there: a
+    worker whose first kernel came after another thread had stored two
+    threads as the default ran on two (found with fits in two threads at
+    once, whose results then depended on the timing). So torch is used
+    first, then set.
+    """
+    torch.get_num_threads()
+    torch.set_num_threads(1)
+
+
 @contextmanager
 def torch_threads(n_threads: int) -> Iterator[int]:
     """Run the block with ``n_threads`` torch threads, then restore the setting.
@@ -800,7 +815,7 @@ def run_blocks(
             fn(block)
         return
     previous = torch.get_num_threads()
-    pool = ThreadPoolExecutor(workers, initializer=lambda: torch.set_num_threads(1))
+    pool = ThreadPoolExecutor(workers, initializer=one_torch_thread)
     try:
         for future in [pool.submit(fn, block) for block in blocks]:
             future.result()

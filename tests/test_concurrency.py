@@ -1,0 +1,128 @@
+"""One process, several threads: shared models, overlapping fits, and torch's
+thread settings (a web server, ``GridSearchCV`` on joblib's threading
+backend)."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from skmdn import MDNRegressor
+from skmdn._backprop import BlockedBackprop
+from skmdn._utils import SMALL_BATCH, run_blocks
+
+
+def _threads_of_a_new_thread() -> int:
+    """The torch thread count a thread gets at its first use of torch."""
+    seen = []
+    thread = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+    thread.start()
+    thread.join()
+    return seen[0]
+
+
+def _run_blocks_pool(block) -> threading.Thread:
+    runner = threading.Thread(
+        target=run_blocks, args=(block, [slice(0, 1), slice(1, 2)], 2)
+    )
+    runner.start()
+    return runner
+
+
+def _blocked_backprop_pool(block) -> BlockedBackprop:
+    step = BlockedBackprop(None, torch.zeros(0))  # only its workers are used
+    pool = step._workers(2)
+    for _ in range(2):
+        pool.submit(block, None)
+    return step
+
+
+@pytest.mark.parametrize("start", [_run_blocks_pool, _blocked_backprop_pool])
+def test_workers_keep_one_thread_when_another_thread_sets_the_default(
+    two_threads, start
+):
+    """Torch gives a thread the process default at its first use of torch,
+    even after a ``set_num_threads`` there. Here another thread stores two
+    threads as the default (as an overlapping call does when it ends)
+    between the workers' set-up and their first use of torch: they must
+    still run on one thread each (they had two, so that their products'
+    rounding, and a fit's bits, depended on the timing)."""
+    ready, stored, seen = threading.Barrier(3, timeout=10), threading.Event(), []
+
+    def block(rows):  # no torch before the default is stored
+        ready.wait()
+        stored.wait(10)
+        seen.append(torch.get_num_threads())
+
+    running = start(block)
+    ready.wait()  # both workers are set up
+    torch.set_num_threads(2)  # this thread keeps two; the default is two
+    stored.set()
+    if isinstance(running, threading.Thread):
+        running.join()
+    else:
+        running.close()
+    assert seen == [1, 1]
+    assert (torch.get_num_threads(), _threads_of_a_new_thread()) == (2, 2)
+
+
+# short fits on purpose: their ConvergenceWarning is not what is tested
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_concurrent_fits_and_predictions_are_bit_identical(two_threads):
+    """Two fits with large batches (blocks on worker threads) and two
+    threads predicting with a third, already fitted model, all at once, give
+    the bits of the same calls made one after the other; the calling
+    thread's count and the default of later threads are as before."""
+    rng = np.random.default_rng(0)
+    n = 2 * SMALL_BATCH
+    X = rng.normal(size=(n, 2))
+    y = X[:, 0] + np.sin(2 * X[:, 1]) + 0.3 * rng.normal(size=n)
+    params = dict(
+        n_components=2,
+        hidden_layer_sizes=(16,),
+        batch_size=SMALL_BATCH,
+        max_iter=3,
+        early_stopping=False,
+    )
+    jobs = [(X.astype(np.float32), 0), (X, 1)]
+
+    def fit(job):
+        Xj, seed = job
+        model = MDNRegressor(random_state=seed, **params).fit(Xj, y)
+        return {k: v.clone() for k, v in model.network_.state_dict().items()}
+
+    fitted = MDNRegressor(random_state=2, **params).fit(X[:500], y[:500])
+    Xp = rng.normal(size=(40_000, 2))  # several inference chunks
+
+    def predict(_):
+        return (
+            fitted.predict(Xp),
+            fitted.score(X, y),
+            fitted.sample(Xp, 2, random_state=0),
+            fitted.predict_dist(X[:1]).logpdf(y[:1]),
+        )
+
+    want = [fit(job) for job in jobs] + [predict(None) for _ in range(2)]
+    got = [None] * 4
+    failed = []
+
+    def run(i):
+        try:
+            got[i] = fit(jobs[i]) if i < 2 else predict(None)
+        except BaseException as error:  # reported below, with its type
+            failed.append(error)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not failed
+    for fitted_state, reference in zip(got[:2], want[:2], strict=True):
+        assert all(torch.equal(fitted_state[k], reference[k]) for k in reference)
+    for result, reference in zip(got[2:], want[2:], strict=True):
+        assert all(np.array_equal(a, b) for a, b in zip(result, reference, strict=True))
+    assert (torch.get_num_threads(), _threads_of_a_new_thread()) == (2, 2)
