@@ -743,6 +743,74 @@ class ThreadChooser:
             self.record(threads, time.perf_counter() - began, rows)
 
 
+# torch.set_num_threads(n) sets the calling thread's count and also the
+# process default: the count a thread takes at its first use of torch (from
+# then on its count is its own). skmdn sets one thread for a while in calling
+# threads and in worker threads, and puts back each calling thread's own count
+# afterwards; the default, which every such call changes, is shared. Calls
+# overlapping in several threads (a web server, a threading grid search) could
+# leave it at one for every thread started later: a thread that began using
+# torch during another call has one thread as its own count, and was the last
+# to store it (four server threads predicting with n_threads=2: 15 of 20
+# rounds). So the first of overlapping calls records the default and the last
+# one to end puts it back.
+_threads_lock = lock_renewed_after_fork(globals(), "_threads_lock")
+_calls = 0  # calls inside torch_threads or run_blocks, in any thread
+_default = 1  # the process default when the first of them began
+_stored = 1  # the count skmdn stored last
+
+
+def _forget_calls_after_fork() -> None:
+    global _calls
+    _calls = 0  # only the forking thread goes on in the child
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_calls_after_fork)
+
+
+def _set_torch_threads(n_threads: int) -> None:
+    """:func:`torch.set_num_threads`, remembered as the default skmdn left."""
+    global _stored
+    with _threads_lock:
+        torch.set_num_threads(n_threads)
+        _stored = n_threads
+
+
+def _begin_call(own: int, n_threads: int) -> None:
+    """Count a call that may change torch's process default (see above) and
+    set the calling thread, whose count is ``own``, to ``n_threads``."""
+    global _calls, _default, _stored
+    with _threads_lock:
+        if _calls == 0:
+            _default = _stored = own
+        _calls += 1
+        if n_threads != own:
+            torch.set_num_threads(n_threads)
+            _stored = n_threads
+
+
+def _end_call(own: int) -> None:
+    """Set the calling thread back to ``own`` and end the call; the last
+    call to end puts back the default the first one found."""
+    global _calls, _stored
+    with _threads_lock:
+        if torch.get_num_threads() != own:
+            torch.set_num_threads(own)
+            _stored = own
+        _calls = max(_calls - 1, 0)
+        if _calls == 0 and _stored != _default:
+            if own == _default:  # the calling thread's count stays the same
+                torch.set_num_threads(_default)
+            else:  # another thread can set the default, not this one's count
+                helper = threading.Thread(
+                    target=torch.set_num_threads, args=(_default,)
+                )
+                helper.start()
+                helper.join()
+            _stored = _default
+
+
 def one_torch_thread() -> None:
     """Set the calling thread to one torch thread (a worker's initializer).
 
@@ -754,7 +822,7 @@ def one_torch_thread() -> None:
     first, then set.
     """
     torch.get_num_threads()
-    torch.set_num_threads(1)
+    _set_torch_threads(1)
 
 
 @contextmanager
@@ -763,9 +831,10 @@ def torch_threads(n_threads: int) -> Iterator[int]:
 
     The setting applies to the calling thread, and also becomes the count
     that threads using torch for the first time afterwards start with (a
-    thread that first uses torch during a fit keeps one thread). Yields the
-    number of threads in force at the start;
-    whatever the block sets, the previous setting is back afterwards.
+    thread that first uses torch during a fit keeps one thread); once the
+    last of the calls running in any thread ends, that count is back to what
+    it was before the first. Yields the number of threads in force at the
+    start; whatever the block sets, the previous setting is back afterwards.
 
     Examples
     --------
@@ -778,13 +847,11 @@ def torch_threads(n_threads: int) -> Iterator[int]:
     True
     """
     previous = torch.get_num_threads()
-    if n_threads != previous:
-        torch.set_num_threads(n_threads)
+    _begin_call(previous, n_threads)
     try:
         yield n_threads
     finally:  # also undoes changes made inside the block (ThreadChooser)
-        if torch.get_num_threads() != previous:
-            torch.set_num_threads(previous)
+        _end_call(previous)
 
 
 def run_blocks(
@@ -815,12 +882,13 @@ def run_blocks(
             fn(block)
         return
     previous = torch.get_num_threads()
+    _begin_call(previous, previous)
     pool = ThreadPoolExecutor(workers, initializer=one_torch_thread)
     try:
         for future in [pool.submit(fn, block) for block in blocks]:
             future.result()
     finally:  # after an error or an interrupt, drop the blocks not started
         pool.shutdown(wait=True, cancel_futures=True)
-        # a worker's set_num_threads(1) also became the count every thread
-        # started later in the process gets (a web server's, joblib's)
-        torch.set_num_threads(previous)
+        # a worker's one thread also became the count every thread started
+        # later in the process gets (a web server's, joblib's)
+        _end_call(previous)

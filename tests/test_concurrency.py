@@ -12,7 +12,7 @@ import torch
 
 from skmdn import MDNRegressor
 from skmdn._backprop import BlockedBackprop
-from skmdn._utils import SMALL_BATCH, run_blocks
+from skmdn._utils import SMALL_BATCH, run_blocks, torch_threads
 
 
 def _threads_of_a_new_thread() -> int:
@@ -66,6 +66,37 @@ def test_workers_keep_one_thread_when_another_thread_sets_the_default(
     else:
         running.close()
     assert seen == [1, 1]
+    assert (torch.get_num_threads(), _threads_of_a_new_thread()) == (2, 2)
+
+
+def test_overlapping_calls_leave_the_default_of_later_threads(two_threads):
+    """A thread that starts using torch during another thread's call gets
+    that call's one thread as its own count. If its own call (here blocks on
+    two workers, as ``predict`` with ``n_threads=2``) overlaps the other and
+    ends last, it must not leave one thread as the count of every thread
+    started later in the process."""
+    inside, overlapping, seen = threading.Event(), threading.Event(), {}
+
+    def first():  # e.g. a fit in a server thread
+        with torch_threads(1):
+            inside.set()
+            overlapping.wait(10)
+
+    def block(rows):
+        overlapping.set()
+        first_thread.join(10)  # the first call ends while this one runs
+
+    def second():  # a request thread that first uses torch now
+        inside.wait(10)
+        seen["own count"] = torch.get_num_threads()
+        run_blocks(block, [slice(0, 1), slice(1, 2)], 2)
+
+    first_thread = threading.Thread(target=first)
+    second_thread = threading.Thread(target=second)
+    first_thread.start()
+    second_thread.start()
+    second_thread.join(20)
+    assert seen["own count"] == 1  # what torch gave it (a known limitation)
     assert (torch.get_num_threads(), _threads_of_a_new_thread()) == (2, 2)
 
 
