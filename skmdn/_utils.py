@@ -760,13 +760,8 @@ _default = 1  # the process default when the first of them began
 _stored = 1  # the count skmdn stored last
 
 
-def _forget_calls_after_fork() -> None:
-    global _calls
-    _calls = 0  # only the forking thread goes on in the child
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_calls_after_fork)
+if hasattr(os, "register_at_fork"):  # a forked child has no call running
+    os.register_at_fork(after_in_child=lambda: globals().update(_calls=0))
 
 
 def _set_torch_threads(n_threads: int) -> None:

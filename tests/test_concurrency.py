@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from skmdn import MDNRegressor
+from skmdn import MDNRegressor, _utils
 from skmdn._backprop import BlockedBackprop
 from skmdn._utils import SMALL_BATCH, run_blocks, torch_threads
+
+from .conftest import exits_when_forked, needs_fork
 
 
 def _threads_of_a_new_thread() -> int:
@@ -71,10 +73,10 @@ def test_workers_keep_one_thread_when_another_thread_sets_the_default(
 
 def test_overlapping_calls_leave_the_default_of_later_threads(two_threads):
     """A thread that starts using torch during another thread's call gets
-    that call's one thread as its own count. If its own call (here blocks on
-    two workers, as ``predict`` with ``n_threads=2``) overlaps the other and
-    ends last, it must not leave one thread as the count of every thread
-    started later in the process."""
+    that call's one thread as its own count. If its own call (here as
+    ``predict`` with ``n_threads=2`` runs: one thread, then blocks on two
+    workers) overlaps the other and ends last, it must not leave one thread
+    as the count of every thread started later in the process."""
     inside, overlapping, seen = threading.Event(), threading.Event(), {}
 
     def first():  # e.g. a fit in a server thread
@@ -82,14 +84,13 @@ def test_overlapping_calls_leave_the_default_of_later_threads(two_threads):
             inside.set()
             overlapping.wait(10)
 
-    def block(rows):
-        overlapping.set()
-        first_thread.join(10)  # the first call ends while this one runs
-
     def second():  # a request thread that first uses torch now
         inside.wait(10)
         seen["own count"] = torch.get_num_threads()
-        run_blocks(block, [slice(0, 1), slice(1, 2)], 2)
+        with torch_threads(1):
+            overlapping.set()
+            first_thread.join(10)  # the first call ends while this one runs
+            run_blocks(lambda rows: None, [slice(0, 1), slice(1, 2)], 2)
 
     first_thread = threading.Thread(target=first)
     second_thread = threading.Thread(target=second)
@@ -98,6 +99,23 @@ def test_overlapping_calls_leave_the_default_of_later_threads(two_threads):
     second_thread.join(20)
     assert seen["own count"] == 1  # what torch gave it (a known limitation)
     assert (torch.get_num_threads(), _threads_of_a_new_thread()) == (2, 2)
+
+
+def _one_call_in_the_child() -> None:
+    with torch_threads(1):
+        pass
+    assert _utils._calls == 0
+
+
+@needs_fork
+def test_a_fork_during_a_call_leaves_the_child_no_call_running(two_threads):
+    """A process forked while a call runs (here in this thread) copies the
+    count of running calls; the child has no such call, and with the count
+    left at one its calls would never be the last to end, so the default
+    would never be put back there."""
+    with torch_threads(1):
+        assert _utils._calls == 1
+        assert exits_when_forked(_one_call_in_the_child)
 
 
 # short fits on purpose: their ConvergenceWarning is not what is tested
