@@ -757,7 +757,7 @@ class ThreadChooser:
 _threads_lock = lock_renewed_after_fork(globals(), "_threads_lock")
 _calls = 0  # calls inside torch_threads or run_blocks, in any thread
 _default = 1  # the process default when the first of them began
-_stored = 1  # the count skmdn stored last
+_stored = 0  # the count skmdn stored last (0: none yet)
 
 
 if hasattr(os, "register_at_fork"):  # a forked child has no call running
@@ -778,7 +778,14 @@ def _begin_call(own: int, n_threads: int) -> None:
     global _calls, _default, _stored
     with _threads_lock:
         if _calls == 0:
-            _default = _stored = own
+            # A thread at one, other than the main thread, after skmdn left
+            # more as the default: one that took skmdn's one at its first use
+            # of torch, most likely (a server's request thread); taken as the
+            # default, the end of the call would put one back for every
+            # thread (four threads predicting: 2 of 4 runs).
+            tainted = own == 1 < _stored
+            if not tainted or threading.current_thread() is threading.main_thread():
+                _default = _stored = own
         _calls += 1
         if n_threads != own:
             torch.set_num_threads(n_threads)

@@ -101,6 +101,38 @@ def test_overlapping_calls_leave_the_default_of_later_threads(two_threads):
     assert (torch.get_num_threads(), _threads_of_a_new_thread()) == (2, 2)
 
 
+def test_a_thread_left_at_one_does_not_make_one_the_default(two_threads):
+    """A thread that took one torch thread during an earlier call, and now
+    begins a call while no other runs, must not be taken for the default:
+    a call of another thread that overlaps it stores one and then two, and
+    the last call to end would put back one for every later thread."""
+    started, later = threading.Event(), threading.Event()
+    with torch_threads(1):  # this thread's call: a new thread takes one
+        seen = []
+        left_at_one = threading.Thread(
+            target=lambda: (
+                seen.append(torch.get_num_threads()),
+                started.wait(10),
+                _call_until(later),
+            )
+        )
+        left_at_one.start()
+    started.set()  # the earlier call has ended: the default is two again
+    while _utils._calls == 0 and left_at_one.is_alive():
+        threading.Event().wait(0.001)
+    with torch_threads(1):  # overlaps the call of the thread left at one
+        pass
+    later.set()
+    left_at_one.join(10)
+    assert seen == [1]
+    assert (torch.get_num_threads(), _threads_of_a_new_thread()) == (2, 2)
+
+
+def _call_until(event: threading.Event) -> None:
+    with torch_threads(1):  # its count is one already: nothing to set
+        event.wait(10)
+
+
 def _one_call_in_the_child() -> None:
     with torch_threads(1):
         pass
