@@ -894,22 +894,27 @@ class GaussianMixture:
         flat = lambda a: np.swapaxes(a, 1, 2).reshape(n * d, K)  # noqa: E731
         return np.repeat(self.weights, d, axis=0), flat(self.means), flat(s)
 
-    def marginal(self, dim: int) -> GaussianMixture:
-        """Marginal distribution of output ``dim``, as a univariate mixture.
+    def marginal(self, dim) -> GaussianMixture:
+        """Marginal distribution of output ``dim``, or of the outputs ``dim``.
 
         The marginal of a Gaussian mixture is the mixture of the components'
-        marginals, with the same weights.
+        marginals, with the same weights: their means and covariances
+        restricted to the chosen outputs.
 
         Parameters
         ----------
-        dim : int
+        dim : int or sequence of int
             Output dimension, ``0 <= dim < n_outputs`` (negative counts from
-            the end).
+            the end), or distinct such dimensions, in the order the result
+            lists them.
 
         Returns
         -------
         GaussianMixture
-            With ``univariate=True`` and ``len(self)`` rows.
+            With ``len(self)`` rows: for an integer ``dim`` univariate
+            (``univariate=True``), for a sequence over ``len(dim)`` outputs
+            (as numpy's indexing keeps an axis for a list). Full covariances
+            keep a Cholesky factor, of the chosen outputs' covariance block.
 
         Examples
         --------
@@ -921,21 +926,81 @@ class GaussianMixture:
         >>> second = dist.marginal(1)
         >>> second.univariate, second.mean(), second.std()  # sqrt(6.25)
         (True, array([1.]), array([2.5]))
+        >>> swapped = dist.marginal([1, 0])  # both outputs, in the other order
+        >>> swapped.n_outputs, swapped.mean(), swapped.cov()
+        (2, array([[1., 0.]]), array([[[6.25, 3.  ],
+                [3.  , 4.  ]]]))
         """
         d = self.n_outputs
-        if not isinstance(dim, int | np.integer) or not -d <= dim < d:
-            raise ValueError(f"dim must be an integer in [{-d}, {d}); got {dim!r}.")
+        if isinstance(dim, int | np.integer):
+            if not -d <= dim < d:
+                raise ValueError(f"dim must be an integer in [{-d}, {d}); got {dim!r}.")
+            if self.scales is not None:
+                s = self.scales[..., dim : dim + 1 or None]
+            else:
+                s = _cholesky_row_norms(self._scale_tril)[..., dim : dim + 1 or None]
+            return GaussianMixture._trusted(
+                self.log_weights,
+                self.means[..., dim : dim + 1 or None],
+                scales=s,
+                univariate=True,
+                n_threads=self.n_threads,
+            )
+        given = self._output_set(dim, "dim", leave_one=False)
         if self.scales is not None:
-            s = self.scales[..., dim : dim + 1 or None]
+            scales, tril = self.scales[..., given], None
         else:
-            s = _cholesky_row_norms(self._scale_tril)[..., dim : dim + 1 or None]
+            scales = None
+            tril = np.ascontiguousarray(
+                self._tril_first(given)[..., : given.size, : given.size]
+            )
         return GaussianMixture._trusted(
             self.log_weights,
-            self.means[..., dim : dim + 1 or None],
-            scales=s,
-            univariate=True,
+            np.ascontiguousarray(self.means[..., given]),
+            scales,
+            tril,
+            univariate=False,
             n_threads=self.n_threads,
         )
+
+    def _output_set(self, dims, name: str, *, leave_one: bool) -> np.ndarray:
+        """``dims`` (an integer or a sequence of distinct integers in
+        ``[-n_outputs, n_outputs)``) as non-negative indices, in order."""
+        d = self.n_outputs
+        given = np.asarray(dims)
+        if (
+            given.ndim > 1
+            or given.dtype.kind not in "iu"
+            or not np.all((-d <= given) & (given < d))
+            or len(np.unique(given % d)) != given.size
+            or given.size == 0
+            or (leave_one and given.size >= d)
+        ):
+            raise ValueError(
+                f"{name} must be an integer or a sequence of distinct integers in "
+                f"[{-d}, {d})"
+                + (f", leaving at least one of the {d} outputs" if leave_one else "")
+                + f"; got {dims!r}."
+            )
+        return np.atleast_1d(given) % d
+
+    def _tril_first(self, given: np.ndarray) -> np.ndarray:
+        """The Cholesky factor of the outputs reordered with ``given`` first
+        (in its order, the others after in theirs): its leading block is the
+        factor of ``given``'s covariance block."""
+        L = self._scale_tril
+        a = given.size
+        if np.array_equal(given, np.arange(a)):
+            return L
+        rest = np.setdiff1d(np.arange(self.n_outputs), given)
+        # P L L^T P^T = (P L)(P L)^T = R^T R for P L = (Q R)^T. Torch's
+        # batched QR: 0.31 s on 5e5 factors of 3 x 3, numpy's 1.01 s
+        # (0.52 s with mode="r"; medians of 9 runs, a loaded machine)
+        permuted = np.swapaxes(L[..., np.r_[given, rest], :], -1, -2)
+        r = torch.linalg.qr(tensor_view(permuted), mode="r").R.numpy()
+        L = np.swapaxes(r, -1, -2)
+        sign = np.where(np.diagonal(L, axis1=-2, axis2=-1) < 0, -1.0, 1.0)
+        return L * sign[..., None, :]
 
     def condition(self, dims, values) -> GaussianMixture:
         """Conditional distribution of the other outputs given outputs ``dims``.
@@ -985,20 +1050,8 @@ class GaussianMixture:
         """
         self._check_density("condition")
         n, d = len(self), self.n_outputs
-        given = np.asarray(dims)
-        if (
-            given.ndim > 1
-            or given.dtype.kind not in "iu"
-            or not np.all((-d <= given) & (given < d))
-            or len(np.unique(given % d)) != given.size
-            or not 0 < given.size < d
-        ):
-            raise ValueError(
-                f"dims must be an integer or a sequence of distinct integers in "
-                f"[{-d}, {d}), leaving at least one of the {d} outputs; got {dims!r}."
-            )
-        scalar = given.ndim == 0
-        given = np.atleast_1d(given) % d
+        scalar = np.ndim(dims) == 0
+        given = self._output_set(dims, "dims", leave_one=True)
         rest = np.setdiff1d(np.arange(d), given)
         a = given.size
         values = np.asarray(values, dtype=np.float64)
@@ -1022,20 +1075,7 @@ class GaussianMixture:
             log_det = np.log(s).sum(-1)
             means, scales, tril = self.means[..., rest], self.scales[..., rest], None
         else:
-            L = self._scale_tril
-            if not np.array_equal(given, np.arange(a)):  # factor with A first
-                # P L L^T P^T = (P L)(P L)^T = R^T R for P L = (Q R)^T. Torch's
-                # batched QR: 0.31 s on 5e5 factors of 3 x 3, numpy's 1.01 s
-                # (0.52 s with mode="r"; medians of 9 runs, a loaded machine)
-                permuted = np.swapaxes(L[..., np.r_[given, rest], :], -1, -2)
-                r = torch.linalg.qr(tensor_view(permuted), mode="r").R.numpy()
-                L = np.swapaxes(r, -1, -2)
-                L = (
-                    L
-                    * np.where(np.diagonal(L, axis1=-2, axis2=-1) < 0, -1.0, 1.0)[
-                        ..., None, :
-                    ]
-                )
+            L = self._tril_first(given)  # A first, the rest after in order
             z = np.linalg.solve(L[..., :a, :a], diff[..., None])[..., 0]
             log_det = np.log(np.diagonal(L[..., :a, :a], axis1=-2, axis2=-1)).sum(-1)
             shift = (L[..., a:, :a] @ z[..., None])[..., 0]

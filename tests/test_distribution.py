@@ -666,6 +666,43 @@ def test_condition_is_the_joint_over_the_marginal_density(full, dims):
         np.testing.assert_allclose(out, ref, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("full", [False, True], ids=["diagonal", "full"])
+@pytest.mark.parametrize("dims", [[0, 1], [2, 0], [-1], [3, 1, 0, 2]])
+def test_joint_marginal_of_several_outputs_is_scipys_sub_block(full, dims):
+    """marginal(list): the mixture of the components' marginals on those
+    outputs, in the listed order: scipy's multivariate normals on the
+    sub-blocks of the component covariances, near and far from the
+    components; a full covariance keeps a proper Cholesky factor."""
+    rng = np.random.default_rng(34)
+    dist = random_mixture(rng, 4, 3, d=4, full=full)
+    idx = np.asarray(dims) % 4
+    sub = dist.marginal(dims)
+    assert (len(sub), sub.n_components, sub.n_outputs) == (4, 3, len(dims))
+    assert not sub.univariate and (sub.scales is not None) == (not full)
+    np.testing.assert_array_equal(sub.weights, dist.weights)
+    y = dist.means[np.arange(4), rng.integers(3, size=4)] + rng.normal(size=(4, 4))
+    for shift in (0.0, 2.0, -5.0):
+        ref = _scipy_sub_logpdf(dist, y[:, idx] + shift, idx)
+        np.testing.assert_allclose(sub.logpdf(y[:, idx] + shift), ref, rtol=1e-10)
+    np.testing.assert_allclose(sub.cov(), dist.cov()[:, idx][:, :, idx], rtol=1e-10)
+    if full:
+        L = sub.scale_tril
+        assert np.all(np.triu(L, 1) == 0) and np.all(np.diagonal(L, 0, -2, -1) > 0)
+    # an integer keeps the univariate marginal, a list of one does not
+    one = dist.marginal([2])
+    assert one.n_outputs == 1 and not one.univariate
+    np.testing.assert_allclose(
+        one.logpdf(y[:, 2:3]), dist.marginal(2).logpdf(y[:, 2]), rtol=1e-12
+    )
+
+
+def test_marginal_refuses_bad_output_sets():
+    dist = random_mixture(np.random.default_rng(35), 2, 2, d=3, full=True)
+    for bad in ([], [0, 0], [0, -3], [3], [0.5], [[0, 1]], 3, -4, 1.0):
+        with pytest.raises(ValueError, match="dim must be"):
+            dist.marginal(bad)
+
+
 def test_condition_of_one_gaussian_is_the_textbook_formula():
     """One full-covariance component: mean mu_B + S_BA S_AA^-1 (a - mu_A),
     covariance S_BB - S_BA S_AA^-1 S_AB, computed here with matrix inverses;
