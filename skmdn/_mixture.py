@@ -102,6 +102,45 @@ def _times_rows(a: np.ndarray, unit: np.ndarray) -> np.ndarray:
     return a * unit.reshape(-1, *(1,) * (a.ndim - 1))
 
 
+def _log_mahalanobis(
+    diff: np.ndarray, scales: np.ndarray | None, tril: np.ndarray | None
+) -> np.ndarray:
+    """``log |z|^2`` for ``z = diff / scales`` (or ``tril^-1 diff``), over the
+    last axis, without overflow: ``diff`` is scaled by its largest magnitude
+    first, so it stays finite where ``|z|^2`` itself exceeds 1e308."""
+    big = np.max(np.abs(diff), axis=-1, keepdims=True)
+    big = np.where(big > 0, big, 1.0)
+    u = diff / big
+    z = u / scales if tril is None else np.linalg.solve(tril, u[..., None])[..., 0]
+    with np.errstate(divide="ignore"):
+        return 2.0 * np.log(big[..., 0]) + np.log(np.square(z).sum(-1))
+
+
+def _normalise_log_weights(log_w: np.ndarray, far) -> np.ndarray:
+    """``log_w`` (..., K) normalised over the components.
+
+    Where every term is ``-inf`` (values so far from every component, about
+    1e154 scales, that the squared distances overflow) the ratio is 0 / 0 in
+    floating point, but its limit is known: all the weight on the component
+    nearest in Mahalanobis distance (shared by ties at the precision of those
+    distances). ``far()`` returns the distances' logs
+    (:func:`_log_mahalanobis`); it is called only then.
+    """
+    norm = logsumexp(log_w, axis=-1, keepdims=True)
+    with np.errstate(invalid="ignore"):  # -inf - -inf: replaced below
+        out = log_w - norm
+    lost = ~np.isfinite(norm[..., 0])
+    if lost.any():
+        log_q = np.broadcast_to(far(), log_w.shape)[lost]
+        nearest = log_q == log_q.min(axis=-1, keepdims=True)
+        out[lost] = np.where(
+            nearest, -np.log(nearest.sum(axis=-1, keepdims=True)), -np.inf
+        )
+    # once more: where |norm| exceeds ~1e16, log K is lost in its rounding,
+    # and K tied terms each came out as log 1 (responsibilities summing to K)
+    return out - np.log(np.exp(out).sum(axis=-1, keepdims=True))
+
+
 def _cholesky_row_norms(scale_tril: np.ndarray) -> np.ndarray:
     """Norms of the rows of Cholesky factors (n, K, d, d): the marginal
     standard deviations, without overflow in the squares (see row_units)."""
@@ -787,8 +826,19 @@ class GaussianMixture:
         >>> np.round(dist.responsibilities(np.array([1.0])), 3)  # [1, e^2] / (1 + e^2)
         array([[0.119, 0.881]])
         """
-        c = self.component_logpdf(y)
-        return np.exp(c - logsumexp(c, axis=-1, keepdims=True))
+        self._check_density("responsibilities")
+        y = self._check_y(y)
+        tril = None if self.scales is not None else self._scale_tril
+        with np.errstate(over="ignore"):  # far values: see _normalise_log_weights
+            c = self._component_logpdf(y)
+        return np.exp(
+            _normalise_log_weights(
+                c,
+                lambda: _log_mahalanobis(
+                    y[..., None, :] - self.means, self.scales, tril
+                ),
+            )
+        )
 
     # --------------------------------------------------------------- sampling
     def sample(
@@ -1080,8 +1130,16 @@ class GaussianMixture:
             log_det = np.log(np.diagonal(L[..., :a, :a], axis1=-2, axis2=-1)).sum(-1)
             shift = (L[..., a:, :a] @ z[..., None])[..., 0]
             means, scales, tril = self.means[..., rest] + shift, None, L[..., a:, a:]
-        log_w = self.log_weights - 0.5 * np.square(z).sum(-1) - log_det
-        log_w = log_w - logsumexp(log_w, axis=1, keepdims=True)
+        with np.errstate(over="ignore"):  # far values: see _normalise_log_weights
+            log_w = self.log_weights - 0.5 * np.square(z).sum(-1) - log_det
+        log_w = _normalise_log_weights(
+            log_w,
+            lambda: _log_mahalanobis(
+                diff,
+                s if self.scales is not None else None,
+                None if self.scales is not None else L[..., :a, :a],
+            ),
+        )
         return GaussianMixture._trusted(
             log_w,
             means,

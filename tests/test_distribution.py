@@ -703,6 +703,35 @@ def test_marginal_refuses_bad_output_sets():
             dist.marginal(bad)
 
 
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("full", [False, True], ids=["diagonal", "full"])
+def test_weights_given_far_values_go_to_the_nearest_component(full):
+    """Responsibilities and condition's weights are ratios of component
+    densities. Values 1e100-1e300 from every component made them 0 / 0
+    (NaN) once the squared distances overflowed, or summed to 2 where two
+    equal terms lost log 2 in their rounding. Their limit is all the weight
+    on the component nearest in Mahalanobis distance: here the one whose
+    scale along the first output is 3 instead of 1 (the second output is
+    observed at the means, so it adds nothing)."""
+    means = np.array([[[0.0, 0.0], [1.0, 0.0]]])
+    if full:
+        L = np.array([[[[1.0, 0.0], [0.0, 1.0]], [[3.0, 0.0], [0.0, 1.0]]]])
+        dist = GaussianMixture(np.log([[0.7, 0.3]]), means, scale_tril=L)
+    else:
+        scales = np.array([[[1.0, 1.0], [3.0, 1.0]]])
+        dist = GaussianMixture(np.log([[0.7, 0.3]]), means, scales)
+    for v in (1e3, 1e100, 1e160, 1e300, -1e300):
+        y = np.array([[v, 0.0]])
+        np.testing.assert_array_equal(dist.responsibilities(y), [[0.0, 1.0]])
+        np.testing.assert_array_equal(dist.condition(0, [v]).weights, [[0.0, 1.0]])
+    # equal scales: the distances tie at this precision, the weights share
+    same = GaussianMixture(np.log([[0.5, 0.5]]), means, np.ones((1, 2, 2)))
+    for v in (1e100, 1e300):
+        r = same.responsibilities(np.array([[v, 0.0]]))
+        np.testing.assert_allclose(r, [[0.5, 0.5]], rtol=1e-15)
+        np.testing.assert_allclose(same.condition(0, [v]).weights, [[0.5, 0.5]])
+
+
 def test_condition_of_one_gaussian_is_the_textbook_formula():
     """One full-covariance component: mean mu_B + S_BA S_AA^-1 (a - mu_A),
     covariance S_BB - S_BA S_AA^-1 S_AB, computed here with matrix inverses;
