@@ -385,16 +385,20 @@ def distinct_rows(data: TrainData) -> tuple[tuple[torch.Tensor, int], float]:
     Kish's effective sample size ``sum(v) ** 2 / sum(v ** 2)`` of the distinct
     rows' summed weights ``v``. Rows repeated ``k`` times and one row of
     weight ``k`` give the same result (to the rounding of standardisation).
+
+    Computed on the CPU, once per fit, and ``inverse`` moved to the data's
+    device: MPS has no float64 (and long had no ``unique`` along a
+    dimension), and the grouping is then the same on every device.
     """
-    x, y, w = data.columns(data.train)
+    x, y, w = data.columns(data.train.cpu())
     _, inverse = torch.unique(
         torch.cat([x, y], dim=1), dim=0, sorted=True, return_inverse=True
     )
     n_distinct = int(inverse.max()) + 1
-    v = torch.zeros(n_distinct, dtype=torch.float64, device=w.device)
+    v = torch.zeros(n_distinct, dtype=torch.float64)
     v.index_add_(0, inverse, w.to(torch.float64))
     n_eff = float(v.sum() ** 2 / (v * v).sum())
-    return (inverse, n_distinct), n_eff
+    return (inverse.to(data.train.device), n_distinct), n_eff
 
 
 def _stop_message(

@@ -288,6 +288,39 @@ def test_outputs_leave_an_accelerator_in_its_own_dtype():
         np.testing.assert_array_equal(out, tensor.as_subclass(torch.Tensor).numpy())
 
 
+class _ToMps(torch.overrides.TorchFunctionMode):
+    """Moves to ``'mps'`` give an :class:`_MpsTensor` (there is no MPS here)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is torch.Tensor.to and str(args[1]) == "mps":
+            return args[0].as_subclass(_MpsTensor)
+        return func(*args, **kwargs)
+
+
+def test_distinct_rows_are_found_on_the_cpu_and_mapped_to_the_device():
+    """The default noise below 100 samples groups the training rows in
+    float64, which MPS lacks: the grouping runs on the CPU, once per fit,
+    and only its row-to-group map goes to the device (on MPS a default
+    fit of small data failed so)."""
+    from skmdn._training import TrainData, distinct_rows
+
+    rng = np.random.default_rng(0)
+    xy = rng.integers(0, 3, size=(40, 3)).astype(np.float32)  # repeated rows
+    w = rng.uniform(0.5, 2.0, size=40).astype(np.float32)
+    rows = torch.from_numpy(np.c_[xy, w]).as_subclass(_MpsTensor)
+    data = TrainData(train=rows, n_features=2, log_scale=0.0)
+    with _ToMps():
+        (inverse, n_distinct), n_eff = distinct_rows(data)
+    assert inverse.device.type == "mps"
+    # reference: numpy's lexicographic unique rows, Kish of the summed weights
+    unique, expected = np.unique(xy, axis=0, return_inverse=True)
+    np.testing.assert_array_equal(inverse.as_subclass(torch.Tensor), expected)
+    assert n_distinct == len(unique) < len(xy)
+    v = np.bincount(expected, weights=w.astype(np.float64))
+    assert n_eff == pytest.approx(v.sum() ** 2 / np.sum(v**2), rel=1e-12)
+
+
 def test_skops_lists_a_torch_device_parameter_as_documented(tmp_path):
     sio = pytest.importorskip("skops.io", reason="skops is not installed")
     from tests.test_integration_persistence import SKOPS_TRUSTED_TYPES
