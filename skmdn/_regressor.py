@@ -284,10 +284,12 @@ default='tanh'
         costs up to 2 nats on nearly noise-free ones such as yacht; README.md
         and ``benchmarks/README.md`` have the measurements). A float is used
         as it is; ``None`` or ``0`` disables noise. In full-batch training
-        (the default below 100 effective samples) the noise is drawn once per
-        distinct row of ``X`` and ``y`` and the rule's ``n`` counts distinct
-        rows with their weights summed, so that an integer sample weight
-        stays equivalent to repeating the row. Used by :meth:`fit` (not
+        without a validation split (the default below 100 effective samples)
+        the noise is drawn once per distinct row of ``X`` and ``y`` and the
+        rule's ``n`` counts distinct rows with their weights summed, so that
+        an integer sample weight stays equivalent to repeating the row; with
+        mini-batches or ``early_stopping=True`` it is drawn per row and ``n``
+        is the effective sample size of all rows. Used by :meth:`fit` (not
         :meth:`partial_fit`); the reported ``loss_curve_`` is then the loss on
         noisy data.
     min_scale : float, default=1e-3
@@ -663,9 +665,10 @@ default='tanh'
             where the weights do not: set ``early_stopping=False``,
             ``batch_size`` to at least the number of repeated rows and
             ``noise_regularization`` to a float or None for the same fit.
-            Full-batch training draws noise once per distinct row, so repeated
-            rows share it; mini-batches draw it per row, which keeps the
-            objective only in expectation.
+            Full-batch training without a validation split draws noise once
+            per distinct row, so repeated rows share it; mini-batches or a
+            split draw it per row, which keeps the objective only in
+            expectation.
 
         Returns
         -------
