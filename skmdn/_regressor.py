@@ -299,7 +299,12 @@ default='tanh'
         ``noise_type='fixed'``, whose scale is ``fixed_noise_level`` as given.
     standardize : bool, default=True
         Standardise ``X`` and ``y`` internally (weighted by
-        ``sample_weight``). Every output is in the original units.
+        ``sample_weight``). Every output is in the original units. With
+        ``False``, ``min_scale`` and the noise of ``noise_regularization``
+        (on by default below 100 samples) are in the units of ``X`` and
+        ``y``, which should then have a spread near one: on 30 rows of data
+        with a spread of 0.01, the default noise of 0.11 scores 1 nat worse
+        than none.
     precision : {'auto', 'float32', 'float64'}, default='auto'
         Floating-point type of the network. ``'auto'`` follows the dtype of
         ``X`` at fit: float32 input trains in float32 (the fast path), any
