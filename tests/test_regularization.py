@@ -125,6 +125,37 @@ def test_auto_noise_is_the_documented_bandwidth_on_either_side_of_100(n_rows, we
     assert plain.loss_curve_ != given.loss_curve_
 
 
+@pytest.mark.parametrize(
+    "path", ["full-batch", "mini-batches", "split"], ids=lambda p: p
+)
+def test_the_rules_n_counts_distinct_rows_only_without_split_or_mini_batches(path):
+    # 40 rows of which 10 repeat another: Kish's n of all rows is 40, of the
+    # distinct rows' summed weights (20 of weight 1, 10 of weight 2)
+    # 40^2 / 60 = 26.7. As documented, full-batch training without a split
+    # uses the distinct rows' n; mini-batches or a split use all rows'.
+    rng = np.random.default_rng(5)
+    X = rng.uniform(-1, 1, size=(40, 2))
+    y = np.sin(2 * X[:, 0]) + 0.2 * rng.normal(size=40)
+    X[30:], y[30:] = X[:10], y[:10]
+    n = 40**2 / 60 if path == "full-batch" else 40.0
+    level = 0.2 * n ** (-1 / (4 + 2 + 1))
+    common = dict(
+        hidden_layer_sizes=(8,),
+        max_iter=4,
+        random_state=0,
+        batch_size=8 if path == "mini-batches" else "auto",
+        early_stopping=path == "split",
+    )
+    rule = MDNRegressor(**common).fit(X, y)
+    given = MDNRegressor(noise_regularization=level, **common).fit(X, y)
+    other_n = 40.0 if path == "full-batch" else 40**2 / 60  # the other path's
+    other = 0.2 * other_n ** (-1 / (4 + 2 + 1))
+    wrong = MDNRegressor(noise_regularization=other, **common).fit(X, y)
+    assert rule.loss_curve_ == given.loss_curve_
+    np.testing.assert_array_equal(rule.predict(X), given.predict(X))
+    assert rule.loss_curve_ != wrong.loss_curve_  # precondition: n shows
+
+
 def test_default_noise_on_40_rows_scores_near_the_truth():
     # y = x + N(0, 0.3^2), x ~ U(-1, 1): the true conditional density scores
     # E[log N(y; x, 0.3^2)] = -log(0.3 sqrt(2 pi)) - 1/2 = -0.215 held out.
