@@ -633,11 +633,26 @@ default='tanh'
             return _NOISE_C * n_eff ** (-1.0 / (4 + n_features + n_outputs))
         return float(self.noise_regularization)
 
-    def _weight_decay(self, sw: np.ndarray) -> float:
+    def _weight_decay(self, sw: np.ndarray, dtype: torch.dtype) -> float:
         """``alpha / n`` with ``n`` the sum of the weights: zero, its limit,
-        where that sum overflows (weights near 1e308)."""
-        with np.errstate(over="ignore"):
-            return self.alpha / float(sw.sum())
+        where that sum overflows (weights near 1e308). Refused where it
+        overflows the training ``dtype`` (weights summing to below about
+        1e-308 / alpha, or 1e-38 / alpha in float32): training failed there
+        with advice about the learning rate."""
+        with np.errstate(over="ignore", divide="ignore"):
+            total = float(sw.sum())
+            decay = self.alpha / total
+        if decay > torch.finfo(dtype).max:
+            raise ValueError(
+                f"sample_weight sums to {total:.3g}, so the L2 penalty alpha / "
+                f"sum(sample_weight) = {self.alpha:g} / {total:.3g} overflows "
+                f"{str(dtype).removeprefix('torch.')}. The penalty counts a weight "
+                "as that many repeated rows, so weights this small also make it "
+                "dominate the fit: rescale them (only their ratios matter to the "
+                "likelihood), e.g. sample_weight / sample_weight.mean(), or set "
+                "alpha=0."
+            )
+        return decay
 
     def _resolve_batch_size(self, n: int, n_eff: float) -> int:
         if self.batch_size != "auto":
@@ -731,7 +746,7 @@ default='tanh'
         history.best_loss = np.inf
         history.best_validation_score = -np.inf
         optimizer = FlatAdam(
-            state.network, self.learning_rate_init, self._weight_decay(sw)
+            state.network, self.learning_rate_init, self._weight_decay(sw, state.dtype)
         )
         if warm:  # continue Adam's moments too; the schedule restarts
             optimizer.load_state_dict(self._optimizer_state)
@@ -857,7 +872,7 @@ default='tanh'
             # call does not cost more as the history of a long stream grows
             history = copy.copy(self._history)
         optimizer = FlatAdam(
-            state.network, self.learning_rate_init, self._weight_decay(sw)
+            state.network, self.learning_rate_init, self._weight_decay(sw, state.dtype)
         )
         if not first:
             optimizer.load_state_dict(self._optimizer_state)  # copies

@@ -23,6 +23,7 @@ import pytest
 import scipy.sparse as sp
 import sklearn
 import torch
+from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 
 from skmdn import MDNRegressor
@@ -812,3 +813,31 @@ def test_rare_categories_and_heavy_tails_are_not_called_dominated():
         warnings.simplefilter("ignore", ConvergenceWarning)  # two epochs
         for y in (y_zero_inflated, y_t2):
             MDNRegressor(max_iter=2, random_state=0).fit(X, y)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "tiny", "fine"),
+    [(np.float64, 1e-320, 1e-300), (np.float32, 1e-300, 1e-40)],
+    ids=["float64", "float32"],
+)
+@pytest.mark.parametrize("method", ["fit", "partial_fit"])
+def test_weights_too_small_for_the_l2_penalty_get_a_clear_error(
+    dtype, tiny, fine, method
+):
+    # alpha / sum(sample_weight) overflowed the training dtype: training then
+    # failed with "the training loss became non-finite ... lower
+    # learning_rate_init", which says nothing of the weights.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(30, 1)).astype(dtype)
+    y = X[:, 0] + 0.1 * rng.normal(size=30)
+    model = MDNRegressor(max_iter=2, random_state=0)
+    with pytest.raises(ValueError, match=r"sample_weight sums to .* overflows") as e:
+        getattr(model, method)(X, y, sample_weight=np.full(30, tiny))
+    assert "sample_weight / sample_weight.mean()" in str(e.value)
+    assert not hasattr(model, "network_")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        getattr(model, method)(X, y, sample_weight=np.full(30, fine))  # finite: fits
+        # alpha=0 has no penalty to overflow
+        model.set_params(alpha=0.0)
+        getattr(clone(model), method)(X, y, sample_weight=np.full(30, tiny))
