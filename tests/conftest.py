@@ -73,3 +73,16 @@ needs_fork = pytest.mark.skipif(
     "fork" not in __import__("multiprocessing").get_all_start_methods(),
     reason="needs fork",
 )
+
+
+def threads_of_a_new_thread() -> int:
+    """The torch thread count a thread gets at its first use of torch."""
+    import threading
+
+    import torch
+
+    seen = []
+    worker = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+    worker.start()
+    worker.join()
+    return seen[0]

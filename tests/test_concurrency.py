@@ -14,16 +14,7 @@ from skmdn import MDNRegressor, _utils
 from skmdn._backprop import BlockedBackprop
 from skmdn._utils import SMALL_BATCH, run_blocks, torch_threads
 
-from .conftest import exits_when_forked, needs_fork
-
-
-def _threads_of_a_new_thread() -> int:
-    """The torch thread count a thread gets at its first use of torch."""
-    seen = []
-    thread = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
-    thread.start()
-    thread.join()
-    return seen[0]
+from .conftest import exits_when_forked, needs_fork, threads_of_a_new_thread
 
 
 def _run_blocks_pool(block) -> threading.Thread:
@@ -68,7 +59,7 @@ def test_workers_keep_one_thread_when_another_thread_sets_the_default(
     else:
         running.close()
     assert seen == [1, 1]
-    assert (torch.get_num_threads(), _threads_of_a_new_thread()) == (2, 2)
+    assert (torch.get_num_threads(), threads_of_a_new_thread()) == (2, 2)
 
 
 def test_overlapping_calls_leave_the_default_of_later_threads(two_threads):
@@ -98,7 +89,7 @@ def test_overlapping_calls_leave_the_default_of_later_threads(two_threads):
     second_thread.start()
     second_thread.join(20)
     assert seen["own count"] == 1  # what torch gave it (a known limitation)
-    assert (torch.get_num_threads(), _threads_of_a_new_thread()) == (2, 2)
+    assert (torch.get_num_threads(), threads_of_a_new_thread()) == (2, 2)
 
 
 def test_a_thread_left_at_one_does_not_make_one_the_default(two_threads):
@@ -125,7 +116,7 @@ def test_a_thread_left_at_one_does_not_make_one_the_default(two_threads):
     later.set()
     left_at_one.join(10)
     assert seen == [1]
-    assert (torch.get_num_threads(), _threads_of_a_new_thread()) == (2, 2)
+    assert (torch.get_num_threads(), threads_of_a_new_thread()) == (2, 2)
 
 
 def _call_until(event: threading.Event) -> None:
@@ -206,4 +197,4 @@ def test_concurrent_fits_and_predictions_are_bit_identical(two_threads):
         assert all(torch.equal(fitted_state[k], reference[k]) for k in reference)
     for result, reference in zip(got[2:], want[2:], strict=True):
         assert all(np.array_equal(a, b) for a, b in zip(result, reference, strict=True))
-    assert (torch.get_num_threads(), _threads_of_a_new_thread()) == (2, 2)
+    assert (torch.get_num_threads(), threads_of_a_new_thread()) == (2, 2)

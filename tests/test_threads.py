@@ -10,7 +10,7 @@ import skmdn._training as training
 from skmdn import MDNRegressor
 from skmdn._utils import SMALL_BATCH, ThreadChooser
 
-from .conftest import exits_when_forked, needs_fork
+from .conftest import exits_when_forked, needs_fork, threads_of_a_new_thread
 
 
 def _drive(chooser: ThreadChooser, cost, n_blocks: int) -> list[int]:
@@ -230,23 +230,13 @@ def test_training_keeps_torch_on_one_thread_on_a_cpu(two_threads):
     assert training_torch_threads(torch.device("cuda"), 3, 256) == 3
 
 
-def _threads_of_a_new_thread() -> int:
-    import threading
-
-    seen = []
-    worker = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
-    worker.start()
-    worker.join()
-    return seen[0]
-
-
 def test_blocked_work_leaves_the_thread_count_of_later_threads_alone(two_threads):
     """A worker's torch.set_num_threads(1) also sets the count that threads
     started later get; a mixture's blocked logpdf and sample (no
     torch_threads around them) must not leave it at 1."""
     from skmdn import GaussianMixture
 
-    assert _threads_of_a_new_thread() == 2
+    assert threads_of_a_new_thread() == 2
     rng = np.random.default_rng(0)
     n = 40_000  # several blocks
     dist = GaussianMixture(
@@ -257,9 +247,9 @@ def test_blocked_work_leaves_the_thread_count_of_later_threads_alone(two_threads
         n_threads=2,
     )
     dist.logpdf(np.zeros(n))
-    assert _threads_of_a_new_thread() == 2
+    assert threads_of_a_new_thread() == 2
     dist.sample(2, random_state=0)
-    assert (_threads_of_a_new_thread(), torch.get_num_threads()) == (2, 2)
+    assert (threads_of_a_new_thread(), torch.get_num_threads()) == (2, 2)
 
 
 def test_tensor_view_keeps_filters_set_by_other_threads(monkeypatch):
