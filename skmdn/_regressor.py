@@ -737,9 +737,9 @@ default='tanh'
         if noise > 0.0 and val_rows is None and batch_size >= data.train.shape[0]:
             # deterministic full-batch training: noise per distinct row, and
             # the rule's n counts them, so integer weights == repeated rows
+            # (n_distinct <= n_eff: 'auto' applies here too; a float stays)
             data.noise_rows, n_distinct = distinct_rows(data)
-            if self.noise_regularization in ("auto", "always"):
-                noise = _NOISE_C * n_distinct ** (-1.0 / (4 + X.shape[1] + Y.shape[1]))
+            noise = self._noise_level(n_distinct, X.shape[1], Y.shape[1])
         data.x_noise = data.y_noise = noise
         history = TrainHistory() if not warm else copy.deepcopy(self._history)
         history.no_improvement_count = 0
