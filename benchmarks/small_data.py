@@ -42,7 +42,7 @@ def problem(name: str, n: int, rng: np.random.Generator):
         mean, sd = np.sin(2 * x), 0.05 + 0.3 * np.abs(x)
         y = mean + sd * rng.normal(size=n)
         return x[:, None], y, norm.logpdf(y, mean, sd)
-    if name == "bimodal":  # y = +-x + N(0, 0.1^2), each sign with probability 1/2
+    if name == "bimodal":  # y = +-(x + 0.5) + N(0, 0.1^2), either sign with p = 1/2
         sign = rng.choice([-1.0, 1.0], n)
         y = sign * (x + 0.5) + 0.1 * rng.normal(size=n)
         dens = 0.5 * norm.pdf(y, x + 0.5, 0.1) + 0.5 * norm.pdf(y, -(x + 0.5), 0.1)

@@ -233,3 +233,44 @@ def test_uci_summary_uses_the_standard_error_and_ties_at_published_precision(
     assert "  A: 1 of 2 (yacht); tied: boston" in text
     assert "  B: 1 of 2 (yacht)" in text
     assert "best published NLL of any method: 1 of 2 (yacht)" in text
+
+
+def test_small_data_truth_is_the_expected_log_density_of_each_problem():
+    # The "truth" column of small_data.py is the mean true log-density of
+    # the test rows: it must estimate E[log p(y | x)] = -E_x[H(y | x)],
+    # computed here by quadrature (closed forms for the Gaussian problems:
+    # -log(s sqrt(2 pi)) - 1/2 for standard deviation s).
+    from scipy import integrate, stats
+
+    small = _load("small_data")
+    const = -0.5 * np.log(2 * np.pi) - 0.5
+    two_modes = integrate.quad(  # x ~ U(-1, 1): density 1/2
+        lambda x: (
+            0.5
+            * integrate.quad(
+                lambda y: (lambda p: p * np.log(p) if p > 0 else 0.0)(
+                    0.5 * stats.norm.pdf(y, x + 0.5, 0.1)
+                    + 0.5 * stats.norm.pdf(y, -(x + 0.5), 0.1)
+                ),
+                -3,
+                3,
+                points=[-(x + 0.5), x + 0.5],
+                limit=200,
+            )[0]
+        ),
+        -1,
+        1,
+        points=[-0.5],
+    )[0]
+    expected = {
+        "linear": const - np.log(0.3),
+        "heteroscedastic": const
+        - integrate.quad(lambda x: 0.5 * np.log(0.05 + 0.3 * abs(x)), -1, 1)[0],
+        "bimodal": two_modes,
+        "near-exact": const - np.log(0.01),
+    }
+    assert set(expected) == set(small.PROBLEMS)
+    for name, value in expected.items():
+        _, _, logp = small.problem(name, 400_000, np.random.default_rng(0))
+        se = logp.std() / np.sqrt(logp.size)
+        assert abs(logp.mean() - value) < 4 * se, (name, logp.mean(), value)
