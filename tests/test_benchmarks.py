@@ -244,24 +244,19 @@ def test_small_data_truth_is_the_expected_log_density_of_each_problem():
 
     small = _load("small_data")
     const = -0.5 * np.log(2 * np.pi) - 0.5
-    two_modes = integrate.quad(  # x ~ U(-1, 1): density 1/2
-        lambda x: (
-            0.5
-            * integrate.quad(
-                lambda y: (lambda p: p * np.log(p) if p > 0 else 0.0)(
-                    0.5 * stats.norm.pdf(y, x + 0.5, 0.1)
-                    + 0.5 * stats.norm.pdf(y, -(x + 0.5), 0.1)
-                ),
-                -3,
-                3,
-                points=[-(x + 0.5), x + 0.5],
-                limit=200,
-            )[0]
-        ),
-        -1,
-        1,
-        points=[-0.5],
-    )[0]
+
+    def p_log_p(y, x):  # the bimodal problem's p log p at (x, y)
+        p = 0.5 * stats.norm.pdf(y, x + 0.5, 0.1) + 0.5 * stats.norm.pdf(
+            y, -(x + 0.5), 0.1
+        )
+        return p * np.log(p) if p > 0 else 0.0
+
+    def minus_entropy(x):  # E[log p(y | x)] for one x
+        modes = [-(x + 0.5), x + 0.5]
+        return integrate.quad(p_log_p, -3, 3, args=(x,), points=modes, limit=200)[0]
+
+    # x ~ U(-1, 1), density 1/2
+    two_modes = 0.5 * integrate.quad(minus_entropy, -1, 1, points=[-0.5])[0]
     expected = {
         "linear": const - np.log(0.3),
         "heteroscedastic": const
