@@ -1493,6 +1493,7 @@ class GaussianMixture:
         Returns
         -------
         ndarray of shape (n, d), or (n,) if univariate
+            The variance of each output's marginal.
 
         Examples
         --------
@@ -1512,6 +1513,7 @@ class GaussianMixture:
         Returns
         -------
         ndarray of shape (n, d), or (n,) if univariate
+            The standard deviation of each output's marginal.
 
         Examples
         --------
