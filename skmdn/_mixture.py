@@ -391,6 +391,11 @@ class GaussianMixture:
         :class:`~skmdn.MDNRegressor`'s ``n_threads``, which
         ``predict_dist`` passes on). Results do not depend on it.
 
+    See Also
+    --------
+    skmdn.MDNRegressor.predict_dist : The mixtures of a fitted model.
+    skmdn.HighestDensityRegion : What :meth:`hdr` returns.
+
     Notes
     -----
     Univariate quantities of a multi-output mixture (``cdf``, ``ppf``,
@@ -543,10 +548,12 @@ class GaussianMixture:
     # ------------------------------------------------------------- parameters
     @property
     def weights(self) -> np.ndarray:
-        """Mixture weights, shape (n, K), each row summing to one to float64
-        rounding: log-weights from a float32 network sum to one only to about
-        1e-7, which put CDFs (and PIT values) above 1 and moved the end
-        points of highest-density regions."""
+        """Mixture weights, shape (n, K), each row summing to one.
+
+        To float64 rounding: log-weights from a float32 network sum to one
+        only to about 1e-7, which put CDFs (and PIT values) above 1 and moved
+        the end points of highest-density regions.
+        """
         w = np.exp(self.log_weights)
         w /= w.sum(axis=1, keepdims=True)
         return w
@@ -578,6 +585,7 @@ class GaussianMixture:
         Returns
         -------
         ndarray of shape (n, d), or (n,) if univariate
+            The mean of each row's mixture.
 
         Examples
         --------
@@ -603,6 +611,7 @@ class GaussianMixture:
         Returns
         -------
         ndarray of shape (n, d, d), or (n,) (the variance) if univariate
+            The covariance matrix of each row's mixture.
 
         Examples
         --------
@@ -631,6 +640,7 @@ class GaussianMixture:
         Returns
         -------
         ndarray of shape (n, d), or (n,) if univariate
+            The mean of each row's component of largest weight.
 
         Examples
         --------
@@ -680,6 +690,7 @@ class GaussianMixture:
         Returns
         -------
         ndarray of shape (..., n, K)
+            The weighted log-density of each component at ``y``.
 
         Examples
         --------
@@ -749,6 +760,7 @@ class GaussianMixture:
         Returns
         -------
         ndarray of shape (..., n)
+            ``log p(y)`` of each row's mixture.
 
         Examples
         --------
@@ -792,6 +804,7 @@ class GaussianMixture:
         Returns
         -------
         ndarray of shape (..., n)
+            ``p(y)`` of each row's mixture.
 
         Examples
         --------
@@ -868,6 +881,7 @@ class GaussianMixture:
         Returns
         -------
         ndarray of shape (n, n_samples, d), or (n, n_samples) if univariate
+            The draws of each row.
 
         Examples
         --------
@@ -1274,7 +1288,7 @@ class GaussianMixture:
         return self._unflatten(mixture_ppf(q, *self._marginal_params()))
 
     def quantile(self, q) -> np.ndarray:
-        """Quantiles at the levels ``q`` for every row.
+        """Compute the quantiles at the levels ``q`` for every row.
 
         Parameters
         ----------
@@ -1462,6 +1476,7 @@ class GaussianMixture:
         Returns
         -------
         ndarray of shape (n, n_outputs), or (n,) if univariate
+            The location of each row's highest density.
 
         Examples
         --------
@@ -1557,8 +1572,9 @@ class GaussianMixture:
         Returns
         -------
         entropy : ndarray of shape (n,)
+            The estimate of each row's entropy.
         std_error : ndarray of shape (n,)
-            Only with ``return_std_error=True``.
+            Its standard error; only with ``return_std_error=True``.
 
         Examples
         --------

@@ -210,8 +210,8 @@ class MDNRegressor(RegressorMixin, BaseEstimator):
         :meth:`GaussianMixture.mode`), the most probable value and the right
         choice for multimodal targets; or the mean of the most probable
         component (Bishop's cheap approximation of the mode).
-    hidden_layer_sizes : array-like of shape (n_layers,), default=(64, 64)
-        Widths of the hidden layers.
+    hidden_layer_sizes : int or array-like of shape (n_layers,), default=(64, 64)
+        Widths of the hidden layers (an int: one hidden layer).
     activation : {'tanh', 'relu', 'logistic', 'gelu', 'silu', 'identity'}, \
 default='tanh'
         Hidden-layer activation.
@@ -413,6 +413,11 @@ default='tanh'
     X_mean_, X_scale_, y_mean_, y_scale_ : ndarray
         Standardisation statistics (zeros and ones if ``standardize=False``).
 
+    See Also
+    --------
+    sklearn.neural_network.MLPRegressor : Point regression with an MLP.
+    skmdn.GaussianMixture : The predictive distribution of :meth:`predict_dist`.
+
     Notes
     -----
     Fitted models pickle (and ``joblib.dump``) as plain numpy arrays, so they
@@ -435,10 +440,6 @@ default='tanh'
     Training threads: inside joblib (loky) or dask worker processes, training
     uses at most ``OMP_NUM_THREADS`` torch threads, which those back-ends set
     so that parallel fits share the cores (see ``GridSearchCV(n_jobs=...)``).
-
-    See Also
-    --------
-    sklearn.neural_network.MLPRegressor : point regression with an MLP.
 
     References
     ----------
@@ -1315,7 +1316,7 @@ default='tanh'
         return dist.interval(confidence) if kind == "central" else dist.hdr(confidence)
 
     def predict_quantiles(self, X, q) -> np.ndarray:
-        """Quantiles of ``p(y | x)`` (marginal ones for multi-output models).
+        """Predict the quantiles of ``p(y | x)`` (marginal for multi-output models).
 
         Parameters
         ----------

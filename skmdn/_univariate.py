@@ -275,8 +275,10 @@ class HighestDensityRegion:
     The HDR at level ``c`` is ``{y : p(y) >= t}`` with the threshold ``t``
     chosen so that it has probability ``c``; it is the shortest set with that
     probability, and for a multimodal density a union of disjoint intervals.
+    :meth:`GaussianMixture.hdr` and ``MDNRegressor.predict_interval(X,
+    kind='hdr')`` return it; its parameters are its (read-only) attributes.
 
-    Attributes
+    Parameters
     ----------
     intervals : ndarray of shape (n, max_intervals, 2)
         Row ``i`` holds its ``n_intervals[i]`` disjoint intervals
@@ -287,6 +289,11 @@ class HighestDensityRegion:
         The density level ``t`` of each row.
     confidence : float
         The probability ``c`` of every region.
+
+    See Also
+    --------
+    skmdn.GaussianMixture.hdr : The regions of a batch of mixtures.
+    skmdn.MDNRegressor.predict_interval : The regions of a model's predictions.
 
     Examples
     --------
@@ -341,6 +348,7 @@ class HighestDensityRegion:
         Returns
         -------
         ndarray of shape (n,)
+            The sum of the lengths of each row's intervals.
 
         Examples
         --------
@@ -366,6 +374,7 @@ class HighestDensityRegion:
         Returns
         -------
         ndarray of bool, shape (n,)
+            Whether ``y[i]`` lies in one of row ``i``'s intervals.
 
         Examples
         --------

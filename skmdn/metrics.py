@@ -456,6 +456,12 @@ class DistributionScorer:
     name : str
         Shown in the repr.
 
+    See Also
+    --------
+    make_coverage_scorer : A scorer of interval calibration.
+    make_width_scorer : A scorer of interval width.
+    sklearn.metrics.make_scorer : Scorers of point predictions.
+
     Examples
     --------
     >>> import numpy as np
@@ -510,6 +516,7 @@ class DistributionScorer:
         Returns
         -------
         sklearn.utils.metadata_routing.MetadataRequest
+            A request of ``sample_weight`` by the ``score`` method.
         """
         from sklearn.utils.metadata_routing import MetadataRequest
 

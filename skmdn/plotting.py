@@ -178,10 +178,11 @@ def plot_conditional_density(
     n_samples : int, default=0
         Samples from the model drawn at each grid value of ``x`` and shown as
         dots.
-    point_estimates : tuple of {'mean', 'approx_mode'}, default=both
+    point_estimates : tuple of {'mean', 'approx_mode'}, \
+default=('mean', 'approx_mode')
         Point predictions drawn as lines.
-    random_state : int, default=0
-        Seed of the samples.
+    random_state : int, Generator, RandomState or None, default=0
+        Seed of the samples (as for :meth:`GaussianMixture.sample`).
     cmap : str, default='viridis'
         Colour map of the density.
     gamma : float, default=0.5
@@ -337,9 +338,11 @@ def plot_mixture_weights(model, x, *, ax: Axes | None = None) -> Axes:
 def plot_mixture_means(
     model, x, *, output: int = 0, bands: bool = True, ax: Axes | None = None
 ) -> Axes:
-    """Component means ``mu_k(x)`` of a one-feature model, drawn with opacity
-    equal to the component's weight (at least 0.05, so that a component of
-    negligible weight stays visible), and optional ``mu_k +- 2 sigma_k`` bands.
+    """Component means ``mu_k(x)`` of a one-feature model, with their weights.
+
+    Each mean is drawn with opacity equal to the component's weight (at least
+    0.05, so that a component of negligible weight stays visible), with
+    optional ``mu_k +- 2 sigma_k`` bands.
 
     Parameters
     ----------
@@ -540,7 +543,7 @@ def plot_calibration(
     """Calibration curve: observed frequency of ``F(y | x) <= q`` against ``q``.
 
     The empirical CDF of the PIT values; a calibrated model follows the
-    diagonal. Extra keyword arguments are passed to ``ax.plot``.
+    diagonal.
 
     Parameters
     ----------
@@ -555,6 +558,9 @@ def plot_calibration(
         Which output's marginal PIT to use.
     ax : matplotlib Axes, default=None
         Where to draw; a new figure when None.
+    **kwargs
+        Passed to ``ax.plot`` for the calibration curve (by default
+        ``label='model'`` and ``drawstyle='steps-post'``).
 
     Returns
     -------

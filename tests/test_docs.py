@@ -140,3 +140,72 @@ def test_readme_python_blocks_run(tmp_path, monkeypatch):
     # The skops block's model, loaded from the file, predicts as the quick
     # start's did.
     np.testing.assert_array_equal(predictions[-1], predictions[0])
+
+
+# numpydoc's validation of every public class, method, property and function,
+# with the error codes scikit-learn ignores (sklearn/tests/test_docstrings.py):
+# RT02, GL01 and GL02 everywhere; PR02 and GL08 on properties; ES01, SA01 and
+# EX01 except on classes. It catches what a reader of help() trips on: a
+# parameter documented but not taken (PR02) or taken but not documented
+# (PR01), a return value without a description (RT03), sections out of order.
+_SKLEARN_IGNORED = {"RT02", "GL01", "GL02"}
+_ONLY_FOR_CLASSES = {"ES01", "SA01", "EX01"}
+
+
+def _validated_objects() -> dict[str, str]:
+    """Import path -> kind (``'class'``, ``'property'``, ``'method'`` or
+    ``'function'``) of the public classes, with every public method and
+    property (inherited ones too, as scikit-learn checks its own), and of the
+    public functions of the three ``__all__``."""
+    import importlib
+
+    found = {}
+    for module_name in MODULES:
+        module = importlib.import_module(module_name)
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if inspect.isfunction(obj):
+                found[f"{module_name}.{name}"] = "function"
+            elif inspect.isclass(obj):
+                found[f"{module_name}.{name}"] = "class"
+                for attr in dir(obj):
+                    static = inspect.getattr_static(obj, attr)
+                    if attr.startswith("_"):
+                        continue
+                    if isinstance(static, property):
+                        found[f"{module_name}.{name}.{attr}"] = "property"
+                    elif callable(getattr(obj, attr)):
+                        found[f"{module_name}.{name}.{attr}"] = "method"
+    return found
+
+
+VALIDATED = _validated_objects()
+
+
+def test_validated_objects_include_methods_properties_and_functions():
+    assert {
+        "skmdn.MDNRegressor": "class",
+        "skmdn.MDNRegressor.fit": "method",
+        "skmdn.MDNRegressor.get_params": "method",
+        "skmdn.GaussianMixture.weights": "property",
+        "skmdn.GaussianMixture.cdf": "method",
+        "skmdn.HighestDensityRegion.contains": "method",
+        "skmdn.metrics.crps": "function",
+        "skmdn.metrics.DistributionScorer": "class",
+        "skmdn.metrics.DistributionScorer.get_metadata_routing": "method",
+        "skmdn.plotting.plot_calibration": "function",
+    }.items() <= VALIDATED.items()
+
+
+@pytest.mark.parametrize("path", sorted(VALIDATED))
+def test_docstring_passes_numpydoc_validation(path):
+    validate = pytest.importorskip("numpydoc.validate").validate
+    ignored = set(_SKLEARN_IGNORED)
+    if VALIDATED[path] != "class":
+        ignored |= _ONLY_FOR_CLASSES
+    if VALIDATED[path] == "property":
+        ignored |= {"PR02", "GL08"}
+    errors = [(c, m) for c, m in validate(path)["errors"] if c not in ignored]
+    assert not errors, f"{path}'s docstring: " + "; ".join(
+        f"{code}: {message}" for code, message in errors
+    )
