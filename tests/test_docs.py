@@ -209,3 +209,46 @@ def test_docstring_passes_numpydoc_validation(path):
     assert not errors, f"{path}'s docstring: " + "; ".join(
         f"{code}: {message}" for code, message in errors
     )
+
+
+def _constraint_words(constraint) -> list[str]:
+    """What the documented type of a parameter says for each of scikit-learn's
+    constraints on it (``'auto'`` for ``StrOptions({'auto'})``)."""
+    from numbers import Integral
+
+    import torch
+    from sklearn.utils._param_validation import Interval, StrOptions
+
+    if isinstance(constraint, Interval):
+        return ["int"] if constraint.type is Integral else ["float"]
+    if isinstance(constraint, StrOptions):
+        return [f"'{option}'" for option in sorted(constraint.options)]
+    if constraint is None:
+        return ["None"]  # in the type or as the default
+    words = {
+        "boolean": ["bool"],
+        "array-like": ["array-like"],
+        "random_state": ["int", "RandomState", "None"],
+        "verbose": ["int"],
+        str: ["str"],
+        torch.device: ["torch.device"],
+    }
+    return words[constraint]
+
+
+def test_documented_parameter_types_name_every_accepted_kind():
+    # Regression: hidden_layer_sizes was documented as array-like only, yet
+    # its constraints (and the network) accept an int, one hidden layer.
+    doc = MDNRegressor.__doc__
+    section = doc.split("Parameters\n    ----------\n")[1].split("\n    Attributes")[0]
+    types = dict(re.findall(r"^    (\w+) : (.*)$", section, re.MULTILINE))
+    constraints = MDNRegressor._parameter_constraints
+    assert types.keys() == constraints.keys()
+    missing = [
+        f"{name}: {word}"
+        for name, accepted in constraints.items()
+        for constraint in accepted
+        for word in _constraint_words(constraint)
+        if word not in types[name]
+    ]
+    assert not missing, f"documented types omit accepted kinds: {missing}"
