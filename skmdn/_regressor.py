@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from numbers import Integral, Real
 
@@ -503,31 +503,31 @@ default='tanh'
 
     def __init__(
         self,
-        n_components=5,
-        noise_type="diagonal",
-        fixed_noise_level=None,
-        point_estimate="mean",
-        hidden_layer_sizes=(64, 64),
-        activation="tanh",
-        alpha=1e-4,
-        batch_size="auto",
-        learning_rate_init=3e-3,
-        learning_rate="plateau",
-        max_iter=300,
-        tol=1e-4,
-        n_iter_no_change=50,
-        early_stopping="auto",
-        validation_fraction=0.1,
-        noise_regularization="auto",
-        min_scale=1e-3,
-        standardize=True,
-        precision="auto",
-        device="auto",
-        n_threads=None,
-        random_state=None,
-        verbose=0,
-        warm_start=False,
-    ):
+        n_components: int = 5,
+        noise_type: str = "diagonal",
+        fixed_noise_level: float | None = None,
+        point_estimate: str = "mean",
+        hidden_layer_sizes: int | Sequence[int] = (64, 64),
+        activation: str = "tanh",
+        alpha: float = 1e-4,
+        batch_size: int | str = "auto",
+        learning_rate_init: float = 3e-3,
+        learning_rate: str = "plateau",
+        max_iter: int = 300,
+        tol: float = 1e-4,
+        n_iter_no_change: int = 50,
+        early_stopping: bool | str = "auto",
+        validation_fraction: float = 0.1,
+        noise_regularization: str | float | None = "auto",
+        min_scale: float = 1e-3,
+        standardize: bool = True,
+        precision: str = "auto",
+        device: str | torch.device = "auto",
+        n_threads: int | None = None,
+        random_state: int | np.random.RandomState | None = None,
+        verbose: int = 0,
+        warm_start: bool = False,
+    ) -> None:
         self.n_components = n_components
         self.noise_type = noise_type
         self.fixed_noise_level = fixed_noise_level
@@ -665,7 +665,7 @@ default='tanh'
 
     # ------------------------------------------------------------------- fit
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, sample_weight=None):
+    def fit(self, X, y, sample_weight=None) -> MDNRegressor:
         """Fit the model to data.
 
         Parameters
@@ -806,7 +806,7 @@ default='tanh'
     # not skipping nested validation keeps the global skip_parameter_validation
     # readable inside, where a call to a fitted model validates (see _partial_fit)
     @_fit_context(prefer_skip_nested_validation=False)
-    def partial_fit(self, X, y, sample_weight=None):
+    def partial_fit(self, X, y, sample_weight=None) -> MDNRegressor:
         """Train for one epoch on a batch of data (streaming, out-of-core).
 
         The first call initialises the model, including the standardisation

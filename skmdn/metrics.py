@@ -35,6 +35,7 @@ from typing import Literal
 
 import numpy as np
 from scipy.special import ndtr
+from sklearn.utils.metadata_routing import MetadataRequest
 
 from ._mixture import GaussianMixture, row_blocks, row_units
 from ._utils import (
@@ -504,7 +505,7 @@ class DistributionScorer:
         dist = estimator.predict_dist(X)
         return self.sign * float(self.metric(y, dist, sample_weight=sample_weight))
 
-    def get_metadata_routing(self):
+    def get_metadata_routing(self) -> MetadataRequest:
         """The scorer's request for metadata: ``sample_weight``, always.
 
         With ``sklearn.set_config(enable_metadata_routing=True)``, a search or
@@ -518,8 +519,6 @@ class DistributionScorer:
         sklearn.utils.metadata_routing.MetadataRequest
             A request of ``sample_weight`` by the ``score`` method.
         """
-        from sklearn.utils.metadata_routing import MetadataRequest
-
         request = MetadataRequest(owner=repr(self))
         request.score.add_request(param="sample_weight", alias=True)
         return request
