@@ -81,3 +81,26 @@ def test_wheel_holds_the_package_and_the_licence_only(tmp_path):
     assert any(n.startswith(info) and n.endswith("LICENSE") for n in names)
     assert f"Version: {skmdn.__version__}\n" in metadata
     assert "License-File: LICENSE" in metadata
+
+
+def test_stated_dependency_floors_are_setup_cfgs():
+    # Regression: requirements/constraints-cpu.txt said the package needs
+    # torch>=2.1 after setup.cfg had raised the floor to 2.3 (older wheels
+    # cannot share arrays with NumPy 2).
+    import configparser
+    import re
+
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg", encoding="utf-8")
+    floors = dict(
+        re.findall(r"^([\w-]+)>=([\d.]+)$", config["options"]["install_requires"], re.M)
+    )
+    assert {"torch", "numpy", "scikit-learn", "scipy"} <= floors.keys()
+    for path in [ROOT / "README.md", *sorted((ROOT / "requirements").glob("*"))]:
+        text = path.read_text(encoding="utf-8")
+        for name, version in re.findall(r"\b([\w-]+)>=(\d+(?:\.\d+)*)", text):
+            if name in floors:
+                assert version == floors[name], (
+                    f"{path.name} states {name}>={version}; setup.cfg requires "
+                    f"{name}>={floors[name]}"
+                )
