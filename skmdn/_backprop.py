@@ -59,15 +59,15 @@ _BACKWARD = {
 class ManualBackprop:
     """Loss and gradients of :func:`~skmdn._training.batch_loss`, by hand.
 
+    Calling the object on a batch returns the loss (a scalar tensor) and
+    overwrites every parameter's ``.grad`` with its gradient; there is no
+    need to zero the gradients first.
+
     Parameters
     ----------
     network : MDNNetwork
         A network that :meth:`supports` accepts, whose parameters have
         ``.grad`` tensors (as :class:`~skmdn._training.FlatAdam` binds them).
-
-    Calling the object on a batch returns the loss (a scalar tensor) and
-    overwrites every parameter's ``.grad`` with its gradient; there is no
-    need to zero the gradients first.
     """
 
     def __init__(self, network: MDNNetwork) -> None:
@@ -214,7 +214,8 @@ class BlockedBackprop:
     does not depend on the number of threads (with two torch threads sharing
     each kernel of the whole batch, it did: the products' rounding depends on
     the thread count). On two cores this is as fast as two torch threads per
-    kernel, or a little faster (numbers in ``benchmarks/README.md``).
+    kernel, or a little faster (numbers in ``benchmarks/README.md``). Call
+    :meth:`close` when done: it stops the worker threads.
 
     Parameters
     ----------
@@ -229,8 +230,6 @@ class BlockedBackprop:
         Makes a block's :class:`BlockStep` from ``network``; for the networks
         :class:`ManualBackprop` does not support,
         :class:`~skmdn._training.AutogradStep`.
-
-    Call :meth:`close` when done: it stops the worker threads.
     """
 
     def __init__(

@@ -400,9 +400,9 @@ def check_input_kind(a, name: str, *, max_ndim: int = 2) -> None:
 
     Catches string, categorical, datetime and timedelta data (naming the
     offending columns of a data frame), complex numbers, a sparse target and
-    arrays with more than
-    ``max_ndim`` axes, each with a message that says what to do. Anything
-    else is left to :func:`sklearn.utils.validation.validate_data`.
+    arrays with more than ``max_ndim`` axes, each with a message that says
+    what to do. Anything else is left to
+    :func:`sklearn.utils.validation.validate_data`.
 
     Parameters
     ----------

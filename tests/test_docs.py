@@ -252,3 +252,43 @@ def test_documented_parameter_types_name_every_accepted_kind():
         if word not in types[name]
     ]
     assert not missing, f"documented types omit accepted kinds: {missing}"
+
+
+def _objects_with_parameter_sections() -> list[str]:
+    """Import paths of every function, class and method defined in skmdn,
+    private ones included, whose docstring has a Parameters section."""
+    import importlib
+
+    package = Path(__file__).parent.parent / "skmdn"
+    found = []
+    for path in sorted(package.glob("*.py")):
+        name = "skmdn" if path.stem == "__init__" else f"skmdn.{path.stem}"
+        module = importlib.import_module(name)
+        for attr, obj in vars(module).items():
+            if getattr(obj, "__module__", None) != name:
+                continue
+            members = [(attr, obj)]
+            if inspect.isclass(obj):
+                members += [
+                    (f"{attr}.{key}", value)
+                    for key, value in vars(obj).items()
+                    if inspect.isfunction(value)
+                ]
+            found += [
+                f"{name}.{member}"
+                for member, value in members
+                if (inspect.isfunction(value) or inspect.isclass(value))
+                and "Parameters\n---" in (inspect.getdoc(value) or "")
+            ]
+    return found
+
+
+@pytest.mark.parametrize("path", _objects_with_parameter_sections())
+def test_documented_parameters_are_the_signatures(path):
+    # Regression: the docstrings of ManualBackprop and BlockedBackprop had
+    # prose after their Parameters section, which numpydoc (and Sphinx) read
+    # as parameters that the classes do not take.
+    validate = pytest.importorskip("numpydoc.validate").validate
+    codes = {"PR01", "PR02", "PR10"}  # missing, unknown, malformed
+    errors = [(c, m) for c, m in validate(path)["errors"] if c in codes]
+    assert not errors, f"{path}'s docstring: {errors}"
