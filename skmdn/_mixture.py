@@ -18,6 +18,7 @@ from ._univariate import (
     HighestDensityRegion,
     mixture_cdf,
     mixture_hdr,
+    mixture_logcdf,
     mixture_ppf,
 )
 from ._utils import (
@@ -1250,6 +1251,83 @@ class GaussianMixture:
         return self._unflatten(
             np.minimum(mixture_cdf(y, *self._marginal_params(), upper=True), 1.0)
         )
+
+    def logcdf(self, y) -> np.ndarray:
+        """Log of the (marginal) cumulative distribution function, ``log P(Y <= y)``.
+
+        Computed as ``logsumexp_k(log pi_k + log Phi((y - mu_k) / s_k))``,
+        not as ``log(cdf(y))``: far in the lower tail, where :meth:`cdf`
+        underflows to 0 (beyond about 38 standard deviations below every
+        component) and ``log`` gives ``-inf``, it keeps full relative
+        precision (1e-12 or better, out to at least 1000 standard
+        deviations); above the median it is ``log1p(-sf(y))``, exact where
+        ``log(cdf(y))`` rounds to 0.
+
+        Parameters
+        ----------
+        y : array-like of shape (..., n) or (..., n, n_outputs)
+            Values, broadcast against the rows (and outputs), as for
+            :meth:`cdf`.
+
+        Returns
+        -------
+        ndarray of shape (..., n) or (..., n, n_outputs)
+            ``log P(Y <= y)``; per output dimension (marginal) for
+            multi-output.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skmdn import GaussianMixture
+        >>> dist = GaussianMixture(np.zeros((1, 1)), np.zeros((1, 1, 1)),
+        ...                        scales=np.ones((1, 1, 1)), univariate=True)
+        >>> dist.cdf(-40.0), np.round(dist.logcdf(-40.0), 4)  # norm.logcdf(-40)
+        (array([0.]), array([-804.6084]))
+        """
+        return self._log_tail(y, upper=False)
+
+    def logsf(self, y) -> np.ndarray:
+        """Log of the (marginal) survival function, ``log P(Y > y)``.
+
+        Computed as ``logsumexp_k(log pi_k + log Phi((mu_k - y) / s_k))``:
+        far in the upper tail, where :meth:`sf` underflows to 0 (beyond
+        about 38 standard deviations above every component), it keeps full
+        relative precision, as :meth:`logcdf` does in the lower tail.
+
+        Parameters
+        ----------
+        y : array-like of shape (..., n) or (..., n, n_outputs)
+            Values, broadcast against the rows (and outputs), as for
+            :meth:`cdf`.
+
+        Returns
+        -------
+        ndarray of shape (..., n) or (..., n, n_outputs)
+            ``log P(Y > y)``; per output dimension (marginal) for
+            multi-output.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skmdn import GaussianMixture
+        >>> dist = GaussianMixture(np.log([[0.5, 0.5]]), np.array([[[0.0], [1.0]]]),
+        ...                        scales=np.ones((1, 2, 1)), univariate=True)
+        >>> dist.sf(40.0), np.round(dist.logsf(40.0), 4)  # about log(0.5 norm.sf(39))
+        (array([0.]), array([-765.7763]))
+        """
+        return self._log_tail(y, upper=True)
+
+    def _log_tail(self, y, *, upper: bool) -> np.ndarray:
+        """:meth:`logcdf` (or :meth:`logsf` with ``upper``) of ``y``."""
+        y = self._flatten_arg(y, "y")
+        _, mu, s = self._marginal_params()
+        # the log-weights normalised, not log(weights): a weight below 1e-308
+        # is 0, and its component can still carry a far tail
+        # (torch's logsumexp: scipy's took 30-50 ms on 1e5 rows of 5)
+        log_w = tensor_view(self.log_weights)
+        log_w = (log_w - torch.logsumexp(log_w, dim=1, keepdim=True)).numpy()
+        log_w = np.repeat(log_w, self.n_outputs, axis=0)
+        return self._unflatten(mixture_logcdf(y, log_w, mu, s, upper=upper))
 
     def ppf(self, q) -> np.ndarray:
         """(Marginal) quantile function, the inverse of :meth:`cdf`.

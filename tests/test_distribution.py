@@ -125,6 +125,137 @@ def test_sf_of_a_point_mass_is_the_right_continuous_step():
     np.testing.assert_allclose(dist.sf(y) + dist.cdf(y), 1.0, rtol=1e-15)
 
 
+# ------------------------------------------------------------ log tails
+def scipy_log_tails(dist, y):
+    """``log P(Y <= y)`` and ``log P(Y > y)`` (y of shape (m, n, d)) from
+    scipy.stats.norm.logcdf / logsf per component, combined by scipy's
+    logsumexp over the mixture's own normalised log-weights.
+
+    A side whose logsumexp exceeds log(1/2) sums terms that are all near 0,
+    and keeps only absolute precision (1e-16 against -2.9e-7 five standard
+    deviations above a component): there it is taken as
+    ``log1p(-exp(other side))``, an identity, exact as the other side is
+    below one half."""
+    sd = np.sqrt(np.diagonal(dist.covariances, axis1=-2, axis2=-1))  # (n, K, d)
+    log_w = dist.log_weights - logsumexp(dist.log_weights, axis=1, keepdims=True)
+    y = y[:, :, None, :]  # (m, n, 1, d) against (n, K, d)
+    lo = logsumexp(log_w[..., None] + stats.norm.logcdf(y, dist.means, sd), axis=2)
+    hi = logsumexp(log_w[..., None] + stats.norm.logsf(y, dist.means, sd), axis=2)
+    half = np.log(0.5)
+    with np.errstate(divide="ignore"):
+        return (
+            np.where(lo < half, lo, np.log1p(-np.exp(hi))),
+            np.where(hi < half, hi, np.log1p(-np.exp(lo))),
+        )
+
+
+def tail_grid(dist, offsets=(-1000, -40, -5, 0, 5, 40, 1000)):
+    """Values (m, n, d) ``k`` marginal standard deviations beyond every
+    component (below the lowest for k < 0, above the highest for k > 0),
+    and at each row's mean for k = 0."""
+    sd = np.sqrt(np.diagonal(dist.covariances, axis1=-2, axis2=-1))
+    grid = []
+    for k in offsets:
+        if k < 0:
+            grid.append((dist.means + k * sd).min(1))
+        elif k > 0:
+            grid.append((dist.means + k * sd).max(1))
+        else:
+            grid.append(np.einsum("nk,nkd->nd", dist.weights, dist.means))
+    return np.stack(grid)
+
+
+@pytest.mark.parametrize("K", [1, 3])
+@pytest.mark.parametrize("d, full", [(1, False), (3, False), (3, True)])
+def test_logcdf_and_logsf_match_scipy_far_into_both_tails(K, d, full):
+    """logcdf and logsf are scipy's per-component logcdf / logsf combined
+    over the weights, to 1e-12 relative, out to 1000 standard deviations
+    beyond every component, where cdf and sf are 0 (or 1); exp of them is
+    cdf and sf wherever those do not underflow; per output for
+    multi-output mixtures."""
+    rng = np.random.default_rng(59 + K + d + full)
+    dist = random_mixture(rng, 7, K, d=d, full=full)
+    grid = tail_grid(dist)  # (7, n, d)
+    lo_ref, hi_ref = scipy_log_tails(dist, grid)
+    squeeze = (lambda a: a[..., 0]) if d == 1 else (lambda a: a)
+    lo, hi = dist.logcdf(squeeze(grid)), dist.logsf(squeeze(grid))
+    assert lo.shape == hi.shape == squeeze(grid).shape and lo.dtype == np.float64
+    np.testing.assert_allclose(lo, squeeze(lo_ref), rtol=1e-12, atol=0)
+    np.testing.assert_allclose(hi, squeeze(hi_ref), rtol=1e-12, atol=0)
+    if K == 1:  # a single Gaussian: scipy's own logcdf and logsf
+        sd = np.sqrt(np.diagonal(dist.covariances, axis1=-2, axis2=-1))[:, 0]
+        args = (dist.means[:, 0], sd)
+        np.testing.assert_allclose(
+            lo, squeeze(stats.norm.logcdf(grid, *args)), rtol=1e-12, atol=0
+        )
+        np.testing.assert_allclose(
+            hi, squeeze(stats.norm.logsf(grid, *args)), rtol=1e-12, atol=0
+        )
+    # where cdf and sf underflow, the logs are finite (about -z^2 / 2)
+    assert np.all(dist.cdf(squeeze(grid[:2])) == 0) and np.all(lo[:2] < -700)
+    assert np.all(dist.sf(squeeze(grid[-2:])) == 0) and np.all(hi[-2:] < -700)
+    # where they do not, exp of the logs gives them back
+    cdf, sf = dist.cdf(squeeze(grid)), dist.sf(squeeze(grid))
+    ok = cdf > 1e-300
+    np.testing.assert_allclose(np.exp(lo[ok]), cdf[ok], rtol=1e-12, atol=0)
+    ok = sf > 1e-300
+    np.testing.assert_allclose(np.exp(hi[ok]), sf[ok], rtol=1e-12, atol=0)
+
+
+def test_logcdf_and_logsf_broadcast_and_refuse_shapes_as_cdf():
+    dist = random_mixture(np.random.default_rng(61), 5, 3)
+    levels = np.linspace(-50.0, 50.0, 6)
+    for method in (dist.logcdf, dist.logsf):
+        # one grid shared by every row, as (m, 1): as repeated per row
+        np.testing.assert_array_equal(
+            method(levels[:, None]), method(np.repeat(levels[:, None], 5, 1))
+        )
+        assert method(0.0).shape == (5,)
+        np.testing.assert_array_equal(method(np.float32(0.5)), method(0.5))
+        with pytest.raises(ValueError, match=r"pass shape \(5,\)"):
+            method(np.zeros(4))
+    multi = random_mixture(np.random.default_rng(62), 4, 2, d=2, full=True)
+    y = np.random.default_rng(63).normal(size=(3, 4, 2))
+    np.testing.assert_array_equal(multi.logcdf(y)[1], multi.logcdf(y[1]))
+    shared = y[:, :1]  # (3, 1, 2): the same values in every row
+    np.testing.assert_array_equal(
+        multi.logsf(shared), multi.logsf(np.repeat(shared, 4, axis=1))
+    )
+    with pytest.raises(ValueError, match=r"pass shape \(4, 2\)"):
+        multi.logsf(np.zeros(4))
+
+
+def test_logcdf_and_logsf_of_a_point_mass_are_the_logs_of_the_step():
+    dist = GaussianMixture(
+        np.log([[0.25, 0.75]]), np.array([[[0.0], [2.0]]]),
+        scales=np.array([[[1.0], [0.0]]]), univariate=True,
+    )  # fmt: skip
+    y = np.array([1.0, 2.0, 2.5, 60.0, -60.0])[:, None]
+    step = y[:, 0] >= 2.0  # right-continuous: P(Y <= 2) holds the mass
+    cdf = 0.25 * stats.norm.cdf(y[:, 0]) + 0.75 * step
+    np.testing.assert_allclose(np.exp(dist.logcdf(y)[:, 0]), cdf, rtol=1e-14)
+    sf = 0.25 * stats.norm.sf(y[:, 0]) + 0.75 * ~step
+    np.testing.assert_allclose(np.exp(dist.logsf(y)[:, 0]), sf, rtol=1e-14)
+    # where cdf and sf underflow: the Gaussian's tail alone
+    tail = np.log(0.25) + stats.norm.logcdf(-60.0)
+    assert dist.logcdf(y)[4, 0] == pytest.approx(tail, rel=1e-14)
+    assert dist.logsf(y)[3, 0] == pytest.approx(tail, rel=1e-14)
+
+
+def test_a_weight_below_1e_minus_308_still_carries_its_far_tail():
+    # exp(-800) is 0 in float64: log(weights) would drop the component, and
+    # logcdf 30 scales below both would be that of the other, 1e5 nats off
+    log_w = np.array([[-800.0, 0.0]])
+    dist = GaussianMixture(
+        log_w, np.array([[[0.0], [1000.0]]]), scales=np.ones((1, 2, 1)),
+        univariate=True,
+    )  # fmt: skip
+    assert dist.weights[0, 0] == 0.0
+    y = np.array([-30.0, 0.0, 900.0])
+    ref = logsumexp(log_w.T + stats.norm.logcdf(y, [[0.0], [1000.0]], 1.0), axis=0)
+    np.testing.assert_allclose(dist.logcdf(y[:, None]), ref[:, None], rtol=1e-12)
+
+
 def test_cdf_never_exceeds_one_above_every_component():
     # float64 weights sum to one only to rounding; before the cap, F(y) was
     # 1 + 1 or 2 ulps for about one row in ten
