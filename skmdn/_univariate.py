@@ -328,7 +328,7 @@ class HighestDensityRegion:
     threshold : ndarray of shape (n,)
         The density level ``t`` of each row: ``inf`` (with numpy's overflow
         warning) where it exceeds the float64 range, 1.8e308, as ``pdf``
-        does there, which takes component scales below about 1e-308
+        does there, which takes component scales below about 1e-309
         (subnormal). The intervals are still exact: they are found in units
         of a power of two near the scales.
     confidence : float
