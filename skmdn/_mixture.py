@@ -387,10 +387,26 @@ class GaussianMixture:
         shape (n,), ``mean`` and ``var`` return shape (n,) and ``sample``
         returns shape (n, n_samples).
     n_threads : int, default=None
-        Worker threads for ``logpdf``, ``pdf`` and ``sample`` on batches of
-        more than 16384 rows; ``None`` means the thread budget (see
+        Worker threads for ``logpdf``, ``pdf`` and ``sample`` on more than
+        16384 rows (for ``logpdf`` and ``pdf``, 16384 values of ``y``: rows
+        times values per row); ``None`` means the thread budget (see
         :class:`~skmdn.MDNRegressor`'s ``n_threads``, which
         ``predict_dist`` passes on). Results do not depend on it.
+
+    Attributes
+    ----------
+    log_weights : ndarray of shape (n, K)
+        Log mixture weights, as given (float64); :attr:`weights` are their
+        exponentials, renormalised.
+    means : ndarray of shape (n, K, d)
+        Component means.
+    scales : ndarray of shape (n, K, d) or None
+        Component standard deviations, or None for full covariances (see
+        :attr:`scale_tril` and :attr:`covariances`, given for either kind).
+    univariate : bool
+        Whether ``y`` is 1-D (shapes drop the output axis).
+    n_threads : int or None
+        As given.
 
     See Also
     --------
