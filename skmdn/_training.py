@@ -87,6 +87,85 @@ class TrainHistory:
     t: int = 0
     no_improvement_count: int = 0
 
+    def record(
+        self,
+        loss: float,
+        score: float,
+        steps: int,
+        *,
+        tol: float,
+        early_stopping: bool,
+        lr_decay_patience: int | None = None,
+    ) -> tuple[bool, bool]:
+        """Record a finished epoch and update the patience counter.
+
+        The epoch counts as no improvement unless its validation score (with
+        ``early_stopping``) exceeds the best so far by at least ``tol``, or
+        its training loss (without) falls below the best by more than ``tol``,
+        as in :class:`~sklearn.neural_network.MLPRegressor`; a non-finite
+        score is no improvement.
+
+        Parameters
+        ----------
+        loss : float
+            The epoch's training loss.
+        score : float
+            Its validation log-likelihood (NaN without early stopping).
+        steps : int
+            The number of optimiser steps it made.
+        tol : float
+            The least change that counts as an improvement.
+        early_stopping : bool
+            Whether ``score`` (else ``loss``) is monitored.
+        lr_decay_patience : int or None, default=None
+            Every this many epochs without improvement halve the learning
+            rate (None: never).
+
+        Returns
+        -------
+        improved : bool
+            Whether the validation score is the best so far (only with
+            ``early_stopping``: the weights to keep).
+        halve : bool
+            Whether to halve the learning rate now.
+
+        Examples
+        --------
+        >>> history = TrainHistory()
+        >>> history.record(1.0, math.nan, 3, tol=0.1, early_stopping=False)
+        (False, False)
+        >>> history.record(0.95, math.nan, 3, tol=0.1, early_stopping=False,
+        ...                lr_decay_patience=1)
+        (False, True)
+        >>> history.n_iter, history.t, history.no_improvement_count
+        (2, 6, 1)
+        """
+        self.n_iter += 1
+        self.t += steps
+        self.loss_curve.append(loss)
+        self.validation_scores.append(score)  # NaN without early stopping
+        improved = False
+        if early_stopping:
+            # a non-finite score (of a later epoch) is no improvement
+            if not score >= self.best_validation_score + tol:
+                self.no_improvement_count += 1
+            else:
+                self.no_improvement_count = 0
+            if score > self.best_validation_score:
+                self.best_validation_score = score
+                improved = True
+        elif loss > self.best_loss - tol:
+            self.no_improvement_count += 1
+        else:
+            self.no_improvement_count = 0
+        self.best_loss = min(self.best_loss, loss)
+        halve = bool(
+            lr_decay_patience
+            and self.no_improvement_count
+            and self.no_improvement_count % lr_decay_patience == 0
+        )
+        return improved, halve
+
 
 class FlatAdam:
     """Adam over one flat buffer that holds every parameter of a network.
@@ -427,6 +506,91 @@ def _stop_message(
     )
 
 
+class _Checkpoints:
+    """The states :func:`train` can go back to.
+
+    ``last_good`` is the whole optimiser state after the last finished
+    (finite) epoch; with early stopping, ``best_state`` holds the weights of
+    the epoch with the best validation score so far and ``best_epoch`` its
+    number (else ``best_state`` is None); ``n_start`` is the number of epochs
+    trained before this call.
+    """
+
+    def __init__(self, optimizer: FlatAdam, n_start: int, early_stopping: bool):
+        self.optimizer, self.n_start = optimizer, n_start
+        self.last_good = optimizer.checkpoint()
+        self.best_state = self.last_good["flat"] if early_stopping else None
+        self.best_epoch = n_start  # the epoch whose weights best_state holds
+
+    def save(self, n_iter: int, improved: bool) -> None:
+        """Checkpoint the state after epoch ``n_iter``, the best if ``improved``."""
+        self.last_good = self.optimizer.checkpoint()
+        if improved:
+            self.best_state, self.best_epoch = self.last_good["flat"], n_iter
+
+    def restore_best(self) -> None:
+        """Put the best weights back (with early stopping; else nothing)."""
+        if self.best_state is not None:
+            self.optimizer.restore(self.best_state)
+
+    def keep_on_interrupt(self, n_iter: int) -> bool:
+        """After an interrupt: back to the last finished epoch (with early
+        stopping, the best) with a warning, or False when no epoch of this
+        call has finished (the interrupt then propagates)."""
+        self.optimizer.rollback(self.last_good)
+        if n_iter == self.n_start:
+            return False
+        self.restore_best()
+        kept = (
+            "the best weights found so far"
+            if self.best_state is not None
+            else "the weights of its last finished epoch"
+        )
+        warn_user(
+            f"Training interrupted by the user after {n_iter} epochs; "
+            f"the model keeps {kept}.",
+            UserWarning,
+        )
+        return True
+
+    def give_up_non_finite(self, n_iter: int) -> None:
+        """After an epoch whose loss is non-finite (``n_iter`` epochs done):
+        a :class:`FloatingPointError` in the first epoch of a model, else back
+        to the last finite epoch (with early stopping, the best weights) and
+        a :class:`~sklearn.exceptions.ConvergenceWarning`."""
+        if n_iter == 0:
+            raise FloatingPointError(
+                "The training loss became non-finite in the first epoch. Lower "
+                "learning_rate_init, raise min_scale, or check the data for "
+                "extreme values (standardize=True helps)."
+            )
+        self.optimizer.rollback(self.last_good)
+        kept = f"the weights of epoch {n_iter} were restored"
+        if self.best_state is not None:
+            self.optimizer.restore(self.best_state)
+            kept = "the weights of the best validation score were restored"
+        if n_iter == self.n_start:  # a continued model: as it was
+            kept = "the model was left as it was before this call"
+        warn_user(
+            f"The training loss became non-finite in epoch {n_iter + 1}; {kept} "
+            "and training stopped. Lower learning_rate_init or raise min_scale.",
+            ConvergenceWarning,
+        )
+
+
+def _first_score_error(score: float) -> FloatingPointError:
+    """The error for a non-finite validation score after a fit's first epoch:
+    no epoch to restore could be told apart (the best stayed the starting
+    weights: a fit silently returned the untrained model)."""
+    return FloatingPointError(
+        f"The validation log-likelihood is {score} after the first epoch of this "
+        "fit, while the training loss is finite: some held-out rows (see "
+        "validation_fraction) have zero density under the model, so early "
+        "stopping cannot compare epochs. Check X and y for extreme values or "
+        "wrong units (standardize=True helps), or set early_stopping=False."
+    )
+
+
 def train(
     network: MDNNetwork,
     optimizer: FlatAdam,
@@ -449,18 +613,18 @@ def train(
     Stopping follows :class:`~sklearn.neural_network.MLPRegressor`: training
     stops once the training loss (or, with ``early_stopping``, the validation
     log-likelihood) has not improved by ``tol`` for more than
-    ``n_iter_no_change`` epochs; with ``early_stopping`` the best weights are
-    restored at the end. If the loss turns non-finite, the weights of the last
-    finite epoch (with ``early_stopping``: the best) are restored, with the
-    optimiser's state of that epoch, and a warning is issued; if that happens
-    in the first epoch a :class:`FloatingPointError` says what to change, as
-    it does when the first epoch's validation log-likelihood is non-finite
-    (a later epoch's counts as no improvement). A
-    ``KeyboardInterrupt`` stops training, keeps the weights of the last
-    finished epoch (with ``early_stopping``, the best so far) and warns; if no
-    epoch of this call has finished, the optimiser is rolled back and the
-    interrupt propagates (the caller keeps what it had). With
-    ``lr_decay_patience`` (learning rate on plateau), every
+    ``n_iter_no_change`` epochs (see :meth:`TrainHistory.record`); with
+    ``early_stopping`` the best weights are restored at the end. If the loss
+    turns non-finite, the weights of the last finite epoch (with
+    ``early_stopping``: the best) are restored, with the optimiser's state of
+    that epoch, and a warning is issued; if that happens in the first epoch a
+    :class:`FloatingPointError` says what to change, as it does when the
+    first epoch's validation log-likelihood is non-finite (a later epoch's
+    counts as no improvement). A ``KeyboardInterrupt`` stops training, keeps
+    the weights of the last finished epoch (with ``early_stopping``, the best
+    so far) and warns; if no epoch of this call has finished, the optimiser
+    is rolled back and the interrupt propagates (the caller keeps what it
+    had). With ``lr_decay_patience`` (learning rate on plateau), every
     ``lr_decay_patience`` epochs without improvement halve the learning rate.
     ``verbose`` selects the progress report (see
     :class:`~skmdn._progress.ProgressReporter`). ``threads`` chooses, step by
@@ -485,33 +649,7 @@ def train(
     )
     reporter = ProgressReporter(verbose, max_iter)
     try:
-        n_start = history.n_iter
-        last_good = optimizer.checkpoint()  # the state after the last finite epoch
-        best_state = last_good["flat"] if early_stopping else None
-        best_epoch = n_start  # the epoch whose weights best_state holds
-
-        def keep_on_interrupt() -> bool:
-            """After an interrupt: back to the last finished epoch (with early
-            stopping, the best) with a warning, or False when no epoch of this
-            call has finished (the interrupt then propagates)."""
-            reporter.close()
-            optimizer.rollback(last_good)
-            if history.n_iter == n_start:
-                return False
-            if best_state is not None:
-                optimizer.restore(best_state)
-            kept = (
-                "the best weights found so far"
-                if best_state is not None
-                else "the weights of its last finished epoch"
-            )
-            warn_user(
-                f"Training interrupted by the user after {history.n_iter} epochs; "
-                f"the model keeps {kept}.",
-                UserWarning,
-            )
-            return True
-
+        saved = _Checkpoints(optimizer, history.n_iter, early_stopping)
         for _ in range(max_iter):
             try:
                 loss_t, steps = _epoch(
@@ -532,92 +670,47 @@ def train(
                         )
                     score = val_ll - data.log_scale
             except KeyboardInterrupt:
-                if not keep_on_interrupt():
+                reporter.close()
+                if not saved.keep_on_interrupt(history.n_iter):
                     raise
                 return False
             if not finite:
                 reporter.close()
-                if history.n_iter == 0:
-                    raise FloatingPointError(
-                        "The training loss became non-finite in the first epoch. Lower "
-                        "learning_rate_init, raise min_scale, or check the data for "
-                        "extreme values (standardize=True helps)."
-                    )
-                optimizer.rollback(last_good)
-                kept = f"the weights of epoch {history.n_iter} were restored"
-                if best_state is not None:
-                    optimizer.restore(best_state)
-                    kept = "the weights of the best validation score were restored"
-                if history.n_iter == n_start:  # a continued model: as it was
-                    kept = "the model was left as it was before this call"
-                warn_user(
-                    "The training loss became non-finite in epoch "
-                    f"{history.n_iter + 1}; {kept} and training stopped. Lower "
-                    "learning_rate_init or raise min_scale.",
-                    ConvergenceWarning,
-                )
+                saved.give_up_non_finite(history.n_iter)
                 return False
-            first = history.n_iter == n_start
+            first = history.n_iter == saved.n_start
             if early_stopping and first and not math.isfinite(score):
-                # no epoch to restore could be told apart (the best stayed the
-                # starting weights: a fit silently returned the untrained model)
                 reporter.close()
-                raise FloatingPointError(
-                    f"The validation log-likelihood is {score} after the first epoch "
-                    "of this fit, while the training loss is finite: some held-out "
-                    "rows (see validation_fraction) have zero density under the "
-                    "model, so early stopping cannot compare epochs. Check X and y "
-                    "for extreme values or wrong units (standardize=True helps), or "
-                    "set early_stopping=False."
-                )
-            history.n_iter += 1
-            history.t += steps
-            history.loss_curve.append(loss)
-            history.validation_scores.append(score)  # NaN without early stopping
-            improved = False
-            if early_stopping:
-                # a non-finite score (of a later epoch) is no improvement
-                if not score >= history.best_validation_score + tol:
-                    history.no_improvement_count += 1
-                else:
-                    history.no_improvement_count = 0
-                if score > history.best_validation_score:
-                    history.best_validation_score = score
-                    improved = True
-            else:
-                if loss > history.best_loss - tol:
-                    history.no_improvement_count += 1
-                else:
-                    history.no_improvement_count = 0
-            history.best_loss = min(history.best_loss, loss)
-            if (
-                lr_decay_patience
-                and history.no_improvement_count
-                and history.no_improvement_count % lr_decay_patience == 0
-            ):
+                raise _first_score_error(score)
+            improved, halve = history.record(
+                loss,
+                score,
+                steps,
+                tol=tol,
+                early_stopping=early_stopping,
+                lr_decay_patience=lr_decay_patience,
+            )
+            if halve:
                 optimizer.lr *= 0.5
-            last_good = optimizer.checkpoint()  # after the rate's update
-            if improved:
-                best_state, best_epoch = last_good["flat"], history.n_iter
+            saved.save(history.n_iter, improved)  # after the rate's update
             try:  # printing is where an interrupt is most likely to land
                 reporter.update(
                     history.n_iter, loss, -score if early_stopping else None
                 )
             except KeyboardInterrupt:  # the epoch is recorded: keep it
-                keep_on_interrupt()
+                reporter.close()
+                saved.keep_on_interrupt(history.n_iter)
                 return False
             if stopping and history.no_improvement_count > n_iter_no_change:
                 reporter.close()
-                if early_stopping:
-                    optimizer.restore(best_state)
+                saved.restore_best()
                 with contextlib.suppress(KeyboardInterrupt):  # training is done
                     reporter.note(
-                        _stop_message(history, tol, early_stopping, best_epoch)
+                        _stop_message(history, tol, early_stopping, saved.best_epoch)
                     )
                 return True
         reporter.close()
-        if early_stopping and best_state is not None:
-            optimizer.restore(best_state)
+        saved.restore_best()
         return False
     finally:
         reporter.close()  # also after an error
