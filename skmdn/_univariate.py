@@ -452,34 +452,72 @@ def mixture_hdr(
        ``p - t`` changes sign in exactly the grid cells holding an end point
        (provided ``modes`` holds all local maxima, which mean-shift from every
        component mean and every pairwise product peak finds in practice; from
-       the means alone it missed some), and ``m(t)`` below is continuous.
+       the means alone it missed some), and ``m(t)`` below is continuous
+       (:class:`_HdrGrid`).
     2. For a threshold ``t`` the end points are the roots of ``p(y) = t`` in
        the grid cells where ``p - t`` changes sign, found by bracketed
        Newton-bisection to ``XTOL`` times the row's smallest component
        scale, and the region's mass ``m(t) = sum F(upper) - F(lower)`` is
-       exact (mixture CDF).
+       exact (mixture CDF; :meth:`_HdrGrid.crossings`).
     3. ``t`` solves ``m(t) = confidence`` by safeguarded Newton on ``log t``
        (``dm/dt = -t * sum_e 1 / |p'(y_e)|`` over end points), bisecting
        whenever a Newton step would leave the bracket or the last step
        neither halved the bracket nor quartered the error, until
        ``|m(t) - confidence| <= 1e-10`` (or the bracket on ``log t`` is below
        1e-13); end points are then refined once more, so the mass of the
-       returned region is ``confidence`` to about 1e-9.
+       returned region is ``confidence`` to about 1e-9
+       (:func:`_hdr_bracket`, :func:`_hdr_threshold`).
     4. A row left with no interval (a tiny ``confidence`` at a peak flat to
        rounding, where no grid point reaches ``t``) gets the interval of mass
-       ``confidence`` around its densest grid point, by :func:`mixture_ppf`.
+       ``confidence`` around its densest grid point, by :func:`mixture_ppf`
+       (:func:`_hdr_intervals`).
     """
-    N, K = w.shape  # no -1 in the reshape: it is ambiguous when N = 0
-    modes = _distinct(modes, s)
-    grid = (mu[:, :, None] + s[:, :, None] * _HDR_GRID).reshape(N, K * _HDR_GRID.size)
-    extra = [modes, _antimodes(modes, w, mu, s)] if modes.shape[1] > 1 else [modes]
-    grid = np.sort(np.concatenate([grid, *extra], axis=1), axis=1)
-    fg = mixture_pdf(grid.T, w, mu, s).T  # (N, M)
-    s_min = s.min(1)
+    grid = _HdrGrid.build(w, mu, s, modes)
+    t = _hdr_threshold(grid, confidence)
+    return _hdr_intervals(grid, t, confidence)
 
-    def crossings(t, rows, xtol=XTOL):
-        """End points and mass of {p >= t} for the rows ``rows``."""
-        g, f = grid[rows], fg[rows]
+
+@dataclass
+class _HdrGrid:
+    """Step 1 of :func:`mixture_hdr`: the mixtures ``w``, ``mu``, ``s`` (N, K),
+    the sorted grid ``points`` (N, M) of each row, its densities ``density``
+    and each row's smallest component scale ``s_min``."""
+
+    w: np.ndarray
+    mu: np.ndarray
+    s: np.ndarray
+    points: np.ndarray
+    density: np.ndarray
+    s_min: np.ndarray
+
+    @classmethod
+    def build(
+        cls, w: np.ndarray, mu: np.ndarray, s: np.ndarray, modes: np.ndarray
+    ) -> _HdrGrid:
+        """The grid of every component, every distinct mode in ``modes`` and
+        the antimodes between them."""
+        N, K = w.shape  # no -1 in the reshape: it is ambiguous when N = 0
+        modes = _distinct(modes, s)
+        grid = (mu[:, :, None] + s[:, :, None] * _HDR_GRID).reshape(
+            N, K * _HDR_GRID.size
+        )
+        extra = [modes, _antimodes(modes, w, mu, s)] if modes.shape[1] > 1 else [modes]
+        grid = np.sort(np.concatenate([grid, *extra], axis=1), axis=1)
+        fg = mixture_pdf(grid.T, w, mu, s).T  # (N, M)
+        return cls(w, mu, s, grid, fg, s.min(1))
+
+    def crossings(
+        self, t: np.ndarray, rows: np.ndarray, xtol: float = XTOL
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """End points and mass of {p >= t} for the rows ``rows``.
+
+        Returns ``(x, r, up, mass, slope)``: the end points ``x``, each one's
+        row ``r`` (an index into ``rows``) and whether the region begins
+        there going right (``up``), each row's mass ``m(t)`` and
+        ``sum_e 1 / |p'(x_e)|`` over its end points.
+        """
+        w, mu, s = self.w, self.mu, self.s
+        g, f = self.points[rows], self.density[rows]
         above = f >= t[:, None]
         left_edge, right_edge = above[:, 0], above[:, -1]
         r, j = np.nonzero(above[:, :-1] != above[:, 1:])
@@ -495,7 +533,7 @@ def mixture_hdr(
             p, dp = mixture_pdf(x, w[rr[idx]], mu[rr[idx]], s[rr[idx]], derivative=1)
             return sign[idx] * (p - tt[idx]), sign[idx] * dp
 
-        x = _root_search(fun, a, b, x0, xtol * s_min[rr])
+        x = _root_search(fun, a, b, x0, xtol * self.s_min[rr])
         F = mixture_cdf(x, w[rr], mu[rr], s[rr])
         mass = np.zeros(rows.size)
         np.add.at(mass, r, np.where(up, -F, F))
@@ -512,12 +550,19 @@ def mixture_hdr(
         np.add.at(slope, r, 1.0 / np.maximum(np.abs(dp), 1e-300))
         return x, r, up, mass, slope
 
-    # Bracket t from the grid. With every mode and antimode on the grid, p is
-    # monotone in each cell, so a cell whose end points both exceed t lies in
-    # {p >= t} and a cell whose end points are both below t lies outside it.
-    # Hence cumulating cell masses by decreasing min (max) end-point density
-    # gives a lower (upper) bound of t, tightened by Newton on u = log t.
-    cell = np.diff(mixture_cdf(grid.T, w, mu, s).T, axis=1)
+
+def _hdr_bracket(grid: _HdrGrid, confidence: float) -> tuple[np.ndarray, np.ndarray]:
+    """Bounds ``(log_lo, log_hi)`` of each row's ``log t`` read off the grid.
+
+    With every mode and antimode on the grid, p is monotone in each cell, so
+    a cell whose end points both exceed t lies in {p >= t} and a cell whose
+    end points are both below t lies outside it. Hence cumulating cell
+    masses by decreasing min (max) end-point density gives a lower (upper)
+    bound of t.
+    """
+    w, mu, s, fg = grid.w, grid.mu, grid.s, grid.density
+    N = w.shape[0]
+    cell = np.diff(mixture_cdf(grid.points.T, w, mu, s).T, axis=1)
     low, high = np.minimum(fg[:, :-1], fg[:, 1:]), np.maximum(fg[:, :-1], fg[:, 1:])
     bounds = []
     for level, side in ((low, "lo"), (high, "hi")):
@@ -532,6 +577,14 @@ def mixture_hdr(
     tiny = np.finfo(float).tiny
     log_lo = np.log(np.maximum(bounds[0], tiny)) - 1e-12
     log_hi = np.log(np.maximum(bounds[1], tiny)) + 1e-12
+    return log_lo, log_hi
+
+
+def _hdr_threshold(grid: _HdrGrid, confidence: float) -> np.ndarray:
+    """Each row's density threshold ``t``, the root of ``m(t) = confidence``,
+    by safeguarded Newton on ``u = log t`` from the grid's bracket."""
+    log_lo, log_hi = _hdr_bracket(grid, confidence)
+    N = grid.w.shape[0]
     u = 0.5 * (log_lo + log_hi)
     width = log_hi - log_lo
     last_err = np.full(N, np.inf)
@@ -551,7 +604,7 @@ def mixture_hdr(
         t = np.exp(u[active])
         # End points to 1e-7 while searching t (m(t) then has error ~1e-7 *
         # p * scale, far below the Newton steps that matter), XTOL at the end.
-        _, _, _, mass, slope = crossings(t, active, 1e-7 if it < 3 else XTOL)
+        _, _, _, mass, slope = grid.crossings(t, active, 1e-7 if it < 3 else XTOL)
         err = mass - confidence  # decreasing in u
         lo_a = np.where(err > 0, u[active], log_lo[active])
         hi_a = np.where(err < 0, u[active], log_hi[active])
@@ -571,17 +624,25 @@ def mixture_hdr(
         done = ((np.abs(err) <= 1e-10) & (it >= 3)) | (hi_a - lo_a <= 1e-13)
         u[active[done]] = np.log(t[done])
         active = active[~done]
+    return np.exp(u)
 
-    t = np.exp(u)
+
+def _hdr_intervals(
+    grid: _HdrGrid, t: np.ndarray, confidence: float
+) -> HighestDensityRegion:
+    """The regions {p >= t}: end points refined to ``XTOL``, packed in order
+    into a NaN-padded array, and the fallback for rows left empty."""
+    fg = grid.density
+    N = grid.w.shape[0]
     rows = np.arange(N)
-    x, r, up, _, _ = crossings(t, rows)
+    x, r, up, _, _ = grid.crossings(t, rows)
     above = fg >= t[:, None]
     # Assemble end points in order: an interval opens at an up-crossing (or
     # the left grid end) and closes at the next down-crossing (or right end).
     starts_r = np.concatenate([r[up], rows[above[:, 0]]])
-    starts_x = np.concatenate([x[up], grid[above[:, 0], 0]])
+    starts_x = np.concatenate([x[up], grid.points[above[:, 0], 0]])
     ends_r = np.concatenate([r[~up], rows[above[:, -1]]])
-    ends_x = np.concatenate([x[~up], grid[above[:, -1], -1]])
+    ends_x = np.concatenate([x[~up], grid.points[above[:, -1], -1]])
     o1 = np.lexsort((starts_x, starts_r))
     o2 = np.lexsort((ends_x, ends_r))
     starts_r, starts_x = starts_r[o1], starts_x[o1]
@@ -600,8 +661,8 @@ def mixture_hdr(
         # point reaches t. There p differs from its peak value by rounding
         # only: the interval of mass ``confidence`` around the densest grid
         # point is the HDR to float64's resolution.
-        params = _gather((w, mu, s), empty)
-        peak = grid[empty, np.argmax(fg[empty], axis=1)]
+        params = _gather((grid.w, grid.mu, grid.s), empty)
+        peak = grid.points[empty, np.argmax(fg[empty], axis=1)]
         centre = np.clip(mixture_cdf(peak, *params), confidence / 2, 1 - confidence / 2)
         q = np.stack([centre - confidence / 2, centre + confidence / 2])
         intervals[empty, 0] = mixture_ppf(q, *params).T
