@@ -395,6 +395,46 @@ def _first_non_number(values: np.ndarray):
     return value.item() if isinstance(value, np.generic) else value
 
 
+def _check_frame_columns(frame, dtypes, name: str, advice: str) -> None:
+    """Raise for the columns of a data frame that are not numbers, naming them.
+
+    A column of a numeric or boolean dtype passes; one that converts to
+    float64 (numbers in an object or categorical column) passes too.
+    Non-numeric columns are reported first, with ``advice``; then datetime
+    and timedelta columns (numpy's or time-zone aware).
+
+    Parameters
+    ----------
+    frame : data frame
+        A pandas or polars data frame (anything with ``columns`` and
+        ``frame[column]``).
+    dtypes : iterable
+        ``frame.dtypes``, one per column.
+    name : str
+        ``'X'`` or ``'y'``, used in the messages.
+    advice : str
+        What to do about non-numeric columns.
+    """
+    bad, times = [], []
+    for column, dtype in zip(frame.columns, dtypes, strict=True):
+        if getattr(dtype, "kind", "O") in "biuf":
+            continue
+        if getattr(dtype, "kind", "O") in "mM":  # numpy's or time-zone aware
+            times.append(f"{column!r} ({dtype})")
+            continue
+        try:
+            np.asarray(frame[column], dtype=np.float64)
+        except (TypeError, ValueError):
+            bad.append(f"{column!r} ({dtype})")
+    if bad:
+        raise ValueError(f"{name} has non-numeric column(s) {', '.join(bad)}. {advice}")
+    if times:
+        raise ValueError(
+            f"{name} has datetime or timedelta column(s) {', '.join(times)}. "
+            f"{_TIME_ADVICE}"
+        )
+
+
 def check_input_kind(a, name: str, *, max_ndim: int = 2) -> None:
     """Raise a clear error for inputs that scikit-learn reports cryptically.
 
@@ -434,26 +474,7 @@ def check_input_kind(a, name: str, *, max_ndim: int = 2) -> None:
         return  # densified chunk by chunk
     dtypes = getattr(a, "dtypes", None)
     if dtypes is not None and hasattr(a, "columns"):  # a data frame
-        bad, times = [], []
-        for column, dtype in zip(a.columns, dtypes, strict=True):
-            if getattr(dtype, "kind", "O") in "biuf":
-                continue
-            if getattr(dtype, "kind", "O") in "mM":  # numpy's or time-zone aware
-                times.append(f"{column!r} ({dtype})")
-                continue
-            try:
-                np.asarray(a[column], dtype=np.float64)
-            except (TypeError, ValueError):
-                bad.append(f"{column!r} ({dtype})")
-        if bad:
-            raise ValueError(
-                f"{name} has non-numeric column(s) {', '.join(bad)}. {advice}"
-            )
-        if times:
-            raise ValueError(
-                f"{name} has datetime or timedelta column(s) {', '.join(times)}. "
-                f"{_TIME_ADVICE}"
-            )
+        _check_frame_columns(a, dtypes, name, advice)
         return
     try:
         array = np.asarray(a)
