@@ -269,3 +269,283 @@ def test_small_data_truth_is_the_expected_log_density_of_each_problem():
         _, _, logp = small.problem(name, 400_000, np.random.default_rng(0))
         se = logp.std() / np.sqrt(logp.size)
         assert abs(logp.mean() - value) < 4 * se, (name, logp.mean(), value)
+
+
+# ----------------------------------------------------------- synthetic.py
+def _synthetic_references():
+    """Each problem's law written out again, from the module docstring of
+    synthetic.py, in another parameterisation than the script's scipy calls:
+    (log-density, marginal CDFs, E_x[-H(y | x)] by quadrature or closed
+    form), x ~ U(-3, 3) of density 1/6."""
+    from scipy import integrate, special
+
+    def e_x(f, points=None):  # E_x[f(x)], x ~ U(-3, 3)
+        return integrate.quad(f, -3, 3, points=points, limit=200)[0] / 6
+
+    half_log_2pi = 0.5 * np.log(2 * np.pi)
+
+    def gauss_logpdf(y, m, s):
+        return -0.5 * ((y - m) / s) ** 2 - np.log(s) - half_log_2pi
+
+    def gauss_cdf(y, m, s):
+        return 0.5 * special.erfc(-(y - m) / (s * np.sqrt(2)))
+
+    # 1. heteroscedastic: N(sin x, (0.05 + 0.3 |x|)^2)
+    def het_sd(x):
+        return 0.05 + 0.3 * np.abs(x)
+
+    het = (
+        lambda x, y: gauss_logpdf(y, np.sin(x), het_sd(x)),
+        lambda x, y: gauss_cdf(y, np.sin(x), het_sd(x)),
+        -half_log_2pi - 0.5 - e_x(lambda x: np.log(het_sd(x)), points=[0]),
+    )
+
+    # 2. skewed: log y ~ N(0.4 x, (0.6 + 0.1 x)^2); H = mu + 1/2 log(2 pi e s^2)
+    def ln_sd(x):
+        return 0.6 + 0.1 * x
+
+    skewed = (
+        lambda x, y: gauss_logpdf(np.log(y), 0.4 * x, ln_sd(x)) - np.log(y),
+        lambda x, y: gauss_cdf(np.log(y), 0.4 * x, ln_sd(x)),
+        -half_log_2pi - 0.5 - e_x(lambda x: 0.4 * x + np.log(ln_sd(x))),
+    )
+
+    # 3. heavy-tailed: sin x + 0.3 T_3; the Student-t's entropy in closed form
+    nu, c = 3.0, 0.3
+
+    def t_logpdf(x, y):
+        z = (y - np.sin(x)) / c
+        return (
+            special.gammaln((nu + 1) / 2)
+            - special.gammaln(nu / 2)
+            - 0.5 * np.log(nu * np.pi)
+            - np.log(c)
+            - (nu + 1) / 2 * np.log1p(z**2 / nu)
+        )
+
+    t_entropy = (
+        (nu + 1) / 2 * (special.digamma((nu + 1) / 2) - special.digamma(nu / 2))
+        + np.log(np.sqrt(nu) * special.beta(nu / 2, 0.5))
+        + np.log(c)
+    )
+    heavy = (
+        t_logpdf,
+        lambda x, y: special.stdtr(nu, (y - np.sin(x)) / c),
+        -t_entropy,
+    )
+
+    # 4. bimodal: sigmoid(1.5 x) N(1.2 + 0.4 x, 0.25^2) + rest N(sin x - 1.2, 0.2^2)
+    def bi_pdf(x, y):
+        w = 1 / (1 + np.exp(-1.5 * x))
+        return w * np.exp(gauss_logpdf(y, 1.2 + 0.4 * x, 0.25)) + (1 - w) * np.exp(
+            gauss_logpdf(y, np.sin(x) - 1.2, 0.2)
+        )
+
+    def bi_cdf(x, y):
+        w = 1 / (1 + np.exp(-1.5 * x))
+        return w * gauss_cdf(y, 1.2 + 0.4 * x, 0.25) + (1 - w) * gauss_cdf(
+            y, np.sin(x) - 1.2, 0.2
+        )
+
+    def bi_p_log_p(y, x):
+        p = bi_pdf(x, y)
+        return p * np.log(p) if p > 0 else 0.0
+
+    def bi_minus_entropy(x):
+        modes = [np.sin(x) - 1.2, 1.2 + 0.4 * x]
+        return integrate.quad(bi_p_log_p, -5, 5, args=(x,), points=modes, limit=200)[0]
+
+    bimodal = (
+        lambda x, y: np.log(bi_pdf(x, y)),
+        bi_cdf,
+        e_x(bi_minus_entropy),
+    )
+
+    # 5. correlated 2-D: N((sin x, cos x), sds (0.3, 0.2), correlation 0.9 tanh x)
+    s1, s2 = 0.3, 0.2
+
+    def corr_logpdf(x, y):
+        rho = 0.9 * np.tanh(x)
+        z1, z2 = (y[:, 0] - np.sin(x)) / s1, (y[:, 1] - np.cos(x)) / s2
+        q = (z1**2 - 2 * rho * z1 * z2 + z2**2) / (1 - rho**2)
+        return -np.log(2 * np.pi * s1 * s2 * np.sqrt(1 - rho**2)) - q / 2
+
+    corr = (
+        corr_logpdf,
+        lambda x, y: np.column_stack(
+            [gauss_cdf(y[:, 0], np.sin(x), s1), gauss_cdf(y[:, 1], np.cos(x), s2)]
+        ),
+        -np.log(2 * np.pi * np.e * s1 * s2)
+        - 0.5 * e_x(lambda x: np.log(1 - (0.9 * np.tanh(x)) ** 2)),
+    )
+
+    # 6. counts: K negative binomial, mean m = exp(0.7 + 0.5 x), dispersion r = 2,
+    # P(k) = Gamma(k + r) / (Gamma(r) k!) (r / (r + m))^r (m / (r + m))^k;
+    # y = K + U(0, 1) has density P(floor y) and E[log p(y | x)] = E[log P(K)]
+    r = 2.0
+
+    def nb_logpmf(k, x):
+        m = np.exp(0.7 + 0.5 * x)
+        return (
+            special.gammaln(k + r)
+            - special.gammaln(r)
+            - special.gammaln(k + 1)
+            + r * np.log(r / (r + m))
+            + k * np.log(m / (r + m))
+        )
+
+    ks = np.arange(2000.0)
+
+    def counts_cdf(x, y):
+        k = np.floor(y)
+        p = np.exp(nb_logpmf(ks[:, None], x))  # (2000, n): summed explicitly
+        below = np.where(ks[:, None] < k, p, 0.0).sum(axis=0)
+        return below + (y - k) * np.exp(nb_logpmf(k, x))
+
+    def counts_minus_entropy(x):
+        log_p = nb_logpmf(ks, x)
+        return np.sum(np.exp(log_p) * log_p)
+
+    counts = (
+        lambda x, y: nb_logpmf(np.floor(y), x),
+        counts_cdf,
+        e_x(counts_minus_entropy),
+    )
+    return {
+        "heteroscedastic": het,
+        "skewed": skewed,
+        "heavy-tailed": heavy,
+        "bimodal": bimodal,
+        "correlated 2-D": corr,
+        "counts": counts,
+    }
+
+
+@pytest.fixture(scope="module")
+def synthetic_references():
+    return _synthetic_references()
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "heteroscedastic",
+        "skewed",
+        "heavy-tailed",
+        "bimodal",
+        "correlated 2-D",
+        "counts",
+    ],
+)
+def test_synthetic_true_nll_and_cdf_match_an_independent_reference(
+    name, synthetic_references
+):
+    # Pointwise, the script's log-density and CDF equal the law written out
+    # again in another parameterisation; the script's sampler draws from
+    # that law: the mean true log-density of a large sample estimates
+    # E_x[-H(y | x)], computed here by quadrature or in closed form (a
+    # sampler off the density would score KL(sampler || density) less), and
+    # the CDF of the sample (each output's) is uniform.
+    from scipy import stats
+
+    syn = _load("synthetic")
+    assert set(syn.PROBLEMS) == set(synthetic_references)
+    logpdf, cdf, expected = synthetic_references[name]
+    problem = syn.PROBLEMS[name]
+    X, y = syn.make_data(problem, 200_000, np.random.default_rng(1))
+    x = X[:, 0]
+    assert X.min() >= -3 and X.max() <= 3
+    logp = problem.logpdf(x, y)
+    assert np.isfinite(logp).all()
+    np.testing.assert_allclose(logp[:2000], logpdf(x[:2000], y[:2000]), rtol=1e-9)
+    np.testing.assert_allclose(
+        problem.cdf(x[:2000], y[:2000]), cdf(x[:2000], y[:2000]), rtol=1e-9, atol=1e-12
+    )
+    se = logp.std() / np.sqrt(logp.size)
+    assert abs(logp.mean() - expected) < 4 * se, (logp.mean(), expected, se)
+    u = problem.cdf(x[:20_000], y[:20_000]).reshape(20_000, -1)
+    for column in u.T:
+        assert stats.kstest(column, "uniform").pvalue > 1e-3
+
+
+def test_synthetic_gaussian_baseline_is_the_mlp_with_the_training_residual_variance():
+    # Refit MLPRegressor with the same seed; the baseline is N(prediction,
+    # mean squared training residual) (the mean of the residuals' products for
+    # 2-D y),
+    # its interval prediction +- 1.6449 sd.
+    import warnings
+
+    from scipy import stats
+    from sklearn.neural_network import MLPRegressor
+
+    syn = _load("synthetic")
+    rng = np.random.default_rng(0)
+    for name in ("heteroscedastic", "correlated 2-D"):
+        X, y = syn.make_data(syn.PROBLEMS[name], 300, rng)
+        X_test, y_test = syn.make_data(syn.PROBLEMS[name], 400, rng)
+        base = syn.gaussian_baseline(X, y, X_test, y_test, seed=3)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            mlp = MLPRegressor(random_state=3).fit(X, y)
+        res, pred = y - mlp.predict(X), mlp.predict(X_test)
+        if y.ndim == 1:
+            sd = np.sqrt(np.mean(res**2))
+            nll = -stats.norm.logpdf(y_test, pred, sd)
+            inside = np.abs(y_test - pred) <= 1.6449 * sd
+            z = (y_test - pred) / sd
+        else:
+            c = np.einsum("ni,nj->ij", res, res) / len(res)
+            r = y_test - pred
+            det = c[0, 0] * c[1, 1] - c[0, 1] ** 2
+            q = (c[1, 1] * r[:, 0] ** 2 - 2 * c[0, 1] * r[:, 0] * r[:, 1]
+                 + c[0, 0] * r[:, 1] ** 2) / det  # fmt: skip
+            nll = np.log(2 * np.pi) + 0.5 * np.log(det) + q / 2
+            inside = np.abs(r) <= 1.6449 * np.sqrt(np.diag(c))
+            z = r / np.sqrt(np.diag(c))
+        np.testing.assert_allclose(base["nll"], nll, rtol=1e-9)
+        assert base["coverage"] == pytest.approx(inside.mean())
+        np.testing.assert_allclose(base["pit"].ravel(), stats.norm.cdf(z).ravel())
+
+
+def test_synthetic_pit_deviation_and_its_chance_level():
+    # Exactly uniform counts deviate by 0, everything in one of 10 bins by
+    # (9 + 9 x 1) / 10; uniform draws by about 0.8 sqrt(9 / n) (the mean
+    # absolute value of a bin's binomial noise, E|N(0, s)| = s sqrt(2 / pi)),
+    # the floor the docstring quotes.
+    syn = _load("synthetic")
+    assert syn.pit_deviation((np.arange(1000) + 0.5) / 1000) == pytest.approx(0.0)
+    assert syn.pit_deviation(np.full(50, 0.55)) == pytest.approx(1.8)
+    both = np.column_stack([(np.arange(1000) + 0.5) / 1000, np.full(1000, 0.55)])
+    assert syn.pit_deviation(both) == pytest.approx(0.9)
+    rng = np.random.default_rng(0)
+    draws = [syn.pit_deviation(rng.random(2000)) for _ in range(400)]
+    assert np.mean(draws) == pytest.approx(
+        np.sqrt(2 / np.pi) * np.sqrt(9 / 2000), rel=0.05
+    )
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_synthetic_runs_end_to_end_on_a_tiny_configuration(capsys):
+    syn = _load("synthetic")
+    syn.main(["--seeds", "0,1", "--n-train", "150", "--n-test", "300",
+              "--params", '{"max_iter": 3}'])  # fmt: skip
+    out = capsys.readouterr().out
+    table = [line for line in out.splitlines() if line.startswith("| ")]
+    header, *rows = [[c.strip() for c in line.split("|")[1:-1]] for line in table]
+    assert header[:5] == ["problem", "model", "true NLL", "model NLL", "excess"]
+    assert [r[:2] for r in rows] == [
+        ["heteroscedastic", "default"],
+        ["skewed", "default"],
+        ["heavy-tailed", "default"],
+        ["bimodal", "default"],
+        ["correlated 2-D", "diagonal"],
+        ["correlated 2-D", "full"],
+        ["counts", "default"],
+    ]
+    for row in rows:
+        true, model, excess = (float(c.split()[0]) for c in row[2:5])
+        # the excess is a paired mean: the difference of the two means
+        assert excess == pytest.approx(model - true, abs=2e-3)
+        for cell in row[6:8]:
+            assert all(0 <= float(v) <= 2 for v in cell.split(" / "))
+    assert "counts: excess of the model's count probabilities" in out
