@@ -503,7 +503,7 @@ def test_synthetic_gaussian_baseline_is_the_mlp_with_the_training_residual_varia
             inside = np.abs(r) <= 1.6449 * np.sqrt(np.diag(c))
             z = r / np.sqrt(np.diag(c))
         np.testing.assert_allclose(base["nll"], nll, rtol=1e-9)
-        assert base["coverage"] == pytest.approx(inside.mean())
+        assert base["coverage"][0] == pytest.approx(inside.mean())
         np.testing.assert_allclose(base["pit"].ravel(), stats.norm.cdf(z).ravel())
 
 
@@ -524,6 +524,36 @@ def test_synthetic_pit_deviation_and_its_chance_level():
     )
 
 
+def test_synthetic_coverage_by_bins_of_x_and_its_chance_level():
+    # Rows in the bins [-3, -2.4), ..., [2.4, 3] of x; the worst bin is the
+    # one whose share inside is farthest from 0.9, either side. The chance
+    # level is E[max of 10 |B / m - 0.9|], B ~ Binomial(m, 0.9) independent:
+    # exactly, from P(max <= t) = P(|B / m - 0.9| <= t)^10.
+    from scipy import stats
+
+    syn = _load("synthetic")
+    x = np.repeat(np.linspace(-2.7, 2.7, 10), 10)  # 10 rows in each bin
+    y = np.zeros(100)
+    interval = np.tile([-1.0, 1.0], (100, 1))
+    interval[:3, 0] = 0.5  # bin 0: 7 of 10 inside
+    interval[95:, 1] = -0.5  # bin 9: 5 of 10 inside
+    cover, worst = syn.coverage(x, y, interval)
+    assert cover == pytest.approx(0.92)
+    assert worst == pytest.approx(0.4)
+    y2 = np.column_stack([y, np.where(np.arange(100) < 50, 9.0, 0.0)])
+    cover, worst = syn.coverage(x, y2, np.stack([interval, interval], axis=1))
+    assert cover == pytest.approx((92 + 45) / 200)  # rows 95-99 out in both
+    assert worst == pytest.approx(0.9 - 0.5 * 0.7)  # bin 0, one output all out
+    m = 200
+    errors = np.abs(np.arange(m + 1) / m - 0.9)
+    t = np.unique(errors)
+    p_le = np.array([stats.binom.pmf(np.arange(m + 1), m, 0.9)[errors <= v].sum()
+                     for v in t])  # fmt: skip
+    cdf_max = p_le**10
+    expected = np.sum(t * np.diff(np.concatenate([[0.0], cdf_max])))
+    assert syn.chance_bin_error(10 * m) == pytest.approx(expected, rel=0.03)
+
+
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_synthetic_runs_end_to_end_on_a_tiny_configuration(capsys):
     syn = _load("synthetic")
@@ -532,20 +562,20 @@ def test_synthetic_runs_end_to_end_on_a_tiny_configuration(capsys):
     out = capsys.readouterr().out
     table = [line for line in out.splitlines() if line.startswith("| ")]
     header, *rows = [[c.strip() for c in line.split("|")[1:-1]] for line in table]
-    assert header[:5] == ["problem", "model", "true NLL", "model NLL", "excess"]
+    assert header[:5] == ["problem", "noise_type", "true NLL", "model NLL", "excess"]
     assert [r[:2] for r in rows] == [
-        ["heteroscedastic", "default"],
-        ["skewed", "default"],
-        ["heavy-tailed", "default"],
-        ["bimodal", "default"],
+        ["heteroscedastic", "diagonal"],
+        ["skewed", "diagonal"],
+        ["heavy-tailed", "diagonal"],
+        ["bimodal", "diagonal"],
         ["correlated 2-D", "diagonal"],
         ["correlated 2-D", "full"],
-        ["counts", "default"],
+        ["counts", "diagonal"],
     ]
     for row in rows:
         true, model, excess = (float(c.split()[0]) for c in row[2:5])
         # the excess is a paired mean: the difference of the two means
         assert excess == pytest.approx(model - true, abs=2e-3)
-        for cell in row[6:8]:
+        for cell in row[6:9]:
             assert all(0 <= float(v) <= 2 for v in cell.split(" / "))
     assert "counts: excess of the model's count probabilities" in out
