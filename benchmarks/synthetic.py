@@ -37,9 +37,10 @@ same run, a homoscedastic Gaussian around ``MLPRegressor()``'s prediction
 with the residual (co)variance of the training data, and the PIT deviation
 of the true conditional distribution itself on the same rows (its sampling
 floor: about 0.017 for 20000 rows). Means +- standard errors over seeds;
-fit times per fit::
+fit times per fit (2-vCPU VM shared with other jobs)::
 
     OMP_NUM_THREADS=1 python benchmarks/synthetic.py   # about 1 minute
+    OMP_NUM_THREADS=1 python benchmarks/synthetic.py --n-train 20000   # 6 minutes
     OMP_NUM_THREADS=1 python benchmarks/synthetic.py --seeds 0 --problems skewed \\
         --params '{"n_components": 10}'
 """
