@@ -9,7 +9,7 @@ log-likelihood of ``MDNRegressor()`` (the default) against
 density's score on the same test rows, and on how many seeds the default
 wins::
 
-    python benchmarks/small_data.py                 # about 2 minutes
+    python benchmarks/small_data.py                 # about 40 s (2 vCPUs)
     python benchmarks/small_data.py --sizes 30,99 --seeds 4
 """
 
