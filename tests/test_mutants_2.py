@@ -1,0 +1,83 @@
+"""Tests written from a mutation test of the seventeenth session's code:
+each pins a behaviour that a hand-written change of the code (a mutant) left
+every other test passing. References are independent of the code under
+test: closed forms, rescaled problems, numpy, deterministic schedules."""
+
+import numpy as np
+import pytest
+
+from skmdn import GaussianMixture
+
+
+# ------------------------------------------------ GaussianMixture: far values
+def _far_mixture(rng, n, K, d, full):
+    """Components 1e298-1e300 from values of about 1e300, with scales from
+    0.03 to 30: the squared Mahalanobis distances overflow, and the nearest
+    component in that distance is often not the nearest in Euclidean
+    distance (a scale 3-10 times larger can bring one 10 times farther)."""
+    y = 1e300 * rng.normal(size=(n, d))
+    means = y[:, None, :] * (1 - 10.0 ** rng.uniform(-2, 0, size=(n, K, 1)))
+    diag = 10.0 ** rng.uniform(-1.5, 1.5, size=(n, K, d))
+    log_w = np.log(rng.dirichlet(np.ones(K), n))
+    if full:
+        L = np.tril(0.3 * rng.normal(size=(n, K, d, d)), -1) * diag[..., None]
+        L += diag[..., None] * np.eye(d)
+        return GaussianMixture(log_w, means, scale_tril=L), y
+    return GaussianMixture(log_w, means, diag), y
+
+
+def _nearest(dist, y, dims):
+    """Index of the component nearest to ``y`` (n, d) in the Mahalanobis
+    distance of the outputs ``dims``, from the covariance sub-blocks and the
+    problem scaled by 1e-200 (no overflow there): numpy's solve."""
+    diff = (y[:, None, dims] * 1e-200 - dist.means[..., dims] * 1e-200)[..., None]
+    cov = dist.covariances[..., dims, :][..., dims]
+    d2 = (np.swapaxes(diff, -1, -2) @ np.linalg.solve(cov, diff))[..., 0, 0]
+    return d2.argmin(-1), d2
+
+
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("full", [False, True], ids=["diagonal", "full"])
+def test_far_values_weigh_the_nearest_component_in_mahalanobis_distance(full):
+    """Where every component density underflows, responsibilities and
+    condition's weights put all the weight on the component nearest in
+    Mahalanobis distance. The existing far-value test has components at
+    the same distance from the values (to rounding), so only the scales
+    decided; here the distances differ by up to 100 times, and the log
+    distance must count the scale of the values twice (it is squared)."""
+    rng = np.random.default_rng(0)
+    n, K, d = 200, 3, 3
+    dist, y = _far_mixture(rng, n, K, d, full)
+    nearest, d2 = _nearest(dist, y, [0, 1, 2])
+    # precondition: the distances overflow, and Euclid would choose otherwise
+    assert np.all(d2 * 1e400 > np.finfo(float).max)
+    euclid = np.abs(y[:, None, :] - dist.means).max(-1).argmin(-1)
+    assert np.mean(euclid != nearest) > 0.2
+    np.testing.assert_array_equal(dist.responsibilities(y), np.eye(K)[nearest])
+    for dims in ([0], [2, 0]):
+        nearest, _ = _nearest(dist, y, dims)
+        weights = dist.condition(dims, y[:, dims]).weights
+        np.testing.assert_array_equal(weights, np.eye(K)[nearest])
+
+
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("full", [False, True], ids=["diagonal", "full"])
+def test_a_far_row_beside_a_row_at_a_mean_raises_no_warning(full):
+    """The distances of far values are computed for every row, and a row
+    exactly at a component mean has a zero difference there (scaled by its
+    largest magnitude: 0 / 0 unless guarded). Next to a row 1e300 away its
+    responsibilities are still the closed form, without a RuntimeWarning."""
+    means = np.array([[[0.0, 0.0], [4.0, 0.0]]] * 2)
+    log_w = np.log([[0.5, 0.5]] * 2)
+    diag = np.array([[[1.0, 1.0], [2.0, 1.0]]] * 2)
+    if full:
+        dist = GaussianMixture(log_w, means, scale_tril=diag[..., None] * np.eye(2))
+    else:
+        dist = GaussianMixture(log_w, means, diag)
+    y = np.array([[0.0, 0.0], [1e300, 0.0]])
+    r = dist.responsibilities(y)
+    # row 0: N(0; 0, 1) / (N(0; 0, 1) + N(0; 4, 2^2)) = 1 / (1 + e^-2 / 2)
+    np.testing.assert_allclose(r[0], [1, np.exp(-2.0) / 2] / (1 + np.exp(-2.0) / 2))
+    np.testing.assert_array_equal(r[1], [0.0, 1.0])  # nearer: the wider one
+    # condition on the first output: the same weights (the second adds nothing)
+    np.testing.assert_allclose(dist.condition(0, y[:, 0]).weights, r, rtol=1e-15)
