@@ -5,6 +5,7 @@ test: closed forms, rescaled problems, numpy, deterministic schedules."""
 
 import numpy as np
 import pytest
+import torch
 
 from skmdn import GaussianMixture
 
@@ -81,3 +82,44 @@ def test_a_far_row_beside_a_row_at_a_mean_raises_no_warning(full):
     np.testing.assert_array_equal(r[1], [0.0, 1.0])  # nearer: the wider one
     # condition on the first output: the same weights (the second adds nothing)
     np.testing.assert_allclose(dist.condition(0, y[:, 0]).weights, r, rtol=1e-15)
+
+
+# ------------------------------------------------------- noise regularisation
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_grouped_noise_is_one_float32_draw_per_distinct_row(dtype):
+    """As documented: with groups ``(inverse, n_distinct)`` the noise is one
+    standard normal draw per distinct row (float32, in the distinct rows'
+    order), shared by the rows that repeat it, and the generator moves on
+    by exactly those draws (so the next step's noise is the same as well)."""
+    from skmdn._training import _randn_like
+
+    rng = np.random.default_rng(0)
+    inverse = torch.from_numpy(rng.permutation(np.arange(50) % 20))
+    t = torch.zeros(50, 3, dtype=dtype)
+    mine, reference = (torch.Generator().manual_seed(7) for _ in range(2))
+    noise = _randn_like(t, mine, (inverse, 20))
+    want = torch.randn((20, 3), generator=reference, dtype=torch.float32)
+    assert noise.dtype == dtype
+    assert torch.equal(noise, want.to(dtype)[inverse])
+    assert torch.equal(
+        torch.randn(64, generator=mine), torch.randn(64, generator=reference)
+    )
+
+
+def test_the_noise_rule_counts_every_output_in_its_dimension():
+    """'auto' below 100 samples is 0.2 * n ** (-1 / (4 + d)) with
+    d = n_features + n_outputs: with three outputs, d = 1 + 3 (the other
+    tests of the rule had one output, where d = n_features + 1 passed)."""
+    from skmdn import MDNRegressor
+
+    rng = np.random.default_rng(2)
+    X = rng.uniform(-1, 1, size=(30, 1))
+    Y = X + 0.3 * rng.normal(size=(30, 3))
+    common = dict(hidden_layer_sizes=(8,), max_iter=4, random_state=0)
+    default = MDNRegressor(**common).fit(X, Y)
+    level = 0.2 * 30 ** (-1 / (4 + 1 + 3))
+    given = MDNRegressor(noise_regularization=level, **common).fit(X, Y)
+    assert default.loss_curve_ == given.loss_curve_
+    other = MDNRegressor(noise_regularization=0.2 * 30 ** (-1 / 6), **common)
+    assert other.fit(X, Y).loss_curve_ != given.loss_curve_  # precondition
+    assert MDNRegressor()._noise_level(30.0, 1, 3) == pytest.approx(level, rel=1e-15)
