@@ -3,6 +3,8 @@ each pins a behaviour that a hand-written change of the code (a mutant) left
 every other test passing. References are independent of the code under
 test: closed forms, rescaled problems, numpy, deterministic schedules."""
 
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -123,3 +125,114 @@ def test_the_noise_rule_counts_every_output_in_its_dimension():
     other = MDNRegressor(noise_regularization=0.2 * 30 ** (-1 / 6), **common)
     assert other.fit(X, Y).loss_curve_ != given.loss_curve_  # precondition
     assert MDNRegressor()._noise_level(30.0, 1, 3) == pytest.approx(level, rel=1e-15)
+
+
+# ---------------------------------------------------- torch's thread settings
+def test_calls_count_and_set_threads_only_holding_the_process_lock(two_threads):
+    """The count of running calls and the default they put back are shared
+    by every thread: a call counts itself in and out, and sets torch's
+    threads, only while it holds the process-wide lock. Here the test
+    holds it, so a call in another thread must wait at its start, then at
+    its end (a deterministic schedule: without the lock it would go on)."""
+    from skmdn import _utils
+    from skmdn._utils import torch_threads
+
+    from .conftest import threads_of_a_new_thread
+
+    began, leave, ended = threading.Event(), threading.Event(), threading.Event()
+
+    def call():
+        with torch_threads(1):
+            began.set()
+            leave.wait(10)
+        ended.set()
+
+    worker = threading.Thread(target=call)
+    with _utils._threads_lock:
+        worker.start()
+        assert not began.wait(0.3)  # waiting to count itself in
+        assert _utils._calls == 0
+    assert began.wait(10) and _utils._calls == 1
+    with _utils._threads_lock:
+        leave.set()
+        assert not ended.wait(0.3)  # waiting to count itself out
+        assert _utils._calls == 1
+    worker.join(10)
+    assert ended.is_set() and _utils._calls == 0
+    assert (torch.get_num_threads(), threads_of_a_new_thread()) == (2, 2)
+
+
+def test_calls_nested_in_a_call_do_not_end_it(two_threads):
+    """A fit runs its steps' blocks (run_blocks, a call of its own) inside
+    its torch_threads call, in the same thread. The end of an inner call is
+    not the end of the outer one: had it reset the count of running calls,
+    the next inner call in the main thread would take the outer call's one
+    thread for the default, and the outer call's end would leave every
+    thread started later at one."""
+    from skmdn._utils import run_blocks, torch_threads
+
+    from .conftest import threads_of_a_new_thread
+
+    with torch_threads(1):
+        for _ in range(2):  # two steps, each on two worker threads
+            run_blocks(lambda rows: None, [slice(0, 1), slice(1, 2)], 2)
+        assert torch.get_num_threads() == 1
+    assert (torch.get_num_threads(), threads_of_a_new_thread()) == (2, 2)
+
+
+def test_the_main_threads_own_choice_of_one_thread_stays_the_default(two_threads):
+    """A user who sets one torch thread in the main thread, after skmdn left
+    two as the default, keeps one for the threads started later: blocks run
+    on worker threads (logpdf, predict) count as a call, whose start in the
+    main thread takes its one thread for the default (a thread other than
+    the main one, at one, is taken for one that inherited skmdn's one)."""
+    from skmdn._utils import run_blocks, torch_threads
+
+    from .conftest import threads_of_a_new_thread
+
+    with torch_threads(2):  # skmdn's last setting: two
+        pass
+    torch.set_num_threads(1)  # the user's, in the main thread
+    assert threading.current_thread() is threading.main_thread()
+    run_blocks(lambda rows: None, [slice(0, 1), slice(1, 2)], 2)
+    assert (torch.get_num_threads(), threads_of_a_new_thread()) == (1, 1)
+
+
+def test_the_last_call_to_end_keeps_its_threads_own_count(two_threads, monkeypatch):
+    """The last of overlapping calls puts back the default the first one
+    found; when that is not the ending thread's own count it does so from
+    another thread, so the ending thread's count is its own again, as
+    torch_threads promises (here a thread that took one thread during the
+    main thread's call, and asked for two), and it waits for that thread:
+    the default is back when the call returns, however slowly the other
+    thread runs (here its set_num_threads takes 0.2 s)."""
+    from skmdn._utils import torch_threads
+
+    from .conftest import threads_of_a_new_thread
+
+    inside, main_ended, seen = threading.Event(), threading.Event(), {}
+    set_threads = torch.set_num_threads
+
+    def slow_elsewhere(n):  # slow in every thread but this and the worker
+        me = threading.current_thread()
+        if me is not threading.main_thread() and me is not worker:
+            threading.Event().wait(0.2)
+        set_threads(n)
+
+    monkeypatch.setattr(torch, "set_num_threads", slow_elsewhere)
+
+    def later():  # first uses torch during the main thread's call: one
+        seen["own"] = torch.get_num_threads()
+        with torch_threads(2):
+            inside.set()
+            main_ended.wait(10)
+        seen["after"] = torch.get_num_threads()
+
+    with torch_threads(1):
+        worker = threading.Thread(target=later)
+        worker.start()
+        assert inside.wait(10)
+    main_ended.set()
+    worker.join(10)
+    assert seen == {"own": 1, "after": 1}
+    assert (torch.get_num_threads(), threads_of_a_new_thread()) == (2, 2)
