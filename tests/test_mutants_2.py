@@ -86,6 +86,32 @@ def test_a_far_row_beside_a_row_at_a_mean_raises_no_warning(full):
     np.testing.assert_allclose(dist.condition(0, y[:, 0]).weights, r, rtol=1e-15)
 
 
+def test_sf_never_exceeds_one_below_every_component():
+    """float64 weights sum to one only to rounding, so sum_k w_k Phi(z_k)
+    is 1 + 1 or 2 ulps below every component for some rows: capped at one,
+    as cdf is above every component (a probability)."""
+    rng = np.random.default_rng(3)
+    log_w = np.log(rng.dirichlet(np.ones(5), 2000))
+    dist = GaussianMixture(log_w, rng.normal(size=(2000, 5, 1)), np.ones((2000, 5, 1)))
+    far = np.full((2000, 1), -1e3)
+    assert np.sum(dist.weights, axis=1).max() > 1.0  # precondition: rounding
+    S = dist.sf(far)
+    assert S.max() == 1.0
+    np.testing.assert_allclose(S, 1.0, rtol=0, atol=4e-16)
+
+
+@pytest.mark.parametrize("method", ["marginal", "condition"])
+def test_an_empty_set_of_outputs_is_refused_whatever_its_dtype(method):
+    """No outputs at all is refused, also as an empty integer array such as
+    ``np.arange(k)`` or ``range(k)`` with k = 0 (a float ``[]`` was refused
+    for its dtype before the count was checked)."""
+    dist = GaussianMixture(np.zeros((2, 1)), np.zeros((2, 1, 3)), np.ones((2, 1, 3)))
+    args = () if method == "marginal" else (np.zeros((2, 0)),)
+    for empty in (range(0), np.arange(0)):
+        with pytest.raises(ValueError, match="must be an integer or a sequence"):
+            getattr(dist, method)(empty, *args)
+
+
 # ------------------------------------------------------- noise regularisation
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_grouped_noise_is_one_float32_draw_per_distinct_row(dtype):
@@ -125,6 +151,20 @@ def test_the_noise_rule_counts_every_output_in_its_dimension():
     other = MDNRegressor(noise_regularization=0.2 * 30 ** (-1 / 6), **common)
     assert other.fit(X, Y).loss_curve_ != given.loss_curve_  # precondition
     assert MDNRegressor()._noise_level(30.0, 1, 3) == pytest.approx(level, rel=1e-15)
+
+
+def test_the_l2_penalty_is_refused_only_beyond_the_largest_finite_value():
+    """alpha / sum(sample_weight) is refused where it overflows the training
+    dtype: exactly its largest finite value is kept, twice that refused."""
+    from skmdn import MDNRegressor
+
+    for dtype in (torch.float32, torch.float64):
+        top = float(torch.finfo(dtype).max)
+        assert torch.isfinite(torch.tensor(top, dtype=dtype))  # reference
+        model = MDNRegressor(alpha=top)
+        assert model._weight_decay(np.ones(1), dtype) == top
+        with pytest.raises(ValueError, match="overflows"):
+            model._weight_decay(np.full(1, 0.5), dtype)
 
 
 # ---------------------------------------------------- torch's thread settings
