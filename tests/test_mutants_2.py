@@ -112,6 +112,30 @@ def test_an_empty_set_of_outputs_is_refused_whatever_its_dtype(method):
             getattr(dist, method)(empty, *args)
 
 
+@pytest.mark.parametrize("full", [False, True], ids=["diagonal", "full"])
+def test_a_negative_output_counts_from_the_end_in_marginal(full):
+    """marginal(-1) is the last output's marginal (dim -1 is the slice
+    [-1:], not the empty [-1:0]): scipy's normals on that output's means
+    and variances, with the same weights."""
+    from scipy import stats
+
+    rng = np.random.default_rng(4)
+    means, log_w = rng.normal(size=(4, 2, 3)), np.log(rng.dirichlet(np.ones(2), 4))
+    if full:
+        L = np.tril(rng.normal(size=(4, 2, 3, 3)), -1) + 2 * np.eye(3)
+        dist = GaussianMixture(log_w, means, scale_tril=L)
+    else:
+        dist = GaussianMixture(log_w, means, np.exp(rng.normal(size=(4, 2, 3))))
+    y = rng.normal(size=4)
+    for dim in (-1, -3):
+        j = dim % 3
+        sd = np.sqrt(dist.covariances[..., j, j])
+        want = np.log(
+            np.sum(dist.weights * stats.norm.pdf(y[:, None], means[..., j], sd), 1)
+        )
+        np.testing.assert_allclose(dist.marginal(dim).logpdf(y), want, rtol=1e-12)
+
+
 # ------------------------------------------------------- noise regularisation
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_grouped_noise_is_one_float32_draw_per_distinct_row(dtype):
