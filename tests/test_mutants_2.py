@@ -300,3 +300,25 @@ def test_the_last_call_to_end_keeps_its_threads_own_count(two_threads, monkeypat
     worker.join(10)
     assert seen == {"own": 1, "after": 1}
     assert (torch.get_num_threads(), threads_of_a_new_thread()) == (2, 2)
+
+
+def test_a_worker_sets_its_one_thread_only_holding_the_process_lock(two_threads):
+    """A worker's one thread (run_blocks' and BlockedBackprop's initializer)
+    becomes torch's default and skmdn's record of it together, under the
+    process-wide lock: otherwise the last call to end could compare the
+    record before the worker stored one, and leave one as the default."""
+    from skmdn import _utils
+    from skmdn._utils import one_torch_thread
+
+    from .conftest import threads_of_a_new_thread
+
+    stored = _utils._stored
+    worker = threading.Thread(target=one_torch_thread)
+    with _utils._threads_lock:
+        worker.start()
+        worker.join(0.3)
+        assert worker.is_alive()  # waiting for the lock
+        assert _utils._stored == stored and threads_of_a_new_thread() == 2
+    worker.join(10)
+    assert _utils._stored == 1 and threads_of_a_new_thread() == 1
+    _utils._set_torch_threads(2)  # skmdn's record and the default: two again
