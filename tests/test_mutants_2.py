@@ -11,6 +11,8 @@ import torch
 
 from skmdn import GaussianMixture
 
+from .conftest import needs_fork, threads_of_a_new_thread
+
 
 # ------------------------------------------------ GaussianMixture: far values
 def _far_mixture(rng, n, K, d, full):
@@ -158,6 +160,7 @@ def test_grouped_noise_is_one_float32_draw_per_distinct_row(dtype):
     )
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_the_noise_rule_counts_every_output_in_its_dimension():
     """'auto' below 100 samples is 0.2 * n ** (-1 / (4 + d)) with
     d = n_features + n_outputs: with three outputs, d = 1 + 3 (the other
@@ -191,6 +194,27 @@ def test_the_l2_penalty_is_refused_only_beyond_the_largest_finite_value():
             model._weight_decay(np.full(1, 0.5), dtype)
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_auto_batch_size_counts_the_training_rows_not_the_held_out_ones():
+    """batch_size='auto' is min(n, max(32, min(256, n // 10))) for n
+    training rows, as documented: 1000 rows less a 10 % validation split
+    are 900, batches of 90 (100 would be the count of all rows)."""
+    from skmdn import MDNRegressor
+
+    rng = np.random.default_rng(6)
+    X = rng.normal(size=(1000, 2))
+    y = X[:, 0] + 0.3 * rng.normal(size=1000)
+    common = dict(hidden_layer_sizes=(8,), max_iter=2, random_state=0)
+    auto = MDNRegressor(**common).fit(X, y)
+    assert auto.validation_scores_ is not None  # precondition: a split
+    n_train = 1000 - int(np.ceil(0.1 * 1000))
+    want = min(n_train, max(32, min(256, n_train // 10)))
+    given = MDNRegressor(batch_size=want, **common).fit(X, y)
+    assert auto.loss_curve_ == given.loss_curve_
+    other = MDNRegressor(batch_size=100, **common).fit(X, y)
+    assert other.loss_curve_ != given.loss_curve_  # precondition: it shows
+
+
 # ---------------------------------------------------- torch's thread settings
 def test_calls_count_and_set_threads_only_holding_the_process_lock(two_threads):
     """The count of running calls and the default they put back are shared
@@ -200,8 +224,6 @@ def test_calls_count_and_set_threads_only_holding_the_process_lock(two_threads):
     its end (a deterministic schedule: without the lock it would go on)."""
     from skmdn import _utils
     from skmdn._utils import torch_threads
-
-    from .conftest import threads_of_a_new_thread
 
     began, leave, ended = threading.Event(), threading.Event(), threading.Event()
 
@@ -235,8 +257,6 @@ def test_calls_nested_in_a_call_do_not_end_it(two_threads):
     thread started later at one."""
     from skmdn._utils import run_blocks, torch_threads
 
-    from .conftest import threads_of_a_new_thread
-
     with torch_threads(1):
         for _ in range(2):  # two steps, each on two worker threads
             run_blocks(lambda rows: None, [slice(0, 1), slice(1, 2)], 2)
@@ -251,8 +271,6 @@ def test_the_main_threads_own_choice_of_one_thread_stays_the_default(two_threads
     main thread takes its one thread for the default (a thread other than
     the main one, at one, is taken for one that inherited skmdn's one)."""
     from skmdn._utils import run_blocks, torch_threads
-
-    from .conftest import threads_of_a_new_thread
 
     with torch_threads(2):  # skmdn's last setting: two
         pass
@@ -271,8 +289,6 @@ def test_the_last_call_to_end_keeps_its_threads_own_count(two_threads, monkeypat
     the default is back when the call returns, however slowly the other
     thread runs (here its set_num_threads takes 0.2 s)."""
     from skmdn._utils import torch_threads
-
-    from .conftest import threads_of_a_new_thread
 
     inside, main_ended, seen = threading.Event(), threading.Event(), {}
     set_threads = torch.set_num_threads
@@ -310,8 +326,6 @@ def test_a_worker_sets_its_one_thread_only_holding_the_process_lock(two_threads)
     from skmdn import _utils
     from skmdn._utils import one_torch_thread
 
-    from .conftest import threads_of_a_new_thread
-
     stored = _utils._stored
     worker = threading.Thread(target=one_torch_thread)
     with _utils._threads_lock:
@@ -322,3 +336,37 @@ def test_a_worker_sets_its_one_thread_only_holding_the_process_lock(two_threads)
     worker.join(10)
     assert _utils._stored == 1 and threads_of_a_new_thread() == 1
     _utils._set_torch_threads(2)  # skmdn's record and the default: two again
+
+
+@needs_fork
+def test_a_child_forked_inside_a_call_ends_it_without_a_negative_count(two_threads):
+    """A process forked inside a call continues that call in the child,
+    whose count of running calls the fork reset to zero: the call's end
+    there must leave it at zero (not -1, after which no call in the child
+    would be the last to end and put the default back)."""
+    import os
+    import time
+
+    from skmdn import _utils
+    from skmdn._utils import torch_threads
+
+    pid, ok = None, False
+    try:
+        with torch_threads(1):
+            pid = os.fork()
+        if pid == 0:  # the child
+            with torch_threads(1):
+                pass
+            ok = _utils._calls == 0 and threads_of_a_new_thread() == 2
+    finally:
+        if pid == 0:
+            os._exit(0 if ok else 1)
+    for _ in range(600):  # the child's exit status, within 60 s
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    assert done and os.waitstatus_to_exitcode(status) == 0
