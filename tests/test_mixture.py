@@ -93,9 +93,10 @@ def test_moments_follow_total_variance_and_match_samples(full):
         np.testing.assert_allclose(emp, dist.cov()[i], rtol=0.05, atol=0.05)
 
 
-def network_mixture(noise_type, d, n=6, K=3, seed=0):
-    """A GaussianMixture of ``n`` rows built by the real network (random
-    weights, head spread so parameters vary with x) for ``noise_type``."""
+def random_network(noise_type, d, gen, *, K=3, spread=5.0):
+    """The real network for ``noise_type`` (4 features, ``d`` outputs, ``K``
+    components), float64, random weights from ``gen``, its head's weights
+    multiplied by ``spread`` so that the parameters vary with x."""
     net = MDNNetwork(
         n_features=4,
         n_outputs=d,
@@ -106,18 +107,31 @@ def network_mixture(noise_type, d, n=6, K=3, seed=0):
         min_scale=1e-3,
         fixed_scale=(0.5,) * d,
     ).double()
-    gen = torch.Generator().manual_seed(seed)
     net.reset_parameters(gen)
     with torch.no_grad():
-        net.head.weight.mul_(5.0)
-        params = net(torch.randn(n, 4, dtype=torch.float64, generator=gen))
+        net.head.weight.mul_(spread)
+    return net
+
+
+def mixture_of(params, *, univariate=False):
+    """The GaussianMixture of a network's output ``params``."""
     if params.scale_tril is None:
         scale = {"scales": params.scales.numpy()}
     else:
         scale = {"scale_tril": params.scale_tril.numpy()}
     return GaussianMixture(
-        params.log_weights.numpy(), params.means.numpy(), **scale, univariate=d == 1
+        params.log_weights.numpy(), params.means.numpy(), **scale, univariate=univariate
     )
+
+
+def network_mixture(noise_type, d, n=6, K=3, seed=0):
+    """A GaussianMixture of ``n`` rows built by the real network (random
+    weights, head spread so parameters vary with x) for ``noise_type``."""
+    gen = torch.Generator().manual_seed(seed)
+    net = random_network(noise_type, d, gen, K=K)
+    with torch.no_grad():
+        params = net(torch.randn(n, 4, dtype=torch.float64, generator=gen))
+    return mixture_of(params, univariate=d == 1)
 
 
 @pytest.mark.parametrize("noise_type", NOISE_TYPES)
@@ -329,37 +343,15 @@ def test_indices_that_do_not_select_rows_raise_an_index_error():
 def test_network_loss_is_the_numpy_density(noise_type, d):
     """The torch training loss and the numpy predictive density agree for every
     noise type, on parameters built by the real network from random weights."""
-    net = MDNNetwork(
-        n_features=4,
-        n_outputs=d,
-        n_components=3,
-        hidden_layer_sizes=(8,),
-        activation="tanh",
-        noise_type=noise_type,
-        min_scale=1e-3,
-        fixed_scale=(0.5,) * d,
-    ).double()
     gen = torch.Generator().manual_seed(0)
-    net.reset_parameters(gen)
-    with torch.no_grad():  # spread the head so parameters vary with x
-        net.head.weight.mul_(20.0)
+    net = random_network(noise_type, d, gen, spread=20.0)
     x = torch.randn(10, 4, dtype=torch.float64, generator=gen)
     y = torch.randn(10, d, dtype=torch.float64, generator=gen)
     with torch.no_grad():
         params = net(x)
         lp = mixture_log_prob(params, y).numpy()
-    if params.scale_tril is None:
-        dist = GaussianMixture(
-            params.log_weights.numpy(),
-            params.means.numpy(),
-            scales=params.scales.numpy(),
-        )
-    else:
-        dist = GaussianMixture(
-            params.log_weights.numpy(),
-            params.means.numpy(),
-            scale_tril=params.scale_tril.numpy(),
-        )
+    dist = mixture_of(params)
+    if params.scale_tril is not None:
         L = params.scale_tril.numpy()
         assert np.all(np.diagonal(L, axis1=-2, axis2=-1) > 0)
         np.testing.assert_array_equal(np.triu(L, 1), 0.0)
