@@ -26,7 +26,12 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from ._mixture import diagonal_nll_backward, diagonal_nll_forward
+from ._mixture import (
+    diagonal_nll_backward,
+    diagonal_nll_forward,
+    full_nll_backward,
+    full_nll_forward,
+)
 from ._network import IN_PLACE_ACTIVATIONS, MDNNetwork
 from ._utils import SMALL_BATCH, one_torch_thread, torch_threads
 
@@ -84,11 +89,10 @@ class ManualBackprop:
 
     @staticmethod
     def supports(network: MDNNetwork) -> bool:
-        """True for diagonal-family noise and tanh, logistic, relu or identity."""
+        """True for the activations tanh, logistic, relu and identity (any
+        noise type)."""
         kinds = (*_BACKWARD, nn.Identity, nn.Linear)
-        return network.noise_type != "full" and all(
-            type(m) in kinds for m in network.trunk
-        )
+        return all(type(m) in kinds for m in network.trunk)
 
     def _buffers(self, x: torch.Tensor) -> tuple[list[torch.Tensor], ...]:
         """Transposed activations and gradients for ``len(x)`` rows, made once.
@@ -131,8 +135,9 @@ class ManualBackprop:
         ``grads`` optionally gives, for each linear layer (trunk then head),
         the ``(weight, bias)`` tensors to write the gradients to instead of
         the parameters' ``.grad``; ``constant_weight`` is passed to
-        :func:`~skmdn._mixture.diagonal_nll_forward` (0 for a block of a
-        batch other than the first). Everything runs feature-major, one column
+        :func:`~skmdn._mixture.diagonal_nll_forward` (or
+        :func:`~skmdn._mixture.full_nll_forward`; 0 for a block of a batch
+        other than the first). Everything runs feature-major, one column
         per row of ``x``: of the layouts measured at batch 8192 (2 threads),
         this one gives the fastest products, ``mm`` then an in-place bias
         beats ``addmm``, and the mixture loss reads its parameters as
@@ -150,18 +155,18 @@ class ManualBackprop:
             if i < last and self.forward_act is not None:
                 self.forward_act(out)
         logits, means, raw = self._split(acts[-1])
-        fixed = net.fixed_scale if raw is None else None
-        loss, saved = diagonal_nll_forward(
-            logits,
-            means,
-            raw,
-            y.t().contiguous(),
-            weights,
-            net.min_scale,
-            fixed,
-            constant_weight,
-        )
-        diagonal_nll_backward(saved, 1.0, out=self._split(deltas[-1]))
+        y_t = y.t().contiguous()
+        if net.noise_type == "full":
+            loss, saved = full_nll_forward(
+                logits, means, raw, y_t, weights, net.min_scale, constant_weight
+            )
+            full_nll_backward(saved, 1.0, out=self._split(deltas[-1]))
+        else:
+            fixed = net.fixed_scale if raw is None else None
+            loss, saved = diagonal_nll_forward(
+                logits, means, raw, y_t, weights, net.min_scale, fixed, constant_weight
+            )
+            diagonal_nll_backward(saved, 1.0, out=self._split(deltas[-1]))
         for i in range(last, -1, -1):
             layer, delta = self.linears[i], deltas[i + 1]
             weight_grad, bias_grad = grads[i]

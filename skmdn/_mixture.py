@@ -37,6 +37,8 @@ __all__ = [
     "diagonal_mixture_nll",
     "diagonal_nll_backward",
     "diagonal_nll_forward",
+    "full_nll_backward",
+    "full_nll_forward",
     "mixture_log_prob",
     "row_blocks",
     "row_units",
@@ -287,25 +289,46 @@ def diagonal_nll_forward(
     # themselves stay finite: a component of tiny weight can still carry a
     # row's likelihood (an outlier far from the others), so it is dropped,
     # if at all, only after its density is counted (``resp`` below).
-    shifted = logits - logits.amax(0)
-    pi = F.threshold(shifted, _DROP_BELOW, -math.inf).exp_()
-    pi_sum = pi.sum(0)
-    pi.div_(pi_sum)
-    log_pi = shifted.sub_(pi_sum.log_())
+    log_pi, pi = _log_weights(logits)
     if raw_scales is None:
         scales = fixed_scale.to(means).view(1, -1, 1)
     else:
         scales = F.softplus(raw_scales).add_(min_scale)
     z = (y - means).div_(scales)
+    loss, resp = _weighted_nll(log_pi, z, scales, weights, constant_weight)
+    return loss, (resp, pi, z, scales, raw_scales, weights)
+
+
+def _log_weights(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(log_softmax, softmax)`` of component-major ``logits`` (K, n), the
+    weights below e^-60 of the largest set to 0 (see diagonal_nll_forward)."""
+    shifted = logits - logits.amax(0)
+    pi = F.threshold(shifted, _DROP_BELOW, -math.inf).exp_()
+    pi_sum = pi.sum(0)
+    pi.div_(pi_sum)
+    return shifted.sub_(pi_sum.log_()), pi
+
+
+def _weighted_nll(
+    log_pi: torch.Tensor,
+    z: torch.Tensor,
+    scales: torch.Tensor,
+    weights: torch.Tensor,
+    constant_weight: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The loss and the responsibilities (K, n) of components whose standard
+    scores are ``z`` (K, d, n) and whose log-determinant is ``sum log scales``
+    (a diagonal's scales or a Cholesky factor's diagonal); see
+    :func:`diagonal_nll_forward`."""
     log_comp = log_pi - torch.addcmul(scales.log(), z, z, value=0.5).sum(1)
     top = log_comp.amax(0)
     resp = F.threshold_(log_comp.sub_(top), _DROP_BELOW, -math.inf).exp_()
     total = resp.sum(0)
     resp.div_(total)
     ll = total.log_().add_(top)  # without the 2 pi term
-    d = means.shape[1]
+    d = z.shape[1]
     loss = constant_weight * 0.5 * d * _LOG_2PI - weights @ ll
-    return loss, (resp, pi, z, scales, raw_scales, weights)
+    return loss, resp
 
 
 def diagonal_nll_backward(
@@ -337,6 +360,92 @@ def diagonal_nll_backward(
         grad_raw = torch.mul(
             grad_s.sum_to_size(raw_scales.shape), torch.sigmoid(raw_scales), out=out_raw
         )
+    return grad_logits, grad_means, grad_raw
+
+
+def _tril_start(i: int) -> int:
+    """Position of entry (i, 0) of a lower triangle stored row by row (the
+    order of ``torch.tril_indices``); entry (i, j) is at ``_tril_start(i) + j``."""
+    return i * (i + 1) // 2
+
+
+def full_nll_forward(
+    logits: torch.Tensor,
+    means: torch.Tensor,
+    raw_tril: torch.Tensor,
+    y: torch.Tensor,
+    weights: torch.Tensor,
+    min_scale: float,
+    constant_weight: float = 1.0,
+) -> tuple[torch.Tensor, tuple]:
+    """:func:`diagonal_nll_forward` for ``noise_type='full'``, no autograd.
+
+    Component-major: ``logits`` (K, n), ``means`` (K, d, n), ``y`` (d, n),
+    ``weights`` (n,) and ``raw_tril`` (K, d (d + 1) / 2, n), the network's
+    raw lower-triangle entries row by row (see ``MDNNetwork.forward``): the
+    Cholesky factor ``L`` has these off the diagonal and
+    ``softplus(raw) + min_scale`` on it. The standard scores
+    ``z = L^-1 (y - mu)`` come by forward substitution, one in-place kernel
+    per entry of the triangle (a batched ``solve_triangular`` of n K tiny
+    systems costs more than the rest of a step). Returns the loss (the
+    weighted NLL of ``mixture_log_prob``, the constant counted as in
+    :func:`diagonal_nll_forward`) and what :func:`full_nll_backward` needs.
+    """
+    log_pi, pi = _log_weights(logits)
+    d = means.shape[1]
+    raw_diag = torch.stack([raw_tril[:, _tril_start(i) + i] for i in range(d)], 1)
+    diag = F.softplus(raw_diag).add_(min_scale)  # (K, d, n)
+    z = y - means
+    for i in range(d):
+        start = _tril_start(i)
+        for j in range(i):
+            z[:, i].addcmul_(raw_tril[:, start + j], z[:, j], value=-1.0)
+        z[:, i].div_(diag[:, i])
+    loss, resp = _weighted_nll(log_pi, z, diag, weights, constant_weight)
+    return loss, (resp, pi, z, diag, raw_tril, raw_diag, weights)
+
+
+def full_nll_backward(
+    saved: tuple,
+    grad: torch.Tensor | float,
+    out: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gradients ``(logits, means, raw_tril)`` of :func:`full_nll_forward`'s
+    loss times ``grad``, component-major; ``out`` names tensors to write
+    them into.
+
+    A component's log-density ``-|z|^2 / 2 - sum_i log L_ii`` (plus a
+    constant), ``z = L^-1 (y - mu)``, has ``d/dmu = u`` with ``u = L^-T z``
+    (back substitution) and ``d/dL_ij = u_i z_j - [i = j] / L_ii`` for
+    ``i >= j``; the diagonal's raw entries get that times the softplus
+    derivative (autograd's ``softplus_backward``). Each is weighted by the
+    responsibility as in :func:`diagonal_nll_backward`, where ``d = 1`` (or a
+    diagonal ``L``) gives the same formulas.
+    """
+    resp, pi, z, diag, raw_tril, raw_diag, weights = saved
+    out_logits, out_means, out_raw = out if out is not None else (None, None, None)
+    coef = weights * -grad  # d(loss)/d(l_i), shape (n,)
+    grad_logits = torch.mul(resp - pi, coef, out=out_logits)
+    resp = (resp * coef).unsqueeze(1)
+    d = z.shape[1]
+    u = z.clone()
+    for i in reversed(range(d)):  # u = L^-T z
+        u[:, i].div_(diag[:, i])
+        start = _tril_start(i)
+        for j in range(i):
+            u[:, j].addcmul_(raw_tril[:, start + j], u[:, i], value=-1.0)
+    grad_raw = torch.empty_like(raw_tril) if out_raw is None else out_raw
+    inverse = diag.reciprocal()
+    for i in range(d):
+        start = _tril_start(i)
+        row = grad_raw[:, start : start + i + 1]
+        torch.mul(u[:, i : i + 1], z[:, : i + 1], out=row)
+        on_diag = row[:, i].sub_(inverse[:, i])
+        torch.ops.aten.softplus_backward.grad_input(
+            on_diag, raw_diag[:, i], 1.0, 20.0, grad_input=on_diag
+        )
+    grad_raw.mul_(resp)
+    grad_means = torch.mul(u, resp, out=out_means)
     return grad_logits, grad_means, grad_raw
 
 

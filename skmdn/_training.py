@@ -300,9 +300,9 @@ def batch_loss(
 class AutogradStep:
     """:func:`batch_loss` and its gradients by autograd, called as
     :class:`~skmdn._backprop.ManualBackprop` is (for the networks that it
-    does not support: ``noise_type='full'``, activations ``'gelu'`` and
-    ``'silu'``), so that :class:`~skmdn._backprop.BlockedBackprop` can run
-    either on blocks of a batch.
+    does not support: activations ``'gelu'`` and ``'silu'``), so that
+    :class:`~skmdn._backprop.BlockedBackprop` can run either on blocks of a
+    batch.
     """
 
     def __init__(self, network: MDNNetwork) -> None:

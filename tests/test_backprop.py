@@ -5,10 +5,13 @@ from __future__ import annotations
 import itertools
 import threading
 
+import numpy as np
 import pytest
 import torch
+from torch.nn import functional as F
 
-from skmdn import _kernels
+from skmdn import MDNRegressor, _kernels
+from skmdn import _training as training
 from skmdn._backprop import BlockedBackprop, ManualBackprop
 from skmdn._network import MDNNetwork
 from skmdn._training import AutogradStep, FlatAdam, batch_loss
@@ -74,6 +77,129 @@ def _assert_matches_autograd(net, x, y, w, rtol=(1e-12, 1e-10), atol=1e-12):
         torch.testing.assert_close(g, ref, rtol=rtol[1], atol=atol)
 
 
+def _full_network(d, K, hidden, dtype=torch.float64):
+    """A 'full' network whose Cholesky diagonals span the scale floor
+    (softplus(raw) far below min_scale) to softplus's linear branch (raw
+    above 20).
+
+    Without hidden layers the head is the identity, so that both steps see
+    the same head outputs bit for bit (:func:`_full_batch` draws them as x).
+    With hidden layers the head's raw diagonal entries are ``40 h_0 - 15``
+    for the last hidden unit ``h_0`` and its off-diagonal ones small. Either
+    way the correlations stay away from 1: with off-diagonal entries 10^4
+    times a floored diagonal (correlation ``1 - 1e-8``) the loss magnifies
+    any rounding (of the head's products, or of the substitution) past
+    1e-12, for autograd and the hand-written step alike (each 1e-12 to 6e-11
+    from a 60-digit reference at d = 3).
+    """
+    T = d * (d + 1) // 2
+    n_head = K + K * d + K * T
+    n_in = n_head if not hidden else 4
+    net = MDNNetwork(n_in, d, K, hidden, "tanh", "full", 1e-3).to(dtype)
+    net.reset_parameters(torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        if not hidden:
+            net.head.weight.copy_(torch.eye(n_head))
+            net.head.bias.zero_()
+            return net
+        net.head.weight.normal_(0.0, 1.0, generator=g)
+        net.head.bias.normal_(0.0, 1.0, generator=g)
+        raw_w = net.head.weight[K + K * d :].view(K, T, -1)
+        raw_b = net.head.bias[K + K * d :].view(K, T)
+        raw_w[:, ~net.tril_is_diag] *= 1e-3
+        raw_b[:, ~net.tril_is_diag] *= 1e-3
+        raw_w[:, net.tril_is_diag] = 0.0
+        raw_w[:, net.tril_is_diag, 0] = 40.0
+        raw_b[:, net.tril_is_diag] = -15.0
+    return net
+
+
+def _full_batch(net, n, seed=0):
+    """x (for an identity head: the raw outputs, diagonals uniform on
+    (-45, 30) and entry (i, j) off the diagonal ``0.9 N(0, 1) sqrt(L_ii L_jj)``:
+    correlations far from 1); y drawn from a random component of each row's mixture (so
+    that a floored scale does not make every density vanish); random sample
+    weights summing to one."""
+    g = torch.Generator().manual_seed(seed)
+    dtype = net.head.weight.dtype
+    n_in = net.trunk[0].in_features if len(net.trunk) else net.head.in_features
+    x = 3.0 * torch.randn(n, n_in, generator=g, dtype=dtype)
+    if not len(net.trunk):
+        K, d = net.n_components, net.n_outputs
+        tril = x[:, K + K * d :].view(n, K, -1)
+        raw = torch.rand(n, K, d, generator=g, dtype=dtype) * 75.0 - 45.0
+        s = F.softplus(raw) + net.min_scale
+        rows, cols = torch.tril_indices(d, d)
+        tril.mul_(s[..., rows].mul(s[..., cols]).sqrt_().mul_(0.3))
+        tril[..., net.tril_is_diag] = raw
+    with torch.no_grad():
+        params = net(x)
+    rows = torch.arange(n)
+    pick = torch.randint(net.n_components, (n,), generator=g)
+    eps = torch.randn(n, net.n_outputs, 1, generator=g, dtype=dtype)
+    y = params.means[rows, pick] + (params.scale_tril[rows, pick] @ eps)[..., 0]
+    w = torch.rand(n, generator=g, dtype=dtype)
+    return x, y, w / w.sum()
+
+
+def _raw_diagonals(net, x):
+    with torch.no_grad():
+        _, _, raw = net.head_outputs(x)
+    return raw[..., net.tril_is_diag]
+
+
+def _step_grads(net, step_type, x, y, w):
+    opt = FlatAdam(net, 1e-3, 0.0)
+    opt.grad.fill_(123.0)  # stale values must be overwritten, not added to
+    try:
+        loss = step_type(net)(x, y, w)
+        return loss, [p.grad.clone() for p in net.parameters()]
+    finally:
+        opt.release()
+
+
+@pytest.mark.parametrize("d", [2, 3])
+@pytest.mark.parametrize("K", [1, 5])
+@pytest.mark.parametrize(("hidden", "tol"), [((), 1e-13), ((8, 5), 5e-12)])
+def test_full_covariance_step_matches_autograd(d, K, hidden, tol):
+    """The hand-written 'full' step against AutogradStep (autograd through
+    solve_triangular in mixture_log_prob, as every 'full' fit trained
+    before) on the same network and batch, float64, with sample weights and
+    Cholesky diagonals on the scale floor on some rows (and, through the
+    identity head, on softplus's linear branch on others): the same loss and
+    gradients, to ``tol`` relative to each gradient's largest entry. With
+    hidden layers the two steps' heads round differently, and a floored
+    scale (1e-3) divides that rounding of the means (about 1e-15) into the
+    gradients: a few 1e-12 (measured), where the identity head gives 1e-14.
+    """
+    net = _full_network(d, K, hidden)
+    x, y, w = _full_batch(net, 200)
+    raw = _raw_diagonals(net, x)
+    assert (F.softplus(raw) < 1e-9 * net.min_scale).any(dim=(1, 2)).sum() >= 10
+    assert (raw > -10.0).sum() >= 10  # and entries far from it
+    if not hidden:
+        assert (raw > 20.0).any(dim=(1, 2)).sum() >= 10
+    want_loss, want = _step_grads(net, AutogradStep, x, y, w)
+    got_loss, got = _step_grads(net, ManualBackprop, x, y, w)
+    assert float(got_loss) == pytest.approx(float(want_loss), rel=1e-13)
+    for g, ref in zip(got, want, strict=True):
+        assert torch.isfinite(ref).all() and ref.abs().max() > 0
+        assert (g - ref).abs().max() <= tol * ref.abs().max()
+
+
+def test_full_covariance_step_in_float32():
+    """As in float64, to float32's rounding of the head magnified by the
+    floored scales (1e-3) of some rows."""
+    net = _full_network(2, 5, (8, 5), dtype=torch.float32)
+    x, y, w = _full_batch(net, 300)
+    want_loss, want = _step_grads(net, AutogradStep, x, y, w)
+    got_loss, got = _step_grads(net, ManualBackprop, x, y, w)
+    assert float(got_loss) == pytest.approx(float(want_loss), rel=1e-5)
+    for g, ref in zip(got, want, strict=True):
+        assert (g - ref).abs().max() <= 1e-3 * ref.abs().max()
+
+
 def test_workspace_serves_changing_batch_sizes():
     """Buffers are kept per batch size; a size seen again reuses them."""
     net = _network("diagonal")
@@ -98,8 +224,8 @@ def test_workspace_serves_changing_batch_sizes():
 
 @pytest.mark.parametrize(
     ("noise_type", "activation", "supported"),
-    [("full", "tanh", False), ("diagonal", "gelu", False), ("diagonal", "silu", False),
-     ("fixed", "relu", True)],
+    [("full", "tanh", True), ("diagonal", "gelu", False), ("diagonal", "silu", False),
+     ("fixed", "relu", True), ("full", "silu", False)],
 )  # fmt: skip
 def test_supports_only_what_it_differentiates(noise_type, activation, supported):
     net = _network(noise_type, activation)
@@ -163,7 +289,7 @@ def _blocked(net, x, y, w, workers, block_rows, step_type=ManualBackprop):
 
 @pytest.mark.parametrize(
     ("noise_type", "activation", "step_type"),
-    [(noise_type, "tanh", ManualBackprop) for noise_type in DIAGONAL_TYPES]
+    [(noise_type, "tanh", ManualBackprop) for noise_type in [*DIAGONAL_TYPES, "full"]]
     + [  # the networks ManualBackprop does not support: autograd per block
         ("full", "tanh", AutogradStep),
         ("diagonal", "gelu", AutogradStep),
@@ -301,3 +427,30 @@ def test_a_failing_block_reaches_the_caller_and_the_step_recovers(workers):
     finally:
         step.close()
         opt.release()
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("d", [2, 3])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_full_covariance_fit_follows_the_autograd_fit(d, weighted, monkeypatch):
+    """A float64 'full' fit through the hand-written step against the same
+    fit through AutogradStep (as every 'full' fit ran before): batches of 200
+    rows in blocks of at most 64 (4 blocks, on 2 workers), with and without
+    sample weights; the loss curves agree to rounding over 20 epochs."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(800, 2))
+    mixing = np.tril(rng.normal(size=(d, d))) + 2.0 * np.eye(d)
+    Y = np.c_[[np.sin(X[:, 0]), X[:, 1] ** 2, X[:, 0] * X[:, 1]]].T[:, :d]
+    Y = Y + 0.3 * rng.normal(size=(800, d)) @ mixing.T
+    w = rng.uniform(0.5, 2.0, size=800) if weighted else None
+    params = dict(
+        noise_type="full", n_components=3, hidden_layer_sizes=(16, 16),
+        batch_size=200, max_iter=20, early_stopping=False, n_threads=2,
+        random_state=0,
+    )  # fmt: skip
+    monkeypatch.setattr(training, "SMALL_BATCH", 64)
+    fast = MDNRegressor(**params).fit(X, Y, sample_weight=w)
+    monkeypatch.setattr(ManualBackprop, "supports", staticmethod(lambda net: False))
+    slow = MDNRegressor(**params).fit(X, Y, sample_weight=w)
+    assert len(fast.loss_curve_) == len(slow.loss_curve_) == 20
+    np.testing.assert_allclose(fast.loss_curve_, slow.loss_curve_, rtol=1e-9)
