@@ -8,11 +8,13 @@ import threading
 import numpy as np
 import pytest
 import torch
+from scipy.stats import multivariate_normal
 from torch.nn import functional as F
 
 from skmdn import MDNRegressor, _kernels
 from skmdn import _training as training
 from skmdn._backprop import BlockedBackprop, ManualBackprop
+from skmdn._mixture import full_nll_backward, full_nll_forward, mixture_log_prob
 from skmdn._network import MDNNetwork
 from skmdn._training import AutogradStep, FlatAdam, batch_loss
 
@@ -188,6 +190,51 @@ def test_full_covariance_step_matches_autograd(d, K, hidden, tol):
         assert (g - ref).abs().max() <= tol * ref.abs().max()
 
 
+def test_full_covariance_loss_gradients_against_autograd_of_log_prob():
+    """full_nll_forward and full_nll_backward alone (no ``out`` buffers), on
+    raw head outputs, against autograd through ``MDNNetwork.forward`` (the
+    Cholesky factor) and ``mixture_log_prob`` (solve_triangular); the loss
+    also against scipy's multivariate normal densities."""
+    K, d = 2, 3
+    net = _full_network(d, K, ())
+    x, y, w = _full_batch(net, 50)
+    raw = x.clone().requires_grad_(True)
+    params = net(raw)
+    want = -(w * mixture_log_prob(params, y)).sum()
+    (want_grad,) = torch.autograd.grad(want, raw)
+    loss, saved = full_nll_forward(
+        x[:, :K].t().contiguous(),
+        x[:, K : K + K * d].reshape(-1, K, d).permute(1, 2, 0).contiguous(),
+        x[:, K + K * d :].reshape(-1, K, d * (d + 1) // 2).permute(1, 2, 0),
+        y.t().contiguous(),
+        w,
+        net.min_scale,
+    )
+    logits, means, tril = full_nll_backward(saved, 1.0)
+    got_grad = torch.cat(
+        [
+            logits.t(),
+            means.permute(2, 0, 1).flatten(1),
+            tril.permute(2, 0, 1).flatten(1),
+        ],
+        dim=1,
+    )
+    assert float(loss) == pytest.approx(float(want.detach()), rel=1e-13)
+    torch.testing.assert_close(got_grad, want_grad, rtol=1e-10, atol=1e-13)
+    p = params.log_weights.detach().exp().numpy()
+    L = params.scale_tril.detach().numpy()
+    mu = params.means.detach().numpy()
+    density = [
+        sum(
+            p[i, k] * multivariate_normal(mu[i, k], L[i, k] @ L[i, k].T).pdf(y[i])
+            for k in range(K)
+        )
+        for i in range(len(y))
+    ]
+    reference = -(w.numpy() * np.log(density)).sum()
+    assert float(loss) == pytest.approx(reference, rel=1e-8)
+
+
 def test_full_covariance_step_in_float32():
     """As in float64, to float32's rounding of the head magnified by the
     floored scales (1e-3) of some rows."""
@@ -261,8 +308,6 @@ def test_far_components_leave_no_subnormal_gradients():
 
 def _log_prob64(net, x, y, component=None):
     """float64 log p(y|x), or the log of one component's term in it."""
-    from skmdn._mixture import mixture_log_prob
-
     with torch.no_grad():
         p = net.double()(x.double())
         net.float()
