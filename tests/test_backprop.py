@@ -161,7 +161,7 @@ def _step_grads(net, step_type, x, y, w):
         opt.release()
 
 
-@pytest.mark.parametrize("d", [2, 3])
+@pytest.mark.parametrize("d", [1, 2, 3])
 @pytest.mark.parametrize("K", [1, 5])
 @pytest.mark.parametrize(("hidden", "tol"), [((), 1e-13), ((8, 5), 5e-12)])
 def test_full_covariance_step_matches_autograd(d, K, hidden, tol):
