@@ -45,14 +45,20 @@ def _autograd(net, x, y, w):
     return loss.detach(), [p.grad.clone() for p in net.parameters()]
 
 
-def _manual(net, x, y, w):
+def _step_grads(net, step_type, x, y, w):
+    """The loss and gradients of one ``step_type`` step (ManualBackprop or
+    AutogradStep) on the batch, written into FlatAdam's buffer."""
     opt = FlatAdam(net, 1e-3, 0.0)  # binds every .grad to its flat buffer
     opt.grad.fill_(123.0)  # stale values must be overwritten, not added to
     try:
-        loss = ManualBackprop(net)(x, y, w)
+        loss = step_type(net)(x, y, w)
         return loss, [p.grad.clone() for p in net.parameters()]
     finally:
         opt.release()
+
+
+def _manual(net, x, y, w):
+    return _step_grads(net, ManualBackprop, x, y, w)
 
 
 @pytest.mark.parametrize("noise_type", DIAGONAL_TYPES)
@@ -149,16 +155,6 @@ def _raw_diagonals(net, x):
     with torch.no_grad():
         _, _, raw = net.head_outputs(x)
     return raw[..., net.tril_is_diag]
-
-
-def _step_grads(net, step_type, x, y, w):
-    opt = FlatAdam(net, 1e-3, 0.0)
-    opt.grad.fill_(123.0)  # stale values must be overwritten, not added to
-    try:
-        loss = step_type(net)(x, y, w)
-        return loss, [p.grad.clone() for p in net.parameters()]
-    finally:
-        opt.release()
 
 
 @pytest.mark.parametrize("d", [1, 2, 3])
