@@ -1076,13 +1076,18 @@ class GaussianMixture:
 
         Row ``i * d + j`` is the marginal of output ``j`` of input row ``i``.
         """
+        mu, s = self._marginal_locations()
+        return np.repeat(self.weights, self.n_outputs, axis=0), mu, s
+
+    def _marginal_locations(self) -> tuple[np.ndarray, np.ndarray]:
+        """The (mu, s) of :meth:`_marginal_params`, without the weights."""
         n, K, d = self.means.shape
         if self.scales is not None:
             s = self.scales
         else:  # marginal sd of output j: norm of row j of the Cholesky factor
             s = _cholesky_row_norms(self._scale_tril)
         flat = lambda a: np.swapaxes(a, 1, 2).reshape(n * d, K)  # noqa: E731
-        return np.repeat(self.weights, d, axis=0), flat(self.means), flat(s)
+        return flat(self.means), flat(s)
 
     def marginal(self, dim) -> GaussianMixture:
         """Marginal distribution of output ``dim``, or of the outputs ``dim``.
@@ -1445,7 +1450,7 @@ class GaussianMixture:
     def _log_tail(self, y, *, upper: bool) -> np.ndarray:
         """:meth:`logcdf` (or :meth:`logsf` with ``upper``) of ``y``."""
         y = self._flatten_arg(y, "y")
-        _, mu, s = self._marginal_params()
+        mu, s = self._marginal_locations()  # the weights come in log space
         # the log-weights normalised, not log(weights): a weight below 1e-308
         # is 0, and its component can still carry a far tail
         # (torch's logsumexp: scipy's took 30-50 ms on 1e5 rows of 5)
