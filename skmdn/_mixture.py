@@ -664,6 +664,20 @@ class GaussianMixture:
             n_threads=self.n_threads,
         )
 
+    def __array__(self, dtype=None, copy=None):
+        """Refuse conversion to an array, saying what to call instead.
+
+        With a length and integer rows, numpy would otherwise take a mixture
+        for a nested sequence and fail deep inside (e.g.
+        ``mean_squared_error(y, model.predict_dist(X))``).
+        """
+        raise TypeError(
+            f"{self!r} is a batch of distributions, not an array: for numbers "
+            "call one of its methods, e.g. dist.mean() (what predict returns), "
+            "dist.sample(n), dist.logpdf(y), or read dist.weights, dist.means "
+            "and dist.covariances."
+        )
+
     def __repr__(self) -> str:
         kind = "diagonal" if self.scales is not None else "full"
         return (

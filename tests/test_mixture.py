@@ -2,6 +2,7 @@
 numerical integration and the mixture's own moment formulas."""
 
 import itertools
+import pickle
 
 import numpy as np
 import pytest
@@ -321,6 +322,26 @@ def test_integer_rows_out_of_range_raise_and_iteration_ends():
     for i in (3, -4, np.int64(10)):
         with pytest.raises(IndexError, match="out of range for 3 rows"):
             dist[i]
+
+
+def test_a_mixture_used_as_an_array_says_what_to_call_instead():
+    """A mixture has a length and integer rows, so numpy took it for a nested
+    sequence: mean_squared_error(y, model.predict_dist(X)) (predict_dist for
+    predict) recursed through rows of rows and died "setting an array element
+    with a sequence ... maximum number of dimension of 64"."""
+    from sklearn.metrics import mean_squared_error
+
+    dist = random_mixture(np.random.default_rng(11), n=3, K=2, d=1, full=False)
+    for convert in (
+        np.asarray,
+        lambda d: np.array([d]),
+        lambda d: mean_squared_error(np.zeros(3), d),
+    ):
+        with pytest.raises(TypeError, match=r"not an array.*mean\(\)"):
+            convert(dist)
+    rows = list(itertools.islice(dist, 4))  # iteration and pickling still work
+    assert len(rows) == 3
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(dist)).means, dist.means)
 
 
 def test_indices_that_do_not_select_rows_raise_an_index_error():
