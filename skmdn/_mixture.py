@@ -1876,13 +1876,15 @@ class GaussianMixture:
         >>> np.round(cold.weights, 3), cold.scales[0, :, 0]  # 0.64 / (0.64 + 0.04)
         (array([[0.941, 0.059]]), array([2., 2.]))
         """
-        for name, value in (
-            ("temperature", temperature),
-            ("scale_temperature", scale_temperature),
+        for name, value, bound in (
+            ("temperature", temperature, "> 0"),
+            ("scale_temperature", scale_temperature, ">= 0"),
         ):
             # a string is a numpy scalar too, and failed in np.isfinite
             if not (isinstance(value, Real) and np.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0; got {value!r}.")
+                raise ValueError(
+                    f"{name} must be a finite number {bound}; got {value!r}."
+                )
         if temperature == 0:
             raise ValueError(
                 "temperature must be > 0; use a small value such as 1e-3 to "

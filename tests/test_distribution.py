@@ -944,6 +944,21 @@ def test_temperature_semantics():
         dist.tempered(scale_temperature=-1.0)
 
 
+@pytest.mark.parametrize("value", [-1.0, np.inf, np.nan, "1"])
+def test_temperature_errors_state_the_bound_it_has(value):
+    """temperature=-1 was told it "must be a finite number >= 0", and then 0
+    was refused too: temperature is > 0, scale_temperature >= 0 (0 collapses
+    the components to their means)."""
+    dist = random_mixture(np.random.default_rng(9), 2, 3)
+    with pytest.raises(ValueError, match=r"^temperature must be a finite number > 0"):
+        dist.tempered(temperature=value)
+    with pytest.raises(ValueError, match=r"^temperature must be a finite number > 0"):
+        dist.sample(2, temperature=value)
+    with pytest.raises(ValueError, match=r"^scale_temperature must be .* >= 0"):
+        dist.tempered(scale_temperature=value)
+    assert dist.tempered(scale_temperature=0.0).scales.max() == 0.0
+
+
 def test_point_masses_refuse_densities_and_keep_their_moments():
     """tempered(scale_temperature=0) makes point masses, which have no density:
     logpdf gave NaN (a LinAlgError for full covariances), and mode, hdr and
