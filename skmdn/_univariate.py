@@ -244,6 +244,28 @@ def _root_search(
     return x
 
 
+def _refuse_levels(q: np.ndarray) -> None:
+    """Raise the error for quantile levels outside [0, 1], showing the first
+    few of them (and, for levels up to 100, that they look like percentages).
+
+    >>> try:
+    ...     _refuse_levels(np.array([0.5, 50.0]))
+    ... except ValueError as error:
+    ...     print(str(error).split("; ")[1])
+    got 50.0. For percentages divide by 100.
+    """
+    bad = np.unique(q[~((q >= 0) & (q <= 1))])  # NaN last, once
+    shown = ", ".join(repr(float(v)) for v in bad[:3]) + (
+        ", ..." if bad.size > 3 else ""
+    )
+    hint = (
+        " For percentages divide by 100."
+        if np.all((q >= 0) & (q <= 100)) and q.max() > 1
+        else ""
+    )
+    raise ValueError(f"Quantile levels must lie in [0, 1] (no NaN); got {shown}.{hint}")
+
+
 def mixture_ppf(q, w: np.ndarray, mu: np.ndarray, s: np.ndarray) -> np.ndarray:
     """Quantile function: the ``x`` with ``F(x) = q``, for ``q`` of shape (..., N).
 
@@ -256,9 +278,7 @@ def mixture_ppf(q, w: np.ndarray, mu: np.ndarray, s: np.ndarray) -> np.ndarray:
     """
     q = np.asarray(q, dtype=np.float64)
     if not np.all((q >= 0) & (q <= 1)):
-        raise ValueError(
-            "Quantile levels must lie in [0, 1] (no NaN); got values outside it."
-        )
+        _refuse_levels(q)
     N = w.shape[0]
     q = np.broadcast_to(q, np.broadcast_shapes(q.shape, (N,)))
     shape = q.shape

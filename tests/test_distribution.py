@@ -1047,6 +1047,28 @@ def test_temperature_of_full_covariances():
         np.testing.assert_allclose(hot.cov(), cov, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize(
+    "q, shown",
+    [
+        ([10, 50, 90], r"got 10\.0, 50\.0, 90\.0.*percentages.*divide by 100"),
+        (None, r"got nan\b"),
+        ([0.5, -0.1], r"got -0\.1\b"),
+    ],
+)
+def test_quantile_levels_outside_zero_one_are_shown(q, shown):
+    """The error said only "got values outside it": predict_quantiles(X,
+    [10, 50, 90]) (percentiles, as np.percentile takes them) and q=None (read
+    as NaN) both left the user to guess which value was wrong."""
+    dist = random_mixture(np.random.default_rng(10), 3, 2)
+    with pytest.raises(ValueError, match=r"\[0, 1\].*" + shown):
+        dist.quantile(q)
+    if np.ndim(q) == 1 and np.max(q) > 1:
+        levels = np.asarray(q) / 100  # the advice works
+        np.testing.assert_allclose(
+            dist.quantile(levels)[:, 1], dist.ppf(0.5), rtol=1e-12
+        )
+
+
 def test_bad_arguments_are_rejected_clearly():
     dist = random_mixture(np.random.default_rng(10), 3, 2)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
