@@ -896,6 +896,9 @@ class GaussianMixture:
             with leading batch axes: e.g. a grid of candidate values of
             shape (m, n), or ``grid[:, None]`` of shape (m, 1) for the same
             m values in every row (broadcast as a view, not copied per row).
+            For a univariate mixture, one value per row is shape (n,): a
+            column of targets of shape (n, 1) (a one-column DataFrame) is
+            read as such a grid, and gives shape (n, n).
 
         Returns
         -------
