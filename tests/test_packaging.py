@@ -134,3 +134,32 @@ def test_ci_stops_when_a_pip_install_fails():
             )  # fmt: skip
             assert ("reached" in run.stdout) == (status == 0), (suffix, run)
             assert (run.returncode == 0) == (status == 0), (suffix, run)
+
+
+def test_ci_builds_a_fresh_environment_on_every_run(tmp_path):
+    # Regression: `python3 -m venv .venv-ci` keeps an existing .venv-ci, so a
+    # second run of .ci/run tested against the packages of the first: a
+    # dependency dropped from setup.cfg stayed installed and CI passed where
+    # a fresh machine fails. The script's venv line, run twice, must clear it.
+    script = ROOT / ".ci" / "run"
+    if not script.exists():
+        pytest.skip(".ci/ is not in the sdist")
+    bash = shutil.which("bash")
+    if bash is None:
+        pytest.skip("bash is not installed")
+    (line,) = (
+        line
+        for line in script.read_text(encoding="utf-8").splitlines()
+        if line.startswith("python3 -m venv ")
+    )
+    # the same command, without pip (ensurepip would take most of the time)
+    command = line.replace(
+        "python3 -m venv ", f"{sys.executable} -m venv --without-pip "
+    )
+    target = tmp_path / line.split()[-1]
+    subprocess.run([bash, "-c", command], cwd=tmp_path, check=True)
+    stale = target / "stale-package-from-an-earlier-run"
+    stale.write_text("")
+    subprocess.run([bash, "-c", command], cwd=tmp_path, check=True)
+    assert (target / "pyvenv.cfg").exists()
+    assert not stale.exists()
