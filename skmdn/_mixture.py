@@ -801,6 +801,7 @@ class GaussianMixture:
         (m, 1) for m values shared by every row, is a read-only view, not a
         copy per row (logpdf refused both, which cdf accepted)."""
         y = np.asarray(y, dtype=np.float64)
+        self._refuse_column(y, "y")
         want = (len(self),) if self.univariate else (len(self), self.n_outputs)
         try:
             shape = np.broadcast_shapes(y.shape, want)
@@ -896,9 +897,10 @@ class GaussianMixture:
             with leading batch axes: e.g. a grid of candidate values of
             shape (m, n), or ``grid[:, None]`` of shape (m, 1) for the same
             m values in every row (broadcast as a view, not copied per row).
-            For a univariate mixture, one value per row is shape (n,): a
-            column of targets of shape (n, 1) (a one-column DataFrame) is
-            read as such a grid, and gives shape (n, n).
+            For a univariate mixture, one value per row is shape (n,); a
+            column of shape (n, 1) (a one-column DataFrame) is refused as
+            ambiguous, since broadcasting would read it as a grid of n values
+            and give shape (n, n).
 
         Returns
         -------
@@ -917,9 +919,17 @@ class GaussianMixture:
         (7, 1)
         >>> two = GaussianMixture(np.zeros((2, 1)), np.array([[[0.0]], [[5.0]]]),
         ...                       scales=np.ones((2, 1, 1)), univariate=True)
-        >>> np.round(two.logpdf(np.array([[0.0], [5.0]])), 4)  # one grid, both rows
+        >>> np.round(two.logpdf(np.array([0.0, 5.0])), 4)  # one value per row
+        array([-0.9189, -0.9189])
+        >>> grid = np.array([0.0, 5.0, 10.0])
+        >>> np.round(two.logpdf(grid[:, None]), 4)  # the grid in both rows
         array([[ -0.9189, -13.4189],
-               [-13.4189,  -0.9189]])
+               [-13.4189,  -0.9189],
+               [-50.9189, -13.4189]])
+
+        A column of as many values as rows, shape (2, 1) here, could mean
+        either; it is refused, and ``np.ravel(y)`` or
+        ``np.broadcast_to(y, (2, 2))`` says which.
         """
         self._check_density("logpdf")
         y = self._check_y(y)
@@ -1317,8 +1327,29 @@ class GaussianMixture:
             return out
         return out.reshape(*out.shape[:-1], len(self), self.n_outputs)
 
-    def _flatten_arg(self, a, name: str) -> np.ndarray:
+    def _refuse_column(self, a: np.ndarray, name: str) -> None:
+        """Refuse ``a`` of shape exactly (n, 1) for n > 1 rows of a univariate
+        mixture: broadcasting reads it as n values for every row, (n, n) out,
+        where a user who passes a column of targets (a one-column DataFrame,
+        ``y.reshape(-1, 1)``) means one value per row, and the mean of the
+        (n, n) densities is a wrong number without an error."""
+        n = len(self)
+        if self.univariate and n > 1 and a.shape == (n, 1):
+            raise ValueError(
+                f"{name} has shape ({n}, 1) against {n} rows of a univariate "
+                f"distribution, which is ambiguous. For one value per row pass "
+                f"shape ({n},), e.g. np.ravel({name}) (a model fitted on 1-D y "
+                f"takes 1-D targets); for each of the {n} values in every row "
+                f"pass np.broadcast_to({name}, ({n}, {n}))."
+            )
+
+    def _flatten_arg(self, a, name: str, *, grid: bool = False) -> np.ndarray:
+        """``a`` broadcast against the rows and flattened to (..., n d);
+        ``grid``: a column of shape (n, 1) is meant as n values for every row
+        (internal callers), not refused as a column of targets."""
         a = np.asarray(a, dtype=np.float64)
+        if not grid:
+            self._refuse_column(a, name)
         n, d = len(self), self.n_outputs
         want = (n,) if self.univariate else (n, d)
         try:
@@ -1509,7 +1540,10 @@ class GaussianMixture:
         >>> np.round(dist.ppf(0.975), 3)  # 1.96 standard deviations above each mean
         array([1.96, 4.92])
         """
-        q = self._flatten_arg(q, "q")
+        return self._ppf(self._flatten_arg(q, "q"))
+
+    def _ppf(self, q: np.ndarray) -> np.ndarray:
+        """:meth:`ppf` of levels already flattened by :meth:`_flatten_arg`."""
         return self._unflatten(mixture_ppf(q, *self._marginal_params()))
 
     def quantile(self, q) -> np.ndarray:
@@ -1540,7 +1574,7 @@ class GaussianMixture:
         if q.ndim > 1:
             raise ValueError(f"q must be a scalar or 1-D; got shape {q.shape}.")
         shape = q.shape + (1,) * (1 if self.univariate else 2)
-        out = self.ppf(q.reshape(shape))
+        out = self._ppf(self._flatten_arg(q.reshape(shape), "q", grid=True))
         return np.moveaxis(out, 0, 1) if q.ndim else out
 
     def interval(self, confidence: float = 0.9) -> np.ndarray:
@@ -1574,7 +1608,8 @@ class GaussianMixture:
         # numpy's per-call overhead on small inputs, and one search of 2 n
         # roots took about half the time of two of n (1 to 100 rows).
         levels = np.array([(1 - c) / 2, (1 + c) / 2])
-        ends = self.ppf(levels.reshape((2,) + (1,) * (1 if self.univariate else 2)))
+        levels = levels.reshape((2,) + (1,) * (1 if self.univariate else 2))
+        ends = self._ppf(self._flatten_arg(levels, "levels", grid=True))
         return np.moveaxis(ends, 0, -1)
 
     def hdr(self, confidence: float = 0.9) -> HighestDensityRegion:

@@ -221,6 +221,47 @@ def test_logpdf_accepts_a_grid_of_leading_axes():
         np.testing.assert_allclose(out[j], dist.logpdf(grid[j]), rtol=1e-14)
 
 
+METHODS_OF_VALUES = (
+    "logpdf", "pdf", "component_logpdf", "responsibilities",
+    "cdf", "sf", "logcdf", "logsf", "ppf",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("method", METHODS_OF_VALUES)
+def test_a_column_of_n_targets_is_refused_for_n_univariate_rows(method):
+    """A column of n values against n rows of a univariate mixture (a
+    one-column DataFrame of test targets) broadcast to an (n, n) grid: the
+    mean of model.predict_dist(X).logpdf(y_test[:, None]) was -7.6 where the
+    score was -0.23, without an error. It is refused, and the two meanings
+    it could have are each one call away; a grid of another length, the
+    targets as (n,), one row, and quantile/interval (which pass (m, 1)
+    levels themselves, here m = n) still work. Reference: scipy.stats."""
+    rng = np.random.default_rng(8)
+    n = 3
+    dist = random_mixture(rng, n=n, K=2, d=1, full=False, univariate=True)
+    w, mu, s = dist.weights, dist.means[..., 0], dist.scales[..., 0]
+    values = np.array([0.3, 0.6, 0.9]) if method == "ppf" else rng.normal(size=n)
+    fn = getattr(dist, method)
+    with pytest.raises(ValueError, match=r"shape \(3, 1\).*ambiguous.*np\.ravel"):
+        fn(values[:, None])
+    # one value per row, against scipy
+    if method in ("logpdf", "pdf", "cdf"):
+        law = {"logpdf": "pdf", "pdf": "pdf", "cdf": "cdf"}[method]
+        ref = (w * getattr(stats.norm, law)(values[:, None], mu, s)).sum(1)
+        ref = np.log(ref) if method == "logpdf" else ref
+        np.testing.assert_allclose(fn(values), ref, rtol=1e-12)
+    # the grid meaning, asked for explicitly, and a grid of another length
+    grid = np.broadcast_to(values[:, None], (n, n))
+    np.testing.assert_array_equal(fn(grid)[1], fn(np.full(n, values[1])))
+    assert fn(values[:2, None]).shape[:2] == (2, n)
+    # one row takes its one value as a column, as before
+    np.testing.assert_array_equal(dist[:1].cdf([[0.5]]), dist[:1].cdf([0.5])[None])
+    # quantile and interval of n levels against n rows
+    q = dist.quantile([0.3, 0.6, 0.9])
+    np.testing.assert_array_equal(q[:, 1], dist.ppf(np.full(n, 0.6)))
+    assert dist.interval(0.5).shape == (n, 2)
+
+
 def test_densities_broadcast_a_shared_grid_against_the_rows():
     """logpdf, pdf, component_logpdf and responsibilities broadcast ``y``
     against the rows as cdf does: a grid shared by every row as (m, 1), a
