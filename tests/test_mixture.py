@@ -191,6 +191,24 @@ def test_sample_component_frequencies_match_weights():
     np.testing.assert_allclose(freq, [0.7, 0.2, 0.1], atol=0.008)
 
 
+@pytest.mark.parametrize("K", [1, 2, 5, 7, 8, 12])
+def test_weights_are_numpys_normalised_exponentials_bit_for_bit(K):
+    """The weights sum their rows by columns (K < 8) or by numpy's own sum:
+    either way the bits of ``exp(log_w) / exp(log_w).sum(axis=1)``, and
+    the component-major copy sampling uses holds the same values."""
+    from skmdn._mixture import _row_sums
+
+    rng = np.random.default_rng(K)
+    log_w = rng.normal(scale=3.0, size=(1000, K))
+    log_w -= logsumexp(log_w, axis=1, keepdims=True)
+    dist = GaussianMixture(log_w, rng.normal(size=(1000, K, 1)), np.ones((1000, K, 1)))
+    w = np.exp(log_w)
+    np.testing.assert_array_equal(_row_sums(w), w.sum(axis=1))
+    np.testing.assert_array_equal(dist.weights, w / w.sum(axis=1, keepdims=True))
+    np.testing.assert_array_equal(dist._component_weights(), dist.weights.T)
+    assert dist._component_weights().flags.c_contiguous
+
+
 def test_sample_is_reproducible_and_leaves_global_state_alone():
     dist = random_mixture(np.random.default_rng(4), n=5, K=2, d=2, full=True)
     np_state = np.random.get_state()[1].copy()

@@ -131,6 +131,28 @@ def test_fixed_noise_level_is_in_target_units():
         MDNRegressor(noise_type="fixed").fit(X, y)
 
 
+@pytest.mark.parametrize("d", [1, 2, 3])
+def test_outputs_reach_target_units_as_broadcast_arithmetic_bit_for_bit(d):
+    """The move to target units takes (n, K d) rows against repeated
+    statistics when d > 1: the bits of the plain broadcast ``addcmul`` and
+    product, for the network's strided views and for contiguous or expanded
+    scales alike."""
+    from skmdn._regressor import _to_target_units
+
+    g = torch.Generator().manual_seed(d)
+    n, K = 1000, 5
+    out = torch.randn(n, 3 + 2 * K * d, generator=g) * 1e3  # float32
+    means = out[:, 3 : 3 + K * d].reshape(n, K, d)  # a strided view
+    scales = out[:, 3 + K * d :].abs().reshape(n, K, d)
+    shift = torch.randn(d, dtype=torch.float64, generator=g) * 1e5
+    scale = torch.rand(d, dtype=torch.float64, generator=g) * 1e4
+    got = _to_target_units(means, scale, shift)
+    assert got.dtype == np.float64 and got.flags.c_contiguous
+    np.testing.assert_array_equal(got, torch.addcmul(shift, means, scale).numpy())
+    for s in (scales, scales.contiguous(), scales[:, :, :1].expand(n, K, d)):
+        np.testing.assert_array_equal(_to_target_units(s, scale), (s * scale).numpy())
+
+
 def test_full_covariance_is_in_target_units():
     # Correlated noise with standard deviations 1 and 100 (rho = 0.6) on
     # outputs whose total spreads are about 2 and 255: the predicted noise
