@@ -1178,6 +1178,10 @@ default='tanh'
             tensor_view(np.asarray(a, dtype=np.float64))
             for a in (self.X_mean_, self.X_scale_, self.y_mean_, self.y_scale_)
         )
+        # y's statistics once per component too, for (n, K d) rows (see
+        # _to_target_units; repeating them per chunk took 14 us a call)
+        K = self._network_config["n_components"]
+        stats += (stats[2].repeat(K), stats[3].repeat(K))
         step = _PREDICT_CHUNK
         rows = [slice(i, min(i + step, n)) for i in range(0, n, step)]
 
@@ -1200,7 +1204,7 @@ default='tanh'
         device: torch.device,
     ) -> GaussianMixture:
         """The predictive distribution of rows ``sl`` of ``X`` (see _map_dists)."""
-        X_mean, X_scale, y_mean, y_scale = stats
+        X_mean, X_scale, y_mean, y_scale, y_mean_rows, y_scale_rows = stats
         full = self._network_config["noise_type"] == "full"
         # row i of a Cholesky factor scales with output i
         cov_scale = y_scale[:, None] if full else y_scale
@@ -1213,11 +1217,13 @@ default='tanh'
         params = self.network_(x.to(device, self.dtype_))
         scale = params.scale_tril if full else params.scales
         log_w = to_numpy(params.log_weights)
-        means = _to_target_units(params.means.cpu(), y_scale, y_mean)
+        means = _to_target_units(
+            params.means.cpu(), (y_scale, y_scale_rows), (y_mean, y_mean_rows)
+        )
         if full:
             scale = to_numpy(scale.cpu() * cov_scale)
         else:
-            scale = _to_target_units(scale.cpu(), y_scale)
+            scale = _to_target_units(scale.cpu(), (y_scale, y_scale_rows))
         _check_finite_output(
             rows, self.X_mean_, self.X_scale_, log_w, means, scale, self.dtype_,
             offset=sl.start,
@@ -1685,24 +1691,29 @@ def _check_finite_statistics(**stats: tuple[np.ndarray, np.ndarray]) -> None:
 
 
 def _to_target_units(
-    t: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor | None = None
+    t: torch.Tensor,
+    scale: tuple[torch.Tensor, torch.Tensor],
+    shift: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> np.ndarray:
     """``shift + t * scale`` (one ``addcmul``), or ``t * scale``, in float64
-    as a numpy array: ``t`` of shape (n, K, d) on the CPU, ``scale`` and
-    ``shift`` of shape (d,), float64.
+    as a numpy array: ``t`` of shape (n, K, d) on the CPU; ``scale`` and
+    ``shift`` each a float64 statistic of shape (d,) and the same repeated K
+    times.
 
-    For d > 1 the values are taken as (n, K d) rows against the statistics
-    repeated K times: torch's elementwise kernels ran a last axis of d = 2
-    values element by element (16384 rows, K = 5, float32 network outputs:
-    means 603 against 245 us, scales 213 against 79 us, measured). Each value
-    meets the same statistic in the same operation, so the bits are the same.
+    For d > 1 the values are taken as (n, K d) rows against the repeated
+    statistics: torch's elementwise kernels ran a last axis of d = 2 values
+    element by element (16384 rows, K = 5, float32 network outputs: means
+    603 against 245 us, scales 213 against 79 us, measured). Each value meets
+    the same statistic in the same operation, so the bits are the same.
     """
     n, K, d = t.shape
+    which = 0
     if d > 1 and t.stride(2) == 1 and t.stride(1) == d:
-        t = t.view(n, K * d)
-        scale = scale.repeat(K)
-        shift = None if shift is None else shift.repeat(K)
-    out = t * scale if shift is None else torch.addcmul(shift, t, scale)
+        t, which = t.view(n, K * d), 1
+    if shift is None:
+        out = t * scale[which]
+    else:
+        out = torch.addcmul(shift[which], t, scale[which])
     return to_numpy(out.view(n, K, d))
 
 

@@ -146,11 +146,12 @@ def test_outputs_reach_target_units_as_broadcast_arithmetic_bit_for_bit(d):
     scales = out[:, 3 + K * d :].abs().reshape(n, K, d)
     shift = torch.randn(d, dtype=torch.float64, generator=g) * 1e5
     scale = torch.rand(d, dtype=torch.float64, generator=g) * 1e4
-    got = _to_target_units(means, scale, shift)
+    both = (scale, scale.repeat(K))
+    got = _to_target_units(means, both, (shift, shift.repeat(K)))
     assert got.dtype == np.float64 and got.flags.c_contiguous
     np.testing.assert_array_equal(got, torch.addcmul(shift, means, scale).numpy())
     for s in (scales, scales.contiguous(), scales[:, :, :1].expand(n, K, d)):
-        np.testing.assert_array_equal(_to_target_units(s, scale), (s * scale).numpy())
+        np.testing.assert_array_equal(_to_target_units(s, both), (s * scale).numpy())
 
 
 def test_full_covariance_is_in_target_units():
