@@ -302,6 +302,29 @@ def test_far_components_leave_no_subnormal_gradients():
     assert float(got_loss) == pytest.approx(float(reference), rel=1e-5)
 
 
+def test_a_weight_too_small_for_float32_leaves_no_subnormal_gradients():
+    """A component weighted e^-95 of the largest (its logit 95 below) has a
+    subnormal float32 weight, and its logit's gradient ``(resp - pi) w``
+    would be subnormal too: the weight is dropped (as documented, below
+    e^-60 of the largest), the gradients stay autograd's to float32."""
+    net = _network("diagonal", hidden=(8,), dtype=torch.float32)
+    with torch.no_grad():  # unit scales, means 0; logits (0, -95, 0, 0)
+        net.head.weight.mul_(1e-3)
+        net.head.bias[:4] = torch.tensor([0.0, -95.0, 0.0, 0.0])
+        net.head.bias[4:16] = 0.0
+        net.head.bias[16:] = 0.5413  # softplus^-1(1)
+    x, _, w = _batch(400, dtype=torch.float32)
+    y = torch.randn(400, 3, generator=torch.Generator().manual_seed(2))
+    log_pi = net(x).log_weights.detach()
+    assert ((log_pi[:, 1] - log_pi[:, 0]) < -87.3).all()  # subnormal in float32
+    _, want = _autograd(net, x, y, w)
+    _, got = _manual(net, x, y, w)
+    tiny = torch.finfo(torch.float32).tiny
+    for g, ref in zip(got, want, strict=True):
+        assert not ((g != 0) & (g.abs() < tiny)).any()
+        torch.testing.assert_close(g, ref, rtol=1e-4, atol=1e-6)
+
+
 def _log_prob64(net, x, y, component=None):
     """float64 log p(y|x), or the log of one component's term in it."""
     with torch.no_grad():

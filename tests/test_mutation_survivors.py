@@ -3,6 +3,7 @@ each pins a behaviour that a hand-written change of the code (a mutant) left
 every other test passing. References are independent of the code under
 test: closed forms, rescaled problems, numpy, deterministic schedules."""
 
+import math
 import threading
 
 import numpy as np
@@ -370,3 +371,109 @@ def test_a_child_forked_inside_a_call_ends_it_without_a_negative_count(two_threa
         os.kill(pid, 9)
         os.waitpid(pid, 0)
     assert done and os.waitstatus_to_exitcode(status) == 0
+
+
+# =============================================================================
+# Round two: the eighteenth session's code (log tails, variances without the
+# covariances, the hand-written 'full' step, training refactors, benchmarks).
+
+
+# ------------------------------------------- log-weights that sum to 1 +- 1e-4
+def _off_by_5e_5():
+    """Three univariate rows whose log-weights sum to 1 + 5e-5 (inside the
+    1e-4 that a float32 network's softmax is allowed), and the weights
+    normalised in float64 (the reference's)."""
+    rng = np.random.default_rng(5)
+    w = rng.dirichlet(np.ones(3), 4)
+    means = rng.normal(size=(4, 3, 1))
+    scales = np.exp(rng.normal(size=(4, 3, 1)))
+    dist = GaussianMixture(np.log(w * (1 + 5e-5)), means, scales, univariate=True)
+    return dist, w, means[..., 0], scales[..., 0]
+
+
+def test_log_tails_normalise_log_weights_that_sum_to_one_only_to_1e_4():
+    """logcdf and logsf use the weights renormalised, as cdf and sf do: a
+    sum of 1 + 5e-5 would otherwise shift every log-probability by 5e-5
+    (scipy's logcdf / logsf over the normalised weights, 1e-12 relative;
+    from the lower tail at 40 scales to the upper one)."""
+    from scipy import stats
+    from scipy.special import logsumexp
+
+    dist, w, mu, s = _off_by_5e_5()
+    y = np.stack([mu.min(1) - 40 * s.max(1), mu.mean(1), mu.max(1) + 40 * s.max(1)])
+    log_w = np.log(w)
+    lo = logsumexp(log_w + stats.norm.logcdf(y[..., None], mu, s), axis=-1)
+    hi = logsumexp(log_w + stats.norm.logsf(y[..., None], mu, s), axis=-1)
+    np.testing.assert_allclose(dist.logcdf(y[[0]])[0], lo[0], rtol=1e-12)
+    np.testing.assert_allclose(dist.logsf(y[[2]])[0], hi[2], rtol=1e-12)
+    np.testing.assert_allclose(np.exp(dist.logcdf(y)), np.exp(lo), rtol=1e-12)
+    np.testing.assert_allclose(np.exp(dist.logsf(y)), np.exp(hi), rtol=1e-12)
+
+
+def test_var_normalises_log_weights_that_sum_to_one_only_to_1e_4():
+    """var and std use the renormalised weights (those of mean and cdf):
+    the law of total variance over the normalised weights, numpy."""
+    dist, w, mu, s = _off_by_5e_5()
+    m = (w * mu).sum(1)
+    var = (w * (s**2 + (mu - m[:, None]) ** 2)).sum(1)
+    np.testing.assert_allclose(dist.var(), var, rtol=1e-12)
+    np.testing.assert_allclose(dist.std(), np.sqrt(var), rtol=1e-12)
+
+
+# ------------------------------------------------- variances far from the origin
+@pytest.mark.parametrize("full", [False, True], ids=["diagonal", "full"])
+def test_var_of_components_far_from_the_origin_keeps_every_digit(full):
+    """The variance is centred on the mixture mean, as documented: with
+    means 1e8 from 0 and variances of order 1, sum pi (s^2 + mu^2) - m^2
+    cancels 16 digits (1e16 has ulp 2). Weights (1/4, 3/4), offsets from
+    1e8 of (-3, 1) and (3, -1) (mixture mean exactly 1e8), component
+    marginal sds (1, 5) and (2, 1): variances 1/4 (1 + 9) + 3/4 (4 + 1) =
+    6.25 and 1/4 (25 + 9) + 3/4 (1 + 1) = 10, exactly."""
+    means = 1e8 + np.array([[[-3.0, 3.0], [1.0, -1.0]]])
+    log_w = np.log([[0.25, 0.75]])
+    if full:  # rows (1, 0) and (3, 4): norms 1 and 5; (2, 0) and (0, 1)
+        L = np.array([[[[1.0, 0.0], [3.0, 4.0]], [[2.0, 0.0], [0.0, 1.0]]]])
+        dist = GaussianMixture(log_w, means, scale_tril=L)
+    else:
+        dist = GaussianMixture(log_w, means, np.array([[[1.0, 5.0], [2.0, 1.0]]]))
+    np.testing.assert_allclose(dist.var(), [[6.25, 10.0]], rtol=1e-12)
+    np.testing.assert_allclose(dist.std(), [[2.5, np.sqrt(10.0)]], rtol=1e-12)
+
+
+# --------------------------------------------------------- TrainHistory.record
+def test_record_counts_ties_as_mlpregressor_does():
+    """MLPRegressor's rule at its boundaries (tol = 0.25 and losses, scores
+    exact in binary): a loss exactly ``tol`` below the best improves
+    (``loss > best - tol`` counts as none); a score exactly ``tol`` above
+    the best improves (``score < best + tol`` counts as none); a score equal
+    to the best is not a new best (``score > best``: the earlier epoch's
+    weights are kept)."""
+    from skmdn._training import TrainHistory
+
+    h = TrainHistory()
+    h.record(1.0, math.nan, 1, tol=0.25, early_stopping=False)
+    h.record(0.75, math.nan, 1, tol=0.25, early_stopping=False)
+    assert h.no_improvement_count == 0 and h.best_loss == 0.75
+    h.record(0.5 + 2.0**-40, math.nan, 1, tol=0.25, early_stopping=False)
+    assert h.no_improvement_count == 1
+    h = TrainHistory()
+    assert h.record(-1.0, -1.0, 1, tol=0.25, early_stopping=True) == (True, False)
+    assert h.record(-1.0, -0.75, 1, tol=0.25, early_stopping=True) == (True, False)
+    assert h.no_improvement_count == 0
+    assert h.record(-1.0, -0.75, 1, tol=0.25, early_stopping=True) == (False, False)
+    assert h.no_improvement_count == 1 and h.best_validation_score == -0.75
+
+
+def test_record_halves_the_rate_every_patience_epochs_without_improvement():
+    """With lr_decay_patience = 2, the rate halves after the 2nd and 4th epoch
+    in a row without improvement, never on an improving epoch (count 0)."""
+    from skmdn._training import TrainHistory
+
+    h = TrainHistory()
+    losses = [1.0, 0.5, 0.5, 0.5, 0.5, 0.5, 0.25, 0.25]
+    halves = [
+        h.record(v, math.nan, 1, tol=0.1, early_stopping=False, lr_decay_patience=2)[1]
+        for v in losses
+    ]
+    # counts: 0, 0, 1, 2, 3, 4, 0, 1
+    assert halves == [False, False, False, True, False, True, False, False]
