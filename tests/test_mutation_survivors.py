@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from skmdn import GaussianMixture
+from skmdn import _training as training
 
 from .conftest import needs_fork, threads_of_a_new_thread
 
@@ -462,6 +463,8 @@ def test_record_counts_ties_as_mlpregressor_does():
     assert h.no_improvement_count == 0
     assert h.record(-1.0, -0.75, 1, tol=0.25, early_stopping=True) == (False, False)
     assert h.no_improvement_count == 1 and h.best_validation_score == -0.75
+    assert h.record(-1.0, -0.5, 1, tol=0.25, early_stopping=True) == (True, False)
+    assert h.no_improvement_count == 0  # reset by the improvement
 
 
 def test_record_halves_the_rate_every_patience_epochs_without_improvement():
@@ -477,3 +480,46 @@ def test_record_halves_the_rate_every_patience_epochs_without_improvement():
     ]
     # counts: 0, 0, 1, 2, 3, 4, 0, 1
     assert halves == [False, False, False, True, False, True, False, False]
+
+
+# ------------------------------------------------------- train's checkpoints
+def test_train_rolls_the_optimiser_back_before_an_interrupt_propagates(monkeypatch):
+    """train's contract, below the estimator (which drops its copy on any
+    error): an interrupt before the call's first epoch ends propagates with
+    the optimiser back at its state on entry: parameters, Adam's moments,
+    step count and rate, all of which the unfinished epoch had moved."""
+    from skmdn._network import MDNNetwork
+    from skmdn._training import FlatAdam, TrainData, TrainHistory, train
+    from skmdn._utils import ThreadChooser
+
+    net = MDNNetwork(2, 1, 2, (4,), "tanh", "diagonal", 1e-3).double()
+    net.reset_parameters(torch.Generator().manual_seed(0))
+    rows = torch.from_numpy(np.random.default_rng(0).normal(size=(40, 4)))
+    rows[:, -1] = 1.0
+    optimizer = FlatAdam(net, 1e-2, 0.0)
+    before = optimizer.checkpoint()
+    calls = {"n": 0}
+    real = training.step_loss
+
+    def interrupted(*args):  # the third step of the first 4-step epoch
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(training, "step_loss", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(
+            net, optimizer, TrainData(rows, 2, 0.0), TrainHistory(),
+            batch_size=10, max_iter=3, tol=1e-4, n_iter_no_change=5,
+            early_stopping=False, generator=torch.Generator().manual_seed(0),
+            threads=ThreadChooser(None, 10, torch.device("cpu")),
+        )  # fmt: skip
+    assert calls["n"] == 3  # precondition: two steps moved the state
+    after = optimizer.checkpoint()
+    assert after.keys() == before.keys()
+    for key, value in before.items():
+        if isinstance(value, torch.Tensor):
+            assert torch.equal(after[key], value), key
+        else:
+            assert after[key] == value, key
