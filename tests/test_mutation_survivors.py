@@ -523,3 +523,43 @@ def test_train_rolls_the_optimiser_back_before_an_interrupt_propagates(monkeypat
             assert torch.equal(after[key], value), key
         else:
             assert after[key] == value, key
+
+
+# ------------------------------------------------------------------------ HDR
+def test_hdr_one_ulp_below_one_reaching_the_grid_ends_has_its_mass():
+    """At confidence 1 - 2^-53 the mass m(t) is 1 to rounding over a range
+    of thresholds, and some rows' regions run to the outermost grid points
+    (9 scales beyond every component), where they are closed: the mass of
+    the intervals (scipy's normal CDFs) is still the confidence to 1e-14,
+    one row at a time."""
+    from scipy import stats
+
+    rng = np.random.default_rng(1)
+    w = rng.dirichlet(np.ones(3), 2000)
+    mu = rng.normal(size=(2000, 3)) * 3
+    s = 10.0 ** rng.uniform(-1, 0.5, size=(2000, 3))
+    rows = [38, 171, 269, 392, 438, 463, 473, 567, 603, 672, 744, 1470, 1496, 1913]
+    w, mu, s = w[rows], mu[rows], s[rows]
+    dist = GaussianMixture(np.log(w), mu[..., None], s[..., None], univariate=True)
+    c = 1 - 2.0**-53
+    region = dist.hdr(c)
+    iv = region.intervals
+    # precondition: regions closed at the grid ends, on either side
+    assert np.any(np.nanmin(iv[..., 0], 1) <= (mu - 9 * s).min(1))
+    assert np.any(np.nanmax(iv[..., 1], 1) >= (mu + 9 * s).max(1))
+    F = (
+        w[:, None, None]
+        * stats.norm.cdf(iv[..., None], mu[:, None, None], s[:, None, None])
+    ).sum(-1)
+    mass = np.nansum(F[..., 1] - F[..., 0], axis=1)
+    np.testing.assert_allclose(mass, c, rtol=0, atol=1e-14)
+    # the threshold is the density at every end point inside the grid
+    pdf = (
+        w[:, None, None]
+        * stats.norm.pdf(iv[..., None], mu[:, None, None], s[:, None, None])
+    ).sum(-1)
+    inside = (iv > (mu - 9 * s).min(1)[:, None, None]) & (
+        iv < (mu + 9 * s).max(1)[:, None, None]
+    )
+    t = np.broadcast_to(region.threshold[:, None, None], iv.shape)
+    np.testing.assert_allclose(pdf[inside], t[inside], rtol=1e-9)
