@@ -563,3 +563,27 @@ def test_hdr_one_ulp_below_one_reaching_the_grid_ends_has_its_mass():
     )
     t = np.broadcast_to(region.threshold[:, None, None], iv.shape)
     np.testing.assert_allclose(pdf[inside], t[inside], rtol=1e-9)
+
+
+# ------------------------------------------------------- data frame columns
+def test_frame_columns_are_reported_by_kind_and_all_by_name():
+    """check_input_kind on a pandas frame, as documented: a timedelta column
+    is a time column (numpy converts it to float64 silently); a column whose
+    conversion raises TypeError (dicts) is non-numeric, as one raising
+    ValueError (lists) is; every bad column is named; non-numeric columns
+    are reported before time columns."""
+    pd = pytest.importorskip("pandas")
+    from skmdn._utils import check_input_kind
+
+    n = np.arange(3.0)
+    times = pd.Series(pd.to_timedelta(n, "s"))
+    frame = pd.DataFrame({"a": n, "b": times})
+    with pytest.raises(ValueError, match=r"timedelta column\(s\) 'b' \(timedelta64"):
+        check_input_kind(frame, "X")
+    for objects in ([{}, {}, {}], [[1], [2], [3]]):
+        frame = pd.DataFrame({"a": n, "b": pd.Series(objects)})
+        with pytest.raises(ValueError, match=r"non-numeric column\(s\) 'b' \(object"):
+            check_input_kind(frame, "X")
+    frame = pd.DataFrame({"a": ["x"] * 3, "b": n, "c": ["y"] * 3, "d": times})
+    with pytest.raises(ValueError, match=r"non-numeric column\(s\) 'a' .*, 'c' "):
+        check_input_kind(frame, "X")
