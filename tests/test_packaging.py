@@ -106,18 +106,25 @@ def test_stated_dependency_floors_are_setup_cfgs():
                 )
 
 
-def test_ci_stops_when_a_pip_install_fails():
-    # Regression: .ci/run filtered pip's output with `pip ... 2>&1 | grep -v
-    # "is ignored" || true`, and the `|| true` (there for grep, which fails
-    # when --quiet pip prints nothing) also swallowed pip's own failure: a
-    # failed install of the extras let CI go on in a reused .venv-ci, where
-    # importorskip quietly skipped the integrations it should test.
+def _ci_script_and_bash() -> tuple[Path, str]:
+    """``.ci/run`` and the bash to run its lines with (skip where either is
+    missing: the sdist has no .ci/)."""
     script = ROOT / ".ci" / "run"
     if not script.exists():
         pytest.skip(".ci/ is not in the sdist")
     bash = shutil.which("bash")
     if bash is None:
         pytest.skip("bash is not installed")
+    return script, bash
+
+
+def test_ci_stops_when_a_pip_install_fails():
+    # Regression: .ci/run filtered pip's output with `pip ... 2>&1 | grep -v
+    # "is ignored" || true`, and the `|| true` (there for grep, which fails
+    # when --quiet pip prints nothing) also swallowed pip's own failure: a
+    # failed install of the extras let CI go on in a reused .venv-ci, where
+    # importorskip quietly skipped the integrations it should test.
+    script, bash = _ci_script_and_bash()
     lines = script.read_text(encoding="utf-8").splitlines()
     suffixes = [
         line[line.index(" 2>&1") :]
@@ -141,12 +148,7 @@ def test_ci_builds_a_fresh_environment_on_every_run(tmp_path):
     # second run of .ci/run tested against the packages of the first: a
     # dependency dropped from setup.cfg stayed installed and CI passed where
     # a fresh machine fails. The script's venv line, run twice, must clear it.
-    script = ROOT / ".ci" / "run"
-    if not script.exists():
-        pytest.skip(".ci/ is not in the sdist")
-    bash = shutil.which("bash")
-    if bash is None:
-        pytest.skip("bash is not installed")
+    script, bash = _ci_script_and_bash()
     (line,) = (
         line
         for line in script.read_text(encoding="utf-8").splitlines()
