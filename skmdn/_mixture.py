@@ -725,10 +725,7 @@ class GaussianMixture:
             return np.ascontiguousarray(self.weights.T)
         w = np.empty(self.log_weights.shape[::-1])
         np.exp(self.log_weights.T, out=w)
-        total = w[0].copy()
-        for k in range(1, len(w)):
-            total += w[k]
-        w /= total
+        w /= _row_sums(w.T)  # (n, K) view: its columns are w's rows
         return w
 
     @property
