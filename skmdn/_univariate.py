@@ -383,6 +383,32 @@ class HighestDensityRegion:
     def __len__(self) -> int:
         return self.intervals.shape[0]
 
+    def __getitem__(self, index) -> HighestDensityRegion:
+        """Rows ``index`` of the batch, as a new region: the region of the
+        same rows of the mixture (``dist.hdr(c)[index]`` is
+        ``dist[index].hdr(c)``), selected as :class:`GaussianMixture` selects
+        them (an integer keeps a batch of one row; ``region.to_list()[i]``
+        gives row ``i``'s intervals)."""
+        if isinstance(index, int | np.integer):
+            n = len(self)
+            if not -n <= index < n:
+                raise IndexError(f"row index {index} is out of range for {n} rows.")
+            index = slice(index % n, index % n + 1)
+        counts = None if isinstance(index, tuple) else self.n_intervals[index]
+        if counts is None or counts.ndim != 1:
+            raise IndexError(
+                f"index {index!r} must select rows: an integer, a slice, or a 1-D "
+                "integer or boolean array."
+            )
+        # padded to the selected rows' most intervals, as hdr pads a batch
+        width = int(counts.max(initial=1))
+        return HighestDensityRegion(
+            self.intervals[index][:, :width],
+            counts,
+            self.threshold[index],
+            self.confidence,
+        )
+
     def to_list(self) -> list[np.ndarray]:
         """The intervals of each row, without the NaN padding.
 
@@ -432,13 +458,17 @@ class HighestDensityRegion:
 
         Parameters
         ----------
-        y : array-like of shape (n,)
-            One value per row.
+        y : array-like of shape (..., n)
+            One value per row, broadcast against the rows as
+            :meth:`GaussianMixture.cdf` broadcasts: e.g. ``grid[:, None]``
+            of shape (m, 1) for the same m values in every row. A column of
+            shape (n, 1) against n > 1 rows is refused as ambiguous, as
+            there.
 
         Returns
         -------
-        ndarray of bool, shape (n,)
-            Whether ``y[i]`` lies in one of row ``i``'s intervals.
+        ndarray of bool, of the broadcast shape (..., n)
+            Whether each value lies in one of its row's intervals.
 
         Examples
         --------
@@ -452,10 +482,23 @@ class HighestDensityRegion:
         array([ True, False])
         """
         y = np.asarray(y, dtype=np.float64)
-        if y.shape != (len(self),):
-            raise ValueError(f"y must have shape ({len(self)},); got {y.shape}.")
+        n = len(self)
+        try:
+            if n > 1 and y.shape == (n, 1):
+                raise ValueError
+            shape = np.broadcast_shapes(y.shape, (n,))
+            if shape[-1] != n:  # (m,) against one row: m rows, not m values
+                raise ValueError
+        except ValueError:
+            raise ValueError(
+                f"y has shape {y.shape}; pass shape ({n},), one value per row, "
+                "or a shape that broadcasts to it with leading batch axes, e.g. "
+                f"(m, 1) for m values in every row (for m = n, "
+                f"np.broadcast_to(y, ({n}, {n})))."
+            ) from None
+        y = np.broadcast_to(y, shape)[..., None]
         iv = self.intervals
-        return ((iv[..., 0] <= y[:, None]) & (y[:, None] <= iv[..., 1])).any(axis=1)
+        return ((iv[..., 0] <= y) & (y <= iv[..., 1])).any(axis=-1)
 
 
 def mixture_hdr(

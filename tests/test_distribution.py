@@ -421,6 +421,50 @@ def test_hdr_of_a_bimodal_mixture_is_two_intervals_and_shorter():
     assert region.contains(np.array([-5.0, 5.0])).all()
 
 
+def test_hdr_contains_broadcasts_a_grid_and_indexes_rows_as_the_mixture_does():
+    """contains took only shape (n,), where pdf and cdf broadcast a grid,
+    and the region had no row indexing. Reference: the definition of the
+    region, {y : pdf(y) >= threshold}, on a grid (values within 1e-6 of an
+    end point skipped), and the mixture's own indexing rules."""
+    rng = np.random.default_rng(4)
+    n, K = 3, 3
+    dist = GaussianMixture(
+        np.log(rng.dirichlet(np.ones(K), n)),
+        rng.normal(0, 4, (n, K, 1)),
+        scales=rng.uniform(0.5, 1.5, (n, K, 1)),
+        univariate=True,
+    )
+    region = dist.hdr(0.8)
+    grid = np.linspace(-15, 15, 601)  # m != n
+    got = region.contains(grid[:, None])
+    assert got.shape == (grid.size, n)
+    want = dist.pdf(grid[:, None]) >= region.threshold
+    ends = region.intervals[~np.isnan(region.intervals)]
+    far = np.abs(grid[:, None] - ends).min(axis=1) > 1e-6
+    np.testing.assert_array_equal(got[far], want[far])
+    assert want[far].any() and not want[far].all()
+    # one value per row, as before; a column of n values is ambiguous
+    np.testing.assert_array_equal(region.contains(grid[[5, 300, 550]]),
+                                  np.diag(got[[5, 300, 550]]))  # fmt: skip
+    with pytest.raises(ValueError, match=r"shape \(3, 1\).*broadcast_to"):
+        region.contains(grid[:3, None])
+    with pytest.raises(ValueError, match=r"shape \(2,\)"):
+        region.contains(grid[:2])
+    # rows, as GaussianMixture's indexing selects them
+    for index in (1, -1, slice(0, 2), np.array([2, 0]), np.array([True, False, True])):
+        part = region[index]
+        rows = dist[index].hdr(0.8)
+        np.testing.assert_array_equal(part.intervals, rows.intervals)
+        np.testing.assert_array_equal(part.n_intervals, rows.n_intervals)
+        np.testing.assert_array_equal(part.threshold, rows.threshold)
+        assert part.confidence == 0.8
+    for index in (3, -4):
+        with pytest.raises(IndexError, match="out of range for 3 rows"):
+            region[index]
+    with pytest.raises(IndexError, match="must select rows"):
+        region[0, 1]
+
+
 def test_hdr_handles_a_shallow_dip():
     # Two overlapping components whose valley just dips below the threshold:
     # the region splits into two intervals, and its mass stays exact.
