@@ -20,6 +20,7 @@ from ._univariate import (
     mixture_hdr,
     mixture_logcdf,
     mixture_ppf,
+    select_rows,
 )
 from ._utils import (
     as_numpy_generator,
@@ -661,20 +662,8 @@ class GaussianMixture:
 
     def __getitem__(self, index) -> GaussianMixture:
         """Rows ``index`` of the batch, as a new :class:`GaussianMixture`."""
-        if isinstance(index, int | np.integer):
-            # an IndexError, as numpy's, not an empty batch: iteration
-            # (``for row in dist``) stops at it
-            n = len(self)
-            if not -n <= index < n:
-                raise IndexError(f"row index {index} is out of range for {n} rows.")
-            index = slice(index % n, index % n + 1)
-        log_weights = None if isinstance(index, tuple) else self.log_weights[index]
         # dist[1, 2], dist[None]: numpy would index the components and outputs
-        if log_weights is None or log_weights.ndim != 2:
-            raise IndexError(
-                f"index {index!r} must select rows: an integer, a slice, or a 1-D "
-                "integer or boolean array."
-            )
+        index, log_weights = select_rows(index, self.log_weights)
         return GaussianMixture._trusted(
             log_weights,
             self.means[index],

@@ -25,6 +25,7 @@ __all__ = [
     "mixture_logcdf",
     "mixture_pdf",
     "mixture_ppf",
+    "select_rows",
 ]
 
 _INV_SQRT_2PI = 1.0 / np.sqrt(2.0 * np.pi)
@@ -328,6 +329,30 @@ def _ppf_flat(q, w, mu, s) -> np.ndarray:
     return x
 
 
+def select_rows(index, first: np.ndarray) -> tuple[object, np.ndarray]:
+    """``index`` as a selection of rows of a batch whose first per-row array
+    is ``first``, and ``first[index]``: an integer becomes a one-row slice
+    (an out-of-range one an IndexError, as numpy's, at which iteration
+    stops, not an empty batch); an index that would reach past the rows
+    (a tuple, ``None``) is refused.
+
+    >>> select_rows(-1, np.arange(3))
+    (slice(2, 3, None), array([2]))
+    """
+    n = len(first)
+    if isinstance(index, int | np.integer):
+        if not -n <= index < n:
+            raise IndexError(f"row index {index} is out of range for {n} rows.")
+        index = slice(index % n, index % n + 1)
+    rows = None if isinstance(index, tuple) else first[index]
+    if rows is None or rows.ndim != first.ndim:
+        raise IndexError(
+            f"index {index!r} must select rows: an integer, a slice, or a 1-D "
+            "integer or boolean array."
+        )
+    return index, rows
+
+
 @dataclass(frozen=True)
 class HighestDensityRegion:
     """Highest-density regions of a batch of univariate distributions.
@@ -389,17 +414,7 @@ class HighestDensityRegion:
         ``dist[index].hdr(c)``), selected as :class:`GaussianMixture` selects
         them (an integer keeps a batch of one row; ``region.to_list()[i]``
         gives row ``i``'s intervals)."""
-        if isinstance(index, int | np.integer):
-            n = len(self)
-            if not -n <= index < n:
-                raise IndexError(f"row index {index} is out of range for {n} rows.")
-            index = slice(index % n, index % n + 1)
-        counts = None if isinstance(index, tuple) else self.n_intervals[index]
-        if counts is None or counts.ndim != 1:
-            raise IndexError(
-                f"index {index!r} must select rows: an integer, a slice, or a 1-D "
-                "integer or boolean array."
-            )
+        index, counts = select_rows(index, self.n_intervals)
         # padded to the selected rows' most intervals, as hdr pads a batch
         width = int(counts.max(initial=1))
         return HighestDensityRegion(
