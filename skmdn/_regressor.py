@@ -935,6 +935,7 @@ default='tanh'
             for name, a, scale in (("X", X, X_scale), ("y", Y, y_scale)):
                 columns = dominated_columns(a, sw, scale)
                 _warn_if_dominated(name, columns, scale, floor)
+            _warn_if_constant(Y, y_scale, floor)
         else:
             X_mean, X_scale = np.zeros(X.shape[1]), np.ones(X.shape[1])
             y_mean, y_scale = np.zeros(Y.shape[1]), np.ones(Y.shape[1])
@@ -1677,6 +1678,35 @@ def _warn_if_dominated(
         "scikit-learn's QuantileTransformer for X).",
         UserWarning,
     )
+
+
+def _warn_if_constant(Y: np.ndarray, y_scale: np.ndarray, floor: float | None) -> None:
+    """Warn that a column of ``Y`` (two or more rows) is one value.
+
+    Its density is a point mass, which the model approaches with its scales
+    at the floor, so ``score`` rises with training (+4 nats in 40 epochs,
+    measured) and reflects ``min_scale``, not the data. A constant column's
+    standardisation scale is exactly 1 (see
+    :func:`~skmdn._data.weighted_mean_scale`), so only such columns are
+    compared with their first value.
+    """
+    if Y.shape[0] < 2:  # one row: every column is one value, nothing to say
+        return
+    for j in np.flatnonzero(y_scale == 1.0):
+        if (Y[:, j] == Y[0, j]).all():
+            floor_text = (
+                f" at the floor min_scale = {floor:g} (in y's units)"
+                if floor is not None
+                else ""
+            )
+            warn_user(
+                f"y column {j} is constant (every training value is "
+                f"{Y[0, j]:g}): its density is a point mass, which the model "
+                f"approaches with its scales{floor_text}, so score and the "
+                "densities of that column reflect the floor, not the data. "
+                "Drop the column (it needs no model), or check the data.",
+                UserWarning,
+            )
 
 
 _ASSUME_FINITE = "sklearn.set_config(assume_finite=True) is on"

@@ -23,6 +23,7 @@ import pytest
 import scipy.sparse as sp
 import sklearn
 import torch
+from scipy import stats
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 
@@ -735,6 +736,32 @@ def _sine(n=2000, seed=0):
     rng = np.random.default_rng(seed)
     X = rng.uniform(-1, 1, (n, 1))
     return X, np.sin(3 * X[:, 0]) + 0.1 * rng.normal(size=n)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_a_constant_target_column_is_named_and_its_score_is_the_floors():
+    """A constant y column fitted without a word: its density is a point
+    mass, the scales sink to the min_scale floor and score rises with
+    training, reflecting the floor, not the data. It is named at fit, with
+    the floor; its density approaches the floor's peak, log N(0 | 0,
+    min_scale) (scipy). Not named: a column whose standard deviation is
+    exactly 1 (the scale a constant column is given), and a one-row fit,
+    where every column is one value."""
+    X, y = _sine(400)
+    Y = np.column_stack([y, np.full(400, 3.0)])
+    match = r"y column 1 is constant \(every training value is 3\).*min_scale = 0\.01 "
+    with pytest.warns(UserWarning, match=match) as record:
+        m = MDNRegressor(min_scale=0.01, max_iter=60, random_state=0).fit(X, Y)
+    assert record[0].filename == __file__
+    assert not any("y column 0" in str(r.message) for r in record)
+    peak = stats.norm.logpdf(0.0, scale=0.01)
+    column = m.predict_dist(X).marginal(1).logpdf(np.full(400, 3.0))
+    assert peak - 1.0 < column.mean() <= peak
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*is constant")
+        # std exactly 1 and mean 0: the statistics of a constant column
+        MDNRegressor(max_iter=2, random_state=0).fit(X, np.tile([-1.0, 1.0], 200))
+        MDNRegressor(max_iter=2).fit(X[:1], [3.0])
 
 
 @pytest.mark.parametrize("where", ["X", "y"])
