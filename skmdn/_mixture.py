@@ -16,10 +16,12 @@ from ._modes import _logsumexp, mixture_modes
 from ._network import MixtureParams
 from ._univariate import (
     HighestDensityRegion,
+    broadcast_to_rows,
     mixture_cdf,
     mixture_hdr,
     mixture_logcdf,
     mixture_ppf,
+    refuse_target_column,
     select_rows,
 )
 from ._utils import (
@@ -819,23 +821,8 @@ class GaussianMixture:
         (and outputs) as :meth:`cdf` broadcasts: a scalar, or ``grid[:, None]``
         (m, 1) for m values shared by every row, is a read-only view, not a
         copy per row (logpdf refused both, which cdf accepted)."""
-        y = np.asarray(y, dtype=np.float64)
-        self._refuse_column(y, "y")
         want = (len(self),) if self.univariate else (len(self), self.n_outputs)
-        try:
-            shape = np.broadcast_shapes(y.shape, want)
-            # (m,) against one row broadcasts to (m,): m rows, not m values
-            if shape[len(shape) - len(want) :] != want:
-                raise ValueError
-        except ValueError:
-            name = "(n,)" if self.univariate else "(n, n_outputs)"
-            raise ValueError(
-                f"y has shape {y.shape}; expected {name} with n={len(self)} rows"
-                + ("" if self.univariate else f" and n_outputs={self.n_outputs}")
-                + ", or a shape that broadcasts to it, optionally with leading "
-                "batch axes."
-            ) from None
-        y = np.broadcast_to(y, shape)
+        y = broadcast_to_rows(np.asarray(y, dtype=np.float64), want)
         return y[..., None] if self.univariate else y
 
     def component_logpdf(self, y) -> np.ndarray:
@@ -1346,29 +1333,13 @@ class GaussianMixture:
             return out
         return out.reshape(*out.shape[:-1], len(self), self.n_outputs)
 
-    def _refuse_column(self, a: np.ndarray, name: str) -> None:
-        """Refuse ``a`` of shape exactly (n, 1) for n > 1 rows of a univariate
-        mixture: broadcasting reads it as n values for every row, (n, n) out,
-        where a user who passes a column of targets (a one-column DataFrame,
-        ``y.reshape(-1, 1)``) means one value per row, and the mean of the
-        (n, n) densities is a wrong number without an error."""
-        n = len(self)
-        if self.univariate and n > 1 and a.shape == (n, 1):
-            raise ValueError(
-                f"{name} has shape ({n}, 1) against {n} rows of a univariate "
-                f"distribution, which is ambiguous. For one value per row pass "
-                f"shape ({n},), e.g. np.ravel({name}) (a model fitted on 1-D y "
-                f"takes 1-D targets); for each of the {n} values in every row "
-                f"pass np.broadcast_to({name}, ({n}, {n}))."
-            )
-
     def _flatten_arg(self, a, name: str, *, grid: bool = False) -> np.ndarray:
         """``a`` broadcast against the rows and flattened to (..., n d);
         ``grid``: a column of shape (n, 1) is meant as n values for every row
         (internal callers), not refused as a column of targets."""
         a = np.asarray(a, dtype=np.float64)
-        if not grid:
-            self._refuse_column(a, name)
+        if self.univariate and not grid:
+            refuse_target_column(a, len(self), name)
         n, d = len(self), self.n_outputs
         want = (n,) if self.univariate else (n, d)
         try:

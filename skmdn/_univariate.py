@@ -20,11 +20,13 @@ from scipy.special import ndtr, ndtri
 __all__ = [
     "XTOL",
     "HighestDensityRegion",
+    "broadcast_to_rows",
     "mixture_cdf",
     "mixture_hdr",
     "mixture_logcdf",
     "mixture_pdf",
     "mixture_ppf",
+    "refuse_target_column",
     "select_rows",
 ]
 
@@ -329,6 +331,46 @@ def _ppf_flat(q, w, mu, s) -> np.ndarray:
     return x
 
 
+def refuse_target_column(a: np.ndarray, n: int, name: str = "y") -> None:
+    """Refuse ``a`` of shape exactly (n, 1) against n > 1 rows of univariate
+    distributions: broadcasting reads it as n values for every row, (n, n)
+    out, where a user who passes a column of targets (a one-column
+    DataFrame, ``y.reshape(-1, 1)``) means one value per row, and the mean
+    of the (n, n) densities is a wrong number without an error."""
+    if n > 1 and a.shape == (n, 1):
+        raise ValueError(
+            f"{name} has shape ({n}, 1) against {n} rows of a univariate "
+            f"distribution, which is ambiguous. For one value per row pass "
+            f"shape ({n},), e.g. np.ravel({name}) (a model fitted on 1-D y "
+            f"takes 1-D targets); for each of the {n} values in every row "
+            f"pass np.broadcast_to({name}, ({n}, {n}))."
+        )
+
+
+def broadcast_to_rows(y: np.ndarray, want: tuple[int, ...]) -> np.ndarray:
+    """``y`` broadcast against the rows ``want``, (n,) for univariate
+    distributions or (n, d), as a read-only view, optionally with leading
+    batch axes: a scalar, or ``grid[:, None]`` (m, 1) for m values shared by
+    every row (a column of exactly n values against (n,) is refused, see
+    :func:`refuse_target_column`)."""
+    if len(want) == 1:
+        refuse_target_column(y, want[0])
+    try:
+        shape = np.broadcast_shapes(y.shape, want)
+        # (m,) against one row broadcasts to (m,): m rows, not m values
+        if shape[len(shape) - len(want) :] != want:
+            raise ValueError
+    except ValueError:
+        name = "(n,)" if len(want) == 1 else "(n, n_outputs)"
+        raise ValueError(
+            f"y has shape {y.shape}; expected {name} with n={want[0]} rows"
+            + ("" if len(want) == 1 else f" and n_outputs={want[1]}")
+            + ", or a shape that broadcasts to it, optionally with leading "
+            "batch axes."
+        ) from None
+    return np.broadcast_to(y, shape)
+
+
 def select_rows(index, first: np.ndarray) -> tuple[object, np.ndarray]:
     """``index`` as a selection of rows of a batch whose first per-row array
     is ``first``, and ``first[index]``: an integer becomes a one-row slice
@@ -497,21 +539,7 @@ class HighestDensityRegion:
         array([ True, False])
         """
         y = np.asarray(y, dtype=np.float64)
-        n = len(self)
-        try:
-            if n > 1 and y.shape == (n, 1):
-                raise ValueError
-            shape = np.broadcast_shapes(y.shape, (n,))
-            if shape[-1] != n:  # (m,) against one row: m rows, not m values
-                raise ValueError
-        except ValueError:
-            raise ValueError(
-                f"y has shape {y.shape}; pass shape ({n},), one value per row, "
-                "or a shape that broadcasts to it with leading batch axes, e.g. "
-                f"(m, 1) for m values in every row (for m = n, "
-                f"np.broadcast_to(y, ({n}, {n})))."
-            ) from None
-        y = np.broadcast_to(y, shape)[..., None]
+        y = broadcast_to_rows(y, (len(self),))[..., None]
         iv = self.intervals
         return ((iv[..., 0] <= y) & (y <= iv[..., 1])).any(axis=-1)
 
