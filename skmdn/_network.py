@@ -252,12 +252,7 @@ class MDNNetwork(nn.Module):
         grad = torch.is_grad_enabled()
         logits, means, raw = self.head_outputs(x, contiguous_logits=grad)
         n, K, d = means.shape
-        # over axis 0 of the transpose: vectorised across rows, 2.5x faster
-        # than along a last axis of a few components (measured). log_softmax
-        # makes its input contiguous: from the head's output that is one
-        # copy (a contiguous copy of the logits first made it two: 16384
-        # rows, K = 5, float32, 534 against 311 us with the move to float64)
-        log_weights = F.log_softmax(logits.t(), dim=0).t()
+        log_weights = _log_softmax_rows(logits)
         if self.noise_type == "full":
             flat = torch.where(self.tril_is_diag, F.softplus(raw) + self.min_scale, raw)
             tril = flat.new_zeros(n, K, d * d)
@@ -268,6 +263,29 @@ class MDNNetwork(nn.Module):
         else:
             scales = (F.softplus(raw) + self.min_scale).expand(n, K, d)
         return MixtureParams(log_weights, means, scales, None)
+
+    def locations(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(log_weights, means)`` of :meth:`forward` without the scales, for
+        inference only (no autograd): what the mixture's mean and approximate
+        mode need. The head's product skips the scale columns, and the
+        softplus and the conversion of the scales are not done at all (16384
+        rows, float32, one thread: 10-18 % of ``predict``'s time per chunk,
+        measured; ``benchmarks/README.md``).
+        """
+        K, d = self.n_components, self.n_outputs
+        out = _head_affine(self.features(x), self.head, K * (1 + d))
+        logits, means = out.split((K, K * d), dim=-1)
+        return _log_softmax_rows(logits), means.reshape(len(out), K, d)
+
+
+def _log_softmax_rows(logits: torch.Tensor) -> torch.Tensor:
+    """``log_softmax`` of each row of ``logits`` (n, K), taken over axis 0 of
+    the transpose: vectorised across rows, 2.5x faster than along a last axis
+    of a few components (measured). log_softmax makes its input contiguous:
+    from the head's output that is one copy (a contiguous copy of the logits
+    first made it two: 16384 rows, K = 5, float32, 534 against 311 us with
+    the move to float64)."""
+    return F.log_softmax(logits.t(), dim=0).t()
 
 
 def _affine(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
@@ -284,16 +302,28 @@ def _affine(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
 _HEAD_COLUMNS = 16
 
 
-def _head_affine(x: torch.Tensor, head: nn.Linear) -> torch.Tensor:
-    """``_affine(x, head)``, through a weight padded with zero rows to a
-    multiple of :data:`_HEAD_COLUMNS` for float32 on the CPU."""
-    n_out = head.out_features
+def _head_affine(
+    x: torch.Tensor, head: nn.Linear, n_out: int | None = None
+) -> torch.Tensor:
+    """``_affine(x, head)``, or its first ``n_out`` columns (the head's first
+    ``n_out`` outputs), through a weight padded with zero rows to a multiple
+    of :data:`_HEAD_COLUMNS` for float32 on the CPU.
+
+    Elsewhere the first columns come from the whole product: a product of
+    fewer columns rounded differently (float64, MKL; float32 products padded
+    to 16, 32, 48 or 64 columns agreed bit for bit in the runs here).
+    """
+    n_all = head.out_features
+    n_out = n_all if n_out is None else n_out
+    if x.dtype != torch.float32 or not cpu_fast_path(x.device):
+        out = torch.mm(x, head.weight.t())
+        return (out if n_out == n_all else out[:, :n_out]).add_(head.bias[:n_out])
     width = -(-n_out // _HEAD_COLUMNS) * _HEAD_COLUMNS
-    if width == n_out or x.dtype != torch.float32 or not cpu_fast_path(x.device):
+    if width == n_out == n_all:
         return _affine(x, head)
     weight = head.weight.new_zeros(width, head.in_features)
-    weight[:n_out] = head.weight
-    return torch.mm(x, weight.t())[:, :n_out].add_(head.bias)
+    weight[:n_out] = head.weight[:n_out]
+    return torch.mm(x, weight.t())[:, :n_out].add_(head.bias[:n_out])
 
 
 def _linear(n_in: int, n_out: int, dtype: torch.dtype | None = None) -> nn.Linear:

@@ -32,7 +32,14 @@ from ._data import (
     weighted_quantiles,
 )
 from ._kernels import tanh_forms
-from ._mixture import SAMPLE_ROWS, GaussianMixture, check_n_samples, sample_seeds
+from ._mixture import (
+    SAMPLE_ROWS,
+    GaussianMixture,
+    check_n_samples,
+    mixture_approx_mode,
+    mixture_mean,
+    sample_seeds,
+)
 from ._network import NOISE_TYPES, MDNNetwork
 from ._training import (
     FlatAdam,
@@ -85,6 +92,10 @@ _INTEGER_PARAMS = (
 
 # The parameters that inference reads, which set_params may change after fit.
 _INFERENCE_PARAMS = ("point_estimate", "n_threads")
+
+# Point estimates that need only the mixture's weights and means: predict
+# computes them without the scales (MDNRegressor._chunk_locations).
+_LOCATION_ESTIMATES = {"mean": mixture_mean, "approx_mode": mixture_approx_mode}
 
 # The parameters that shape a fitted model: warm_start and partial_fit
 # continue a model only under the values it was built with.
@@ -1167,7 +1178,15 @@ default='tanh'
     def _map_dists(
         self, X: np.ndarray, fn: Callable[[slice, GaussianMixture], None]
     ) -> None:
-        """Call ``fn(rows, predictive distribution of those rows)`` per chunk.
+        """Call ``fn(rows, predictive distribution of those rows)`` per chunk
+        (see :meth:`_map_chunks`)."""
+        self._map_chunks(X, self._chunk_dist, fn)
+
+    def _map_chunks(
+        self, X: np.ndarray, chunk: Callable, fn: Callable[[slice, object], None]
+    ) -> None:
+        """Call ``fn(rows, chunk(X, rows, stats, device))`` per chunk of rows,
+        ``chunk`` being :meth:`_chunk_dist` or :meth:`_chunk_locations`.
 
         Standardisation, the forward pass and the move to original units all
         happen per chunk, so no N-sized intermediate is ever built. On the CPU
@@ -1200,7 +1219,7 @@ default='tanh'
 
         def run(sl: slice) -> None:
             with torch.inference_mode():
-                fn(sl, self._chunk_dist(X, sl, stats, device))
+                fn(sl, chunk(X, sl, stats, device))
 
         on_cpu = cpu_fast_path(device)
         if on_cpu:  # time the tanh forms (once per process) here, not in a worker
@@ -1217,22 +1236,15 @@ default='tanh'
         device: torch.device,
     ) -> GaussianMixture:
         """The predictive distribution of rows ``sl`` of ``X`` (see _map_dists)."""
-        X_mean, X_scale, y_mean, y_scale, y_mean_rows, y_scale_rows = stats
+        y_scale, y_scale_rows = stats[3], stats[5]
         full = self._network_config["noise_type"] == "full"
         # row i of a Cholesky factor scales with output i
         cov_scale = y_scale[:, None] if full else y_scale
-        # float32 X and network outputs are promoted to float64 by the
-        # arithmetic itself (a conversion pass less each)
-        # row-major whatever X's layout (a DataFrame's is column-major): the
-        # products' rounding depends on it, and results must not
-        rows = dense_rows(X, sl)
-        x = torch.sub(tensor_view(rows).contiguous(), X_mean).div_(X_scale)
-        params = self.network_(x.to(device, self.dtype_))
+        rows, x = _chunk_input(X, sl, stats, device, self.dtype_)
+        params = self.network_(x)
         scale = params.scale_tril if full else params.scales
         log_w = to_numpy(params.log_weights)
-        means = _to_target_units(
-            params.means.cpu(), (y_scale, y_scale_rows), (y_mean, y_mean_rows)
-        )
+        means = _means_to_target_units(params.means, stats)
         if full:
             scale = to_numpy(scale.cpu() * cov_scale)
         else:
@@ -1242,6 +1254,25 @@ default='tanh'
             offset=sl.start,
         )  # fmt: skip
         return self._mixture(log_w, means, scale)
+
+    def _chunk_locations(
+        self,
+        X: np.ndarray,
+        sl: slice,
+        stats: tuple[torch.Tensor, ...],
+        device: torch.device,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Log-weights (n, K) and means (n, K, d, target units) of rows ``sl``
+        of ``X``: :meth:`_chunk_dist`'s arrays without the scales, which the
+        mean and the approximate mode do not need (the same bits)."""
+        rows, x = _chunk_input(X, sl, stats, device, self.dtype_)
+        log_w, means = self.network_.locations(x)
+        log_w, means = to_numpy(log_w), _means_to_target_units(means, stats)
+        _check_finite_output(
+            rows, self.X_mean_, self.X_scale_, log_w, means, None, self.dtype_,
+            offset=sl.start,
+        )  # fmt: skip
+        return log_w, means
 
     def predict(
         self, X, return_std: bool = False
@@ -1274,6 +1305,16 @@ default='tanh'
         n = X.shape[0]
         shape = (n,) if self._univariate else (n, self.n_outputs_)
         out = np.empty(shape)
+        if self.point_estimate in _LOCATION_ESTIMATES and not return_std:
+            # the weights and means suffice: no scales built (faster)
+            location = _LOCATION_ESTIMATES[self.point_estimate]
+
+            def store_location(sl: slice, params: tuple) -> None:
+                estimate = location(*params)
+                out[sl] = estimate[:, 0] if self._univariate else estimate
+
+            self._map_chunks(X, self._chunk_locations, store_location)
+            return out
         std = np.empty(shape) if return_std else None
         estimate = {
             "mean": GaussianMixture.mean,
@@ -1732,6 +1773,33 @@ def _check_finite_statistics(**stats: tuple[np.ndarray, np.ndarray]) -> None:
             )
 
 
+def _chunk_input(
+    X: np.ndarray,
+    sl: slice,
+    stats: tuple[torch.Tensor, ...],
+    device: torch.device,
+    dtype: torch.dtype,
+) -> tuple[np.ndarray, torch.Tensor]:
+    """Rows ``sl`` of ``X`` as a dense array and, standardised by ``stats``'s
+    first two entries, as the network's input on ``device`` in ``dtype``."""
+    X_mean, X_scale = stats[:2]
+    # float32 X is promoted to float64 by the arithmetic itself (a conversion
+    # pass less); row-major whatever X's layout (a DataFrame's is
+    # column-major): the products' rounding depends on it, and results must not
+    rows = dense_rows(X, sl)
+    x = torch.sub(tensor_view(rows).contiguous(), X_mean).div_(X_scale)
+    return rows, x.to(device, dtype)
+
+
+def _means_to_target_units(
+    means: torch.Tensor, stats: tuple[torch.Tensor, ...]
+) -> np.ndarray:
+    """The network's means (n, K, d) in target units, float64 numpy, by the
+    y statistics of ``stats`` (see :meth:`MDNRegressor._map_chunks`)."""
+    y_mean, y_scale, y_mean_rows, y_scale_rows = stats[2:]
+    return _to_target_units(means.cpu(), (y_scale, y_scale_rows), (y_mean, y_mean_rows))
+
+
 def _to_target_units(
     t: torch.Tensor,
     scale: tuple[torch.Tensor, torch.Tensor],
@@ -1764,15 +1832,12 @@ def _check_finite_output(
 ) -> None:
     """Never return a silent NaN: name the rows whose parameters overflowed."""
     # finite terms near 1e308 may overflow, to inf - inf if of both signs
+    arrays = (log_w, means) if scale is None else (log_w, means, scale)
     with np.errstate(over="ignore", invalid="ignore"):
-        if all(np.isfinite(np.sum(a)) for a in (log_w, means, scale)):
+        if all(np.isfinite(np.sum(a)) for a in arrays):
             return  # one pass each; a sum is non-finite if any term is
     n = len(log_w)
-    ok = (
-        np.isfinite(log_w).all(1)
-        & np.isfinite(means.reshape(n, -1)).all(1)
-        & np.isfinite(scale.reshape(n, -1)).all(1)
-    )
+    ok = np.logical_and.reduce([np.isfinite(a.reshape(n, -1)).all(1) for a in arrays])
     if ok.all():
         return
     bad = np.flatnonzero(~ok)

@@ -191,6 +191,49 @@ def test_point_estimates():
     np.testing.assert_array_equal(model.predict(X), dist.mean())
 
 
+@pytest.mark.parametrize("noise_type", NOISE_TYPES)
+@pytest.mark.parametrize("d", [1, 3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_mean_and_approx_mode_predictions_are_the_distributions(noise_type, d, dtype):
+    """predict takes the mean and the approximate mode from the weights and
+    means alone (no scales built); they are still exactly the predictive
+    distribution's, in float64, and to float32 rounding in float32 (the
+    head's product there has fewer columns; identical on the machines here)."""
+    X, y = small_problem(n=300, d=d)
+    X = X.astype(dtype)
+    level = {"fixed_noise_level": 0.2} if noise_type == "fixed" else {}
+    model = MDNRegressor(noise_type=noise_type, n_components=3, **level, **FAST)
+    model.fit(X, y)
+    X_new = np.random.default_rng(1).uniform(-3, 3, size=(2000, 3)).astype(dtype)
+    dist = model.predict_dist(X_new)
+    for estimate in ("mean", "approx_mode"):
+        pred = model.set_params(point_estimate=estimate).predict(X_new)
+        expected = getattr(dist, estimate)()
+        if dtype == np.float64:
+            np.testing.assert_array_equal(pred, expected)
+        else:
+            np.testing.assert_allclose(pred, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_mean_prediction_builds_no_scales(monkeypatch):
+    """The scales' softplus is not run for a prediction that does not need
+    it; with return_std, or the exact mode, it is."""
+    X, y = small_problem()
+    model = MDNRegressor(**FAST).fit(X, y)
+    expected = model.predict_dist(X).mean()
+
+    def no_softplus(*args, **kwargs):
+        raise AssertionError("scales were built")
+
+    monkeypatch.setattr("skmdn._network.F.softplus", no_softplus)
+    np.testing.assert_array_equal(model.predict(X), expected)
+    model.set_params(point_estimate="approx_mode").predict(X)
+    with pytest.raises(AssertionError, match="scales were built"):
+        model.predict(X, return_std=True)
+    with pytest.raises(AssertionError, match="scales were built"):
+        model.set_params(point_estimate="mode").predict(X)
+
+
 # ------------------------------------------------------- learning quality
 def test_inverse_sine_default_beats_one_component_by_a_wide_margin():
     X, y = make_inverse_sine(2000, seed=0)
