@@ -25,9 +25,11 @@ from ._univariate import (
     select_rows,
 )
 from ._utils import (
+    SHORT_SUM_MAX,
     as_numpy_generator,
     power_of_two_unit,
     run_blocks,
+    sum_last,
     tensor_view,
     thread_count,
 )
@@ -88,30 +90,11 @@ def row_units(s_max: np.ndarray) -> np.ndarray:
     return unit
 
 
-# numpy sums a row of fewer than 8 values left to right (8 or more pairwise);
-# adding whole columns in that order gives the same bits in K - 1 vectorised
-# passes instead of a short reduction per row (16384 x 5 float64: about 60
-# against 290 us, measured), which made the weights half of predict's and
-# sample's work after the network.
-_COLUMN_SUM_MAX = 7
-
-
-def _row_sums(a: np.ndarray) -> np.ndarray:
-    """``a.sum(axis=1)`` for a 2-D ``a``, the same bits, by columns when the
-    rows are short (see :data:`_COLUMN_SUM_MAX`)."""
-    if not 0 < a.shape[1] <= _COLUMN_SUM_MAX:
-        return a.sum(axis=1)
-    total = a[:, 0].copy()
-    for k in range(1, a.shape[1]):
-        total += a[:, k]
-    return total
-
-
 def mixture_weights(log_weights: np.ndarray) -> np.ndarray:
     """Weights (n, K) from log-weights, each row normalised to sum to one to
     float64 rounding (see :attr:`GaussianMixture.weights`)."""
     w = np.exp(log_weights)
-    w /= _row_sums(w)[:, None]
+    w /= sum_last(w)[:, None]
     return w
 
 
@@ -741,11 +724,11 @@ class GaussianMixture:
     def _component_weights(self) -> np.ndarray:
         """:attr:`weights` transposed, shape (K, n) and C-contiguous: the same
         values, with each component's weights contiguous for column loops."""
-        if self.n_components > _COLUMN_SUM_MAX:  # numpy's pairwise sum
+        if self.n_components > SHORT_SUM_MAX:  # numpy's pairwise sum
             return np.ascontiguousarray(self.weights.T)
         w = np.empty(self.log_weights.shape[::-1])
         np.exp(self.log_weights.T, out=w)
-        w /= _row_sums(w.T)  # (n, K) view: its columns are w's rows
+        w /= sum_last(w.T)  # (n, K) view: its columns are w's rows
         return w
 
     @property
@@ -893,13 +876,18 @@ class GaussianMixture:
         d = self.n_outputs
         if self.scales is not None:
             z = diff / self.scales
-            log_det = np.log(self.scales).sum(-1)
+            log_det = sum_last(np.log(self.scales))
         else:
             L_inv = np.linalg.inv(self._scale_tril)
             z = np.einsum("nkij,...nkj->...nki", L_inv, diff)
-            log_det = np.log(np.diagonal(self._scale_tril, axis1=-2, axis2=-1)).sum(-1)
+            log_det = sum_last(
+                np.log(np.diagonal(self._scale_tril, axis1=-2, axis2=-1))
+            )
         return (
-            self.log_weights - 0.5 * np.square(z).sum(-1) - log_det - 0.5 * d * _LOG_2PI
+            self.log_weights
+            - 0.5 * sum_last(np.square(z))
+            - log_det
+            - 0.5 * d * _LOG_2PI
         )
 
     def _map_blocks(self, fn, rows: int = SAMPLE_ROWS) -> None:

@@ -26,6 +26,8 @@ import math
 
 import numpy as np
 
+from ._utils import max_last, sum_last
+
 __all__ = ["XTOL", "mixture_modes"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -39,11 +41,18 @@ _EPS = np.finfo(np.float64).eps
 def _logsumexp(a: np.ndarray) -> np.ndarray:
     """``log(sum(exp(a)))`` over the last axis; about 3x faster than scipy's
     general version (no ``b``, no complex support, no keepdims). A row of
-    ``-inf`` gives ``-inf``."""
-    m = np.max(a, axis=-1, keepdims=True)
+    ``-inf`` gives ``-inf``. Short rows (few components) are reduced by
+    slices, with the same bits (:func:`~skmdn._utils.sum_last`)."""
+    m = max_last(a)[..., None]
     m[~np.isfinite(m)] = 0.0
     with np.errstate(divide="ignore"):
-        return np.log(np.exp(a - m).sum(-1)) + m[..., 0]
+        return np.log(sum_last(np.exp(a - m))) + m[..., 0]
+
+
+def _sum_components(a: np.ndarray) -> np.ndarray:
+    """``a.sum(axis=1)`` of an (A, K, d) array, the same bits: numpy adds the
+    K slices in order, as :func:`~skmdn._utils.sum_last` does for K < 8."""
+    return sum_last(np.moveaxis(a, 1, -1))
 
 
 def mixture_modes(
@@ -104,7 +113,7 @@ def mixture_modes(
         diff = means[rows] - x[:, None, :]
         P = prec[rows]
         ld = np.einsum("akij,akj->aki", P, diff) if full else P * diff
-        return const[rows] - 0.5 * (diff * ld).sum(-1), ld, P
+        return const[rows] - 0.5 * sum_last(diff * ld), ld, P
 
     def log_density(x, rows):
         return _logsumexp(components(x, rows)[0])
@@ -138,17 +147,17 @@ def mixture_modes(
         comp, ld, P = components(xa, rows)
         lp = _logsumexp(comp)
         r = np.exp(comp - lp[:, None])  # responsibilities (A, K)
-        grad = (r[..., None] * ld).sum(1)
+        grad = _sum_components(r[..., None] * ld)
         # Mean-shift: x + (sum r L)^-1 grad; Newton on log p with the Hessian
         # H = sum r (ld ld^T - L) - grad grad^T.
         if full:
             A = np.einsum("ak,akij->aij", r, P)
             x_ms = xa + np.linalg.solve(A, grad[..., None])[..., 0]
         else:
-            A = (r[..., None] * P).sum(1)  # diagonal of sum r L, (A, d)
+            A = _sum_components(r[..., None] * P)  # diagonal of sum r L, (A, d)
             x_ms = xa + grad / A
         if d == 1:
-            H = (r * ld[..., 0] ** 2).sum(1) - grad[:, 0] ** 2 - A.reshape(-1)
+            H = sum_last(r * ld[..., 0] ** 2) - grad[:, 0] ** 2 - A.reshape(-1)
             neg_def = H < 0
             with np.errstate(divide="ignore", invalid="ignore"):
                 x_nt = xa - grad / H[:, None]
@@ -175,8 +184,8 @@ def mixture_modes(
         lp_new = np.where(use_nt, lp_nt, lp_ms)
         improved = lp_new >= lp - 4 * _EPS * np.abs(lp)
         x_new[~improved] = xa[~improved]
-        step = np.abs(x_new - xa).max(-1)
-        tol = np.maximum(4 * _EPS * np.abs(xa).max(-1), XTOL * s_min[rows])
+        step = max_last(np.abs(x_new - xa))
+        tol = np.maximum(4 * _EPS * max_last(np.abs(xa)), XTOL * s_min[rows])
         x[active] = x_new
         logp[active] = np.where(improved, lp_new, lp)
         active = active[improved & (step > tol)]
