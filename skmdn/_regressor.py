@@ -227,10 +227,10 @@ class MDNRegressor(RegressorMixin, BaseEstimator):
         component (Bishop's cheap approximation of the mode). The exact
         mode climbs the density from every component mean (and, with
         several outputs, from the peak of every pair of components), so it
-        costs far more than the mean: with K = 5 about 20 us per row for
-        one output, 0.2-0.3 ms for two and 0.5-0.7 ms for five, where the
-        mixture's mean takes under 1 us (a loaded 2-vCPU machine; the
-        network's forward pass comes on top of either).
+        costs far more than the mean: with K = 5 about 10 us per row for
+        one output and 0.1-0.2 ms for two to five, where the mixture's mean
+        takes under 1 us (random mixtures, one thread of a loaded 2-vCPU
+        machine; the network's forward pass comes on top of either).
     hidden_layer_sizes : int or array-like of shape (n_layers,), default=(64, 64)
         Widths of the hidden layers (an int: one hidden layer).
     activation : {'tanh', 'relu', 'logistic', 'gelu', 'silu', 'identity'}, \
