@@ -194,11 +194,18 @@ def test_point_estimates():
 @pytest.mark.parametrize("noise_type", NOISE_TYPES)
 @pytest.mark.parametrize("d", [1, 3])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_mean_and_approx_mode_predictions_are_the_distributions(noise_type, d, dtype):
+@pytest.mark.parametrize("padded_head", [True, False])
+def test_mean_and_approx_mode_predictions_are_the_distributions(
+    noise_type, d, dtype, padded_head, monkeypatch
+):
     """predict takes the mean and the approximate mode from the weights and
     means alone (no scales built); they are still exactly the predictive
-    distribution's, in float64, and to float32 rounding in float32 (the
-    head's product there has fewer columns; identical on the machines here)."""
+    distribution's, in float64 and off the CPU's float32 path (the whole
+    head's product, sliced: ``padded_head=False`` stands for an
+    accelerator), and to float32 rounding with the CPU's padded product of
+    fewer columns (identical on the machines here)."""
+    if not padded_head:
+        monkeypatch.setattr("skmdn._network.cpu_fast_path", lambda device: False)
     X, y = small_problem(n=300, d=d)
     X = X.astype(dtype)
     level = {"fixed_noise_level": 0.2} if noise_type == "fixed" else {}
@@ -209,7 +216,7 @@ def test_mean_and_approx_mode_predictions_are_the_distributions(noise_type, d, d
     for estimate in ("mean", "approx_mode"):
         pred = model.set_params(point_estimate=estimate).predict(X_new)
         expected = getattr(dist, estimate)()
-        if dtype == np.float64:
+        if dtype == np.float64 or not padded_head:
             np.testing.assert_array_equal(pred, expected)
         else:
             np.testing.assert_allclose(pred, expected, rtol=1e-6, atol=1e-6)
