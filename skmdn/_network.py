@@ -6,7 +6,9 @@ The network only *builds* parameters. All density computations live in
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -288,17 +290,53 @@ def _log_softmax_rows(logits: torch.Tensor) -> torch.Tensor:
     return F.log_softmax(logits.t(), dim=0).t()
 
 
+@functools.cache
+def _onednn_linear() -> Callable | None:
+    """oneDNN's inner product for dense float32 CPU tensors,
+    ``torch.ops.mkldnn._linear_pointwise`` (the kernel ``torch.compile``'s
+    CPU backend calls for linear layers), or None where this torch build
+    lacks it or it fails on a probe.
+
+    Inference products go through it because MKL's, which ``torch.mm``
+    calls, ran slower at these shapes on AMD processors (16384 rows times a
+    64 x 64 weight, float32, one thread, paired: 0.62-0.66 of MKL's time;
+    the head, 15 to 35 columns, 0.64-0.81 of MKL's padded product) with the
+    same bits in every shape compared (``benchmarks/README.md``).
+    """
+    if not torch.backends.mkldnn.is_available():
+        return None
+    try:
+        op = torch.ops.mkldnn._linear_pointwise
+        x, w, b = torch.ones(3, 2), torch.ones(4, 2), torch.arange(4.0)
+        works = torch.equal(op(x, w, b, "none", [], ""), torch.mm(x, w.t()) + b)
+    except (AttributeError, RuntimeError):
+        return None
+    return op if works else None
+
+
+def _product(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """``x @ weight.T + bias`` without autograd: oneDNN's inner product for
+    float32 on the CPU (:func:`_onednn_linear`), else ``mm`` and an in-place
+    bias."""
+    if x.dtype == torch.float32 and cpu_fast_path(x.device):
+        onednn = _onednn_linear()
+        if onednn is not None:
+            return onednn(x, weight, bias, "none", [], "")
+    return torch.mm(x, weight.t()).add_(bias)
+
+
 def _affine(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
-    """``layer(x)`` as ``mm`` and an in-place bias (no autograd: see features)."""
-    return torch.mm(x, layer.weight.t()).add_(layer.bias)
+    """``layer(x)`` without autograd (:func:`_product`; see features)."""
+    return _product(x, layer.weight, layer.bias)
 
 
 # Float32 products with few output columns ran several times slower per column
 # unless the count was a multiple of 16 (PyPI's torch, MKL, AMD EPYC: 16384
 # rows times a 64 x N weight on one thread took 1373 us for N = 15 and 534 us
-# for N = 16, 1023 us for N = 25 and 798 us for N = 32). The head, whose
-# width is set by K and d, gets zero rows up to the next multiple: the same
-# dot products, so the same outputs to rounding (identical in the runs here).
+# for N = 16, 1023 us for N = 25 and 798 us for N = 32). Where oneDNN is not
+# available, the head, whose width is set by K and d, gets zero rows up to the
+# next multiple: the same dot products, so the same outputs to rounding
+# (identical in the runs here).
 _HEAD_COLUMNS = 16
 
 
@@ -306,24 +344,27 @@ def _head_affine(
     x: torch.Tensor, head: nn.Linear, n_out: int | None = None
 ) -> torch.Tensor:
     """``_affine(x, head)``, or its first ``n_out`` columns (the head's first
-    ``n_out`` outputs), through a weight padded with zero rows to a multiple
-    of :data:`_HEAD_COLUMNS` for float32 on the CPU.
+    ``n_out`` outputs).
 
-    Elsewhere the first columns come from the whole product: a product of
-    fewer columns rounded differently (float64, MKL; float32 products padded
-    to 16, 32, 48 or 64 columns agreed bit for bit in the runs here).
+    For float32 on the CPU through oneDNN (:func:`_product`), or where torch
+    lacks it through MKL with a weight padded with zero rows to a multiple
+    of :data:`_HEAD_COLUMNS`. Elsewhere the first columns come from the
+    whole product: a product of fewer columns rounded differently (float64,
+    MKL). (The float32 products of fewer columns, oneDNN's or padded to 16,
+    32, 48 or 64, agreed bit for bit in the runs here.)
     """
     n_all = head.out_features
     n_out = n_all if n_out is None else n_out
+    weight, bias = head.weight[:n_out], head.bias[:n_out]
     if x.dtype != torch.float32 or not cpu_fast_path(x.device):
         out = torch.mm(x, head.weight.t())
-        return (out if n_out == n_all else out[:, :n_out]).add_(head.bias[:n_out])
+        return (out if n_out == n_all else out[:, :n_out]).add_(bias)
     width = -(-n_out // _HEAD_COLUMNS) * _HEAD_COLUMNS
-    if width == n_out == n_all:
-        return _affine(x, head)
-    weight = head.weight.new_zeros(width, head.in_features)
-    weight[:n_out] = head.weight[:n_out]
-    return torch.mm(x, weight.t())[:, :n_out].add_(head.bias[:n_out])
+    if _onednn_linear() is not None or width == n_out:
+        return _product(x, weight, bias)
+    padded = weight.new_zeros(width, head.in_features)
+    padded[:n_out] = weight
+    return torch.mm(x, padded.t())[:, :n_out].add_(bias)
 
 
 def _linear(n_in: int, n_out: int, dtype: torch.dtype | None = None) -> nn.Linear:

@@ -61,7 +61,12 @@ def test_tanh_gradient_is_one_minus_tanh_squared(tanh_form):
 
 @pytest.mark.parametrize("tanh_form", FORMS, indirect=True)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_network_forward_is_the_same_with_and_without_autograd(tanh_form, dtype):
+@pytest.mark.parametrize("products", ["onednn", "mkl"])
+def test_network_forward_is_the_same_with_and_without_autograd(
+    tanh_form, dtype, products, monkeypatch
+):
+    if products == "mkl":  # a torch without oneDNN
+        monkeypatch.setattr("skmdn._network._onednn_linear", lambda: None)
     net = MDNNetwork(3, 2, 4, (16, 8), "tanh", "diagonal", 1e-3).to(dtype)
     net.reset_parameters(torch.Generator().manual_seed(0))
     x = torch.randn(50, 3, dtype=dtype, generator=torch.Generator().manual_seed(1))
@@ -199,9 +204,17 @@ def test_other_dtypes_and_devices_use_torch(monkeypatch):
     [("diagonal", 5, 1), ("diagonal", 5, 2), ("isotropic", 3, 4), ("full", 2, 2)],
 )
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_inference_head_matches_the_layer(noise_type, K, d, dtype):
-    """The float32 head runs through a weight padded to 16k rows (widths 15,
-    25, 18 and 12 here); outputs and their layout are the layer's."""
+@pytest.mark.parametrize("products", ["onednn", "mkl"])
+def test_inference_head_matches_the_layer(
+    noise_type, K, d, dtype, products, monkeypatch
+):
+    """The float32 head runs through oneDNN, or where torch lacks it (the
+    ``'mkl'`` case) through a weight padded to 16k rows (widths 15, 25, 18
+    and 12 here); outputs and their layout are the layer's, and the
+    location-only forward (no scale columns) gives the same weights and
+    means."""
+    if products == "mkl":
+        monkeypatch.setattr("skmdn._network._onednn_linear", lambda: None)
     net = MDNNetwork(3, d, K, (16,), "tanh", noise_type, 1e-3).to(dtype)
     net.reset_parameters(torch.Generator().manual_seed(0))
     x = torch.randn(70, 3, dtype=dtype, generator=torch.Generator().manual_seed(1))
@@ -209,10 +222,42 @@ def test_inference_head_matches_the_layer(noise_type, K, d, dtype):
         fast = net.head_outputs(x)
     slow = net.head_outputs(x)  # autograd on: nn.Linear itself
     assert net.head.out_features % 16 != 0
+    tol = 4 * torch.finfo(dtype).eps
     for got, want in zip(fast, slow, strict=True):
         assert got.shape == want.shape
-        tol = 4 * torch.finfo(dtype).eps
         torch.testing.assert_close(got, want.detach(), rtol=tol, atol=tol)
+    with torch.inference_mode():
+        log_weights, means = net.locations(x)
+    torch.testing.assert_close(means, slow[1].detach(), rtol=tol, atol=tol)
+    want = torch.log_softmax(slow[0].detach(), dim=1)
+    torch.testing.assert_close(log_weights, want, rtol=tol, atol=tol)
+
+
+def test_this_torch_has_the_onednn_inference_product():
+    """Inference's float32 products go through oneDNN wherever torch is built
+    with it (as PyPI's x86 builds are); its result is the product's to float32
+    rounding, against float64 arithmetic (a wrong operand, transpose or
+    bias is off by far more)."""
+    from skmdn._network import _onednn_linear, _product
+
+    if not torch.backends.mkldnn.is_available():
+        pytest.skip("this torch build has no oneDNN")
+    assert _onednn_linear() is not None
+    gen = torch.Generator().manual_seed(0)
+    for n, k, m in [(1, 1, 1), (7, 3, 5), (4096, 64, 64), (300, 64, 25)]:
+        x, w, b = (
+            torch.randn(*shape, generator=gen) for shape in ((n, k), (m, k), (m,))
+        )
+        want = x.double() @ w.double().T + b.double()
+        got = _product(x, w, b)
+        assert got.dtype == torch.float32 and got.shape == (n, m)
+        # the worst case of k + 1 roundings (Higham's gamma_{k+1})
+        bound = (
+            (k + 2)
+            * torch.finfo(torch.float32).eps
+            * (x.abs().double() @ w.abs().double().T + b.abs().double())
+        )
+        assert torch.all((got.double() - want).abs() <= bound + 1e-30)
 
 
 @pytest.mark.parametrize(
