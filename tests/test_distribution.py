@@ -970,6 +970,14 @@ def test_temperature_semantics():
     w = dist.weights**2
     np.testing.assert_allclose(cold.weights, w / w.sum(1, keepdims=True))
     np.testing.assert_allclose(cold.scales, dist.scales * 0.5)  # sigma * sqrt(tau)
+    # its density and CDF are those of the tempered parameters (scipy): the
+    # log-weights themselves are renormalised, not only the weights property
+    y = np.linspace(-3.0, 3.0, 4)
+    parts = stats.norm(dist.means[..., 0], 0.5 * dist.scales[..., 0])
+    w_cold = w / w.sum(1, keepdims=True)
+    ref_pdf = (w_cold * parts.pdf(y[:, None])).sum(1)
+    np.testing.assert_allclose(cold.logpdf(y), np.log(ref_pdf), rtol=1e-12)
+    np.testing.assert_allclose(cold.cdf(y), (w_cold * parts.cdf(y[:, None])).sum(1))
     a = dist.sample(5, random_state=1)
     b = dist.sample(5, random_state=1, temperature=1.0, scale_temperature=1.0)
     np.testing.assert_array_equal(a, b)
@@ -1082,6 +1090,18 @@ def test_temperature_of_full_covariances():
         w /= w.sum(1, keepdims=True)
         np.testing.assert_allclose(hot.weights, w, rtol=1e-12)
         np.testing.assert_allclose(hot.covariances, tau * Sigma, rtol=1e-12)
+        # its density: log sum_k w'_k N(y | mu_k, tau Sigma_k), against scipy
+        y = dist.means[:, 0] + rng.normal(size=(n, d))
+        normal = stats.multivariate_normal
+        terms = [
+            [
+                np.log(w[i, k])
+                + normal(dist.means[i, k], tau * Sigma[i, k]).logpdf(y[i])
+                for k in range(K)
+            ]
+            for i in range(n)
+        ]
+        np.testing.assert_allclose(hot.logpdf(y), logsumexp(terms, 1), rtol=1e-10)
         m = np.einsum("nk,nkd->nd", w, dist.means)
         c = dist.means - m[:, None]
         cov = np.einsum(
