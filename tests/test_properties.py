@@ -33,13 +33,15 @@ SETTINGS = settings(
 
 # ---------------------------------------------------------------- strategies
 @st.composite
-def mixtures(draw, max_rows=4, univariate=None):
-    """A random batch of mixtures of any noise type, with the raw parameters.
+def mixtures(draw, max_rows=4, univariate=None, noise_type=None):
+    """A random batch of mixtures of ``noise_type`` (None: any), with the raw
+    parameters.
 
     Returns ``(dist, log_weights, means, covariances)`` where the covariances
     are built here from the drawn factors, independently of the library.
     """
-    noise_type = draw(st.sampled_from(NOISE_TYPES))
+    if noise_type is None:
+        noise_type = draw(st.sampled_from(NOISE_TYPES))
     d = 1 if univariate else draw(st.integers(1, 4))
     K = draw(st.integers(1, 4))
     n = draw(st.integers(1, max_rows))
@@ -88,10 +90,13 @@ def scipy_logpdf(log_w, means, cov, y):
 
 
 # ----------------------------------------------------------------- densities
-@SETTINGS
-@given(mixtures(), st.integers(0, 2**32 - 1), st.floats(0.1, 8.0))
-def test_logpdf_matches_scipy(mix, seed, spread):
-    dist, log_w, means, cov = mix
+@pytest.mark.parametrize("noise_type", NOISE_TYPES)
+@settings(SETTINGS, max_examples=8)
+@given(data=st.data(), seed=st.integers(0, 2**32 - 1), spread=st.floats(0.1, 8.0))
+def test_logpdf_matches_scipy(noise_type, data, seed, spread):
+    # Each noise type gets its own examples: drawn inside mixtures(), the
+    # derandomised sequence of 40 held one full covariance (and one of d = 1).
+    dist, log_w, means, cov = data.draw(mixtures(noise_type=noise_type))
     n, K, d = means.shape
     rng = np.random.default_rng(seed)
     # points around the means and out in the tails (spread up to 8 units)
@@ -264,9 +269,9 @@ def test_sample_is_reproducible_and_private(mix, seed):
 
 
 # -------------------------------------------------- network -> distribution
-@SETTINGS
+@pytest.mark.parametrize("noise_type", NOISE_TYPES)
+@settings(SETTINGS, max_examples=10)
 @given(
-    st.sampled_from(NOISE_TYPES),
     st.integers(1, 4),
     st.integers(1, 4),
     st.sampled_from(["tanh", "relu", "logistic", "gelu", "silu", "identity"]),
@@ -276,7 +281,14 @@ def test_sample_is_reproducible_and_private(mix, seed):
 def test_network_log_prob_matches_numpy_and_scipy(
     noise_type, d, K, activation, min_scale, seed
 ):
-    """A random MDNNetwork: torch mixture_log_prob == numpy logpdf == scipy."""
+    """A random MDNNetwork: torch mixture_log_prob == numpy logpdf == scipy.
+
+    Each noise type gets its own examples: drawn with ``st.sampled_from``,
+    the derandomised sequence held one 'full' example in 46, whose scipy
+    comparison was skipped (a covariance condition number above 1e8), and
+    no 'fixed' one with ``min_scale`` above a fixed scale, where the floor
+    asserted for every type does not apply (``min_scale`` is documented as
+    not applied with ``noise_type='fixed'``)."""
     gen = torch.Generator().manual_seed(seed)
     fixed = (
         tuple(np.random.default_rng(seed).uniform(0.2, 2.0, d))
@@ -308,13 +320,14 @@ def test_network_log_prob_matches_numpy_and_scipy(
         cov = L @ np.swapaxes(L, -1, -2)
     else:
         s = params.scales.numpy()
-        assert np.all(s >= min_scale)
+        if noise_type == "fixed":  # the given scales, with no floor (documented)
+            np.testing.assert_allclose(s, np.broadcast_to(fixed, s.shape), rtol=1e-6)
+        else:
+            assert np.all(s >= min_scale)
         if noise_type in ("isotropic", "isotropic_across"):
             np.testing.assert_array_equal(s, np.broadcast_to(s[..., :1], s.shape))
         if noise_type == "isotropic_across":
             np.testing.assert_array_equal(s, np.broadcast_to(s[:, :1], s.shape))
-        if noise_type == "fixed":
-            np.testing.assert_allclose(s, np.broadcast_to(fixed, s.shape), rtol=1e-6)
         dist = GaussianMixture(params.log_weights.numpy(), params.means.numpy(), s)
         cov = np.zeros((*s.shape, d))
         cov[..., np.arange(d), np.arange(d)] = s**2
