@@ -964,6 +964,31 @@ def test_entropy_of_a_gaussian_within_its_standard_error():
     assert np.all((se > 0.005) & (se < 0.02))  # sqrt(1/2) / sqrt(4000) = 0.011
 
 
+def test_entropy_of_a_mixture_is_the_integral_of_minus_p_log_p():
+    """The test above has one Gaussian per row, where the weighted entropies
+    of the components (a plausible wrong formula) are exact too. On mixtures
+    the estimate is within 4 standard errors of -int p log p (quadrature),
+    and that formula is more than 20 away (a precondition)."""
+    dist = GaussianMixture(
+        np.log([[0.3, 0.7], [0.5, 0.5]]),
+        np.array([[[-3.0], [2.0]], [[0.0], [0.5]]]),
+        scales=np.array([[[0.5], [1.5]], [[1.0], [0.3]]]),
+        univariate=True,
+    )
+    h, se = dist.entropy(20_000, random_state=0, return_std_error=True)
+    for i in range(2):
+        row = dist[i]
+
+        def minus_p_log_p(t, row=row):
+            return -row.pdf(np.array([t]))[0] * row.logpdf(np.array([t]))[0]
+
+        ref = integrate.quad(minus_p_log_p, -20, 20, points=[-3, 0, 0.5, 2])[0]
+        assert abs(h[i] - ref) < 4 * se[i]
+        s = dist.scales[i, :, 0]
+        average = np.sum(dist.weights[i] * 0.5 * np.log(2 * np.pi * np.e * s**2))
+        assert abs(average - ref) > 20 * se[i]
+
+
 def test_temperature_semantics():
     dist = random_mixture(np.random.default_rng(9), 4, 3)
     cold = dist.tempered(temperature=0.5, scale_temperature=0.25)
