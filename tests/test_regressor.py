@@ -268,7 +268,13 @@ def test_heteroscedastic_linear_target_is_not_a_constant_fit():
     std = np.sqrt(model.predict_dist(grid).cov())
     true_std = 0.1 + 0.5 * grid[:, 0]
     assert np.all(np.diff(std) > 0)
-    np.testing.assert_allclose(std, true_std, rtol=0.25)
+    # Against the truth, not only its slope and trend: about 300 rows lie
+    # within 0.1 of each grid point, so a local estimate of the mean has a
+    # standard error of about sd / 17 and one of the sd about 4 %; allow 4
+    # and 3 of them. (The slope is blind to a shift of the means; rtol=0.25
+    # let scales off by a factor sqrt(y_scale) = 1.15 pass.)
+    assert np.all(np.abs(mean - 2 * grid[:, 0]) < 0.25 * true_std)
+    np.testing.assert_allclose(std, true_std, rtol=0.12)
 
 
 def test_default_fit_recovers_a_known_two_branch_mixture():
