@@ -182,6 +182,33 @@ def test_full_covariance_is_in_target_units():
     assert np.all((r > 0.4) & (r < 0.8))
 
 
+def test_without_standardisation_the_units_are_those_of_x_and_y():
+    """Documented for ``standardize=False``: the statistics are zeros and
+    ones, an isotropic model shares one scale across outputs in target units
+    (standardised, each output's scale is proportional to its standard
+    deviation) and ``min_scale`` floors the scales in target units. With
+    the flag ignored (always standardising), the numerical core's test files
+    and test_bad_inputs all passed."""
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-1, 1, size=(200, 2))
+    Y = np.column_stack([np.sin(2 * X[:, 0]), 0.01 * X[:, 1]])
+    Y += rng.normal(size=Y.shape) * [0.1, 0.001]
+    common = dict(**FAST, noise_type="isotropic", n_components=2, min_scale=0.2)
+    raw = MDNRegressor(standardize=False, **common).fit(X, Y)
+    for mean, scale in ((raw.X_mean_, raw.X_scale_), (raw.y_mean_, raw.y_scale_)):
+        np.testing.assert_array_equal(mean, 0.0)
+        np.testing.assert_array_equal(scale, 1.0)
+    s = raw.predict_dist(X).scales
+    np.testing.assert_array_equal(s[..., 0], s[..., 1])
+    assert s.min() >= 0.2 * (1 - 1e-12)
+    scaled = MDNRegressor(**common).fit(X, Y)
+    s = scaled.predict_dist(X).scales
+    ratio = scaled.y_scale_[1] / scaled.y_scale_[0]
+    assert ratio < 0.1  # precondition: the outputs' spreads differ
+    np.testing.assert_allclose(s[..., 1] / s[..., 0], ratio, rtol=1e-12)
+    assert s[..., 1].min() < 0.2  # the floor 0.2 * y_scale_1 is below 0.2
+
+
 def test_point_estimates():
     X, y = small_problem()
     model = MDNRegressor(point_estimate="approx_mode", **FAST).fit(X, y)
