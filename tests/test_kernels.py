@@ -9,6 +9,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from scipy.special import expit
+from scipy.stats import norm
 
 from skmdn import _kernels
 from skmdn._network import MDNNetwork
@@ -278,6 +280,39 @@ def test_inference_forward_matches_the_modules(activation, hidden):
     for got, want in zip(fast, slow, strict=True):
         torch.testing.assert_close(got, want.detach(), rtol=1e-13, atol=1e-13)
     assert torch.equal(x, x_before)  # the input is never written to
+
+
+@pytest.mark.parametrize(
+    "activation, reference",
+    [
+        ("tanh", np.tanh),
+        ("relu", lambda z: np.maximum(z, 0.0)),
+        ("logistic", expit),
+        ("gelu", lambda z: z * norm.cdf(z)),
+        ("silu", lambda z: z * expit(z)),
+        ("identity", lambda z: z),
+    ],
+    ids=["tanh", "relu", "logistic", "gelu", "silu", "identity"],
+)
+def test_each_activation_is_the_function_it_is_named_after(activation, reference):
+    """The hidden units compute ``reference(W x + b)``, with and without
+    autograd. The tests above compare the network's two forward paths and
+    its backward with autograd, all on the same modules: with 'gelu' built
+    as SiLU, 'logistic' as tanh or 'relu' as the identity, every test of the
+    numerical core passed."""
+    net = MDNNetwork(1, 1, 1, (7,), activation, "diagonal", 1e-3).double()
+    with torch.no_grad():
+        net.trunk[0].weight.copy_(
+            torch.linspace(-3.0, 3.0, 7, dtype=torch.float64)[:, None]
+        )
+        net.trunk[0].bias.copy_(torch.linspace(-1.0, 1.0, 7, dtype=torch.float64))
+    x = torch.linspace(-2.0, 2.0, 11, dtype=torch.float64)[:, None]
+    z = x.numpy() * np.linspace(-3.0, 3.0, 7) + np.linspace(-1.0, 1.0, 7)
+    with torch.inference_mode():
+        fast = net.features(x)
+    slow = net.features(x).detach()  # autograd on: the modules themselves
+    for got in (fast, slow):
+        np.testing.assert_allclose(got.numpy(), reference(z), rtol=1e-12, atol=1e-15)
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
