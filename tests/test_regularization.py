@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from scipy.stats import norm
+from sklearn.exceptions import ConvergenceWarning
 
 from skmdn import MDNRegressor
 from skmdn._regressor import _AUTO_MIN_SAMPLES, _effective_sample_size, _patience
@@ -47,7 +48,7 @@ def test_auto_early_stopping_starts_at_exactly_the_threshold():
     # "at least 100 effective samples": 100 rows hold out, 99 do not
     for n, held_out in ((_AUTO_MIN_SAMPLES, True), (_AUTO_MIN_SAMPLES - 1, False)):
         X, y = _pure_noise(n)
-        with pytest.warns(Warning):  # max_iter
+        with pytest.warns(ConvergenceWarning, match="reached max_iter"):
             model = MDNRegressor(max_iter=2, random_state=0).fit(X, y)
         assert (model.validation_scores_ is not None) == held_out, n
 
@@ -382,7 +383,7 @@ def test_noise_does_not_depend_on_torch_default_dtype():
     try:
         for default in (torch.float32, torch.float64):
             torch.set_default_dtype(default)
-            with pytest.warns(Warning):  # max_iter
+            with pytest.warns(ConvergenceWarning, match="reached max_iter"):
                 fits.append(MDNRegressor(**params).fit(X, y).predict(X))
     finally:
         torch.set_default_dtype(before)

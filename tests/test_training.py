@@ -15,6 +15,7 @@ import copy
 import numpy as np
 import pytest
 import torch
+from sklearn.exceptions import ConvergenceWarning
 
 from skmdn import MDNRegressor
 from skmdn._mixture import diagonal_mixture_nll, mixture_log_prob
@@ -240,12 +241,12 @@ def test_loss_curve_is_the_weighted_mean_nll_of_the_training_rows(batch_size):
         max_iter=1,
         random_state=0,
     )
-    with pytest.warns(Warning):  # max_iter
+    with pytest.warns(ConvergenceWarning, match="reached max_iter"):
         model.fit(X, y, sample_weight=w)
     expected = -np.average(model.predict_dist(X).logpdf(y), weights=w)
     assert model.loss_curve_[0] == pytest.approx(expected, rel=1e-9)
     # and unweighted rows weigh the same (the unit-weight blocked path)
-    with pytest.warns(Warning):
+    with pytest.warns(ConvergenceWarning, match="reached max_iter"):
         model.fit(X, y)
     expected = -model.predict_dist(X).logpdf(y).mean()
     assert model.loss_curve_[0] == pytest.approx(expected, rel=1e-9)
@@ -282,7 +283,7 @@ def test_noise_regularisation_perturbs_x_and_y_by_the_documented_bandwidth(
         max_iter=2,
         random_state=0,
     )
-    with pytest.warns(Warning):  # max_iter
+    with pytest.warns(ConvergenceWarning, match="reached max_iter"):
         model.fit(X, y)
     expected = 0.2 * n ** (-1.0 / (4 + 2 + 1)) if level == "always" else level
     x_std = (X - model.X_mean_) / model.X_scale_
@@ -321,7 +322,7 @@ def test_validation_score_is_the_weighted_log_likelihood_of_held_out_rows(
         max_iter=1,
         random_state=0,
     )
-    with pytest.warns(Warning):  # max_iter
+    with pytest.warns(ConvergenceWarning, match="reached max_iter"):
         model.fit(X, y, sample_weight=w)
     ((train, val),) = splits
     # ceil(0.2 * 301) held out, as train_test_split(test_size=0.2) holds out
@@ -430,7 +431,7 @@ def test_random_state_seeds_the_validation_split(monkeypatch):
         model = MDNRegressor(
             hidden_layer_sizes=(4,), early_stopping=True, max_iter=1, random_state=seed
         )
-        with pytest.warns(Warning):  # max_iter
+        with pytest.warns(ConvergenceWarning, match="reached max_iter"):
             model.fit(X, y)
     (_, a), (_, b), (_, c) = splits
     np.testing.assert_array_equal(a, b)
