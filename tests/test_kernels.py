@@ -235,6 +235,34 @@ def test_inference_head_matches_the_layer(
     torch.testing.assert_close(log_weights, want, rtol=tol, atol=tol)
 
 
+@pytest.mark.parametrize("failure", ["no oneDNN", "no op", "op fails", "wrong"])
+def test_the_onednn_probe_falls_back_to_mm(failure, monkeypatch):
+    """Without oneDNN, without the (private) op, or with an op that raises
+    or computes something else, the probe gives None and inference's
+    products run through mm: still the product."""
+    from skmdn import _network
+
+    class Ops:
+        def _linear_pointwise(self, x, w, b, *args):
+            if failure == "op fails":
+                raise RuntimeError("unsupported")
+            return torch.mm(x, w.t())  # "wrong": the bias forgotten
+
+    if failure == "no oneDNN":
+        monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: False)
+    else:
+        monkeypatch.setattr(
+            torch.ops, "mkldnn", object() if failure == "no op" else Ops()
+        )
+    _network._onednn_linear.cache_clear()
+    try:
+        assert _network._onednn_linear() is None
+        x, w, b = torch.randn(5, 3), torch.randn(4, 3), torch.randn(4)
+        torch.testing.assert_close(_network._product(x, w, b), x @ w.T + b)
+    finally:
+        _network._onednn_linear.cache_clear()
+
+
 def test_this_torch_has_the_onednn_inference_product():
     """Inference's float32 products go through oneDNN wherever torch is built
     with it (as PyPI's x86 builds are); its result is the product's to float32

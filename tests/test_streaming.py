@@ -67,19 +67,23 @@ def test_worker_threads_give_the_same_answers(fitted, two_threads, monkeypatch):
     bit-identical to one worker, whatever the number of workers."""
     model, X, Y = fitted
     seen = set()
-    real = MDNRegressor._chunk_dist
     sync = {}
 
-    def recording(self, *args):
-        seen.add(threading.get_ident())
-        # the first chunks wait for each other: a pool that lets one worker
-        # take every chunk (it may, if a chunk ends before the next is
-        # submitted) would hang here and fail, not pass by chance
-        if next(sync["calls"]) < sync["barrier"].parties:
-            sync["barrier"].wait(timeout=60)
-        return real(self, *args)
+    def recording(real):
+        def chunk(self, *args):
+            seen.add(threading.get_ident())
+            # the first chunks wait for each other: a pool that lets one
+            # worker take every chunk (it may, if a chunk ends before the next
+            # is submitted) would hang here and fail, not pass by chance
+            if next(sync["calls"]) < sync["barrier"].parties:
+                sync["barrier"].wait(timeout=60)
+            return real(self, *args)
 
-    monkeypatch.setattr(MDNRegressor, "_chunk_dist", recording)
+        return chunk
+
+    # predict's mean takes the location-only chunks, the rest whole mixtures
+    for name in ("_chunk_dist", "_chunk_locations"):
+        monkeypatch.setattr(MDNRegressor, name, recording(getattr(MDNRegressor, name)))
     answers = {}
     for n_threads in (1, 2, 3, None):
         model.set_params(n_threads=n_threads)
