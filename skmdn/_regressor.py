@@ -7,6 +7,7 @@ import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from numbers import Integral, Real
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -1206,14 +1207,16 @@ default='tanh'
         # network runs on the device, which need not support float64 (MPS).
         # (read-only views: a model loaded with joblib's mmap_mode='r' holds
         # these in read-only memory maps)
-        stats = tuple(
+        X_mean, X_scale, y_mean, y_scale = (
             tensor_view(np.asarray(a, dtype=np.float64))
             for a in (self.X_mean_, self.X_scale_, self.y_mean_, self.y_scale_)
         )
         # y's statistics once per component too, for (n, K d) rows (see
         # _to_target_units; repeating them per chunk took 14 us a call)
         K = self._network_config["n_components"]
-        stats += (stats[2].repeat(K), stats[3].repeat(K))
+        stats = _Statistics(
+            X_mean, X_scale, y_mean, y_scale, y_mean.repeat(K), y_scale.repeat(K)
+        )
         step = _PREDICT_CHUNK
         rows = [slice(i, min(i + step, n)) for i in range(0, n, step)]
 
@@ -1232,23 +1235,20 @@ default='tanh'
         self,
         X: np.ndarray,
         sl: slice,
-        stats: tuple[torch.Tensor, ...],
+        stats: _Statistics,
         device: torch.device,
     ) -> GaussianMixture:
         """The predictive distribution of rows ``sl`` of ``X`` (see _map_dists)."""
-        y_scale, y_scale_rows = stats[3], stats[5]
         full = self._network_config["noise_type"] == "full"
-        # row i of a Cholesky factor scales with output i
-        cov_scale = y_scale[:, None] if full else y_scale
         rows, x = _chunk_input(X, sl, stats, device, self.dtype_)
         params = self.network_(x)
         scale = params.scale_tril if full else params.scales
         log_w = to_numpy(params.log_weights)
         means = _means_to_target_units(params.means, stats)
-        if full:
-            scale = to_numpy(scale.cpu() * cov_scale)
+        if full:  # row i of a Cholesky factor scales with output i
+            scale = to_numpy(scale.cpu() * stats.y_scale[:, None])
         else:
-            scale = _to_target_units(scale.cpu(), (y_scale, y_scale_rows))
+            scale = _to_target_units(scale.cpu(), (stats.y_scale, stats.y_scale_rows))
         _check_finite_output(
             rows, self.X_mean_, self.X_scale_, log_w, means, scale, self.dtype_,
             offset=sl.start,
@@ -1259,7 +1259,7 @@ default='tanh'
         self,
         X: np.ndarray,
         sl: slice,
-        stats: tuple[torch.Tensor, ...],
+        stats: _Statistics,
         device: torch.device,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Log-weights (n, K) and means (n, K, d, target units) of rows ``sl``
@@ -1773,31 +1773,43 @@ def _check_finite_statistics(**stats: tuple[np.ndarray, np.ndarray]) -> None:
             )
 
 
+class _Statistics(NamedTuple):
+    """A fitted model's standardisation statistics for inference, float64
+    tensors on the CPU (see :meth:`MDNRegressor._map_chunks`): those of X and
+    y, and y's repeated once per component for (n, K d) rows."""
+
+    X_mean: torch.Tensor
+    X_scale: torch.Tensor
+    y_mean: torch.Tensor
+    y_scale: torch.Tensor
+    y_mean_rows: torch.Tensor
+    y_scale_rows: torch.Tensor
+
+
 def _chunk_input(
     X: np.ndarray,
     sl: slice,
-    stats: tuple[torch.Tensor, ...],
+    stats: _Statistics,
     device: torch.device,
     dtype: torch.dtype,
 ) -> tuple[np.ndarray, torch.Tensor]:
-    """Rows ``sl`` of ``X`` as a dense array and, standardised by ``stats``'s
-    first two entries, as the network's input on ``device`` in ``dtype``."""
-    X_mean, X_scale = stats[:2]
+    """Rows ``sl`` of ``X`` as a dense array and, standardised by ``stats``,
+    as the network's input on ``device`` in ``dtype``."""
     # float32 X is promoted to float64 by the arithmetic itself (a conversion
     # pass less); row-major whatever X's layout (a DataFrame's is
     # column-major): the products' rounding depends on it, and results must not
     rows = dense_rows(X, sl)
-    x = torch.sub(tensor_view(rows).contiguous(), X_mean).div_(X_scale)
+    x = torch.sub(tensor_view(rows).contiguous(), stats.X_mean).div_(stats.X_scale)
     return rows, x.to(device, dtype)
 
 
-def _means_to_target_units(
-    means: torch.Tensor, stats: tuple[torch.Tensor, ...]
-) -> np.ndarray:
-    """The network's means (n, K, d) in target units, float64 numpy, by the
-    y statistics of ``stats`` (see :meth:`MDNRegressor._map_chunks`)."""
-    y_mean, y_scale, y_mean_rows, y_scale_rows = stats[2:]
-    return _to_target_units(means.cpu(), (y_scale, y_scale_rows), (y_mean, y_mean_rows))
+def _means_to_target_units(means: torch.Tensor, stats: _Statistics) -> np.ndarray:
+    """The network's means (n, K, d) in target units, float64 numpy."""
+    return _to_target_units(
+        means.cpu(),
+        (stats.y_scale, stats.y_scale_rows),
+        (stats.y_mean, stats.y_mean_rows),
+    )
 
 
 def _to_target_units(
