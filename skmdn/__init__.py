@@ -7,8 +7,15 @@ mixture as a :class:`GaussianMixture`.
 
 from ._mixture import GaussianMixture
 from ._regressor import MDNRegressor
+from ._transformed import TransformedMixture
 from ._univariate import HighestDensityRegion
 
-__all__ = ["GaussianMixture", "HighestDensityRegion", "MDNRegressor", "__version__"]
+__all__ = [
+    "GaussianMixture",
+    "HighestDensityRegion",
+    "MDNRegressor",
+    "TransformedMixture",
+    "__version__",
+]
 
 __version__ = "0.1.0"

@@ -70,7 +70,12 @@ def test_readme_method_signatures_are_the_code(text, name):
 # scikit-learn's estimators, MDNRegressor shows fit, partial_fit, predict and
 # score in its class Examples instead; properties need none.
 MODULES = ("skmdn", "skmdn.metrics", "skmdn.plotting")
-CLASSES = ("GaussianMixture", "HighestDensityRegion", "MDNRegressor")
+CLASSES = (
+    "GaussianMixture",
+    "HighestDensityRegion",
+    "MDNRegressor",
+    "TransformedMixture",
+)
 SHOWN_IN_CLASS = {"fit", "partial_fit", "predict", "score"}
 
 
