@@ -52,6 +52,7 @@ from ._training import (
     train,
     training_torch_threads,
 )
+from ._transformed import TARGET_TRANSFORMS, TransformedMixture, to_transformed
 from ._univariate import HighestDensityRegion
 from ._utils import (
     ThreadChooser,
@@ -108,6 +109,7 @@ _STRUCTURAL_PARAMS = (
     "activation",
     "min_scale",
     "standardize",
+    "target_transform",
     "precision",
 )
 # Rows of the training data on which the loss at initialisation is estimated.
@@ -333,6 +335,22 @@ default='tanh'
         ``y``, which should then have a spread near one: on 30 rows of data
         with a spread of 0.01, the default noise of 0.11 scores 1 nat worse
         than none.
+    target_transform : {'log', 'log1p'} or None, default=None
+        Model ``z = log(y)`` (targets ``y > 0``) or ``z = log(1 + y)``
+        (``y > -1``: counts and amounts with zeros) with the Gaussian
+        mixture, so that ``p(y | x)`` is a mixture of log-normals: no
+        probability below the support, and the right skew of prices,
+        demand or durations. Standardisation, ``min_scale`` and
+        ``noise_regularization`` then act on ``z``. Everything the model
+        returns is in the units of ``y``: :meth:`predict_dist` gives a
+        :class:`~skmdn.TransformedMixture` (closed-form mean and covariance,
+        exact quantiles, the mode of ``p(y | x)``, not of ``p(z | x)``);
+        :meth:`score`, ``loss_curve_`` and the validation scores include the
+        Jacobian, so they compare with models fitted on ``y`` itself.
+        ``predict_interval(kind='hdr')`` is not available (the central
+        interval is). A target outside the support raises a ``ValueError``
+        in :meth:`fit` and :meth:`partial_fit`; in :meth:`score` it has
+        log-likelihood ``-inf``.
     precision : {'auto', 'float32', 'float64'}, default='auto'
         Floating-point type of the network. ``'auto'`` follows the dtype of
         ``X`` at fit: float32 input trains in float32 (the fast path), any
@@ -394,7 +412,8 @@ default='tanh'
         started. The parameters that shape the network
         (``n_components``, ``noise_type``, ``hidden_layer_sizes``,
         ``activation``, ``min_scale``, ``fixed_noise_level`` with fixed
-        noise, ``standardize``, ``precision``) must keep their values: a
+        noise, ``standardize``, ``target_transform``, ``precision``) must
+        keep their values: a
         changed one raises a ``ValueError`` that names it
         (``warm_start=False`` builds a new model). A changed ``device`` is
         honoured: the model moves there (see ``device``).
@@ -521,6 +540,7 @@ default='tanh'
         ],
         "min_scale": [Interval(Real, 0, None, closed="left")],
         "standardize": ["boolean"],
+        "target_transform": [StrOptions(set(TARGET_TRANSFORMS)), None],
         "precision": [StrOptions({"auto", "float32", "float64"})],
         "device": [str, torch.device],
         "n_threads": [Interval(Integral, 1, None, closed="left"), None],
@@ -549,6 +569,7 @@ default='tanh'
         noise_regularization: str | float | None = "auto",
         min_scale: float = 1e-3,
         standardize: bool = True,
+        target_transform: str | None = None,
         precision: str = "auto",
         device: str | torch.device = "auto",
         n_threads: int | None = None,
@@ -574,6 +595,7 @@ default='tanh'
         self.noise_regularization = noise_regularization
         self.min_scale = min_scale
         self.standardize = standardize
+        self.target_transform = target_transform
         self.precision = precision
         self.device = device
         self.n_threads = n_threads
@@ -645,6 +667,29 @@ default='tanh'
         if not keep.all():  # zero weight is the same as no sample
             X, Y, sw = X[keep], Y[keep], sw[keep]
         return X, np.asarray(Y, dtype=np.float64), sw, univariate
+
+    def _transform_targets(self, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """``Y`` on the scale the network models (``target_transform``), and
+        each row's ``log |dy / dz|`` (``sum_d z_d``), which turns a
+        log-likelihood of ``z`` into one of ``y`` (None without a transform)."""
+        if self.target_transform is None:
+            return Y, None
+        low = 0.0 - TARGET_TRANSFORMS[self.target_transform]  # not -0
+        outside = Y <= low
+        if outside.any():
+            other = (
+                " Use target_transform='log1p' for targets >= 0 (counts and "
+                "amounts with zeros), or shift y."
+                if self.target_transform == "log" and Y.min() > -1
+                else " Shift y into the support, or use target_transform=None."
+            )
+            raise ValueError(
+                f"target_transform={self.target_transform!r} needs every target "
+                f"> {low:g}, but {int(outside.sum())} of y's {Y.size} values are "
+                f"not (the smallest is {Y.min():g}).{other}"
+            )
+        Z = to_transformed(Y, self.target_transform)
+        return Z, Z.sum(axis=1)
 
     def _use_early_stopping(self, n_eff: float) -> bool:
         if self.early_stopping == "auto":
@@ -735,6 +780,7 @@ default='tanh'
         X, Y, sw, univariate = self._validate_fit_data(
             X, y, sample_weight, reset=not warm
         )
+        Y, jacobian = self._transform_targets(Y)
         if warm and Y.shape[1] != self.n_outputs_:
             raise ValueError(
                 f"warm_start=True continues a model fitted on {self.n_outputs_} "
@@ -760,7 +806,7 @@ default='tanh'
                     "validation_fraction or set early_stopping=False."
                 )
             train_rows, val_rows = _validation_split(X.shape[0], n_val, seed)
-        data = state.tensors(X, Y, sw, train_rows, val_rows)
+        data = state.tensors(X, Y, sw, train_rows, val_rows, jacobian)
         noise = self._noise_level(n_eff, X.shape[1], Y.shape[1])
         batch_size = self._resolve_batch_size(data.train.shape[0], n_eff)
         if noise > 0.0 and val_rows is None and batch_size >= data.train.shape[0]:
@@ -880,6 +926,7 @@ default='tanh'
         if not first:
             self._check_same_structure("partial_fit")
         X, Y, sw, univariate = self._validate_fit_data(X, y, sample_weight, reset=first)
+        Y, jacobian = self._transform_targets(Y)
         if not first and (
             Y.shape[1] != self.n_outputs_ or univariate != self._univariate
         ):
@@ -917,7 +964,7 @@ default='tanh'
             train(
                 state.network,
                 optimizer,
-                state.tensors(X, Y, sw),
+                state.tensors(X, Y, sw, jacobian=jacobian),
                 history,
                 batch_size=batch_size,
                 max_iter=1,
@@ -1036,6 +1083,7 @@ default='tanh'
         self.y_mean_, self.y_scale_ = state.y_mean, state.y_scale
         self.n_outputs_ = state.config["n_outputs"]
         self._univariate = univariate
+        self._target_transform = self.target_transform
         self._seed = seed
         self._history = history
         self._optimizer_state = optimizer.state_dict()
@@ -1131,8 +1179,15 @@ default='tanh'
             log_w[sl], means[sl] = dist.log_weights, dist.means
             scale[sl] = dist.scale_tril if full else dist.scales
 
-        self._map_dists(X, store)
-        return self._mixture(log_w, means, scale)
+        self._map_chunks(X, self._chunk_dist, store)
+        return self._of_y(self._mixture(log_w, means, scale))
+
+    def _of_y(self, dist: GaussianMixture) -> GaussianMixture | TransformedMixture:
+        """The distribution of ``y`` whose transformed target has the
+        network's mixture ``dist`` (``dist`` itself without
+        ``target_transform``)."""
+        transform = getattr(self, "_target_transform", None)  # older pickles
+        return dist if transform is None else TransformedMixture(dist, transform)
 
     def _mixture(
         self, log_w: np.ndarray, means: np.ndarray, scale: np.ndarray
@@ -1176,12 +1231,10 @@ default='tanh'
             caller_name=type(self).__name__,
         )
 
-    def _map_dists(
-        self, X: np.ndarray, fn: Callable[[slice, GaussianMixture], None]
-    ) -> None:
+    def _map_dists(self, X: np.ndarray, fn: Callable[[slice, object], None]) -> None:
         """Call ``fn(rows, predictive distribution of those rows)`` per chunk
-        (see :meth:`_map_chunks`)."""
-        self._map_chunks(X, self._chunk_dist, fn)
+        (see :meth:`_map_chunks`), in the units of ``y``."""
+        self._map_chunks(X, lambda *args: self._of_y(self._chunk_dist(*args)), fn)
 
     def _map_chunks(
         self, X: np.ndarray, chunk: Callable, fn: Callable[[slice, object], None]
@@ -1305,7 +1358,12 @@ default='tanh'
         n = X.shape[0]
         shape = (n,) if self._univariate else (n, self.n_outputs_)
         out = np.empty(shape)
-        if self.point_estimate in _LOCATION_ESTIMATES and not return_std:
+        transform = getattr(self, "_target_transform", None)
+        if (
+            self.point_estimate in _LOCATION_ESTIMATES
+            and not return_std
+            and transform is None
+        ):
             # the weights and means suffice: no scales built (faster)
             location = _LOCATION_ESTIMATES[self.point_estimate]
 
@@ -1316,14 +1374,10 @@ default='tanh'
             self._map_chunks(X, self._chunk_locations, store_location)
             return out
         std = np.empty(shape) if return_std else None
-        estimate = {
-            "mean": GaussianMixture.mean,
-            "approx_mode": GaussianMixture.approx_mode,
-            "mode": GaussianMixture.mode,
-        }[self.point_estimate]
+        estimate = self.point_estimate  # mean, approx_mode or mode: a method
 
         def store(sl: slice, dist: GaussianMixture) -> None:
-            out[sl] = estimate(dist)
+            out[sl] = getattr(dist, estimate)()
             if std is not None:
                 std[sl] = dist.std()
 
@@ -1378,6 +1432,15 @@ default='tanh'
                 f"kind='hdr' needs a 1-D target, but the model has {self.n_outputs_} "
                 "outputs: for output j use model.predict_dist(X).marginal(j)"
                 f".hdr({confidence!r}), or kind='central' for every output."
+            )
+        transform = getattr(self, "_target_transform", None)
+        if kind == "hdr" and transform is not None:
+            raise ValueError(
+                f"kind='hdr' is not available with target_transform={transform!r}: "
+                "the highest-density region of y is not the image of the one of "
+                "the transformed target. Use kind='central' (exact), or "
+                "model.predict_dist(X).base.hdr(confidence) for the region of "
+                "the transformed target."
             )
         dist = self.predict_dist(X)
         return dist.interval(confidence) if kind == "central" else dist.hdr(confidence)
@@ -1609,10 +1672,14 @@ class _State:
         w: np.ndarray,
         train_rows: np.ndarray | None = None,
         val_rows: np.ndarray | None = None,
+        jacobian: np.ndarray | None = None,
     ) -> TrainData:
         """Standardised, packed ``[x, y, w]`` tensors of the rows ``train_rows``
         (all rows if None) and ``val_rows`` (no validation data if None), built
-        by :func:`~skmdn._data.pack_rows`.
+        by :func:`~skmdn._data.pack_rows`. ``jacobian``, each row's
+        ``log |dy / dz|`` under ``target_transform`` (None without one), adds
+        its weighted mean over the training and the validation rows to the
+        reported NLLs, so that they are NLLs of ``y``.
         """
         columns = [
             (X, self.X_mean, self.X_scale),
@@ -1624,11 +1691,21 @@ class _State:
         def pack(rows):
             return pack_rows(rows, columns, self.dtype).to(self.device)
 
+        log_scale = float(np.sum(np.log(self.y_scale)))
+
+        def log_det(rows) -> float:
+            if jacobian is None:
+                return log_scale
+            rows = slice(None) if rows is None else rows
+            weights = overflow_safe_weights(w[rows])
+            return log_scale + float(np.average(jacobian[rows], weights=weights))
+
         return TrainData(
             train=pack(train_rows),  # None: all rows
             n_features=X.shape[1],
-            log_scale=float(np.sum(np.log(self.y_scale))),
+            log_scale=log_det(train_rows),
             val=None if val_rows is None else pack(val_rows),
+            val_log_scale=None if val_rows is None else log_det(val_rows),
         )
 
 

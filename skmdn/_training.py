@@ -51,7 +51,9 @@ class TrainData:
     batch is one gather instead of three; :meth:`columns` splits rows back
     into ``x``, ``y`` and the sample weights ``w``. ``log_scale`` is
     ``sum(log y_scale)``, added to standardised NLLs to report them in the
-    original target units. ``x_noise`` and ``y_noise`` are standard deviations
+    original target units (with ``target_transform``, plus the training rows'
+    mean ``log |dy / dz|``; ``val_log_scale`` is the same for the validation
+    rows, ``log_scale`` if None). ``x_noise`` and ``y_noise`` are standard deviations
     (standardised units) of Gaussian noise added to each training batch.
     ``noise_rows``, if set, maps each training row to its distinct row (see
     :func:`distinct_rows`): full-batch steps then draw one noise per distinct
@@ -63,6 +65,7 @@ class TrainData:
     n_features: int
     log_scale: float
     val: torch.Tensor | None = None
+    val_log_scale: float | None = None
     x_noise: float = 0.0
     y_noise: float = 0.0
     noise_rows: tuple[torch.Tensor, int] | None = None
@@ -668,7 +671,11 @@ def train(
                             *data.columns(data.val),
                             workers=threads.preferred() if on_cpu else 1,
                         )
-                    score = val_ll - data.log_scale
+                    score = val_ll - (
+                        data.log_scale
+                        if data.val_log_scale is None
+                        else data.val_log_scale
+                    )
             except KeyboardInterrupt:
                 reporter.close()
                 if not saved.keep_on_interrupt(history.n_iter):

@@ -38,6 +38,7 @@ from scipy.special import ndtr
 from sklearn.utils.metadata_routing import MetadataRequest
 
 from ._mixture import GaussianMixture, row_blocks, row_units
+from ._transformed import TransformedMixture
 from ._utils import (
     check_finite_targets,
     check_sample_weight,
@@ -67,10 +68,11 @@ _MULTIOUTPUT = ("uniform_average", "raw_values")
 
 
 def _check(y, dist: GaussianMixture) -> np.ndarray:
-    if not isinstance(dist, GaussianMixture):
+    if not isinstance(dist, GaussianMixture | TransformedMixture):
         raise TypeError(
-            f"dist must be a GaussianMixture (e.g. model.predict_dist(X)); got "
-            f"{type(dist).__name__}. Note the order: metric(y, dist)."
+            "dist must be a GaussianMixture or TransformedMixture (e.g. "
+            f"model.predict_dist(X)); got {type(dist).__name__}. Note the "
+            "order: metric(y, dist)."
         )
     y = np.asarray(y, dtype=np.float64)
     y = target_shape(y, dist.univariate, dist.n_outputs)
@@ -165,6 +167,13 @@ def crps_values(y, dist: GaussianMixture) -> np.ndarray:
     ``y = 0`` and 0.6024 at ``y = 1``.
     """
     y = _check(y, dist)
+    if isinstance(dist, TransformedMixture):
+        raise ValueError(
+            "crps needs a GaussianMixture: its closed form does not hold for the "
+            f"mixture of log-normals of target_transform={dist.transform!r}. "
+            "Score such models with nll (neg_nll_scorer, the model's score) or "
+            "the interval metrics."
+        )
     w, mu, s = dist._marginal_params()  # flat rows (n * d, K)
     # rows of scales beyond about 1e+-154, whose squares over- or underflow,
     # in units of a power of two near them (CRPS is in the units of y)
