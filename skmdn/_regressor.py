@@ -1138,7 +1138,7 @@ default='tanh'
         return hasattr(self, "network_")
 
     # ----------------------------------------------------------- prediction
-    def predict_dist(self, X) -> GaussianMixture:
+    def predict_dist(self, X) -> GaussianMixture | TransformedMixture:
         """Predictive distribution ``p(y | x)`` for every row of ``X``.
 
         Parameters
@@ -1148,11 +1148,14 @@ default='tanh'
 
         Returns
         -------
-        GaussianMixture
+        GaussianMixture or TransformedMixture
             A batch of ``n_samples`` Gaussian mixtures in the original target
             units, with ``weights``, ``means``, ``covariances``, ``mean()``,
             ``cov()``, ``logpdf(y)``, ``pdf(y)``, ``cdf(y)``, ``ppf(q)``,
-            ``interval(c)``, ``hdr(c)``, ``mode()`` and ``sample(...)``.
+            ``interval(c)``, ``hdr(c)``, ``mode()`` and ``sample(...)``; with
+            ``target_transform``, a :class:`~skmdn.TransformedMixture` (a
+            mixture of log-normals) whose ``base`` is the Gaussian mixture
+            of the transformed target.
 
         Examples
         --------
