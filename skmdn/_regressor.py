@@ -220,8 +220,9 @@ class MDNRegressor(RegressorMixin, BaseEstimator):
         to its standard deviation (``standardize=False`` to share one scale
         in target units).
     fixed_noise_level : float, default=None
-        Standard deviation for ``noise_type='fixed'``, in target units.
-        Required with that noise type, ignored otherwise.
+        Standard deviation for ``noise_type='fixed'``, in target units (of
+        ``log y`` or ``log(1 + y)`` with ``target_transform``). Required with
+        that noise type, ignored otherwise.
     point_estimate : {'mean', 'mode', 'approx_mode'}, default='mean'
         What :meth:`predict` returns: the conditional mean
         ``sum_k pi_k mu_k``; the mode (global maximum of ``p(y | x)``,
@@ -458,7 +459,8 @@ default='tanh'
         Number of optimiser steps taken over the model's life, counted as
         ``n_iter_`` is (``MLPRegressor``'s counts samples).
     X_mean_, X_scale_, y_mean_, y_scale_ : ndarray
-        Standardisation statistics (zeros and ones if ``standardize=False``).
+        Standardisation statistics (zeros and ones if ``standardize=False``),
+        of the transformed target with ``target_transform``.
 
     See Also
     --------

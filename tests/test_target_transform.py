@@ -126,6 +126,32 @@ def test_calibrated_intervals_and_pit_on_held_out_data(fitted):
         crps(y_test, dist)
 
 
+def test_plots_show_the_components_on_the_scale_of_y(fitted):
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.collections import LineCollection, PolyCollection
+
+    from skmdn.plotting import plot_conditional_density, plot_mixture_means
+
+    model, _, _ = fitted
+    x = np.linspace(0.0, 1.0, 30)
+    base = model.predict_dist(x[:, None]).base
+    ax = plot_mixture_means(model, x)
+    lines = [c for c in ax.collections if isinstance(c, LineCollection)]
+    bands = [c for c in ax.collections if isinstance(c, PolyCollection)]
+    for k, (line, band) in enumerate(zip(lines, bands, strict=True)):
+        starts = np.array([segment[0] for segment in line.get_segments()])
+        np.testing.assert_allclose(starts[:, 1], np.exp(base.means[:-1, k, 0]))
+        lows = np.array([path.vertices[0, 1] for path in band.get_paths()])
+        low = base.means[:-1, k, 0] - 2 * base.scales[:-1, k, 0]
+        np.testing.assert_allclose(lows, np.exp(low))
+    ax = plot_conditional_density(model, x=x)
+    assert ax.get_ylim()[1] >= np.exp(base.means + 2 * base.scales).max()
+    matplotlib.pyplot.close("all")
+
+
 def test_log1p_takes_zeros_and_log_says_so():
     rng = np.random.default_rng(3)
     X = rng.uniform(0, 1, (300, 1))
