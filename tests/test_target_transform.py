@@ -35,21 +35,26 @@ def fitted():
     return model, X, y
 
 
-@pytest.mark.parametrize("early_stopping", [False, True])
-def test_scores_differ_from_a_fit_on_log_y_by_the_jacobian_alone(early_stopping):
+@pytest.mark.parametrize(
+    ("early_stopping", "weighted"), [(False, False), (False, True), (True, False)]
+)
+def test_scores_differ_from_a_fit_on_log_y_by_the_jacobian_alone(
+    early_stopping, weighted
+):
     X, y, _ = lognormal_data(600, seed=1)
+    w = np.random.default_rng(2).integers(1, 4, len(y)) if weighted else None
     params = dict(max_iter=15, random_state=0, early_stopping=early_stopping)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # max_iter: ConvergenceWarning
-        on_y = MDNRegressor(target_transform="log", **params).fit(X, y)
-        on_z = MDNRegressor(**params).fit(X, np.log(y))
+        on_y = MDNRegressor(target_transform="log", **params).fit(X, y, w)
+        on_z = MDNRegressor(**params).fit(X, np.log(y), w)
     assert on_y.n_iter_ == on_z.n_iter_
     for a, b in zip(
         on_y.network_.parameters(), on_z.network_.parameters(), strict=True
     ):
         assert a.equal(b)  # the same network, bit for bit
-    jacobian = np.mean(np.log(y))  # -log |dz / dy| per row, averaged
-    assert on_y.score(X, y) == pytest.approx(on_z.score(X, np.log(y)) - jacobian)
+    jacobian = np.average(np.log(y), weights=w)  # -log |dz / dy|, averaged
+    assert on_y.score(X, y, w) == pytest.approx(on_z.score(X, np.log(y), w) - jacobian)
     # the training curve is the NLL of y (all rows train without a split)
     if not early_stopping:
         np.testing.assert_allclose(
@@ -64,6 +69,32 @@ def test_scores_differ_from_a_fit_on_log_y_by_the_jacobian_alone(early_stopping)
     np.testing.assert_array_equal(dist.base.means, on_z.predict_dist(X).means)
     np.testing.assert_allclose(on_y.score(X, y), np.mean(dist.logpdf(y)), rtol=1e-12)
     assert nll(y, dist) == pytest.approx(-on_y.score(X, y))
+
+
+def test_several_outputs_with_correlated_log_normal_noise():
+    rng = np.random.default_rng(5)
+    n = 1500
+    X = rng.uniform(0.0, 1.0, (n, 1))
+    z = rng.multivariate_normal([0.0, 0.0], [[0.16, 0.12], [0.12, 0.25]], n)
+    Y = np.exp(z + np.column_stack([X[:, 0], 1.0 - X[:, 0]]))
+    model = MDNRegressor(noise_type="full", target_transform="log", random_state=0)
+    model.fit(X, Y)
+    dist = model.predict_dist(X[:400])
+    assert dist.n_outputs == 2 and not dist.univariate
+    np.testing.assert_allclose(
+        model.score(X[:400], Y[:400]), np.mean(dist.logpdf(Y[:400])), rtol=1e-12
+    )
+    # the joint density carries both outputs' Jacobians
+    z_dist = dist.base.logpdf(np.log(Y[:400]))
+    np.testing.assert_allclose(
+        dist.logpdf(Y[:400]), z_dist - np.log(Y[:400]).sum(1), rtol=1e-12
+    )
+    draws = model.sample(X[:3], 5, random_state=0)
+    assert draws.shape == (3, 5, 2) and draws.min() > 0.0
+    # the correlation of log y is learned (0.12 / sqrt(0.16 * 0.25) = 0.6)
+    cov = dist.base.cov()
+    corr = cov[:, 0, 1] / np.sqrt(cov[:, 0, 0] * cov[:, 1, 1])
+    assert np.median(corr) == pytest.approx(0.6, abs=0.1)
 
 
 def test_recovers_a_log_normal_and_beats_the_untransformed_fit():
