@@ -2,7 +2,9 @@
 
 The estimator :class:`MDNRegressor` fits an MLP whose outputs parameterise a
 Gaussian mixture ``p(y | x)``; :meth:`MDNRegressor.predict_dist` returns that
-mixture as a :class:`GaussianMixture`.
+mixture as a :class:`GaussianMixture`, or, for a model fitted with
+``target_transform``, the mixture of log-normals of ``y`` as a
+:class:`TransformedMixture`.
 """
 
 from ._mixture import GaussianMixture

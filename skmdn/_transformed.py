@@ -37,6 +37,9 @@ __all__ = [
     "to_transformed",
 ]
 
+# GaussianMixture's parameters, which a TransformedMixture keeps in its base
+_BASE_PARAMETERS = frozenset({"means", "scales", "covariances", "scale_tril"})
+
 #: the transforms ``MDNRegressor(target_transform=...)`` accepts, and the
 #: offset ``c`` of each inverse ``y = exp(z) - c``
 TARGET_TRANSFORMS = {"log": 0.0, "log1p": 1.0}
@@ -159,6 +162,18 @@ class TransformedMixture:
     def log_weights(self) -> np.ndarray:
         """Logarithms of :attr:`weights`, shape (n, K)."""
         return self.base.log_weights
+
+    def __getattr__(self, name: str):
+        """Say where the Gaussian parameters are, rather than that they are not."""
+        if name in _BASE_PARAMETERS:
+            raise AttributeError(
+                f"TransformedMixture has no {name!r}: the mixture's {name} are "
+                f"those of the transformed target ({self.transform} y), "
+                f"dist.base.{name}."
+            )
+        raise AttributeError(
+            f"{type(self).__name__!r} object has no attribute {name!r}"
+        )
 
     def __len__(self) -> int:
         return len(self.base)

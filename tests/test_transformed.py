@@ -7,6 +7,8 @@ of two outputs, and exact identities between the joint, marginal and
 conditional laws.
 """
 
+import pickle
+
 import numpy as np
 import pytest
 from scipy import integrate, optimize, stats
@@ -237,6 +239,18 @@ def test_tempering_and_rows_act_on_the_base():
     assert repr(dist).startswith("TransformedMixture(GaussianMixture(n=5")
     with pytest.raises(TypeError, match="batch of distributions"):
         np.asarray(dist)
+
+
+def test_the_gaussian_parameters_are_found_on_the_base():
+    dist = TransformedMixture(univariate(12), "log1p")
+    for name in ("means", "scales", "covariances", "scale_tril"):
+        with pytest.raises(AttributeError, match=f"dist.base.{name}"):
+            getattr(dist, name)
+    with pytest.raises(AttributeError, match="has no attribute 'nonsense'"):
+        dist.nonsense
+    assert not hasattr(dist, "means")
+    restored = pickle.loads(pickle.dumps(dist))
+    np.testing.assert_array_equal(restored.mean(), dist.mean())
 
 
 def test_hdr_is_refused_with_what_to_use():
