@@ -414,9 +414,8 @@ default='tanh'
         (``n_components``, ``noise_type``, ``hidden_layer_sizes``,
         ``activation``, ``min_scale``, ``fixed_noise_level`` with fixed
         noise, ``standardize``, ``target_transform``, ``precision``) must
-        keep their values: a
-        changed one raises a ``ValueError`` that names it
-        (``warm_start=False`` builds a new model). A changed ``device`` is
+        keep their values: a changed one raises a ``ValueError`` that names
+        it (``warm_start=False`` builds a new model). A changed ``device`` is
         honoured: the model moves there (see ``device``).
 
     Attributes

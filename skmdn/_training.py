@@ -53,8 +53,9 @@ class TrainData:
     ``sum(log y_scale)``, added to standardised NLLs to report them in the
     original target units (with ``target_transform``, plus the training rows'
     mean ``log |dy / dz|``; ``val_log_scale`` is the same for the validation
-    rows, ``log_scale`` if None). ``x_noise`` and ``y_noise`` are standard deviations
-    (standardised units) of Gaussian noise added to each training batch.
+    rows, ``log_scale`` if None). ``x_noise`` and ``y_noise`` are standard
+    deviations (standardised units) of Gaussian noise added to each training
+    batch.
     ``noise_rows``, if set, maps each training row to its distinct row (see
     :func:`distinct_rows`): full-batch steps then draw one noise per distinct
     row, so that repeated rows get the noise that one row of the same total
