@@ -104,7 +104,7 @@ def test_recovers_a_log_normal_and_beats_the_untransformed_fit():
     logged = MDNRegressor(target_transform="log", random_state=0).fit(X, y)
     plain = MDNRegressor(random_state=0).fit(X, y)
     excess = best - logged.score(X_test, y_test)
-    assert excess < 0.02  # 0.003 here
+    assert excess < 0.02  # 0.0055 here, 0.0236 without the transform
     assert excess < best - plain.score(X_test, y_test)
     # no probability below 0 (the untransformed mixture puts some there)
     assert np.all(logged.predict_dist(X_test).cdf(np.zeros(len(y_test))) == 0.0)
