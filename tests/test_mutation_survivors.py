@@ -1,9 +1,10 @@
-"""Tests written from mutation tests of the seventeenth and (the second
-part, below its divider) the eighteenth session's code: each pins a
-behaviour that a hand-written change of the code (a mutant) left every
-other test passing. References are independent of the code under test:
-closed forms, rescaled problems, numpy, scipy, autograd, MLPRegressor's
-documented rules, deterministic schedules.
+"""Tests written from mutation tests of the seventeenth, (the second part,
+below its divider) the eighteenth and (the third part) the twentieth
+session's code: each pins a behaviour that a hand-written change of the
+code (a mutant) left every other test passing. References are
+independent of the code under test: closed forms, rescaled problems,
+numpy, scipy, autograd, MLPRegressor's documented rules, deterministic
+schedules.
 
 The second round made 134 mutants of the log tails (``logcdf``, ``logsf``),
 ``var`` / ``std`` without covariances, the hand-written ``'full'`` step
@@ -625,3 +626,130 @@ def test_hdr_end_points_are_exact_to_the_smallest_scale():
     ).sum(-1)
     t = np.broadcast_to(region.threshold[:, None, None], iv.shape)
     np.testing.assert_allclose(pdf[ok], t[ok], rtol=1e-11)
+
+
+# ============================================================================
+# The twentieth session's code (mutants made in the twenty-first): the mean
+# and approximate mode without scales, the short reductions, the mode
+# search's sums, inference's oneDNN products and the finite-output check (86
+# mutants; the equivalent ones and their reasons are in that report).
+
+
+# -------------------------------------------- the mean of unnormalised weights
+@pytest.mark.parametrize("d", [1, 2])
+def test_mean_normalises_log_weights_that_sum_to_one_only_to_1e_4(d):
+    """mean (which predict's location-only path shares) weighs the means by
+    the renormalised weights, as var and cdf do, in both of its products
+    (einsum for one output, torch's batched product for several): numpy's
+    sum over the normalised weights, 1e-12 relative. Means near 10 make the
+    5e-5 of the unnormalised weights a 5e-5 shift."""
+    rng = np.random.default_rng(6)
+    w = rng.dirichlet(np.ones(3), 4)
+    means = 10.0 + rng.normal(size=(4, 3, d))
+    dist = GaussianMixture(np.log(w * (1 + 5e-5)), means, np.ones((4, 3, d)))
+    expected = (w[..., None] * means).sum(1)
+    np.testing.assert_allclose(dist.mean(), expected, rtol=1e-12)
+
+
+# ---------------------------------------------------- the mode's stopping rule
+def test_an_ascent_along_one_output_only_runs_to_the_mode():
+    """An ascent stops when its step is small in every output (the largest
+    coordinate), not in the first: with every component centred at 0 in
+    output 0 no ascent moves along it, and the mode along output 1 is still
+    the maximum of the density there (a fine grid refined by scipy's bounded
+    search; output 0 of the mode is 0, where each component peaks)."""
+    from scipy import optimize, stats
+
+    rng = np.random.default_rng(7)
+    n, K = 30, 3
+    w = rng.dirichlet(np.ones(K), n)
+    mu = rng.uniform(-2.0, 2.0, (n, K))
+    s = rng.uniform(0.5, 1.5, (n, K))
+    means = np.stack([np.zeros((n, K)), mu], -1)
+    dist = GaussianMixture(np.log(w), means, np.stack([np.ones((n, K)), s], -1))
+    mode = dist.mode()
+    np.testing.assert_array_equal(mode[:, 0], 0.0)
+    g = np.linspace(-4.0, 4.0, 8001)
+    for i in range(n):
+
+        def minus_p(t, i=i):
+            return -np.sum(w[i] * stats.norm.pdf(t, mu[i], s[i]))
+
+        t0 = g[np.argmin([minus_p(t) for t in g])]
+        options = {"xatol": 1e-12}
+        ref = optimize.minimize_scalar(
+            minus_p, bounds=(t0 - 1e-3, t0 + 1e-3), method="bounded", options=options
+        )
+        assert abs(mode[i, 1] - ref.x) < 1e-6
+
+
+# ------------------------------------------ non-finite parameters are checked
+def test_a_non_finite_scale_of_one_component_is_named_not_returned():
+    """The finite-output check covers the scales, and every component of
+    every row: a float32 network whose first component's raw scale is +inf
+    (the rest finite) raises naming every row, for the distribution and for
+    predict with return_std; the mean needs no scales and stays finite."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    from skmdn import MDNRegressor
+
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-1, 1, size=(40, 2))
+    model = MDNRegressor(
+        precision="float32",
+        n_components=3,
+        max_iter=2,
+        hidden_layer_sizes=(8,),
+        random_state=0,
+    )
+    with pytest.warns(ConvergenceWarning):
+        model.fit(X, X[:, 0])
+    with torch.no_grad():  # logits (K), means (K d), then the raw scales
+        model.network_.head.bias[3 + 3] = math.inf
+    match = r"non-finite mixture parameters for 40 row\(s\) of X \(first: row 0\)"
+    with pytest.raises(ValueError, match=match):
+        model.predict_dist(X)
+    with pytest.raises(ValueError, match=match):
+        model.predict(X, return_std=True)
+    assert np.all(np.isfinite(model.predict(X)))
+
+
+# ------------------------------------------------------- the oneDNN probe
+def test_the_onednn_probe_refuses_an_op_off_by_rounding(monkeypatch):
+    """The probe accepts only an op that gives the product's exact bits (its
+    values are small integers, exact in float32): one off by a relative
+    1e-6, which a tolerance would pass, is refused and mm used instead."""
+    from skmdn import _network
+
+    class Ops:
+        def _linear_pointwise(self, x, w, b, *args):
+            return (torch.mm(x, w.t()) + b) * (1 + 1e-6)
+
+    monkeypatch.setattr(torch.ops, "mkldnn", Ops())
+    _network._onednn_linear.cache_clear()
+    try:
+        assert _network._onednn_linear() is None
+    finally:
+        _network._onednn_linear.cache_clear()
+
+
+def test_products_off_the_cpu_fast_path_do_not_use_onednn(monkeypatch):
+    """oneDNN's inner product takes CPU tensors: float32 on an accelerator
+    (cpu_fast_path False) goes through mm and the bias, on the CPU through
+    oneDNN (a stand-in for it, which records its calls)."""
+    from skmdn import _network
+
+    calls = []
+
+    def onednn(x, w, b, *args):
+        calls.append(x.shape)
+        return torch.mm(x, w.t()) + b
+
+    monkeypatch.setattr(_network, "_onednn_linear", lambda: onednn)
+    gen = torch.Generator().manual_seed(0)
+    x, w, b = (torch.randn(*s, generator=gen) for s in ((5, 3), (4, 3), (4,)))
+    torch.testing.assert_close(_network._product(x, w, b), x @ w.T + b)
+    assert calls == [(5, 3)]  # precondition: on the CPU, oneDNN
+    monkeypatch.setattr(_network, "cpu_fast_path", lambda device: False)
+    torch.testing.assert_close(_network._product(x, w, b), x @ w.T + b)
+    assert calls == [(5, 3)]
