@@ -307,7 +307,11 @@ def _onednn_linear() -> Callable | None:
         return None
     try:
         op = torch.ops.mkldnn._linear_pointwise
-        x, w, b = torch.ones(3, 2), torch.ones(4, 2), torch.arange(4.0)
+        # inputs 1 + 2**-20, which bfloat16 and TF32 round to 1, times ones:
+        # every product and sum is exact in float32, so an op that rounds its
+        # inputs to a reduced precision (a oneDNN fpmath mode) is refused too
+        x = torch.full((3, 2), 1.0 + 2.0**-20)
+        w, b = torch.ones(4, 2), torch.arange(4.0)
         works = torch.equal(op(x, w, b, "none", [], ""), torch.mm(x, w.t()) + b)
     except (AttributeError, RuntimeError):
         return None

@@ -733,6 +733,25 @@ def test_the_onednn_probe_refuses_an_op_off_by_rounding(monkeypatch):
         _network._onednn_linear.cache_clear()
 
 
+def test_the_onednn_probe_refuses_an_op_in_reduced_precision(monkeypatch):
+    """An op that rounds its float32 inputs to bfloat16 (as a oneDNN fpmath
+    mode would) gives the exact bits on small integers; the probe's inputs
+    need float32's precision, so it is refused."""
+    from skmdn import _network
+
+    class Ops:
+        def _linear_pointwise(self, x, w, b, *args):
+            bf16 = torch.bfloat16
+            return torch.mm(x.to(bf16).float(), w.to(bf16).float().t()) + b
+
+    monkeypatch.setattr(torch.ops, "mkldnn", Ops())
+    _network._onednn_linear.cache_clear()
+    try:
+        assert _network._onednn_linear() is None
+    finally:
+        _network._onednn_linear.cache_clear()
+
+
 def test_products_off_the_cpu_fast_path_do_not_use_onednn(monkeypatch):
     """oneDNN's inner product takes CPU tensors: float32 on an accelerator
     (cpu_fast_path False) goes through mm and the bias, on the CPU through
