@@ -1186,11 +1186,16 @@ default='tanh'
         self._map_chunks(X, self._chunk_dist, store)
         return self._of_y(self._mixture(log_w, means, scale))
 
+    def _fitted_transform(self) -> str | None:
+        """The ``target_transform`` the model was fitted with (None for
+        models pickled before it existed)."""
+        return getattr(self, "_target_transform", None)
+
     def _of_y(self, dist: GaussianMixture) -> GaussianMixture | TransformedMixture:
         """The distribution of ``y`` whose transformed target has the
         network's mixture ``dist`` (``dist`` itself without
         ``target_transform``)."""
-        transform = getattr(self, "_target_transform", None)  # older pickles
+        transform = self._fitted_transform()
         return dist if transform is None else TransformedMixture(dist, transform)
 
     def _mixture(
@@ -1362,7 +1367,7 @@ default='tanh'
         n = X.shape[0]
         shape = (n,) if self._univariate else (n, self.n_outputs_)
         out = np.empty(shape)
-        transform = getattr(self, "_target_transform", None)
+        transform = self._fitted_transform()
         if (
             self.point_estimate in _LOCATION_ESTIMATES
             and not return_std
@@ -1437,7 +1442,7 @@ default='tanh'
                 "outputs: for output j use model.predict_dist(X).marginal(j)"
                 f".hdr({confidence!r}), or kind='central' for every output."
             )
-        transform = getattr(self, "_target_transform", None)
+        transform = self._fitted_transform()
         if kind == "hdr" and transform is not None:
             raise ValueError(
                 f"kind='hdr' is not available with target_transform={transform!r}: "

@@ -717,37 +717,39 @@ def test_a_non_finite_scale_of_one_component_is_named_not_returned():
 # ------------------------------------------------------- the oneDNN probe
 def test_the_onednn_probe_refuses_an_op_off_by_rounding(monkeypatch):
     """The probe accepts only an op that gives the product's exact bits (its
-    values are small integers, exact in float32): one off by a relative
-    1e-6, which a tolerance would pass, is refused and mm used instead."""
-    from skmdn import _network
+    products and sums are exact in float32): one off by a relative 1e-6,
+    which a tolerance would pass, is refused and mm used instead."""
 
-    class Ops:
-        def _linear_pointwise(self, x, w, b, *args):
-            return (torch.mm(x, w.t()) + b) * (1 + 1e-6)
+    def off_by_rounding(x, w, b, *args):
+        return (torch.mm(x, w.t()) + b) * (1 + 1e-6)
 
-    monkeypatch.setattr(torch.ops, "mkldnn", Ops())
-    _network._onednn_linear.cache_clear()
-    try:
-        assert _network._onednn_linear() is None
-    finally:
-        _network._onednn_linear.cache_clear()
+    assert _probe_with(monkeypatch, off_by_rounding) is None
 
 
 def test_the_onednn_probe_refuses_an_op_in_reduced_precision(monkeypatch):
     """An op that rounds its float32 inputs to bfloat16 (as a oneDNN fpmath
     mode would) gives the exact bits on small integers; the probe's inputs
     need float32's precision, so it is refused."""
+
+    def in_bfloat16(x, w, b, *args):
+        bf16 = torch.bfloat16
+        return torch.mm(x.to(bf16).float(), w.to(bf16).float().t()) + b
+
+    assert _probe_with(monkeypatch, in_bfloat16) is None
+
+
+def _probe_with(monkeypatch, linear_pointwise):
+    """What the oneDNN probe returns when ``torch.ops.mkldnn`` offers
+    ``linear_pointwise`` as its inner product (the cache cleared around)."""
     from skmdn import _network
 
     class Ops:
-        def _linear_pointwise(self, x, w, b, *args):
-            bf16 = torch.bfloat16
-            return torch.mm(x.to(bf16).float(), w.to(bf16).float().t()) + b
+        _linear_pointwise = staticmethod(linear_pointwise)
 
     monkeypatch.setattr(torch.ops, "mkldnn", Ops())
     _network._onednn_linear.cache_clear()
     try:
-        assert _network._onednn_linear() is None
+        return _network._onednn_linear()
     finally:
         _network._onednn_linear.cache_clear()
 

@@ -27,6 +27,17 @@ def univariate(seed, n=5, K=3):
     return GaussianMixture(log_w, mu, scales=s, univariate=True)
 
 
+def two_outputs(seed, n, K):
+    """Correlated Gaussian mixtures of two outputs (full covariance), on the
+    log scale of values near 1."""
+    rng = np.random.default_rng(seed)
+    log_w = np.log(rng.dirichlet(np.ones(K), n))
+    mu = rng.normal(0.0, 0.4, (n, K, 2))
+    L = np.tril(rng.normal(0.0, 0.25, (n, K, 2, 2)), -1)
+    L += rng.uniform(0.2, 0.5, (n, K, 2))[..., None] * np.eye(2)
+    return GaussianMixture(log_w, mu, scale_tril=L)
+
+
 def scipy_components(base, i, c):
     """Row ``i``'s components as scipy log-normals of ``y`` (shifted by ``-c``)."""
     w = base.weights[i]
@@ -167,13 +178,8 @@ def test_entropy_is_the_integral():
 def test_samples_have_the_closed_form_moments_in_two_dimensions():
     """Joint moments of two correlated outputs (full covariance) against
     large-sample averages of the distribution's own draws."""
-    rng = np.random.default_rng(7)
-    n, K, d = 3, 2, 2
-    log_w = np.log(rng.dirichlet(np.ones(K), n))
-    mu = rng.normal(0.0, 0.4, (n, K, d))
-    L = np.tril(rng.normal(0.0, 0.2, (n, K, d, d)), -1)
-    L += rng.uniform(0.2, 0.5, (n, K, d))[..., None] * np.eye(d)
-    dist = TransformedMixture(GaussianMixture(log_w, mu, scale_tril=L), "log1p")
+    dist = TransformedMixture(two_outputs(7, n=3, K=2), "log1p")
+    n = len(dist)
     draws = dist.sample(400_000, random_state=0)  # (n, m, d)
     mean, cov = dist.mean(), dist.cov()
     m = draws.shape[1]
@@ -186,14 +192,9 @@ def test_samples_have_the_closed_form_moments_in_two_dimensions():
 
 
 def test_joint_marginal_and_conditional_laws_agree():
-    rng = np.random.default_rng(8)
-    n, K, d = 4, 3, 2
-    log_w = np.log(rng.dirichlet(np.ones(K), n))
-    mu = rng.normal(0.0, 0.5, (n, K, d))
-    L = np.tril(rng.normal(0.0, 0.3, (n, K, d, d)), -1)
-    L += rng.uniform(0.2, 0.6, (n, K, d))[..., None] * np.eye(d)
-    dist = TransformedMixture(GaussianMixture(log_w, mu, scale_tril=L), "log")
-    y = np.exp(rng.normal(0.0, 0.5, (n, d)))
+    dist = TransformedMixture(two_outputs(8, n=4, K=3), "log")
+    n, d = len(dist), 2
+    y = np.exp(np.random.default_rng(8).normal(0.0, 0.5, (n, d)))
     # p(y0, y1) = p(y0) p(y1 | y0), the Jacobians included
     joint = dist.logpdf(y)
     first = dist.marginal(0).logpdf(y[:, 0])
