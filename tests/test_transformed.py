@@ -234,6 +234,8 @@ def test_tempering_and_rows_act_on_the_base():
         dist.sample(3, random_state=1, temperature=0.5),
         np.exp(base.sample(3, random_state=1, temperature=0.5)),
     )
+    assert (dist.n_components, dist.n_outputs, dist.n_threads) == (3, 1, None)
+    np.testing.assert_array_equal(dist.log_weights, base.log_weights)
     rows = dist[[3, 1]]
     assert isinstance(rows, TransformedMixture) and len(rows) == 2
     np.testing.assert_array_equal(rows.mean(), dist.mean()[[3, 1]])
