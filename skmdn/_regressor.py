@@ -52,7 +52,12 @@ from ._training import (
     train,
     training_torch_threads,
 )
-from ._transformed import TARGET_TRANSFORMS, TransformedMixture, to_transformed
+from ._transformed import (
+    TARGET_TRANSFORMS,
+    TransformedMixture,
+    support_low,
+    to_transformed,
+)
 from ._univariate import HighestDensityRegion
 from ._utils import (
     ThreadChooser,
@@ -675,7 +680,7 @@ default='tanh'
         log-likelihood of ``z`` into one of ``y`` (None without a transform)."""
         if self.target_transform is None:
             return Y, None
-        low = 0.0 - TARGET_TRANSFORMS[self.target_transform]  # not -0
+        low = support_low(self.target_transform)
         outside = Y <= low
         if outside.any():
             other = (

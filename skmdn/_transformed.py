@@ -34,6 +34,7 @@ __all__ = [
     "TARGET_TRANSFORMS",
     "TransformedMixture",
     "from_transformed",
+    "support_low",
     "to_transformed",
 ]
 
@@ -43,6 +44,12 @@ _BASE_PARAMETERS = frozenset({"means", "scales", "covariances", "scale_tril"})
 #: the transforms ``MDNRegressor(target_transform=...)`` accepts, and the
 #: offset ``c`` of each inverse ``y = exp(z) - c``
 TARGET_TRANSFORMS = {"log": 0.0, "log1p": 1.0}
+
+
+def support_low(transform: str) -> float:
+    """The lower end of the support of ``y``: 0 for ``'log'``, -1 for
+    ``'log1p'`` (``y`` must lie above it)."""
+    return 0.0 - _offset(transform)  # 0.0, not -0.0, in messages
 
 
 def _offset(transform: str) -> float:
@@ -64,7 +71,7 @@ def to_transformed(y: np.ndarray, transform: str) -> np.ndarray:
     array([  0.,   1., -inf, -inf])
     """
     y = np.asarray(y, dtype=np.float64)
-    low = 0.0 - _offset(transform)
+    low = support_low(transform)
     inside = y > low
     safe = np.where(inside, y, 1.0 + low)
     z = np.log(safe) if transform == "log" else np.log1p(safe)
@@ -128,7 +135,7 @@ class TransformedMixture:
             raise TypeError(
                 f"base must be a GaussianMixture; got {type(base).__name__}."
             )
-        self._c = _offset(transform)
+        _offset(transform)  # a known transform
         self.base = base
         self.transform = transform
 
@@ -579,7 +586,7 @@ class TransformedMixture:
         """
         log_m, _ = self._component_means()
         log_mean = logsumexp(self.log_weights[:, :, None] + log_m, axis=1)
-        mean = np.exp(log_mean) if self._c == 0.0 else np.expm1(log_mean)
+        mean = self._y(log_mean)  # exp, or expm1 for log1p's offset of 1
         return mean[:, 0] if self.univariate else mean
 
     def cov(self) -> np.ndarray:
@@ -884,9 +891,9 @@ class TransformedMixture:
         """
         z = self._z(values)
         if np.any(z == -np.inf):
-            low = 0.0 - self._c  # not -0
             raise ValueError(
-                f"condition() needs values > {low:g} for target_transform="
+                f"condition() needs values > {support_low(self.transform):g} "
+                "for target_transform="
                 f"{self.transform!r}; got a value at or below it."
             )
         return self._with(self.base.condition(dims, z))
