@@ -26,6 +26,7 @@ from typing import Protocol
 import torch
 from torch import nn
 
+from . import _fused
 from ._mixture import (
     diagonal_nll_backward,
     diagonal_nll_forward,
@@ -163,10 +164,29 @@ class ManualBackprop:
             full_nll_backward(saved, 1.0, out=self._split(deltas[-1]))
         else:
             fixed = net.fixed_scale if raw is None else None
-            loss, saved = diagonal_nll_forward(
-                logits, means, raw, y_t, weights, net.min_scale, fixed, constant_weight
+            loss = _fused.diagonal_nll(
+                acts[-1],
+                y_t,
+                weights.contiguous(),
+                deltas[-1],
+                net.n_components,
+                net.noise_type,
+                net.min_scale,
+                fixed,
+                constant_weight,
             )
-            diagonal_nll_backward(saved, 1.0, out=self._split(deltas[-1]))
+            if loss is None:  # no compiled kernel here: torch's
+                loss, saved = diagonal_nll_forward(
+                    logits,
+                    means,
+                    raw,
+                    y_t,
+                    weights,
+                    net.min_scale,
+                    fixed,
+                    constant_weight,
+                )
+                diagonal_nll_backward(saved, 1.0, out=self._split(deltas[-1]))
         for i in range(last, -1, -1):
             layer, delta = self.linears[i], deltas[i + 1]
             weight_grad, bias_grad = grads[i]

@@ -11,7 +11,7 @@ import torch
 from scipy.stats import multivariate_normal
 from torch.nn import functional as F
 
-from skmdn import MDNRegressor, _kernels
+from skmdn import MDNRegressor, _fused, _kernels
 from skmdn import _training as training
 from skmdn._backprop import BlockedBackprop, ManualBackprop
 from skmdn._mixture import full_nll_backward, full_nll_forward, mixture_log_prob
@@ -19,6 +19,16 @@ from skmdn._network import MDNNetwork
 from skmdn._training import AutogradStep, FlatAdam, batch_loss
 
 DIAGONAL_TYPES = ["diagonal", "isotropic", "isotropic_across", "fixed"]
+
+
+@pytest.fixture(autouse=True, params=["compiled loss", "torch loss"])
+def loss_kernel(request, monkeypatch):
+    """Every test here runs with the compiled mixture loss (``skmdn._fused``,
+    where it is built) and with torch's kernels."""
+    compiled = request.param == "compiled loss"
+    if compiled and _fused._cmixture is None:
+        pytest.skip("skmdn._cmixture was not built")
+    monkeypatch.setattr(_fused, "ENABLED", compiled)
 
 
 def _network(noise_type, activation="tanh", hidden=(8, 5), dtype=torch.float64):

@@ -1,0 +1,151 @@
+/* skmdn._cmixture: the diagonal mixture loss's forward and backward pass
+   in one compiled call that releases the GIL (optional; see _fused.py).
+
+   One call replaces about 35 small torch kernels, each holding the GIL for
+   its dispatch. The loops run over a tile of T rows at a time, the batch
+   last, so that they vectorise; on x86-64 with glibc >= 2.35 (SKMDN_MVEC,
+   set by setup.py) exp, log and log1p are glibc's vector functions
+   (libmvec, at most 4 ulp) and the code is cloned for AVX2 + FMA, chosen
+   when the module loads. */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdlib.h>
+
+#if defined(SKMDN_MVEC) && defined(__x86_64__) && defined(__GLIBC__) && \
+    (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35))
+#pragma omp declare simd notinbranch
+float expf(float);
+#pragma omp declare simd notinbranch
+float logf(float);
+#pragma omp declare simd notinbranch
+float log1pf(float);
+#pragma omp declare simd notinbranch
+double exp(double);
+#pragma omp declare simd notinbranch
+double log(double);
+#pragma omp declare simd notinbranch
+double log1p(double);
+#define CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define CLONES
+#endif
+
+#if defined(_OPENMP) || defined(SKMDN_MVEC)
+#define SIMD _Pragma("omp simd")
+#define SIMD_SUM_PART _Pragma("omp simd reduction(+ : part)")
+#else
+#define SIMD
+#define SIMD_SUM_PART
+#endif
+
+#define KIND_FIXED 0
+#define KIND_SHARED 1 /* noise_type='isotropic_across' */
+#define KIND_ISOTROPIC 2
+#define KIND_DIAGONAL 3
+#define DROP_BELOW (-60.0)
+#define LOG_2PI 1.8378770664093453
+
+static int scale_rows(int kind, int K, int d)
+{
+    return kind == KIND_DIAGONAL ? K * d
+         : kind == KIND_ISOTROPIC ? K
+         : kind == KIND_SHARED ? 1
+         : d;
+}
+
+static int raw_rows(int kind, int K, int d)
+{
+    return kind == KIND_FIXED ? 0 : scale_rows(kind, K, d);
+}
+
+#define REAL float
+#define FN(name) name##_f32
+#define EXP expf
+#define LOG logf
+#define LOG1P log1pf
+
+#include "_cmixture_kernel.h"
+#undef REAL
+#undef FN
+#undef EXP
+#undef LOG
+#undef LOG1P
+
+#define REAL double
+#define FN(name) name##_f64
+#define EXP exp
+#define LOG log
+#define LOG1P log1p
+
+#include "_cmixture_kernel.h"
+
+/* Rows per tile: the tile's scratch arrays in at most 64 KiB (below
+   malloc's mmap threshold, so no page faults per call). */
+static Py_ssize_t tile_rows(Py_ssize_t per_row, size_t size)
+{
+    Py_ssize_t T = (Py_ssize_t)(65536 / (per_row * (Py_ssize_t)size)) / 8 * 8;
+    return T < 8 ? 8 : T > 512 ? 512 : T;
+}
+
+PyDoc_STRVAR(diag_nll_doc,
+"diag_nll(out, y, w, grad, n, K, d, kind, fixed, min_scale, constant_weight, f64)\n"
+"--\n\n"
+"The loss (a float) and, written to grad, its gradient; the first four\n"
+"and fixed are data addresses (see skmdn._fused.diagonal_nll, which\n"
+"checks them).");
+
+static PyObject *diag_nll(PyObject *self, PyObject *args)
+{
+    unsigned long long out, y, w, grad, fixed;
+    Py_ssize_t n;
+    int K, d, kind, f64;
+    double min_scale, constant_weight;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "KKKKniiiKddp", &out, &y, &w, &grad, &n, &K,
+                          &d, &kind, &fixed, &min_scale, &constant_weight, &f64))
+        return NULL;
+    if (n < 0 || K < 1 || d < 1 || kind < KIND_FIXED || kind > KIND_DIAGONAL) {
+        PyErr_SetString(PyExc_ValueError, "diag_nll: bad sizes or kind");
+        return NULL;
+    }
+    const int n_raw = raw_rows(kind, K, d), n_s = scale_rows(kind, K, d);
+    const Py_ssize_t per_row = 2 * K + (Py_ssize_t)K * d + 2 * n_s + 2 * n_raw + 3;
+    const size_t size = f64 ? sizeof(double) : sizeof(float);
+    const Py_ssize_t T = tile_rows(per_row, size);
+    void *work = malloc((size_t)(per_row * T) * size);
+    if (work == NULL)
+        return PyErr_NoMemory();
+    double loss;
+    Py_BEGIN_ALLOW_THREADS
+    if (f64)
+        loss = diag_nll_f64((const double *)out, (const double *)y,
+                            (const double *)w, (double *)grad, n, K, d, kind,
+                            (const double *)fixed, min_scale, constant_weight,
+                            (double *)work, T);
+    else
+        loss = diag_nll_f32((const float *)out, (const float *)y,
+                            (const float *)w, (float *)grad, n, K, d, kind,
+                            (const double *)fixed, min_scale, constant_weight,
+                            (float *)work, T);
+    Py_END_ALLOW_THREADS
+    free(work);
+    return PyFloat_FromDouble(loss);
+}
+
+static PyMethodDef methods[] = {
+    {"diag_nll", diag_nll, METH_VARARGS, diag_nll_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_cmixture",
+    "The diagonal mixture loss and its gradient in one compiled call.", -1,
+    methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__cmixture(void)
+{
+    return PyModule_Create(&module);
+}

@@ -1,0 +1,107 @@
+"""The diagonal mixture loss and its gradient in one compiled call.
+
+:func:`~skmdn._mixture.diagonal_nll_forward` and
+:func:`~skmdn._mixture.diagonal_nll_backward` run about 35 small torch
+kernels on a training block; each holds the GIL while it is dispatched, so
+the two blocks of a large batch wait for each other there, and at batch 256
+their dispatch is most of the loss's time. The optional C extension
+``skmdn._cmixture`` (``skmdn/_cmixture.c``, built by ``setup.py`` where a C
+compiler is found) computes the same loss and gradients in one pass over
+tiles of rows, without the GIL (numbers in ``benchmarks/README.md``). Its
+results agree with torch's to rounding (tested); where the extension is
+missing, the tensors are not float32 or float64 on the CPU, or
+:data:`ENABLED` is False, :func:`diagonal_nll` returns None and the caller
+uses torch.
+"""
+
+from __future__ import annotations
+
+import torch
+
+try:
+    from . import _cmixture
+except ImportError:  # pragma: no cover - the install could not compile it
+    _cmixture = None
+
+__all__ = ["ENABLED", "KINDS", "available", "diagonal_nll"]
+
+# set to False to use torch's kernels even where the extension is built
+ENABLED = True
+
+# noise type -> the kernel's layout of the raw scale rows
+KINDS = {"fixed": 0, "isotropic_across": 1, "isotropic": 2, "diagonal": 3}
+
+
+def available() -> bool:
+    """True when the compiled loss is built and :data:`ENABLED`."""
+    return _cmixture is not None and ENABLED
+
+
+def diagonal_nll(
+    out: torch.Tensor,
+    y: torch.Tensor,
+    weights: torch.Tensor,
+    grad: torch.Tensor,
+    n_components: int,
+    noise_type: str,
+    min_scale: float,
+    fixed_scale: torch.Tensor | None = None,
+    constant_weight: float = 1.0,
+) -> torch.Tensor | None:
+    """The loss of :func:`~skmdn._mixture.diagonal_nll_forward`, its gradient
+    written to ``grad``; None where the compiled kernel does not apply.
+
+    Feature-major, as :class:`~skmdn._backprop.ManualBackprop` holds them:
+    ``out`` is the head's output (P, n), rows ``[logits (K), means (K, d),
+    raw scales]``, ``y`` (d, n), ``weights`` (n,); ``grad`` (P, n) receives
+    the gradient of the loss with respect to ``out``. ``fixed_scale`` (1 or
+    d values) is the scale of ``noise_type='fixed'``.
+    """
+    kind = KINDS.get(noise_type)
+    dtype = out.dtype
+    if (
+        not available()
+        or kind is None
+        or dtype not in (torch.float32, torch.float64)
+        or out.device.type != "cpu"
+    ):
+        return None
+    d, n = y.shape
+    K = n_components
+    n_raw = {0: 0, 1: 1, 2: K, 3: K * d}[kind]
+    rows = K + K * d + n_raw
+    for name, t, shape in (
+        ("out", out, (rows, n)),
+        ("grad", grad, (rows, n)),
+        ("y", y, (d, n)),
+        ("weights", weights, (n,)),
+    ):
+        if (
+            tuple(t.shape) != shape
+            or t.dtype != dtype
+            or t.device != out.device
+            or not t.is_contiguous()
+        ):
+            raise ValueError(
+                f"diagonal_nll: {name} must be a contiguous {dtype} tensor of "
+                f"shape {shape} on {out.device}; got {t.dtype} {tuple(t.shape)}."
+            )
+    fixed = torch.zeros(1, dtype=torch.float64)
+    if kind == 0:
+        fixed = fixed_scale.to(torch.float64, copy=True).reshape(-1).expand(d)
+        fixed = fixed.contiguous()
+    loss = _cmixture.diag_nll(
+        out.data_ptr(),
+        y.data_ptr(),
+        weights.data_ptr(),
+        grad.data_ptr(),
+        n,
+        K,
+        d,
+        kind,
+        fixed.data_ptr(),
+        float(min_scale),
+        float(constant_weight),
+        dtype == torch.float64,
+    )
+    return torch.tensor(loss, dtype=dtype)

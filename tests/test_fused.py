@@ -1,0 +1,212 @@
+"""The compiled mixture loss (``skmdn._cmixture``) against torch's kernels."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from skmdn import MDNRegressor, _fused
+from skmdn._mixture import diagonal_nll_backward, diagonal_nll_forward
+
+KINDS = list(_fused.KINDS)
+
+# CI builds the extension and sets this, so that a build that silently fell
+# back to torch (setup.py's extension is optional) fails there.
+REQUIRED = os.environ.get("SKMDN_REQUIRE_CMIXTURE") == "1"
+
+needs_kernel = pytest.mark.skipif(
+    _fused._cmixture is None and not REQUIRED,
+    reason="skmdn._cmixture was not built (no C compiler at install)",
+)
+
+
+def test_the_extension_is_built_where_required():
+    if not REQUIRED:
+        pytest.skip("SKMDN_REQUIRE_CMIXTURE is not set")
+    assert _fused._cmixture is not None, "setup.py did not build skmdn._cmixture"
+    assert _fused.available()
+
+
+def _raw_rows(kind, K, d):
+    return {"fixed": 0, "isotropic_across": 1, "isotropic": K, "diagonal": K * d}[kind]
+
+
+def _case(kind, K, d, n, dtype, seed=0):
+    """Head outputs that reach every branch: logits spread past the e^-60
+    drop, raw scales from the floor (softplus of -60) to softplus's linear
+    branch (above 20), targets from near to far; random weights summing to 1."""
+    g = torch.Generator().manual_seed(seed)
+    rows = K + K * d + _raw_rows(kind, K, d)
+    out = torch.randn(rows, n, generator=g, dtype=torch.float64)
+    out[:K] *= 30.0
+    out[K : K + K * d] *= 3.0
+    raw = out[K + K * d :]
+    if len(raw):
+        raw.mul_(4.0)
+        raw[:, : n // 10] = 25.0 + raw[:, : n // 10].abs()
+        raw[:, n // 10 : n // 5] = -60.0
+    y = 3.0 * torch.randn(d, n, generator=g, dtype=torch.float64)
+    w = torch.rand(n, generator=g, dtype=torch.float64)
+    fixed = torch.tensor([0.7], dtype=torch.float64) if kind == "fixed" else None
+    return out.to(dtype), y.to(dtype), (w / w.sum()).to(dtype), fixed
+
+
+def _torch_reference(out, y, w, K, kind, fixed, min_scale=1e-3, cw=1.0):
+    d, n = y.shape
+    raw = out[K + K * d :]
+    shape = {"diagonal": (K, d), "isotropic": (K, 1), "isotropic_across": (1, 1)}
+    raw = raw.reshape(*shape[kind], n) if kind in shape else None
+    means = out[K : K + K * d].reshape(K, d, n)
+    loss, saved = diagonal_nll_forward(out[:K], means, raw, y, w, min_scale, fixed, cw)
+    g_logits, g_means, g_raw = diagonal_nll_backward(saved, 1.0)
+    parts = [g_logits, g_means.reshape(K * d, n)]
+    if g_raw is not None:
+        parts.append(g_raw.reshape(-1, n))
+    return loss, torch.cat(parts)
+
+
+def _compiled(out, y, w, K, kind, fixed, min_scale=1e-3, cw=1.0):
+    grad = torch.full_like(out, 123.0)  # every entry must be written
+    loss = _fused.diagonal_nll(out, y, w, grad, K, kind, min_scale, fixed, cw)
+    assert loss is not None
+    return loss, grad
+
+
+@needs_kernel
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(("K", "d", "n"), [(1, 1, 7), (5, 2, 1000), (3, 3, 1301)])
+def test_loss_and_gradient_match_torch(kind, dtype, K, d, n):
+    out, y, w, fixed = _case(kind, K, d, n, dtype)
+    want_loss, want = _torch_reference(out, y, w, K, kind, fixed)
+    got_loss, got = _compiled(out, y, w, K, kind, fixed)
+    assert got_loss.dtype == dtype and got_loss.shape == ()
+    tol = {torch.float32: 3e-6, torch.float64: 1e-13}[dtype]
+    torch.testing.assert_close(got_loss, want_loss, rtol=tol, atol=0.0)
+    # gradients relative to the largest entry of their row block
+    scale = want.abs().amax(1, keepdim=True).clamp_min(torch.finfo(dtype).tiny)
+    assert ((got - want).abs() / scale).max() < 10 * tol
+    # the dropped terms are exact zeros on both sides (no subnormals)
+    assert torch.equal(got == 0, want == 0)
+
+
+@needs_kernel
+def test_many_components_use_smaller_tiles_with_the_same_result():
+    """K = 40, d = 3: the scratch arrays need more rows per tile, so the
+    kernel takes fewer rows per tile; the result does not change."""
+    out, y, w, _ = _case("diagonal", 40, 3, 2049, torch.float64, seed=3)
+    want_loss, want = _torch_reference(out, y, w, 40, "diagonal", None)
+    got_loss, got = _compiled(out, y, w, 40, "diagonal", None)
+    torch.testing.assert_close(got_loss, want_loss, rtol=1e-13, atol=0.0)
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-15)
+
+
+@needs_kernel
+def test_constant_weight_and_min_scale_are_used():
+    out, y, w, _ = _case("isotropic", 4, 2, 300, torch.float64)
+    for min_scale, cw in [(0.5, 0.0), (1e-3, 2.5)]:
+        want_loss, want = _torch_reference(
+            out, y, w, 4, "isotropic", None, min_scale, cw
+        )
+        got_loss, got = _compiled(out, y, w, 4, "isotropic", None, min_scale, cw)
+        torch.testing.assert_close(got_loss, want_loss, rtol=1e-13, atol=1e-13)
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-15)
+
+
+@needs_kernel
+@pytest.mark.parametrize("where", ["logit", "mean", "raw", "y"])
+def test_nan_reaches_the_loss(where):
+    """A NaN anywhere in a row makes the loss NaN, as with torch's kernels
+    (the fit then stops with its non-finite-loss error)."""
+    K, d = 3, 2
+    out, y, w, _ = _case("diagonal", K, d, 50, torch.float32)
+    target = {"logit": out[1], "mean": out[K + 1], "raw": out[-1], "y": y[0]}[where]
+    target[17] = float("nan")
+    want_loss, _ = _torch_reference(out, y, w, K, "diagonal", None)
+    got_loss, got = _compiled(out, y, w, K, "diagonal", None)
+    assert torch.isnan(want_loss) and torch.isnan(got_loss)
+    assert torch.isfinite(got[:, :17]).all()  # other rows keep their gradients
+
+
+@needs_kernel
+def test_threads_at_once_get_their_own_results():
+    """The kernel releases the GIL and keeps its scratch per call: four
+    threads at once give the bits of the calls made one after another."""
+    cases = [_case("diagonal", 5, 2, 4096, torch.float32, seed=s) for s in range(4)]
+    alone = [_compiled(*c[:3], 5, "diagonal", None) for c in cases]
+    results = [None] * 4
+
+    def run(i):
+        for _ in range(20):
+            results[i] = _compiled(*cases[i][:3], 5, "diagonal", None)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for (loss, grad), (loss1, grad1) in zip(results, alone, strict=True):
+        assert torch.equal(loss, loss1) and torch.equal(grad, grad1)
+
+
+def test_declines_what_it_does_not_compute(monkeypatch):
+    out, y, w, _ = _case("diagonal", 2, 1, 10, torch.float64)
+    grad = torch.empty_like(out)
+    args = (2, "diagonal", 1e-3)
+    assert _fused.diagonal_nll(out, y, w, grad, 2, "full", 1e-3) is None
+    half = [t.half() for t in (out, y, w, grad)]
+    assert _fused.diagonal_nll(*half, *args) is None
+    monkeypatch.setattr(_fused, "ENABLED", False)
+    assert not _fused.available()
+    assert _fused.diagonal_nll(out, y, w, grad, *args) is None
+
+
+@needs_kernel
+def test_refuses_tensors_it_cannot_read_safely():
+    out, y, w, _ = _case("diagonal", 2, 2, 10, torch.float64)
+    grad = torch.empty_like(out)
+    args = (2, "diagonal", 1e-3)
+    with pytest.raises(ValueError, match="y must be a contiguous"):
+        _fused.diagonal_nll(out, y.t().contiguous().t(), w, grad, *args)
+    with pytest.raises(ValueError, match=r"grad must be .* shape \(10, 10\)"):
+        _fused.diagonal_nll(out, y, w, grad[:5], *args)
+    with pytest.raises(
+        ValueError, match=r"weights must be a contiguous torch\.float64"
+    ):
+        _fused.diagonal_nll(out, y, w.float(), grad, *args)
+
+
+class _Counting:
+    """Stands in for the extension module, counting its calls."""
+
+    def __init__(self, module):
+        self.module, self.calls = module, 0
+
+    def diag_nll(self, *args):
+        self.calls += 1
+        return self.module.diag_nll(*args)
+
+
+@needs_kernel
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_a_fit_follows_the_torch_fit(monkeypatch):
+    """Whole float64 fits with the compiled loss and with torch's: the same
+    training to rounding, so the same loss curve to about 1e-9."""
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-1, 1, (400, 2))
+    y = np.sin(3 * X[:, :1]) + 0.1 * rng.standard_normal((400, 1))
+    kw = dict(max_iter=15, random_state=0, early_stopping=False)
+    counting = _Counting(_fused._cmixture)
+    monkeypatch.setattr(_fused, "_cmixture", counting)
+    compiled = MDNRegressor(**kw).fit(X, y)
+    calls_before = counting.calls
+    assert calls_before >= 15  # every training step went through it
+    monkeypatch.setattr(_fused, "ENABLED", False)
+    plain = MDNRegressor(**kw).fit(X, y)
+    np.testing.assert_allclose(compiled.loss_curve_, plain.loss_curve_, rtol=1e-9)
+    np.testing.assert_allclose(compiled.predict(X), plain.predict(X), rtol=1e-7)
+    assert counting.calls == calls_before
