@@ -758,7 +758,7 @@ def section_steps(args) -> str:
     builds, at batch 256 and 8192: the optimiser and the backward pass are
     swapped one at a time.
     """
-    from skmdn import _kernels
+    from skmdn import _fused, _kernels
     from skmdn._backprop import ManualBackprop
     from skmdn._mixture import mixture_log_prob
     from skmdn._training import FlatAdam, batch_loss
@@ -782,13 +782,18 @@ def section_steps(args) -> str:
     }
     tanh_row = "+ tanh as " + described[measured.in_place]
     native = _kernels.TanhForms("torch", "torch")
+    # name: (optimiser, loss, tanh as measured, compiled mixture loss)
     variants = {
-        "torch Adam(fused=True) + autograd loss": (torch_adam, autograd_loss),
-        "FlatAdam + autograd loss": (None, autograd_loss),
-        "FlatAdam + fused loss": (None, batch_loss),
-        "FlatAdam + hand-written backprop": (None, None),
-        f"{tanh_row} (skmdn)": (None, None),
+        "torch Adam(fused=True) + autograd loss": (torch_adam, autograd_loss, 0, 0),
+        "FlatAdam + autograd loss": (None, autograd_loss, 0, 0),
+        "FlatAdam + fused loss": (None, batch_loss, 0, 0),
+        "FlatAdam + hand-written backprop": (None, None, 0, 0),
+        tanh_row: (None, None, 1, 0),
     }
+    if _fused._cmixture is not None:
+        variants["+ compiled mixture loss (skmdn)"] = (None, None, 1, 1)
+    else:  # the install could not build it: skmdn is the row before
+        variants[tanh_row + " (skmdn; no compiled loss)"] = variants.pop(tanh_row)
     rows = []
     saved = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -797,9 +802,9 @@ def section_steps(args) -> str:
         for batch in (BASE_BATCH, LARGE_BATCH):
             w = torch.full((len(Xt),), 1.0 / batch)
             base = None
-            for name, (make_opt, loss_fn) in variants.items():
-                last = name == tanh_row + " (skmdn)"
-                _kernels._choice[torch.float32] = measured if last else native
+            for name, (make_opt, loss_fn, tanh_fast, compiled) in variants.items():
+                _kernels._choice[torch.float32] = measured if tanh_fast else native
+                _fused.ENABLED = bool(compiled)
                 net = step_network(Xt, Yt)
                 opt = make_opt(net) if make_opt else FlatAdam(net, 3e-3, 1e-8)
                 manual = ManualBackprop(net) if loss_fn is None else None
@@ -827,6 +832,7 @@ def section_steps(args) -> str:
                 rows.append([problem, batch, name, f"{t:.0f}", f"{base / t:.2f}x"])
                 print(rows[-1], flush=True)
     _kernels._choice[torch.float32] = measured
+    _fused.ENABLED = True
     torch.set_num_threads(saved)
     return fmt_table(
         ["problem", "batch", "training step", "us/step", "vs first row"], rows

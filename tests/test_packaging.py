@@ -4,6 +4,7 @@ suite runs from, the wheel the package and its licence, nothing else."""
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tarfile
 import zipfile
 from pathlib import Path
@@ -11,23 +12,29 @@ from pathlib import Path
 import pytest
 
 import skmdn
+from skmdn import _fused
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE_DIRS = ("skmdn", "tests", "benchmarks", "examples")
 SKIP = shutil.ignore_patterns(
     ".git", ".venv*", "build", "dist", "*.egg-info", "__pycache__", "*.py[cod]",
     ".hypothesis", ".pytest_cache", ".ruff_cache", "results", ".coverage",
+    "*.so", "*.pyd",
 )  # fmt: skip
+# the compiled mixture loss, where the install built it (see setup.py)
+EXTENSION = "skmdn/_cmixture" + sysconfig.get_config_var("EXT_SUFFIX")
 
 
 def _source_files() -> set[str]:
     """The files of the checkout (or unpacked sdist) that an sdist must hold."""
-    found = {"README.md", "LICENSE", "pyproject.toml", "setup.cfg", "conftest.py"}
+    found = {"README.md", "LICENSE", "pyproject.toml", "setup.cfg", "setup.py"}
+    found.add("conftest.py")
     found.add("requirements/constraints-cpu.txt")
     for folder in SOURCE_DIRS:
         for path in (ROOT / folder).rglob("*"):
             rel = path.relative_to(ROOT)
-            if path.is_file() and "__pycache__" not in rel.parts:
+            built = path.suffix in (".so", ".pyd")  # made by the install
+            if path.is_file() and "__pycache__" not in rel.parts and not built:
                 found.add(rel.as_posix())
     return found
 
@@ -77,6 +84,8 @@ def test_wheel_holds_the_package_and_the_licence_only(tmp_path):
     package = {f"skmdn/{p.name}" for p in (ROOT / "skmdn").glob("*.py")}
     # PEP 561: the marker that tells type checkers the package is typed
     package.add("skmdn/py.typed")
+    if _fused._cmixture is not None:  # this machine compiles it
+        package.add(EXTENSION)
     assert {n for n in names if not n.startswith(info)} == package
     assert any(n.startswith(info) and n.endswith("LICENSE") for n in names)
     assert f"Version: {skmdn.__version__}\n" in metadata
