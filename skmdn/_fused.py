@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import torch
 
+from ._network import _n_scale_outputs
+
 try:
     from . import _cmixture
 except ImportError:  # pragma: no cover - the install could not compile it
@@ -68,8 +70,7 @@ def diagonal_nll(
         return None
     d, n = y.shape
     K = n_components
-    n_raw = {0: 0, 1: 1, 2: K, 3: K * d}[kind]
-    rows = K + K * d + n_raw
+    rows = K + K * d + _n_scale_outputs(noise_type, K, d)
     for name, t, shape in (
         ("out", out, (rows, n)),
         ("grad", grad, (rows, n)),

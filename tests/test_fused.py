@@ -13,6 +13,7 @@ from scipy.stats import norm
 
 from skmdn import MDNRegressor, _fused
 from skmdn._mixture import diagonal_nll_backward, diagonal_nll_forward
+from skmdn._network import _n_scale_outputs
 
 KINDS = list(_fused.KINDS)
 
@@ -33,16 +34,12 @@ def test_the_extension_is_built_where_required():
     assert _fused.available()
 
 
-def _raw_rows(kind, K, d):
-    return {"fixed": 0, "isotropic_across": 1, "isotropic": K, "diagonal": K * d}[kind]
-
-
 def _case(kind, K, d, n, dtype, seed=0):
     """Head outputs that reach every branch: logits spread past the e^-60
     drop, raw scales from the floor (softplus of -60) to softplus's linear
     branch (above 20), targets from near to far; random weights summing to 1."""
     g = torch.Generator().manual_seed(seed)
-    rows = K + K * d + _raw_rows(kind, K, d)
+    rows = K + K * d + _n_scale_outputs(kind, K, d)
     out = torch.randn(rows, n, generator=g, dtype=torch.float64)
     out[:K] *= 30.0
     out[K : K + K * d] *= 3.0
