@@ -157,17 +157,28 @@ class ManualBackprop:
                 self.forward_act(out)
         logits, means, raw = self._split(acts[-1])
         y_t = y.t().contiguous()
+        weights = weights.contiguous()
         if net.noise_type == "full":
-            loss, saved = full_nll_forward(
-                logits, means, raw, y_t, weights, net.min_scale, constant_weight
+            loss = _fused.full_nll(
+                acts[-1],
+                y_t,
+                weights,
+                deltas[-1],
+                net.n_components,
+                net.min_scale,
+                constant_weight,
             )
-            full_nll_backward(saved, 1.0, out=self._split(deltas[-1]))
+            if loss is None:  # no compiled kernel here: torch's
+                loss, saved = full_nll_forward(
+                    logits, means, raw, y_t, weights, net.min_scale, constant_weight
+                )
+                full_nll_backward(saved, 1.0, out=self._split(deltas[-1]))
         else:
             fixed = net.fixed_scale if raw is None else None
             loss = _fused.diagonal_nll(
                 acts[-1],
                 y_t,
-                weights.contiguous(),
+                weights,
                 deltas[-1],
                 net.n_components,
                 net.noise_type,

@@ -1,7 +1,8 @@
-/* skmdn._cmixture: the diagonal mixture loss's forward and backward pass
-   in one compiled call that releases the GIL (optional; see _fused.py).
+/* skmdn._cmixture: the mixture loss's forward and backward pass in one
+   compiled call that releases the GIL (optional; see _fused.py): diag_nll
+   for the diagonal noise types, full_nll for noise_type='full'.
 
-   One call replaces about 35 small torch kernels, each holding the GIL for
+   One call replaces dozens of small torch kernels, each holding the GIL for
    its dispatch. The loops run over a tile of T rows at a time, the batch
    last, so that they vectorise; on x86-64 with glibc >= 2.35 (SKMDN_MVEC,
    set by setup.py) exp, log and log1p are glibc's vector functions
@@ -134,14 +135,55 @@ static PyObject *diag_nll(PyObject *self, PyObject *args)
     return PyFloat_FromDouble(loss);
 }
 
+PyDoc_STRVAR(full_nll_doc,
+"full_nll(out, y, w, grad, n, K, d, min_scale, constant_weight, f64)\n"
+"--\n\n"
+"diag_nll for noise_type='full' (see skmdn._fused.full_nll).");
+
+static PyObject *full_nll(PyObject *self, PyObject *args)
+{
+    unsigned long long out, y, w, grad;
+    Py_ssize_t n;
+    int K, d, f64;
+    double min_scale, constant_weight;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "KKKKniiddp", &out, &y, &w, &grad, &n, &K, &d,
+                          &min_scale, &constant_weight, &f64))
+        return NULL;
+    if (n < 0 || K < 1 || d < 1) {
+        PyErr_SetString(PyExc_ValueError, "full_nll: bad sizes");
+        return NULL;
+    }
+    const Py_ssize_t per_row = 2 * K + 3 * (Py_ssize_t)K * d + d + 3;
+    const size_t size = f64 ? sizeof(double) : sizeof(float);
+    const Py_ssize_t T = tile_rows(per_row, size);
+    void *work = malloc((size_t)(per_row * T) * size);
+    if (work == NULL)
+        return PyErr_NoMemory();
+    double loss;
+    Py_BEGIN_ALLOW_THREADS
+    if (f64)
+        loss = full_nll_f64((const double *)out, (const double *)y,
+                            (const double *)w, (double *)grad, n, K, d,
+                            min_scale, constant_weight, (double *)work, T);
+    else
+        loss = full_nll_f32((const float *)out, (const float *)y,
+                            (const float *)w, (float *)grad, n, K, d,
+                            min_scale, constant_weight, (float *)work, T);
+    Py_END_ALLOW_THREADS
+    free(work);
+    return PyFloat_FromDouble(loss);
+}
+
 static PyMethodDef methods[] = {
     {"diag_nll", diag_nll, METH_VARARGS, diag_nll_doc},
+    {"full_nll", full_nll, METH_VARARGS, full_nll_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_cmixture",
-    "The diagonal mixture loss and its gradient in one compiled call.", -1,
+    "The mixture loss and its gradient in one compiled call.", -1,
     methods, NULL, NULL, NULL, NULL,
 };
 

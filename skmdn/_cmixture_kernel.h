@@ -1,10 +1,93 @@
-/* The diagonal mixture loss and its gradient, for one floating type.
+/* The mixture loss and its gradient, for one floating type.
 
    Included twice by _cmixture.c, with REAL (float or double), FN (a name
    maker) and EXP, LOG, LOG1P (the type's functions) defined. The formulas
-   and their order are those of skmdn._mixture.diagonal_nll_forward and
-   diagonal_nll_backward with grad = 1, so the results agree with them to
-   rounding; see skmdn/_fused.py for the layout of the arguments. */
+   and their order are those of skmdn._mixture's diagonal_nll_forward and
+   diagonal_nll_backward (diag_nll) and full_nll_forward and
+   full_nll_backward (full_nll) with grad = 1, so the results agree with
+   them to rounding; see skmdn/_fused.py for the layout of the arguments. */
+
+/* One tile's log-weights: pi = softmax(logits) and lc = log_softmax, terms
+   below e^-60 of the largest dropped from pi (logit points at the tile's
+   first row; m and tot are scratch). */
+static inline void FN(log_weights)(const REAL *restrict logit, Py_ssize_t n,
+                                   int K, Py_ssize_t t, Py_ssize_t T,
+                                   REAL *restrict pi, REAL *restrict lc,
+                                   REAL *restrict m, REAL *restrict tot)
+{
+    const REAL drop = (REAL)DROP_BELOW;
+    SIMD
+    for (Py_ssize_t i = 0; i < t; i++) {
+        m[i] = logit[i];
+        tot[i] = 0;
+    }
+    for (int k = 1; k < K; k++) {
+        SIMD
+        for (Py_ssize_t i = 0; i < t; i++) {
+            const REAL v = logit[k * n + i];
+            m[i] = (v > m[i] || v != v) ? v : m[i]; /* NaN wins, as amax */
+        }
+    }
+    for (int k = 0; k < K; k++) {
+        SIMD
+        for (Py_ssize_t i = 0; i < t; i++) {
+            const REAL sh = logit[k * n + i] - m[i];
+            const REAL e = EXP(sh);
+            pi[k * T + i] = sh > drop ? e : 0;
+            lc[k * T + i] = sh;
+            tot[i] += pi[k * T + i];
+        }
+    }
+    SIMD
+    for (Py_ssize_t i = 0; i < t; i++)
+        m[i] = LOG(tot[i]);
+    for (int k = 0; k < K; k++) {
+        SIMD
+        for (Py_ssize_t i = 0; i < t; i++) {
+            pi[k * T + i] /= tot[i];
+            lc[k * T + i] -= m[i];
+        }
+    }
+}
+
+/* One tile's responsibilities from the log-components lc (K, T), in place
+   (unnormalised: e^(lc - max), terms below e^-60 dropped), tot their
+   reciprocal sums; returns sum_i w_i log p_i (without the 2 pi term). */
+static inline double FN(log_likelihood)(const REAL *restrict w, int K,
+                                        Py_ssize_t t, Py_ssize_t T,
+                                        REAL *restrict lc, REAL *restrict m,
+                                        REAL *restrict tot)
+{
+    const REAL drop = (REAL)DROP_BELOW;
+    SIMD
+    for (Py_ssize_t i = 0; i < t; i++) {
+        m[i] = lc[i];
+        tot[i] = 0;
+    }
+    for (int k = 1; k < K; k++) {
+        SIMD
+        for (Py_ssize_t i = 0; i < t; i++) {
+            const REAL v = lc[k * T + i];
+            m[i] = (v > m[i] || v != v) ? v : m[i];
+        }
+    }
+    for (int k = 0; k < K; k++) {
+        SIMD
+        for (Py_ssize_t i = 0; i < t; i++) {
+            const REAL v = lc[k * T + i] - m[i];
+            const REAL e = EXP(v);
+            lc[k * T + i] = v > drop ? e : 0;
+            tot[i] += lc[k * T + i];
+        }
+    }
+    double part = 0.0;
+    SIMD_SUM_PART
+    for (Py_ssize_t i = 0; i < t; i++) {
+        part += (double)w[i] * (double)(LOG(tot[i]) + m[i]);
+        tot[i] = (REAL)1 / tot[i];
+    }
+    return part;
+}
 
 static CLONES double FN(diag_nll)(const REAL *restrict out, const REAL *restrict y,
                            const REAL *restrict w, REAL *restrict grad,
@@ -23,44 +106,11 @@ static CLONES double FN(diag_nll)(const REAL *restrict out, const REAL *restrict
     REAL *pi = work, *lc = pi + K * T, *z = lc + K * T, *s = z + Kd * T;
     REAL *ls = s + n_s * T, *sig = ls + n_s * T, *gs = sig + n_raw * T;
     REAL *m = gs + n_raw * T, *tot = m + T, *acc = tot + T;
-    const REAL drop = (REAL)DROP_BELOW;
     double ll_sum = 0.0;
 
     for (Py_ssize_t i0 = 0; i0 < n; i0 += T) {
         const Py_ssize_t t = n - i0 < T ? n - i0 : T;
-        /* log-weights: log_softmax with terms below e^-60 dropped */
-        SIMD
-        for (Py_ssize_t i = 0; i < t; i++) {
-            m[i] = logit[i0 + i];
-            tot[i] = 0;
-        }
-        for (int k = 1; k < K; k++) {
-            SIMD
-            for (Py_ssize_t i = 0; i < t; i++) {
-                const REAL v = logit[k * n + i0 + i];
-                m[i] = (v > m[i] || v != v) ? v : m[i]; /* NaN wins, as amax */
-            }
-        }
-        for (int k = 0; k < K; k++) {
-            SIMD
-            for (Py_ssize_t i = 0; i < t; i++) {
-                const REAL sh = logit[k * n + i0 + i] - m[i];
-                const REAL e = EXP(sh);
-                pi[k * T + i] = sh > drop ? e : 0;
-                lc[k * T + i] = sh;
-                tot[i] += pi[k * T + i];
-            }
-        }
-        SIMD
-        for (Py_ssize_t i = 0; i < t; i++)
-            m[i] = LOG(tot[i]);
-        for (int k = 0; k < K; k++) {
-            SIMD
-            for (Py_ssize_t i = 0; i < t; i++) {
-                pi[k * T + i] /= tot[i];
-                lc[k * T + i] -= m[i];
-            }
-        }
+        FN(log_weights)(logit + i0, n, K, t, T, pi, lc, m, tot);
         /* scales: softplus(raw) + min_scale (torch's softplus: threshold 20) */
         for (int r = 0; r < n_raw; r++) {
             SIMD
@@ -108,37 +158,7 @@ static CLONES double FN(diag_nll)(const REAL *restrict out, const REAL *restrict
             for (Py_ssize_t i = 0; i < t; i++)
                 lc[k * T + i] -= acc[i];
         }
-        /* responsibilities and the log-likelihood */
-        SIMD
-        for (Py_ssize_t i = 0; i < t; i++) {
-            m[i] = lc[i];
-            tot[i] = 0;
-        }
-        for (int k = 1; k < K; k++) {
-            SIMD
-            for (Py_ssize_t i = 0; i < t; i++) {
-                const REAL v = lc[k * T + i];
-                m[i] = (v > m[i] || v != v) ? v : m[i];
-            }
-        }
-        for (int k = 0; k < K; k++) {
-            SIMD
-            for (Py_ssize_t i = 0; i < t; i++) {
-                const REAL v = lc[k * T + i] - m[i];
-                const REAL e = EXP(v);
-                lc[k * T + i] = v > drop ? e : 0;
-                tot[i] += lc[k * T + i];
-            }
-        }
-        {
-            double part = 0.0;
-            SIMD_SUM_PART
-            for (Py_ssize_t i = 0; i < t; i++) {
-                part += (double)w[i0 + i] * (double)(LOG(tot[i]) + m[i]);
-                tot[i] = (REAL)1 / tot[i];
-            }
-            ll_sum += part;
-        }
+        ll_sum += FN(log_likelihood)(w + i0, K, t, T, lc, m, tot);
         /* gradients: dl/dlogits = g - pi, dl/dmu = g z / s,
            dl/ds = g (z^2 - 1) / s, times -w (the loss is -w . l) */
         for (int k = 0; k < K; k++) {
@@ -169,6 +189,123 @@ static CLONES double FN(diag_nll)(const REAL *restrict out, const REAL *restrict
             SIMD
             for (Py_ssize_t i = 0; i < t; i++)
                 g_raw[r * n + i0 + i] = gs[r * T + i] * sig[r * T + i];
+        }
+    }
+    return constant_weight * 0.5 * d * LOG_2PI - ll_sum;
+}
+
+/* The loss and gradient for noise_type='full', as
+   skmdn._mixture.full_nll_forward and full_nll_backward compute them: the
+   raw rows hold each component's lower triangle row by row (entry (a, b) at
+   a (a + 1) / 2 + b), the diagonal through softplus + min_scale. z = L^-1
+   (y - mu) by forward substitution, u = L^-T z by back substitution;
+   dl/dmu = u, dl/dL_ab = u_a z_b - [a = b] / L_aa, times the
+   responsibility; the diagonal's raw entries times softplus's derivative
+   (torch's softplus_backward: 1 above its threshold of 20). */
+static CLONES double FN(full_nll)(const REAL *restrict out, const REAL *restrict y,
+                                  const REAL *restrict w, REAL *restrict grad,
+                                  Py_ssize_t n, int K, int d, double min_scale,
+                                  double constant_weight, REAL *restrict work,
+                                  Py_ssize_t T)
+{
+    const Py_ssize_t Kd = (Py_ssize_t)K * d, Tri = (Py_ssize_t)d * (d + 1) / 2;
+    const REAL *logit = out, *mu = out + K * n, *raw = out + (K + Kd) * n;
+    REAL *g_logit = grad, *g_mu = grad + K * n, *g_raw = grad + (K + Kd) * n;
+    REAL *pi = work, *lc = pi + K * T, *z = lc + K * T, *inv = z + Kd * T;
+    REAL *sg = inv + Kd * T, *u = sg + Kd * T, *m = u + (Py_ssize_t)d * T;
+    REAL *tot = m + T, *acc = tot + T;
+    double ll_sum = 0.0;
+
+    for (Py_ssize_t i0 = 0; i0 < n; i0 += T) {
+        const Py_ssize_t t = n - i0 < T ? n - i0 : T;
+        FN(log_weights)(logit + i0, n, K, t, T, pi, lc, m, tot);
+        for (int k = 0; k < K; k++) {
+            const REAL *tri = raw + (Py_ssize_t)k * Tri * n + i0;
+            SIMD
+            for (Py_ssize_t i = 0; i < t; i++)
+                acc[i] = 0;
+            for (int a = 0; a < d; a++) {
+                const Py_ssize_t ka = (Py_ssize_t)k * d + a, start = (Py_ssize_t)a * (a + 1) / 2;
+                const REAL *diag = tri + (start + a) * n;
+                SIMD
+                for (Py_ssize_t i = 0; i < t; i++) {
+                    const REAL x = diag[i];
+                    const REAL up = EXP(x), down = EXP(-x);
+                    const REAL sp = x > (REAL)20 ? x : LOG1P(up);
+                    inv[ka * T + i] = sp + (REAL)min_scale; /* L, inverted below */
+                    sg[ka * T + i] = (REAL)1 / ((REAL)1 + down);
+                    z[ka * T + i] = y[a * n + i0 + i] - mu[ka * n + i0 + i];
+                }
+                SIMD
+                for (Py_ssize_t i = 0; i < t; i++) {
+                    const REAL L = inv[ka * T + i];
+                    inv[ka * T + i] = (REAL)1 / L;
+                    acc[i] += LOG(L);
+                    /* softplus_backward is 1 above its threshold */
+                    sg[ka * T + i] = diag[i] > (REAL)20 ? (REAL)1 : sg[ka * T + i];
+                }
+                for (int b = 0; b < a; b++) {
+                    const REAL *lab = tri + (start + b) * n;
+                    const REAL *zb = z + ((Py_ssize_t)k * d + b) * T;
+                    SIMD
+                    for (Py_ssize_t i = 0; i < t; i++)
+                        z[ka * T + i] -= lab[i] * zb[i];
+                }
+                SIMD
+                for (Py_ssize_t i = 0; i < t; i++) {
+                    const REAL zz = z[ka * T + i] * inv[ka * T + i];
+                    z[ka * T + i] = zz;
+                    acc[i] += (REAL)0.5 * zz * zz;
+                }
+            }
+            SIMD
+            for (Py_ssize_t i = 0; i < t; i++)
+                lc[k * T + i] -= acc[i];
+        }
+        ll_sum += FN(log_likelihood)(w + i0, K, t, T, lc, m, tot);
+        for (int k = 0; k < K; k++) {
+            const REAL *tri = raw + (Py_ssize_t)k * Tri * n + i0;
+            REAL *g_tri = g_raw + (Py_ssize_t)k * Tri * n + i0;
+            const REAL *zk = z + (Py_ssize_t)k * d * T, *ik = inv + (Py_ssize_t)k * d * T;
+            SIMD
+            for (Py_ssize_t i = 0; i < t; i++) {
+                const REAL g = lc[k * T + i] * tot[i], c = -w[i0 + i];
+                g_logit[k * n + i0 + i] = (g - pi[k * T + i]) * c;
+                acc[i] = g * c;
+            }
+            for (int a = 0; a < d; a++) { /* u = z */
+                SIMD
+                for (Py_ssize_t i = 0; i < t; i++)
+                    u[a * T + i] = zk[a * T + i];
+            }
+            for (int a = d - 1; a >= 0; a--) { /* u = L^-T z */
+                const Py_ssize_t start = (Py_ssize_t)a * (a + 1) / 2;
+                SIMD
+                for (Py_ssize_t i = 0; i < t; i++)
+                    u[a * T + i] *= ik[a * T + i];
+                for (int b = 0; b < a; b++) {
+                    const REAL *lab = tri + (start + b) * n;
+                    SIMD
+                    for (Py_ssize_t i = 0; i < t; i++)
+                        u[b * T + i] -= lab[i] * u[a * T + i];
+                }
+            }
+            for (int a = 0; a < d; a++) {
+                const Py_ssize_t ka = (Py_ssize_t)k * d + a, start = (Py_ssize_t)a * (a + 1) / 2;
+                for (int b = 0; b < a; b++) {
+                    REAL *gab = g_tri + (start + b) * n;
+                    SIMD
+                    for (Py_ssize_t i = 0; i < t; i++)
+                        gab[i] = u[a * T + i] * zk[b * T + i] * acc[i];
+                }
+                REAL *gaa = g_tri + (start + a) * n;
+                SIMD
+                for (Py_ssize_t i = 0; i < t; i++) {
+                    const REAL on = u[a * T + i] * zk[a * T + i] - ik[a * T + i];
+                    gaa[i] = on * sg[ka * T + i] * acc[i];
+                    g_mu[ka * n + i0 + i] = u[a * T + i] * acc[i];
+                }
+            }
         }
     }
     return constant_weight * 0.5 * d * LOG_2PI - ll_sum;

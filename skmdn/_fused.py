@@ -1,17 +1,19 @@
-"""The diagonal mixture loss and its gradient in one compiled call.
+"""The mixture loss and its gradient in one compiled call.
 
 :func:`~skmdn._mixture.diagonal_nll_forward` and
 :func:`~skmdn._mixture.diagonal_nll_backward` run about 35 small torch
-kernels on a training block; each holds the GIL while it is dispatched, so
-the two blocks of a large batch wait for each other there, and at batch 256
+kernels on a training block (their ``full`` twins one per entry of the
+Cholesky factor, more); each holds the GIL while it is dispatched, so the
+two blocks of a large batch wait for each other there, and at batch 256
 their dispatch is most of the loss's time. The optional C extension
 ``skmdn._cmixture`` (``skmdn/_cmixture.c``, built by ``setup.py`` where a C
 compiler is found) computes the same loss and gradients in one pass over
-tiles of rows, without the GIL (numbers in ``benchmarks/README.md``). Its
-results agree with torch's to rounding (tested); where the extension is
-missing, the tensors are not float32 or float64 on the CPU, or
-:data:`ENABLED` is False, :func:`diagonal_nll` returns None and the caller
-uses torch.
+tiles of rows, without the GIL (numbers in ``benchmarks/README.md``):
+:func:`diagonal_nll` for the diagonal noise types, :func:`full_nll` for
+``noise_type='full'``. Their results agree with torch's to rounding
+(tested); where the extension is missing, the tensors are not float32 or
+float64 on the CPU, or :data:`ENABLED` is False, they return None and the
+caller uses torch.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ try:
 except ImportError:  # pragma: no cover - the install could not compile it
     _cmixture = None
 
-__all__ = ["ENABLED", "KINDS", "available", "diagonal_nll"]
+__all__ = ["ENABLED", "KINDS", "available", "diagonal_nll", "full_nll"]
 
 # set to False to use torch's kernels even where the extension is built
 ENABLED = True
@@ -37,6 +39,44 @@ KINDS = {"fixed": 0, "isotropic_across": 1, "isotropic": 2, "diagonal": 3}
 def available() -> bool:
     """True when the compiled loss is built and :data:`ENABLED`."""
     return _cmixture is not None and ENABLED
+
+
+def _applies(out: torch.Tensor) -> bool:
+    """True when the compiled kernels can take a head output like ``out``."""
+    return (
+        available()
+        and out.dtype in (torch.float32, torch.float64)
+        and out.device.type == "cpu"
+    )
+
+
+def _check(
+    caller: str,
+    out: torch.Tensor,
+    y: torch.Tensor,
+    weights: torch.Tensor,
+    grad: torch.Tensor,
+    rows: int,
+) -> None:
+    """A ValueError unless every tensor has the shape, dtype, device and
+    layout the kernel reads through its address."""
+    d, n = y.shape
+    for name, t, shape in (
+        ("out", out, (rows, n)),
+        ("grad", grad, (rows, n)),
+        ("y", y, (d, n)),
+        ("weights", weights, (n,)),
+    ):
+        if (
+            tuple(t.shape) != shape
+            or t.dtype != out.dtype
+            or t.device != out.device
+            or not t.is_contiguous()
+        ):
+            raise ValueError(
+                f"{caller}: {name} must be a contiguous {out.dtype} tensor of "
+                f"shape {shape} on {out.device}; got {t.dtype} {tuple(t.shape)}."
+            )
 
 
 def diagonal_nll(
@@ -60,33 +100,12 @@ def diagonal_nll(
     d values) is the scale of ``noise_type='fixed'``.
     """
     kind = KINDS.get(noise_type)
-    dtype = out.dtype
-    if (
-        not available()
-        or kind is None
-        or dtype not in (torch.float32, torch.float64)
-        or out.device.type != "cpu"
-    ):
+    if kind is None or not _applies(out):
         return None
     d, n = y.shape
     K = n_components
     rows = K + K * d + _n_scale_outputs(noise_type, K, d)
-    for name, t, shape in (
-        ("out", out, (rows, n)),
-        ("grad", grad, (rows, n)),
-        ("y", y, (d, n)),
-        ("weights", weights, (n,)),
-    ):
-        if (
-            tuple(t.shape) != shape
-            or t.dtype != dtype
-            or t.device != out.device
-            or not t.is_contiguous()
-        ):
-            raise ValueError(
-                f"diagonal_nll: {name} must be a contiguous {dtype} tensor of "
-                f"shape {shape} on {out.device}; got {t.dtype} {tuple(t.shape)}."
-            )
+    _check("diagonal_nll", out, y, weights, grad, rows)
     fixed = torch.zeros(1, dtype=torch.float64)
     if kind == 0:
         fixed = fixed_scale.to(torch.float64, copy=True).reshape(-1).expand(d)
@@ -103,6 +122,41 @@ def diagonal_nll(
         fixed.data_ptr(),
         float(min_scale),
         float(constant_weight),
-        dtype == torch.float64,
+        out.dtype == torch.float64,
     )
-    return torch.tensor(loss, dtype=dtype)
+    return torch.tensor(loss, dtype=out.dtype)
+
+
+def full_nll(
+    out: torch.Tensor,
+    y: torch.Tensor,
+    weights: torch.Tensor,
+    grad: torch.Tensor,
+    n_components: int,
+    min_scale: float,
+    constant_weight: float = 1.0,
+) -> torch.Tensor | None:
+    """:func:`diagonal_nll` for ``noise_type='full'``: the loss of
+    :func:`~skmdn._mixture.full_nll_forward`, its gradient written to
+    ``grad``. The raw rows of ``out`` hold each component's lower triangle
+    row by row (its diagonal through softplus + ``min_scale``)."""
+    if not _applies(out):
+        return None
+    d, n = y.shape
+    K = n_components
+    _check(
+        "full_nll", out, y, weights, grad, K + K * d + _n_scale_outputs("full", K, d)
+    )
+    loss = _cmixture.full_nll(
+        out.data_ptr(),
+        y.data_ptr(),
+        weights.data_ptr(),
+        grad.data_ptr(),
+        n,
+        K,
+        d,
+        float(min_scale),
+        float(constant_weight),
+        out.dtype == torch.float64,
+    )
+    return torch.tensor(loss, dtype=out.dtype)

@@ -9,10 +9,15 @@ import numpy as np
 import pytest
 import torch
 from scipy.special import logsumexp
-from scipy.stats import norm
+from scipy.stats import multivariate_normal, norm
 
 from skmdn import MDNRegressor, _fused
-from skmdn._mixture import diagonal_nll_backward, diagonal_nll_forward
+from skmdn._mixture import (
+    diagonal_nll_backward,
+    diagonal_nll_forward,
+    full_nll_backward,
+    full_nll_forward,
+)
 from skmdn._network import _n_scale_outputs
 
 KINDS = list(_fused.KINDS)
@@ -233,3 +238,96 @@ def test_a_fit_follows_the_torch_fit(monkeypatch):
     np.testing.assert_allclose(compiled.loss_curve_, plain.loss_curve_, rtol=1e-9)
     np.testing.assert_allclose(compiled.predict(X), plain.predict(X), rtol=1e-7)
     assert counting.calls == calls_before
+
+
+def _full_case(K, d, n, dtype, seed=0, extremes=True):
+    """Head outputs of ``noise_type='full'``: logits spread past the drop;
+    with ``extremes``, Cholesky diagonals from the floor (raw -30) past
+    softplus's threshold (raw 25); off-diagonal entries small; targets near
+    the means; random weights summing to 1."""
+    g = torch.Generator().manual_seed(seed)
+    tri = d * (d + 1) // 2
+    out = torch.randn(K + K * d + K * tri, n, generator=g, dtype=torch.float64)
+    out[:K] *= 30.0
+    raw = out[K + K * d :].view(K, tri, n)
+    raw.mul_(0.3)
+    for a in range(d):
+        on = a * (a + 1) // 2 + a
+        raw[:, on] = 2.0 * torch.randn(K, n, generator=g, dtype=torch.float64)
+        if extremes:
+            raw[:, on, : n // 10] = 25.0
+            raw[:, on, n // 10 : n // 5] = -30.0
+    y = out[K : K + d] + 0.5 * torch.randn(d, n, generator=g, dtype=torch.float64)
+    w = torch.rand(n, generator=g, dtype=torch.float64)
+    return out.to(dtype), y.to(dtype), (w / w.sum()).to(dtype)
+
+
+def _full_reference(out, y, w, K, min_scale=1e-3, cw=1.0):
+    d, n = y.shape
+    means = out[K : K + K * d].reshape(K, d, n)
+    raw = out[K + K * d :].reshape(K, -1, n)
+    loss, saved = full_nll_forward(out[:K], means, raw, y, w, min_scale, cw)
+    g_logits, g_means, g_raw = full_nll_backward(saved, 1.0)
+    return loss, torch.cat([g_logits, g_means.reshape(K * d, n), g_raw.reshape(-1, n)])
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(
+    ("K", "d", "n"), [(1, 1, 7), (5, 2, 1000), (3, 3, 1301), (2, 5, 300)]
+)
+def test_full_loss_and_gradient_match_torch(dtype, K, d, n):
+    out, y, w = _full_case(K, d, n, dtype)
+    want_loss, want = _full_reference(out, y, w, K)
+    grad = torch.full_like(out, 123.0)
+    got_loss = _fused.full_nll(out, y, w, grad, K, 1e-3, 1.0)
+    assert got_loss.dtype == dtype and got_loss.shape == ()
+    tol = {torch.float32: 3e-6, torch.float64: 1e-13}[dtype]
+    torch.testing.assert_close(got_loss, want_loss, rtol=tol, atol=0.0)
+    scale = want.abs().amax(1, keepdim=True).clamp_min(torch.finfo(dtype).tiny)
+    assert ((grad - want).abs() / scale).max() < 10 * tol
+    assert torch.equal(grad == 0, want == 0)
+
+
+@needs_kernel
+def test_full_loss_is_the_mixture_nll_by_scipy():
+    """Against scipy's multivariate normal with ``cov = L L^T``, the
+    Cholesky factor built from the raw triangle as documented."""
+    K, d, n, min_scale, cw = 3, 3, 60, 1e-3, 0.5
+    out, y, w = _full_case(K, d, n, torch.float64, seed=7, extremes=False)
+    o, yy = out.numpy(), y.numpy()
+    log_pi = o[:K] - logsumexp(o[:K], axis=0)
+    means = o[K : K + K * d].reshape(K, d, n)
+    raw = o[K + K * d :].reshape(K, -1, n)
+    rows, cols = np.tril_indices(d)
+    ll = np.empty(n)
+    for i in range(n):
+        comp = np.empty(K)
+        for k in range(K):
+            L = np.zeros((d, d))
+            L[rows, cols] = raw[k, :, i]
+            L[np.diag_indices(d)] = np.logaddexp(0.0, np.diag(L)) + min_scale
+            comp[k] = log_pi[k, i] + multivariate_normal.logpdf(
+                yy[:, i], means[k, :, i], L @ L.T
+            )
+        ll[i] = logsumexp(comp)
+    # the kernel counts the 2 pi constant constant_weight times
+    want = -(w.numpy() * ll).sum() - (1.0 - cw) * 0.5 * d * np.log(2 * np.pi)
+    got = _fused.full_nll(out, y, w, torch.empty_like(out), K, min_scale, cw)
+    assert float(got) == pytest.approx(want, rel=1e-10)
+
+
+def test_full_declines_where_it_does_not_apply(monkeypatch):
+    out, y, w = _full_case(2, 2, 10, torch.float64)
+    grad = torch.empty_like(out)
+    half = [t.half() for t in (out, y, w, grad)]
+    assert _fused.full_nll(*half, 2, 1e-3) is None
+    monkeypatch.setattr(_fused, "ENABLED", False)
+    assert _fused.full_nll(out, y, w, grad, 2, 1e-3) is None
+
+
+@needs_kernel
+def test_full_refuses_a_head_of_the_wrong_size():
+    out, y, w = _full_case(2, 2, 10, torch.float64)
+    with pytest.raises(ValueError, match=r"full_nll: out must be .* shape \(12, 10\)"):
+        _fused.full_nll(out[:-1], y, w, torch.empty_like(out[:-1]), 2, 1e-3)
