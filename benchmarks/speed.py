@@ -756,7 +756,8 @@ def section_steps(args) -> str:
 
     Microseconds per step, float32, 1 thread, on the model the estimator
     builds, at batch 256 and 8192: the optimiser and the backward pass are
-    swapped one at a time.
+    swapped one at a time. The variants take turns (medians over 3 x
+    repeats turns, at least 15, after one warm-up turn).
     """
     from skmdn import _fused, _kernels
     from skmdn._backprop import ManualBackprop
@@ -801,10 +802,8 @@ def section_steps(args) -> str:
         Xt, Yt = step_problem(problem)
         for batch in (BASE_BATCH, LARGE_BATCH):
             w = torch.full((len(Xt),), 1.0 / batch)
-            base = None
+            runs = []
             for name, (make_opt, loss_fn, tanh_fast, compiled) in variants.items():
-                _kernels._choice[torch.float32] = measured if tanh_fast else native
-                _fused.ENABLED = bool(compiled)
                 net = step_network(Xt, Yt)
                 opt = make_opt(net) if make_opt else FlatAdam(net, 3e-3, 1e-8)
                 manual = ManualBackprop(net) if loss_fn is None else None
@@ -826,8 +825,20 @@ def section_steps(args) -> str:
                             loss.backward()
                         opt.step()
 
-                run()
-                t = median_time(run, max(args.repeats, 5)) / len(batches) * 1e6
+                runs.append((name, run, tanh_fast, compiled, len(batches)))
+            # the variants take turns, so that a slow spell hits them all
+            times = {name: [] for name, *_ in runs}
+            for turn in range(1 + 3 * max(args.repeats, 5)):
+                for name, run, tanh_fast, compiled, n_batches in runs:
+                    _kernels._choice[torch.float32] = measured if tanh_fast else native
+                    _fused.ENABLED = bool(compiled)
+                    t0 = time.perf_counter()
+                    run()
+                    if turn:  # the first turn warms up
+                        times[name].append((time.perf_counter() - t0) / n_batches)
+            base = None
+            for name, *_ in runs:
+                t = float(np.median(times[name])) * 1e6
                 base = base or t
                 rows.append([problem, batch, name, f"{t:.0f}", f"{base / t:.2f}x"])
                 print(rows[-1], flush=True)
