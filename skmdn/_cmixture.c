@@ -90,6 +90,18 @@ static Py_ssize_t tile_rows(Py_ssize_t per_row, size_t size)
     return T < 8 ? 8 : T > 512 ? 512 : T;
 }
 
+/* The scratch of per_row values per row for a tile of *T rows (see
+   tile_rows); NULL with MemoryError set when malloc fails. */
+static void *tile_scratch(Py_ssize_t per_row, int f64, Py_ssize_t *T)
+{
+    const size_t size = f64 ? sizeof(double) : sizeof(float);
+    *T = tile_rows(per_row, size);
+    void *work = malloc((size_t)(per_row * *T) * size);
+    if (work == NULL)
+        PyErr_NoMemory();
+    return work;
+}
+
 PyDoc_STRVAR(diag_nll_doc,
 "diag_nll(out, y, w, grad, n, K, d, kind, fixed, min_scale, constant_weight, f64)\n"
 "--\n\n"
@@ -113,11 +125,10 @@ static PyObject *diag_nll(PyObject *self, PyObject *args)
     }
     const int n_raw = raw_rows(kind, K, d), n_s = scale_rows(kind, K, d);
     const Py_ssize_t per_row = 2 * K + (Py_ssize_t)K * d + 2 * n_s + 2 * n_raw + 3;
-    const size_t size = f64 ? sizeof(double) : sizeof(float);
-    const Py_ssize_t T = tile_rows(per_row, size);
-    void *work = malloc((size_t)(per_row * T) * size);
+    Py_ssize_t T;
+    void *work = tile_scratch(per_row, f64, &T);
     if (work == NULL)
-        return PyErr_NoMemory();
+        return NULL;
     double loss;
     Py_BEGIN_ALLOW_THREADS
     if (f64)
@@ -155,11 +166,10 @@ static PyObject *full_nll(PyObject *self, PyObject *args)
         return NULL;
     }
     const Py_ssize_t per_row = 2 * K + 3 * (Py_ssize_t)K * d + d + 3;
-    const size_t size = f64 ? sizeof(double) : sizeof(float);
-    const Py_ssize_t T = tile_rows(per_row, size);
-    void *work = malloc((size_t)(per_row * T) * size);
+    Py_ssize_t T;
+    void *work = tile_scratch(per_row, f64, &T);
     if (work == NULL)
-        return PyErr_NoMemory();
+        return NULL;
     double loss;
     Py_BEGIN_ALLOW_THREADS
     if (f64)

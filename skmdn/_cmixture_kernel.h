@@ -7,6 +7,26 @@
    full_nll_backward (full_nll) with grad = 1, so the results agree with
    them to rounding; see skmdn/_fused.py for the layout of the arguments. */
 
+/* m[i] = max over the K rows (row stride `stride`) of x[., i], NaN winning
+   as in torch's amax; tot[i] = 0, the sum its caller accumulates. */
+static inline void FN(column_max)(const REAL *restrict x, Py_ssize_t stride,
+                                  int K, Py_ssize_t t, REAL *restrict m,
+                                  REAL *restrict tot)
+{
+    SIMD
+    for (Py_ssize_t i = 0; i < t; i++) {
+        m[i] = x[i];
+        tot[i] = 0;
+    }
+    for (int k = 1; k < K; k++) {
+        SIMD
+        for (Py_ssize_t i = 0; i < t; i++) {
+            const REAL v = x[k * stride + i];
+            m[i] = (v > m[i] || v != v) ? v : m[i];
+        }
+    }
+}
+
 /* One tile's log-weights: pi = softmax(logits) and lc = log_softmax, terms
    below e^-60 of the largest dropped from pi (logit points at the tile's
    first row; m and tot are scratch). */
@@ -16,18 +36,7 @@ static inline void FN(log_weights)(const REAL *restrict logit, Py_ssize_t n,
                                    REAL *restrict m, REAL *restrict tot)
 {
     const REAL drop = (REAL)DROP_BELOW;
-    SIMD
-    for (Py_ssize_t i = 0; i < t; i++) {
-        m[i] = logit[i];
-        tot[i] = 0;
-    }
-    for (int k = 1; k < K; k++) {
-        SIMD
-        for (Py_ssize_t i = 0; i < t; i++) {
-            const REAL v = logit[k * n + i];
-            m[i] = (v > m[i] || v != v) ? v : m[i]; /* NaN wins, as amax */
-        }
-    }
+    FN(column_max)(logit, n, K, t, m, tot);
     for (int k = 0; k < K; k++) {
         SIMD
         for (Py_ssize_t i = 0; i < t; i++) {
@@ -59,18 +68,7 @@ static inline double FN(log_likelihood)(const REAL *restrict w, int K,
                                         REAL *restrict tot)
 {
     const REAL drop = (REAL)DROP_BELOW;
-    SIMD
-    for (Py_ssize_t i = 0; i < t; i++) {
-        m[i] = lc[i];
-        tot[i] = 0;
-    }
-    for (int k = 1; k < K; k++) {
-        SIMD
-        for (Py_ssize_t i = 0; i < t; i++) {
-            const REAL v = lc[k * T + i];
-            m[i] = (v > m[i] || v != v) ? v : m[i];
-        }
-    }
+    FN(column_max)(lc, T, K, t, m, tot);
     for (int k = 0; k < K; k++) {
         SIMD
         for (Py_ssize_t i = 0; i < t; i++) {

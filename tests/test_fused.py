@@ -80,6 +80,18 @@ def _compiled(out, y, w, K, kind, fixed, min_scale=1e-3, cw=1.0):
     return loss, grad
 
 
+def _assert_matches(got_loss, got, want_loss, want, dtype):
+    """The compiled loss and gradient against torch's: the loss a scalar of
+    ``dtype`` to ``tol``, each gradient to ``10 tol`` of the largest entry of
+    its row, and the dropped terms exact zeros on both sides."""
+    assert got_loss.dtype == dtype and got_loss.shape == ()
+    tol = {torch.float32: 3e-6, torch.float64: 1e-13}[dtype]
+    torch.testing.assert_close(got_loss, want_loss, rtol=tol, atol=0.0)
+    scale = want.abs().amax(1, keepdim=True).clamp_min(torch.finfo(dtype).tiny)
+    assert ((got - want).abs() / scale).max() < 10 * tol
+    assert torch.equal(got == 0, want == 0)  # no subnormals either side
+
+
 @needs_kernel
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -88,14 +100,7 @@ def test_loss_and_gradient_match_torch(kind, dtype, K, d, n):
     out, y, w, fixed = _case(kind, K, d, n, dtype)
     want_loss, want = _torch_reference(out, y, w, K, kind, fixed)
     got_loss, got = _compiled(out, y, w, K, kind, fixed)
-    assert got_loss.dtype == dtype and got_loss.shape == ()
-    tol = {torch.float32: 3e-6, torch.float64: 1e-13}[dtype]
-    torch.testing.assert_close(got_loss, want_loss, rtol=tol, atol=0.0)
-    # gradients relative to the largest entry of their row block
-    scale = want.abs().amax(1, keepdim=True).clamp_min(torch.finfo(dtype).tiny)
-    assert ((got - want).abs() / scale).max() < 10 * tol
-    # the dropped terms are exact zeros on both sides (no subnormals)
-    assert torch.equal(got == 0, want == 0)
+    _assert_matches(got_loss, got, want_loss, want, dtype)
 
 
 @needs_kernel
@@ -281,12 +286,7 @@ def test_full_loss_and_gradient_match_torch(dtype, K, d, n):
     want_loss, want = _full_reference(out, y, w, K)
     grad = torch.full_like(out, 123.0)
     got_loss = _fused.full_nll(out, y, w, grad, K, 1e-3, 1.0)
-    assert got_loss.dtype == dtype and got_loss.shape == ()
-    tol = {torch.float32: 3e-6, torch.float64: 1e-13}[dtype]
-    torch.testing.assert_close(got_loss, want_loss, rtol=tol, atol=0.0)
-    scale = want.abs().amax(1, keepdim=True).clamp_min(torch.finfo(dtype).tiny)
-    assert ((grad - want).abs() / scale).max() < 10 * tol
-    assert torch.equal(grad == 0, want == 0)
+    _assert_matches(got_loss, grad, want_loss, want, dtype)
 
 
 @needs_kernel
