@@ -222,7 +222,7 @@ static CLONES double FN(full_nll)(const REAL *restrict out, const REAL *restrict
             SIMD
             for (Py_ssize_t i = 0; i < t; i++)
                 acc[i] = 0;
-            for (int a = 0; a < d; a++) {
+            for (Py_ssize_t a = 0; a < d; a++) {
                 const Py_ssize_t ka = (Py_ssize_t)k * d + a, start = (Py_ssize_t)a * (a + 1) / 2;
                 const REAL *diag = tri + (start + a) * n;
                 SIMD
@@ -242,7 +242,7 @@ static CLONES double FN(full_nll)(const REAL *restrict out, const REAL *restrict
                     /* softplus_backward is 1 above its threshold */
                     sg[ka * T + i] = diag[i] > (REAL)20 ? (REAL)1 : sg[ka * T + i];
                 }
-                for (int b = 0; b < a; b++) {
+                for (Py_ssize_t b = 0; b < a; b++) {
                     const REAL *lab = tri + (start + b) * n;
                     const REAL *zb = z + ((Py_ssize_t)k * d + b) * T;
                     SIMD
@@ -271,26 +271,26 @@ static CLONES double FN(full_nll)(const REAL *restrict out, const REAL *restrict
                 g_logit[k * n + i0 + i] = (g - pi[k * T + i]) * c;
                 acc[i] = g * c;
             }
-            for (int a = 0; a < d; a++) { /* u = z */
+            for (Py_ssize_t a = 0; a < d; a++) { /* u = z */
                 SIMD
                 for (Py_ssize_t i = 0; i < t; i++)
                     u[a * T + i] = zk[a * T + i];
             }
-            for (int a = d - 1; a >= 0; a--) { /* u = L^-T z */
+            for (Py_ssize_t a = d - 1; a >= 0; a--) { /* u = L^-T z */
                 const Py_ssize_t start = (Py_ssize_t)a * (a + 1) / 2;
                 SIMD
                 for (Py_ssize_t i = 0; i < t; i++)
                     u[a * T + i] *= ik[a * T + i];
-                for (int b = 0; b < a; b++) {
+                for (Py_ssize_t b = 0; b < a; b++) {
                     const REAL *lab = tri + (start + b) * n;
                     SIMD
                     for (Py_ssize_t i = 0; i < t; i++)
                         u[b * T + i] -= lab[i] * u[a * T + i];
                 }
             }
-            for (int a = 0; a < d; a++) {
+            for (Py_ssize_t a = 0; a < d; a++) {
                 const Py_ssize_t ka = (Py_ssize_t)k * d + a, start = (Py_ssize_t)a * (a + 1) / 2;
-                for (int b = 0; b < a; b++) {
+                for (Py_ssize_t b = 0; b < a; b++) {
                     REAL *gab = g_tri + (start + b) * n;
                     SIMD
                     for (Py_ssize_t i = 0; i < t; i++)
