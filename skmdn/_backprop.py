@@ -36,7 +36,7 @@ from ._mixture import (
 from ._network import IN_PLACE_ACTIVATIONS, MDNNetwork
 from ._utils import SMALL_BATCH, one_torch_thread, torch_threads
 
-__all__ = ["BlockStep", "BlockedBackprop", "ManualBackprop"]
+__all__ = ["BlockStep", "BlockedBackprop", "ManualBackprop", "packed_rows"]
 
 _aten = torch.ops.aten
 
@@ -60,6 +60,23 @@ _BACKWARD = {
     nn.Sigmoid: _sigmoid_backward,
     nn.ReLU: _relu_backward,
 }
+
+
+def packed_rows(
+    packed: torch.Tensor,
+    index: torch.Tensor | None,
+    rows: slice,
+    n_features: int,
+    n_total: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(x, y, w / n_total)`` of the rows ``packed[index[rows]]``
+    (``packed[rows]`` when ``index`` is None) of packed ``[x | y | w]`` rows,
+    ``x`` the first ``n_features`` columns."""
+    if index is None:
+        part = packed[rows]
+    else:
+        part = packed.index_select(0, index[rows])
+    return part[:, :n_features], part[:, n_features:-1], part[:, -1] / n_total
 
 
 class ManualBackprop:
@@ -95,22 +112,26 @@ class ManualBackprop:
         kinds = (*_BACKWARD, nn.Identity, nn.Linear)
         return all(type(m) in kinds for m in network.trunk)
 
-    def _buffers(self, x: torch.Tensor) -> tuple[list[torch.Tensor], ...]:
-        """Transposed activations and gradients for ``len(x)`` rows, made once.
+    def _buffers(self, n: int, like: torch.Tensor) -> tuple[list[torch.Tensor], ...]:
+        """Transposed activations and gradients for ``n`` rows of the dtype
+        and device of ``like``, made once.
 
         ``acts[0]`` is ``x`` transposed; ``acts[i]`` (i >= 1) is the output
         of layer ``i - 1`` and ``deltas[i]`` the gradient with respect to it.
+        The third list holds a row of ones, layer 0's transposed weight
+        gradient and room for ``y`` and the weights transposed (``d + 1``
+        rows, filled by :meth:`rows`).
         """
-        n = x.shape[0]
         if n not in self._workspace:
             if len(self._workspace) >= 4:  # a stream of sizes: keep a few
                 self._workspace.clear()
             widths = [self.linears[0].in_features]
             widths += [m.out_features for m in self.linears]
-            acts = [x.new_empty(w, n) for w in widths]
-            deltas = [x.new_empty(0)] + [x.new_empty(w, n) for w in widths[1:]]
-            first = x.new_empty(widths[0], widths[1])  # layer 0's weight grad^T
-            self._workspace[n] = (acts, deltas, [x.new_ones(n), first])
+            acts = [like.new_empty(w, n) for w in widths]
+            deltas = [like.new_empty(0)] + [like.new_empty(w, n) for w in widths[1:]]
+            first = like.new_empty(widths[0], widths[1])  # layer 0's weight grad^T
+            rest = like.new_empty(self.network.n_outputs + 1, n)
+            self._workspace[n] = (acts, deltas, [like.new_ones(n), first, rest])
         return self._workspace[n]
 
     def _split(self, out_t: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -144,11 +165,59 @@ class ManualBackprop:
         beats ``addmm``, and the mixture loss reads its parameters as
         contiguous row slices.
         """
+        n = x.shape[0]
+        self._buffers(n, x)[0][0].copy_(x.t())
+        return self._step(
+            n, y.t().contiguous(), weights.contiguous(), grads, constant_weight
+        )
+
+    @torch.no_grad()
+    def rows(
+        self,
+        packed: torch.Tensor,
+        index: torch.Tensor | None,
+        rows: slice,
+        n_features: int,
+        n_total: int,
+        grads: Sequence[tuple[torch.Tensor, torch.Tensor]] | None = None,
+        constant_weight: float = 1.0,
+    ) -> torch.Tensor:
+        """:meth:`__call__` on the rows ``packed[index[rows]]`` (``packed[rows]``
+        when ``index`` is None) of packed ``[x | y | w]`` rows, ``x`` the
+        first ``n_features`` columns, with the weights ``w / n_total``.
+
+        The rows go straight into the transposed workspace through the
+        compiled :func:`~skmdn._fused.gather_rows` where it is built (the
+        same bits as the copies it replaces); else through
+        :func:`packed_rows` and :meth:`__call__`.
+        """
+        start, stop, _ = rows.indices(len(packed if index is None else index))
+        n = stop - start
+        acts, _, (_, _, rest) = self._buffers(n, packed)
+        if n_features != len(acts[0]):
+            raise ValueError(
+                f"rows: the network takes {len(acts[0])} features, not {n_features}."
+            )
+        if not _fused.gather_rows(packed, index, rows, acts[0], rest):
+            inputs = packed_rows(packed, index, rows, n_features, n_total)
+            return self(*inputs, grads, constant_weight)
+        d = self.network.n_outputs  # w / n_total as packed_rows divides
+        return self._step(n, rest[:d], rest[d].div_(n_total), grads, constant_weight)
+
+    def _step(
+        self,
+        n: int,
+        y_t: torch.Tensor,
+        weights: torch.Tensor,
+        grads: Sequence[tuple[torch.Tensor, torch.Tensor]] | None,
+        constant_weight: float,
+    ) -> torch.Tensor:
+        """The step on ``n`` rows whose ``x`` is in the workspace
+        (``acts[0]``); ``y_t`` is ``y`` transposed and contiguous."""
         if grads is None:
             grads = [(m.weight.grad, m.bias.grad) for m in self.linears]
         net = self.network
-        acts, deltas, (ones, first) = self._buffers(x)
-        acts[0].copy_(x.t())
+        acts, deltas, (ones, first, _) = self._buffers(n, y_t)
         last = len(self.linears) - 1
         for i, layer in enumerate(self.linears):
             out = acts[i + 1]
@@ -156,8 +225,6 @@ class ManualBackprop:
             if i < last and self.forward_act is not None:
                 self.forward_act(out)
         logits, means, raw = self._split(acts[-1])
-        y_t = y.t().contiguous()
-        weights = weights.contiguous()
         if net.noise_type == "full":
             loss = _fused.full_nll(
                 acts[-1],
@@ -318,9 +385,11 @@ class BlockedBackprop:
         Blocks run on up to ``workers`` threads (the calling thread is one
         of them), each with one torch thread.
         """
-        return self._run(
-            x.shape[0], lambda rows: (x[rows], y[rows], weights[rows]), workers
-        )
+
+        def block(step: BlockStep, rows: slice, grads: list, c: float) -> torch.Tensor:
+            return step(x[rows], y[rows], weights[rows], grads, c)
+
+        return self._run(x.shape[0], block, workers)
 
     def unit_rows(
         self,
@@ -335,18 +404,18 @@ class BlockedBackprop:
         Each block gathers its own rows on its worker thread. Gathering the
         whole batch first, on the calling thread, took about 5 % of a step at
         batch 8192 (230 us: its rows are mostly not in cache), while the
-        other core waited. The weights ``1 / n`` are the same bits as
-        ``w / w.sum()`` for a column of ones, so the step is the same as
-        through :meth:`__call__`.
+        other core waited. A :class:`ManualBackprop` block gathers them
+        straight into its workspace (:meth:`ManualBackprop.rows`). The
+        weights ``1 / n`` are the same bits as ``w / w.sum()`` for a column
+        of ones, so the step is the same as through :meth:`__call__`.
         """
         n = packed.shape[0] if index is None else index.shape[0]
 
-        def block(rows: slice) -> tuple[torch.Tensor, ...]:
-            if index is None:
-                part = packed[rows]
-            else:
-                part = packed.index_select(0, index[rows])
-            return part[:, :n_features], part[:, n_features:-1], part[:, -1] / n
+        def block(step: BlockStep, rows: slice, grads: list, c: float) -> torch.Tensor:
+            if isinstance(step, ManualBackprop):
+                return step.rows(packed, index, rows, n_features, n, grads, c)
+            inputs = packed_rows(packed, index, rows, n_features, n)
+            return step(*inputs, grads, c)
 
         return self._run(n, block, workers)
 
@@ -354,17 +423,18 @@ class BlockedBackprop:
     def _run(
         self,
         n: int,
-        block_inputs: Callable[[slice], tuple[torch.Tensor, ...]],
+        block: Callable[[BlockStep, slice, list, float], torch.Tensor],
         workers: int,
     ) -> torch.Tensor:
-        """The blocked step of a batch of ``n`` rows whose block ``rows``
-        has inputs ``block_inputs(rows)`` (x, y and weights)."""
+        """The blocked step of a batch of ``n`` rows, whose block ``rows``
+        is ``block(step, rows, grads, constant_weight)``: the block's loss,
+        its gradients written to ``grads``."""
         blocks = self.blocks(n)
         slots = [self._slot(j) for j in range(len(blocks))]
 
         def run(j: int) -> torch.Tensor:
             manual, _, targets = slots[j]
-            return manual(*block_inputs(blocks[j]), targets, float(j == 0))
+            return block(manual, blocks[j], targets, float(j == 0))
 
         helpers = min(workers, len(blocks)) - 1
         with torch_threads(1):

@@ -1,6 +1,7 @@
 /* skmdn._cmixture: the mixture loss's forward and backward pass in one
    compiled call that releases the GIL (optional; see _fused.py): diag_nll
-   for the diagonal noise types, full_nll for noise_type='full'.
+   for the diagonal noise types, full_nll for noise_type='full'; and
+   gather_rows, a training block's rows of the packed data, transposed.
 
    One call replaces dozens of small torch kernels, each holding the GIL for
    its dispatch. The loops run over a tile of T rows at a time, the batch
@@ -12,7 +13,14 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
+
+#if defined(__GNUC__) || defined(__clang__)
+#define PREFETCH(address) __builtin_prefetch(address)
+#else
+#define PREFETCH(address) ((void)(address))
+#endif
 
 #if defined(SKMDN_MVEC) && defined(__x86_64__) && defined(__GLIBC__) && \
     (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35))
@@ -185,9 +193,49 @@ static PyObject *full_nll(PyObject *self, PyObject *args)
     return PyFloat_FromDouble(loss);
 }
 
+PyDoc_STRVAR(gather_rows_doc,
+"gather_rows(packed, C, N, idx, start, n, F, xT, rest, f64)\n"
+"--\n\n"
+"Rows idx[0:n] (or start:start + n when idx is 0) of packed (N, C),\n"
+"transposed: their first F columns to xT (F, n), the others to rest; the\n"
+"arguments are data addresses and sizes (see skmdn._fused.gather_rows,\n"
+"which checks them). IndexError for a row outside [0, N).");
+
+static PyObject *gather_rows(PyObject *self, PyObject *args)
+{
+    unsigned long long packed, idx, xT, rest;
+    Py_ssize_t C, N, start, n, F;
+    int f64;
+    Py_ssize_t bad;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "KnnKnnnKKp", &packed, &C, &N, &idx, &start, &n,
+                          &F, &xT, &rest, &f64))
+        return NULL;
+    if (C < 1 || N < 0 || n < 0 || F < 0 || F > C || start < 0) {
+        PyErr_SetString(PyExc_ValueError, "gather_rows: bad sizes");
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    if (f64)
+        bad = gather_rows_f64((const double *)packed, C, N, (const int64_t *)idx,
+                              start, n, F, (double *)xT, (double *)rest);
+    else
+        bad = gather_rows_f32((const float *)packed, C, N, (const int64_t *)idx,
+                              start, n, F, (float *)xT, (float *)rest);
+    Py_END_ALLOW_THREADS
+    if (bad >= 0) {
+        PyErr_Format(PyExc_IndexError,
+                     "gather_rows: row %zd of the block is outside the %zd rows "
+                     "of the data", bad, N);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"diag_nll", diag_nll, METH_VARARGS, diag_nll_doc},
     {"full_nll", full_nll, METH_VARARGS, full_nll_doc},
+    {"gather_rows", gather_rows, METH_VARARGS, gather_rows_doc},
     {NULL, NULL, 0, NULL},
 };
 

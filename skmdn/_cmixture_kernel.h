@@ -5,7 +5,8 @@
    and their order are those of skmdn._mixture's diagonal_nll_forward and
    diagonal_nll_backward (diag_nll) and full_nll_forward and
    full_nll_backward (full_nll) with grad = 1, so the results agree with
-   them to rounding; see skmdn/_fused.py for the layout of the arguments. */
+   them to rounding; see skmdn/_fused.py for the layout of the arguments.
+   gather_rows copies a training block's rows (exact). */
 
 /* m[i] = max over the K rows (row stride `stride`) of x[., i], NaN winning
    as in torch's amax; tot[i] = 0, the sum its caller accumulates. */
@@ -307,4 +308,34 @@ static CLONES double FN(full_nll)(const REAL *restrict out, const REAL *restrict
         }
     }
     return constant_weight * 0.5 * d * LOG_2PI - ll_sum;
+}
+
+/* A block's rows of the packed training data, transposed: row r of packed
+   (C values) goes to column i of xT (its first F values) and of rest (the
+   other C - F), r = idx[i] (or start + i when idx is NULL). The rows of a
+   shuffled batch are scattered over the data, so each read is a cache miss;
+   the prefetch a few rows ahead lets those misses overlap. Returns -1, or
+   the first i whose row is not in [0, N). */
+static Py_ssize_t FN(gather_rows)(const REAL *restrict packed, Py_ssize_t C,
+                                  Py_ssize_t N, const int64_t *restrict idx,
+                                  Py_ssize_t start, Py_ssize_t n, Py_ssize_t F,
+                                  REAL *restrict xT, REAL *restrict rest)
+{
+    const Py_ssize_t ahead = 16;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const int64_t r = idx != NULL ? idx[i] : (int64_t)(start + i);
+        if (r < 0 || r >= N)
+            return i;
+        if (idx != NULL && i + ahead < n) {
+            const int64_t next = idx[i + ahead];
+            if (next >= 0 && next < N)
+                PREFETCH(packed + next * C);
+        }
+        const REAL *restrict row = packed + r * C;
+        for (Py_ssize_t f = 0; f < F; f++)
+            xT[f * n + i] = row[f];
+        for (Py_ssize_t f = F; f < C; f++)
+            rest[(f - F) * n + i] = row[f];
+    }
+    return -1;
 }

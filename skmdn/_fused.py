@@ -13,7 +13,10 @@ tiles of rows, without the GIL (numbers in ``benchmarks/README.md``):
 ``noise_type='full'``. Their results agree with torch's to rounding
 (tested); where the extension is missing, the tensors are not float32 or
 float64 on the CPU, or :data:`ENABLED` is False, they return None and the
-caller uses torch.
+caller uses torch. :func:`gather_rows` copies a training block's rows out of
+the packed data, transposed, with the reads of the next rows started early
+(the same bits as ``index_select`` and two transposing copies, about 3x
+faster on rows that are not in cache).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ try:
 except ImportError:  # pragma: no cover - the install could not compile it
     _cmixture = None
 
-__all__ = ["ENABLED", "KINDS", "available", "diagonal_nll", "full_nll"]
+__all__ = ["ENABLED", "KINDS", "available", "diagonal_nll", "full_nll", "gather_rows"]
 
 # set to False to use torch's kernels even where the extension is built
 ENABLED = True
@@ -160,3 +163,67 @@ def full_nll(
         out.dtype == torch.float64,
     )
     return torch.tensor(loss, dtype=out.dtype)
+
+
+def gather_rows(
+    packed: torch.Tensor,
+    index: torch.Tensor | None,
+    rows: slice,
+    x_t: torch.Tensor,
+    rest_t: torch.Tensor,
+) -> bool:
+    """Rows ``packed[index[rows]]`` (``packed[rows]`` when ``index`` is
+    None), transposed: their first ``len(x_t)`` columns to ``x_t`` and the
+    others to ``rest_t`` (feature-major, one column per row). False, with
+    nothing written, where the compiled kernel does not apply.
+
+    An IndexError for an index outside the rows of ``packed``; a ValueError
+    for a tensor whose shape, dtype, device or layout does not fit.
+    """
+    if not _applies(packed):
+        return False
+    N, C = packed.shape
+    start, stop, step = rows.indices(N if index is None else index.shape[0])
+    n, F = stop - start, x_t.shape[0]
+    for name, t, shape in (
+        ("packed", packed, (N, C)),
+        ("x_t", x_t, (F, n)),
+        ("rest_t", rest_t, (C - F, n)),
+    ):
+        if (
+            t.dtype != packed.dtype
+            or t.device != packed.device
+            or not (t.is_contiguous() and tuple(t.shape) == shape)
+        ):
+            raise ValueError(
+                f"gather_rows: {name} must be a contiguous {packed.dtype} tensor "
+                f"of shape {shape} on {packed.device}; got {t.dtype} "
+                f"{tuple(t.shape)}."
+            )
+    if step != 1 or (
+        index is not None
+        and (
+            index.dtype != torch.int64
+            or index.device != packed.device
+            or index.dim() != 1
+            or index.stride(0) != 1
+        )
+    ):
+        raise ValueError(
+            "gather_rows: rows must be a slice of step 1 and index a 1-D "
+            f"int64 tensor of stride 1 on {packed.device}."
+        )
+    address = 0 if index is None else index[start:stop].data_ptr()
+    _cmixture.gather_rows(
+        packed.data_ptr(),
+        C,
+        N,
+        address,
+        start if index is None else 0,
+        n,
+        F,
+        x_t.data_ptr(),
+        rest_t.data_ptr(),
+        packed.dtype == torch.float64,
+    )
+    return True

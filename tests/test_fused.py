@@ -1,7 +1,9 @@
-"""The compiled mixture loss (``skmdn._cmixture``) against torch's kernels."""
+"""The compiled mixture loss and row gather (``skmdn._cmixture``) against
+torch's kernels."""
 
 from __future__ import annotations
 
+import collections
 import os
 import threading
 
@@ -214,14 +216,17 @@ def test_refuses_tensors_it_cannot_read_safely():
 
 
 class _Counting:
-    """Stands in for the extension module, counting its calls."""
+    """Stands in for the extension module, counting its calls by name."""
 
     def __init__(self, module):
-        self.module, self.calls = module, 0
+        self.module, self.counts = module, collections.Counter()
 
-    def diag_nll(self, *args):
-        self.calls += 1
-        return self.module.diag_nll(*args)
+    def __getattr__(self, name):
+        def call(*args):
+            self.counts[name] += 1
+            return getattr(self.module, name)(*args)
+
+        return call
 
 
 @needs_kernel
@@ -236,13 +241,15 @@ def test_a_fit_follows_the_torch_fit(monkeypatch):
     counting = _Counting(_fused._cmixture)
     monkeypatch.setattr(_fused, "_cmixture", counting)
     compiled = MDNRegressor(**kw).fit(X, y)
-    calls_before = counting.calls
-    assert calls_before >= 15  # every training step went through it
+    calls_before = dict(counting.counts)
+    # every training step went through the loss and gathered its rows
+    assert calls_before["diag_nll"] >= 15
+    assert calls_before["gather_rows"] == calls_before["diag_nll"]
     monkeypatch.setattr(_fused, "ENABLED", False)
     plain = MDNRegressor(**kw).fit(X, y)
     np.testing.assert_allclose(compiled.loss_curve_, plain.loss_curve_, rtol=1e-9)
     np.testing.assert_allclose(compiled.predict(X), plain.predict(X), rtol=1e-7)
-    assert counting.calls == calls_before
+    assert counting.counts == calls_before
 
 
 def _full_case(K, d, n, dtype, seed=0, extremes=True):
