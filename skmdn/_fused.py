@@ -182,9 +182,22 @@ def gather_rows(
     """
     if not _applies(packed):
         return False
+    if rows.step not in (None, 1) or (
+        index is not None
+        and (
+            index.dtype != torch.int64
+            or index.device != packed.device
+            or index.dim() != 1
+            or index.stride(0) != 1
+        )
+    ):
+        raise ValueError(
+            "gather_rows: rows must be a slice of step 1 and index a 1-D "
+            f"int64 tensor of stride 1 on {packed.device}."
+        )
     N, C = packed.shape
-    start, stop, step = rows.indices(N if index is None else index.shape[0])
-    n, F = stop - start, x_t.shape[0]
+    start, stop, _ = rows.indices(N if index is None else index.shape[0])
+    n, F = max(stop - start, 0), x_t.shape[0]
     for name, t, shape in (
         ("packed", packed, (N, C)),
         ("x_t", x_t, (F, n)),
@@ -200,19 +213,6 @@ def gather_rows(
                 f"of shape {shape} on {packed.device}; got {t.dtype} "
                 f"{tuple(t.shape)}."
             )
-    if step != 1 or (
-        index is not None
-        and (
-            index.dtype != torch.int64
-            or index.device != packed.device
-            or index.dim() != 1
-            or index.stride(0) != 1
-        )
-    ):
-        raise ValueError(
-            "gather_rows: rows must be a slice of step 1 and index a 1-D "
-            f"int64 tensor of stride 1 on {packed.device}."
-        )
     address = 0 if index is None else index[start:stop].data_ptr()
     _cmixture.gather_rows(
         packed.data_ptr(),

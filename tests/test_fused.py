@@ -338,3 +338,103 @@ def test_full_refuses_a_head_of_the_wrong_size():
     out, y, w = _full_case(2, 2, 10, torch.float64)
     with pytest.raises(ValueError, match=r"full_nll: out must be .* shape \(12, 10\)"):
         _fused.full_nll(out[:-1], y, w, torch.empty_like(out[:-1]), 2, 1e-3)
+
+
+def _packed(N, F, d, dtype, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(N, F + d + 1, generator=g, dtype=torch.float64).to(dtype)
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("with_index", [False, True])
+@pytest.mark.parametrize(
+    ("F", "rows"), [(1, slice(0, 1)), (10, slice(5, 22)), (3, slice(40, 300))]
+)
+def test_gather_rows_is_the_torch_gather_transposed(dtype, with_index, F, rows):
+    """The rows (slices from 1 row to more than the prefetch distance, in
+    the data's order or shuffled), transposed, to the bit."""
+    d, N = 2, 500
+    packed = _packed(N, F, d, dtype)
+    index = torch.randperm(N, generator=torch.Generator().manual_seed(1))
+    index = index if with_index else None
+    part = packed[rows] if index is None else packed[index[rows]]
+    n = len(part)
+    x_t, rest_t = (
+        torch.full((F, n), np.nan, dtype=dtype),
+        torch.empty(d + 1, n, dtype=dtype),
+    )
+    assert _fused.gather_rows(packed, index, rows, x_t, rest_t)
+    assert torch.equal(x_t, part[:, :F].t())
+    assert torch.equal(rest_t, part[:, F:].t())
+
+
+@needs_kernel
+@pytest.mark.parametrize("bad", [-1, 500])
+def test_gather_rows_refuses_an_index_outside_the_data(bad):
+    packed = _packed(500, 2, 1, torch.float64)
+    index = torch.arange(40)
+    index[30] = bad
+    x_t, rest_t = (
+        torch.empty(2, 40, dtype=torch.float64),
+        torch.empty(2, 40, dtype=torch.float64),
+    )
+    with pytest.raises(IndexError, match="row 30 of the block is outside the 500 rows"):
+        _fused.gather_rows(packed, index, slice(0, 40), x_t, rest_t)
+
+
+@needs_kernel
+def test_gather_rows_refuses_tensors_it_cannot_read_safely():
+    packed = _packed(50, 2, 1, torch.float32)
+    index = torch.arange(50)
+    x_t, rest_t = torch.empty(2, 10), torch.empty(2, 10)
+    cases = [
+        ((packed, index.int(), slice(0, 10), x_t, rest_t), "index a 1-D int64 tensor"),
+        (
+            (packed, index[::2], slice(0, 10), x_t, rest_t),
+            "index a 1-D int64 tensor of stride 1",
+        ),
+        ((packed, index, slice(0, 20, 2), x_t, rest_t), "slice of step 1"),
+        (
+            (packed, index, slice(0, 10), torch.empty(10, 2).t(), rest_t),
+            r"x_t must be a contiguous torch\.float32 tensor of shape \(2, 10\)",
+        ),
+        (
+            (packed, index, slice(0, 10), x_t, torch.empty(3, 10)),
+            r"rest_t must be .* shape \(2, 10\)",
+        ),
+        (
+            (packed, index, slice(0, 10), x_t.double(), rest_t),
+            r"x_t must be a contiguous torch\.float32",
+        ),
+        (
+            (packed[:, :3], index, slice(0, 10), x_t, torch.empty(1, 10)),
+            "packed must be a contiguous",
+        ),
+    ]
+    for args, message in cases:
+        with pytest.raises(ValueError, match=message):
+            _fused.gather_rows(*args)
+
+
+def test_gather_rows_declines_what_it_does_not_copy(monkeypatch):
+    packed = _packed(50, 2, 1, torch.float16)
+    x_t, rest_t = (
+        torch.zeros(2, 10, dtype=torch.float16),
+        torch.zeros(2, 10, dtype=torch.float16),
+    )
+    assert not _fused.gather_rows(packed, None, slice(0, 10), x_t, rest_t)
+    monkeypatch.setattr(_fused, "ENABLED", False)
+    packed, x_t, rest_t = packed.float(), x_t.float(), rest_t.float()
+    assert not _fused.gather_rows(packed, None, slice(0, 10), x_t, rest_t)
+    assert not x_t.any() and not rest_t.any()  # nothing written
+
+
+def test_a_block_refuses_rows_of_another_width():
+    from skmdn._backprop import ManualBackprop
+    from skmdn._network import MDNNetwork
+
+    net = MDNNetwork(3, 1, 2, (4,), "tanh", "diagonal", 1e-3).double()
+    packed = _packed(20, 2, 1, torch.float64)  # 2 features, not 3
+    with pytest.raises(ValueError, match="takes 3 features, not 2"):
+        ManualBackprop(net).rows(packed, None, slice(0, 20), 2, 20)
