@@ -1,7 +1,8 @@
 /* skmdn._cmixture: the mixture loss's forward and backward pass in one
    compiled call that releases the GIL (optional; see _fused.py): diag_nll
    for the diagonal noise types, full_nll for noise_type='full'; and
-   gather_rows, a training block's rows of the packed data, transposed.
+   gather_rows, a training block's rows of the packed data, transposed;
+   adam, an optimiser step in one pass.
 
    One call replaces dozens of small torch kernels, each holding the GIL for
    its dispatch. The loops run over a tile of T rows at a time, the batch
@@ -74,6 +75,7 @@ static int raw_rows(int kind, int K, int d)
 #define EXP expf
 #define LOG logf
 #define LOG1P log1pf
+#define SQRT sqrtf
 
 #include "_cmixture_kernel.h"
 #undef REAL
@@ -81,12 +83,14 @@ static int raw_rows(int kind, int K, int d)
 #undef EXP
 #undef LOG
 #undef LOG1P
+#undef SQRT
 
 #define REAL double
 #define FN(name) name##_f64
 #define EXP exp
 #define LOG log
 #define LOG1P log1p
+#define SQRT sqrt
 
 #include "_cmixture_kernel.h"
 
@@ -232,10 +236,42 @@ static PyObject *gather_rows(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+PyDoc_STRVAR(adam_doc,
+"adam(flat, grad, decay, m, v, n, beta1, beta2, bias2, step_size, eps, f64)\n"
+"--\n\n"
+"One Adam update of the n parameters at flat (see skmdn._fused.adam_step,\n"
+"which checks the addresses).");
+
+static PyObject *adam(PyObject *self, PyObject *args)
+{
+    unsigned long long flat, grad, decay, m, v;
+    Py_ssize_t n;
+    double beta1, beta2, bias2, step_size, eps;
+    int f64;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "KKKKKndddddp", &flat, &grad, &decay, &m, &v, &n,
+                          &beta1, &beta2, &bias2, &step_size, &eps, &f64))
+        return NULL;
+    if (n < 0) {
+        PyErr_SetString(PyExc_ValueError, "adam: bad size");
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    if (f64)
+        adam_f64((double *)flat, (const double *)grad, (const double *)decay,
+                 (double *)m, (double *)v, n, beta1, beta2, bias2, step_size, eps);
+    else
+        adam_f32((float *)flat, (const float *)grad, (const float *)decay,
+                 (float *)m, (float *)v, n, beta1, beta2, bias2, step_size, eps);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"diag_nll", diag_nll, METH_VARARGS, diag_nll_doc},
     {"full_nll", full_nll, METH_VARARGS, full_nll_doc},
     {"gather_rows", gather_rows, METH_VARARGS, gather_rows_doc},
+    {"adam", adam, METH_VARARGS, adam_doc},
     {NULL, NULL, 0, NULL},
 };
 

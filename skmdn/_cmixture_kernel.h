@@ -339,3 +339,24 @@ static Py_ssize_t FN(gather_rows)(const REAL *restrict packed, Py_ssize_t C,
     }
     return -1;
 }
+
+/* One Adam update of n parameters in one pass, in the order and precision
+   of skmdn._training.FlatAdam.step's torch operations: g = grad + decay *
+   flat; m += (1 - beta1) (g - m); v = beta2 v + (1 - beta2) g g; flat -=
+   step_size m / (sqrt(v) / bias2 + eps). */
+static CLONES void FN(adam)(REAL *restrict flat, const REAL *restrict grad,
+                            const REAL *restrict decay, REAL *restrict m,
+                            REAL *restrict v, Py_ssize_t n, double beta1,
+                            double beta2, double bias2, double step_size,
+                            double eps)
+{
+    const REAL a = (REAL)(1.0 - beta1), b2 = (REAL)beta2, c = (REAL)(1.0 - beta2);
+    const REAL bc = (REAL)bias2, s = (REAL)(-step_size), e = (REAL)eps;
+    SIMD
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const REAL g = grad[i] + decay[i] * flat[i];
+        m[i] = m[i] + a * (g - m[i]);
+        v[i] = v[i] * b2 + c * (g * g);
+        flat[i] = flat[i] + s * (m[i] / (SQRT(v[i]) / bc + e));
+    }
+}

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import torch
 from sklearn.exceptions import ConvergenceWarning
 
+from . import _fused
 from ._backprop import BlockedBackprop, ManualBackprop
 from ._mixture import diagonal_mixture_nll, mixture_log_prob
 from ._network import MDNNetwork
@@ -175,8 +176,10 @@ class FlatAdam:
     """Adam over one flat buffer that holds every parameter of a network.
 
     Binding rewires each parameter (and its ``.grad``) to a view of one
-    contiguous buffer, so a step is eight tensor operations on that buffer
-    whatever the number of layers, and zeroing the gradients is one. On a
+    contiguous buffer, so a step is one pass over that buffer whatever the
+    number of layers (the compiled :func:`~skmdn._fused.adam_step` where it
+    is built, else eight torch operations), and zeroing the gradients is one
+    operation. On a
     small network this more than halves the optimiser's share of a step
     against ``torch.optim.Adam(fused=True)`` (numbers in
     ``benchmarks/README.md``). The update is Adam's (Kingma & Ba), with L2
@@ -224,11 +227,24 @@ class FlatAdam:
         """One Adam update of every parameter."""
         self.t += 1
         beta1, beta2 = self.betas
+        bias2 = math.sqrt(1.0 - beta2**self.t)
+        step_size = self.lr / (1.0 - beta1**self.t)
+        if _fused.adam_step(
+            self.flat,
+            self.grad,
+            self.decay,
+            self.exp_avg,
+            self.exp_avg_sq,
+            self.betas,
+            bias2,
+            step_size,
+            self.eps,
+        ):  # one compiled pass (the same to rounding), else eight torch ops
+            return
         g = torch.addcmul(self.grad, self.decay, self.flat)
         self.exp_avg.lerp_(g, 1.0 - beta1)
         self.exp_avg_sq.mul_(beta2).addcmul_(g, g, value=1.0 - beta2)
-        denom = self.exp_avg_sq.sqrt().div_(math.sqrt(1.0 - beta2**self.t))
-        step_size = self.lr / (1.0 - beta1**self.t)
+        denom = self.exp_avg_sq.sqrt().div_(bias2)
         self.flat.addcdiv_(self.exp_avg, denom.add_(self.eps), value=-step_size)
 
     def snapshot(self) -> torch.Tensor:

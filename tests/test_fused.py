@@ -438,3 +438,72 @@ def test_a_block_refuses_rows_of_another_width():
     packed = _packed(20, 2, 1, torch.float64)  # 2 features, not 3
     with pytest.raises(ValueError, match="takes 3 features, not 2"):
         ManualBackprop(net).rows(packed, None, slice(0, 20), 2, 20)
+
+
+def _adam_state(n, dtype, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    flat, grad = (torch.randn(n, generator=g, dtype=dtype) for _ in range(2))
+    decay = torch.where(torch.arange(n) % 3 == 0, 0.0, 0.05).to(dtype)
+    return flat, grad, decay, torch.zeros(n, dtype=dtype), torch.zeros(n, dtype=dtype)
+
+
+@needs_kernel
+@pytest.mark.parametrize(
+    ("dtype", "rtol"), [(torch.float64, 1e-13), (torch.float32, 1e-5)]
+)
+def test_adam_step_is_torch_adam(dtype, rtol):
+    """25 updates through the compiled pass and through torch.optim.Adam
+    (weight decay on two thirds of the entries, the gradient changing each
+    step): the same parameters and moments to rounding."""
+    flat, grad, decay, m, v = _adam_state(1001, dtype)
+    param = torch.nn.Parameter(flat.clone())
+    torch_adam = torch.optim.Adam([param], lr=0.01, betas=(0.9, 0.999), eps=1e-8)
+    g = torch.Generator().manual_seed(5)
+    for t in range(1, 26):
+        grad.normal_(generator=g)
+        param.grad = grad + decay * param.detach()  # L2 decay as FlatAdam adds it
+        torch_adam.step()
+        assert _fused.adam_step(
+            flat,
+            grad,
+            decay,
+            m,
+            v,
+            (0.9, 0.999),
+            (1 - 0.999**t) ** 0.5,
+            0.01 / (1 - 0.9**t),
+            1e-8,
+        )
+    state = torch_adam.state[param]
+    torch.testing.assert_close(flat, param.detach(), rtol=rtol, atol=rtol * 1e-3)
+    torch.testing.assert_close(m, state["exp_avg"], rtol=rtol, atol=rtol * 1e-3)
+    torch.testing.assert_close(v, state["exp_avg_sq"], rtol=rtol, atol=rtol * 1e-3)
+
+
+@needs_kernel
+def test_adam_step_refuses_tensors_unlike_the_parameters():
+    flat, grad, decay, m, v = _adam_state(10, torch.float64)
+    args = ((0.9, 0.999), 0.1, 0.01, 1e-8)
+    for bad, message in [
+        (
+            (flat, grad.float(), decay, m, v),
+            r"grad must be a contiguous torch\.float64",
+        ),
+        ((flat, grad, decay[:9], m, v), r"decay must be .* shape \(10,\)"),
+        (
+            (flat, grad, decay, torch.zeros(20, dtype=torch.float64)[::2], v),
+            "exp_avg must",
+        ),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            _fused.adam_step(*bad, *args)
+
+
+def test_adam_step_declines_what_it_does_not_update(monkeypatch):
+    flat, grad, decay, m, v = _adam_state(10, torch.float64)
+    before = flat.clone()
+    half = [t.half() for t in (flat, grad, decay, m, v)]
+    assert not _fused.adam_step(*half, (0.9, 0.999), 0.1, 0.01, 1e-8)
+    monkeypatch.setattr(_fused, "ENABLED", False)
+    assert not _fused.adam_step(flat, grad, decay, m, v, (0.9, 0.999), 0.1, 0.01, 1e-8)
+    assert torch.equal(flat, before) and not m.any() and not v.any()

@@ -17,7 +17,7 @@ import pytest
 import torch
 from sklearn.exceptions import ConvergenceWarning
 
-from skmdn import MDNRegressor
+from skmdn import MDNRegressor, _fused
 from skmdn._mixture import diagonal_mixture_nll, mixture_log_prob
 from skmdn._network import MDNNetwork
 from skmdn._training import FlatAdam, batch_loss
@@ -120,6 +120,16 @@ def _steps(net, opt, n_steps, seed=0):
         opt.step()
 
 
+@pytest.fixture(params=["compiled", "torch"])
+def adam_kernel(request, monkeypatch):
+    """FlatAdam's update through the compiled pass (``skmdn._fused``, where it
+    is built) and through torch's operations."""
+    if request.param == "compiled" and _fused._cmixture is None:
+        pytest.skip("skmdn._cmixture was not built")
+    monkeypatch.setattr(_fused, "ENABLED", request.param == "compiled")
+
+
+@pytest.mark.usefixtures("adam_kernel")
 def test_flat_adam_follows_torch_adam_with_decay_on_weights_only():
     ours, theirs = _network("diagonal"), _network("diagonal")
     flat = FlatAdam(ours, lr=0.01, weight_decay=0.3)
@@ -135,6 +145,7 @@ def test_flat_adam_follows_torch_adam_with_decay_on_weights_only():
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.usefixtures("adam_kernel")
 def test_flat_adam_state_continues_exactly():
     straight, resumed = _network("isotropic"), _network("isotropic")
     opt = FlatAdam(straight, lr=0.02, weight_decay=0.1)
