@@ -129,8 +129,9 @@ def test_an_interrupt_in_a_worker_thread_keeps_a_usable_model(two_threads, monke
     X = rng.normal(size=(12288, 3)).astype(np.float32)
     y = np.sin(X[:, 0]) + 0.1 * rng.normal(size=len(X))
     params = dict(batch_size=8192, early_stopping=False, n_threads=2, random_state=0)
-    original = backprop.ManualBackprop.__call__
+    original = backprop.ManualBackprop._step
     blocks = itertools.count(1)  # on any thread: 2 batches of 2 blocks an epoch
+    # (_step: every block, whether it gathered its own rows or was given them)
     stop = {}
 
     def call(self, *args, **kwargs):
@@ -143,7 +144,7 @@ def test_an_interrupt_in_a_worker_thread_keeps_a_usable_model(two_threads, monke
         return original(self, *args, **kwargs)
 
     main = threading.main_thread()
-    monkeypatch.setattr(backprop.ManualBackprop, "__call__", call)
+    monkeypatch.setattr(backprop.ManualBackprop, "_step", call)
     model = MDNRegressor(max_iter=50, **params)
     with pytest.warns(UserWarning, match="interrupted by the user after") as record:
         model.fit(X, y)
