@@ -783,7 +783,9 @@ def section_steps(args) -> str:
     }
     tanh_row = "+ tanh as " + described[measured.in_place]
     native = _kernels.TanhForms("torch", "torch")
-    # name: (optimiser, loss, tanh as measured, compiled mixture loss)
+    # name: (optimiser, loss, tanh as measured, compiled levers: 1 the
+    # mixture loss, 2 and Adam's update, 3 and the rows gathered straight
+    # into the workspace)
     variants = {
         "torch Adam(fused=True) + autograd loss": (torch_adam, autograd_loss, 0, 0),
         "FlatAdam + autograd loss": (None, autograd_loss, 0, 0),
@@ -792,14 +794,22 @@ def section_steps(args) -> str:
         tanh_row: (None, None, 1, 0),
     }
     if _fused._cmixture is not None:
-        variants["+ compiled mixture loss (skmdn)"] = (None, None, 1, 1)
+        variants["+ compiled mixture loss"] = (None, None, 1, 1)
+        variants["+ compiled Adam update (one pass)"] = (None, None, 1, 2)
+        variants["+ rows gathered into the workspace (skmdn)"] = (None, None, 1, 3)
     else:  # the install could not build it: skmdn is the row before
         variants[tanh_row + " (skmdn; no compiled loss)"] = variants.pop(tanh_row)
+    adam_step = _fused.adam_step
+
+    def torch_update(*args) -> bool:  # declines: FlatAdam's torch operations
+        return False
+
     rows = []
     saved = torch.get_num_threads()
     torch.set_num_threads(1)
     for problem in PROBLEMS:
         Xt, Yt = step_problem(problem)
+        packed = torch.cat([Xt, Yt, torch.ones(len(Xt), 1)], dim=1)
         for batch in (BASE_BATCH, LARGE_BATCH):
             w = torch.full((len(Xt),), 1.0 / batch)
             runs = []
@@ -812,9 +822,13 @@ def section_steps(args) -> str:
                 batches = batches[: 10_000 // BASE_BATCH]
 
                 def run(net=net, opt=opt, loss_fn=loss_fn, manual=manual,
-                        batches=batches, Xt=Xt, Yt=Yt, w=w):  # fmt: skip
+                        batches=batches, Xt=Xt, Yt=Yt, w=w, packed=packed,
+                        gather=compiled >= 3):  # fmt: skip
                     for idx in batches:
-                        if manual is not None:
+                        if gather:  # as a training block gathers its rows
+                            n = len(idx)
+                            manual.rows(packed, idx, slice(0, n), Xt.shape[1], n)
+                        elif manual is not None:
                             manual(Xt[idx], Yt[idx], w[idx])
                         else:
                             loss = loss_fn(net, Xt[idx], Yt[idx], w[idx])
@@ -832,6 +846,7 @@ def section_steps(args) -> str:
                 for name, run, tanh_fast, compiled, n_batches in runs:
                     _kernels._choice[torch.float32] = measured if tanh_fast else native
                     _fused.ENABLED = bool(compiled)
+                    _fused.adam_step = adam_step if compiled >= 2 else torch_update
                     t0 = time.perf_counter()
                     run()
                     if turn:  # the first turn warms up
@@ -843,7 +858,7 @@ def section_steps(args) -> str:
                 rows.append([problem, batch, name, f"{t:.0f}", f"{base / t:.2f}x"])
                 print(rows[-1], flush=True)
     _kernels._choice[torch.float32] = measured
-    _fused.ENABLED = True
+    _fused.ENABLED, _fused.adam_step = True, adam_step
     torch.set_num_threads(saved)
     return fmt_table(
         ["problem", "batch", "training step", "us/step", "vs first row"], rows
