@@ -507,3 +507,76 @@ def test_adam_step_declines_what_it_does_not_update(monkeypatch):
     monkeypatch.setattr(_fused, "ENABLED", False)
     assert not _fused.adam_step(flat, grad, decay, m, v, (0.9, 0.999), 0.1, 0.01, 1e-8)
     assert torch.equal(flat, before) and not m.any() and not v.any()
+
+
+@needs_kernel
+@pytest.mark.parametrize("src_dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("with_rows", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_pack_columns_gives_the_bits_of_the_torch_packing(
+    src_dtype, order, with_rows, dtype, monkeypatch
+):
+    """pack_rows through the compiled pass and through torch's chunked
+    operations (over more than one chunk, values from 1e-30 to 1e30): the
+    same packed rows to the bit; and both are (a - mean) / scale in float64
+    rounded once."""
+    from skmdn import _data
+
+    monkeypatch.setattr(_data, "CHUNK_ROWS", 64)
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 4)) * 10.0 ** rng.integers(-30, 30, (300, 4))
+    X = np.asarray(X.astype(src_dtype), order=order)
+    Y = rng.normal(size=(300, 2))
+    w = rng.uniform(0.5, 2.0, 300)
+    columns = [
+        (X, X.mean(0, dtype=np.float64), X.std(0, dtype=np.float64) + 1.0),
+        (Y, np.array([0.1, -0.2]), np.array([3.0, 0.7])),
+        (w.reshape(-1, 1), np.zeros(1), np.full(1, w.mean())),
+    ]
+    rows = np.sort(rng.choice(300, 250, replace=False)) if with_rows else None
+    compiled = _data.pack_rows(rows, columns, dtype)
+    monkeypatch.setattr(_fused, "ENABLED", False)
+    plain = _data.pack_rows(rows, columns, dtype)
+    assert torch.equal(compiled, plain)
+    pick = slice(None) if rows is None else rows
+    want = np.hstack([(a[pick].astype(np.float64) - m) / s for a, m, s in columns])
+    np.testing.assert_array_equal(compiled.numpy(), want.astype(compiled.numpy().dtype))
+
+
+@needs_kernel
+def test_pack_columns_refuses_what_does_not_fit():
+    src = torch.randn(20, 3, dtype=torch.float64)
+    mean, scale = (
+        torch.zeros(3, dtype=torch.float64),
+        torch.ones(3, dtype=torch.float64),
+    )
+    out = torch.empty(20, 5)
+    index = torch.arange(20)
+    with pytest.raises(IndexError, match="row 7 is outside the 20 rows"):
+        bad = index.clone()
+        bad[7] = 20
+        _fused.pack_columns(src, bad, mean, scale, out[:, :3])
+    for args, name in [
+        ((src, None, mean[:2], scale, out[:, :3]), "mean"),
+        ((src, None, mean, scale[::2], out[:, :3]), "scale"),
+        ((src, None, mean, scale, out[:, :2]), "out"),
+        ((src, None, mean, scale, torch.empty(3, 20).t()), "out"),
+        ((src, index.int(), mean, scale, out[:, :3]), "index"),
+    ]:
+        with pytest.raises(ValueError, match=f"pack_columns: {name} does not fit"):
+            _fused.pack_columns(*args)
+
+
+def test_pack_columns_declines_what_it_does_not_pack(monkeypatch):
+    src = torch.randn(20, 3, dtype=torch.float64)
+    mean, scale = (
+        torch.zeros(3, dtype=torch.float64),
+        torch.ones(3, dtype=torch.float64),
+    )
+    out = torch.zeros(20, 3)
+    assert not _fused.pack_columns(src.half(), None, mean, scale, out)
+    assert not _fused.pack_columns(src, None, mean.float(), scale.float(), out)
+    monkeypatch.setattr(_fused, "ENABLED", False)
+    assert not _fused.pack_columns(src, None, mean, scale, out)
+    assert not out.any()
