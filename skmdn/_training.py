@@ -179,9 +179,8 @@ class FlatAdam:
     contiguous buffer, so a step is one pass over that buffer whatever the
     number of layers (the compiled :func:`~skmdn._fused.adam_step` where it
     is built, else eight torch operations), and zeroing the gradients is one
-    operation. On a
-    small network this more than halves the optimiser's share of a step
-    against ``torch.optim.Adam(fused=True)`` (numbers in
+    operation. On a small network this more than halves the optimiser's
+    share of a step against ``torch.optim.Adam(fused=True)`` (numbers in
     ``benchmarks/README.md``). The update is Adam's (Kingma & Ba), with L2
     weight decay ``weight_decay * W`` added to the gradient of the weight
     matrices only (not the biases), as ``torch.optim.Adam(weight_decay=...)``
