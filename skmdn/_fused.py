@@ -66,6 +66,25 @@ def _applies(out: torch.Tensor) -> bool:
     )
 
 
+def _require(
+    caller: str, like: torch.Tensor, tensors: list[tuple[str, torch.Tensor, tuple]]
+) -> None:
+    """A ValueError unless each ``(name, tensor, shape)`` is a contiguous
+    tensor of that shape with ``like``'s dtype and device: what a kernel
+    reading it through its address needs."""
+    for name, t, shape in tensors:
+        if (
+            t.shape != shape
+            or t.dtype != like.dtype
+            or t.device != like.device
+            or not t.is_contiguous()
+        ):
+            raise ValueError(
+                f"{caller}: {name} must be a contiguous {like.dtype} tensor of "
+                f"shape {shape} on {like.device}; got {t.dtype} {tuple(t.shape)}."
+            )
+
+
 def _check(
     caller: str,
     out: torch.Tensor,
@@ -74,25 +93,18 @@ def _check(
     grad: torch.Tensor,
     rows: int,
 ) -> None:
-    """A ValueError unless every tensor has the shape, dtype, device and
-    layout the kernel reads through its address."""
+    """:func:`_require` for a loss kernel's four tensors."""
     d, n = y.shape
-    for name, t, shape in (
-        ("out", out, (rows, n)),
-        ("grad", grad, (rows, n)),
-        ("y", y, (d, n)),
-        ("weights", weights, (n,)),
-    ):
-        if (
-            tuple(t.shape) != shape
-            or t.dtype != out.dtype
-            or t.device != out.device
-            or not t.is_contiguous()
-        ):
-            raise ValueError(
-                f"{caller}: {name} must be a contiguous {out.dtype} tensor of "
-                f"shape {shape} on {out.device}; got {t.dtype} {tuple(t.shape)}."
-            )
+    _require(
+        caller,
+        out,
+        [
+            ("out", out, (rows, n)),
+            ("grad", grad, (rows, n)),
+            ("y", y, (d, n)),
+            ("weights", weights, (n,)),
+        ],
+    )
 
 
 def diagonal_nll(
@@ -211,21 +223,15 @@ def gather_rows(
     N, C = packed.shape
     start, stop, _ = rows.indices(N if index is None else index.shape[0])
     n, F = max(stop - start, 0), x_t.shape[0]
-    for name, t, shape in (
-        ("packed", packed, (N, C)),
-        ("x_t", x_t, (F, n)),
-        ("rest_t", rest_t, (C - F, n)),
-    ):
-        if (
-            t.dtype != packed.dtype
-            or t.device != packed.device
-            or not (t.is_contiguous() and tuple(t.shape) == shape)
-        ):
-            raise ValueError(
-                f"gather_rows: {name} must be a contiguous {packed.dtype} tensor "
-                f"of shape {shape} on {packed.device}; got {t.dtype} "
-                f"{tuple(t.shape)}."
-            )
+    _require(
+        "gather_rows",
+        packed,
+        [
+            ("packed", packed, (N, C)),
+            ("x_t", x_t, (F, n)),
+            ("rest_t", rest_t, (C - F, n)),
+        ],
+    )
     address = 0 if index is None else index[start:stop].data_ptr()
     _cmixture.gather_rows(
         packed.data_ptr(),
@@ -262,22 +268,9 @@ def adam_step(
     if not _applies(flat):
         return False
     n = flat.numel()
-    for name, t in (
-        ("flat", flat),
-        ("grad", grad),
-        ("decay", decay),
-        ("exp_avg", exp_avg),
-        ("exp_avg_sq", exp_avg_sq),
-    ):
-        if (
-            t.dtype != flat.dtype
-            or t.device != flat.device
-            or not (t.is_contiguous() and tuple(t.shape) == (n,))
-        ):
-            raise ValueError(
-                f"adam_step: {name} must be a contiguous {flat.dtype} tensor of "
-                f"shape ({n},) on {flat.device}; got {t.dtype} {tuple(t.shape)}."
-            )
+    named = [("flat", flat), ("grad", grad), ("decay", decay)]
+    named += [("exp_avg", exp_avg), ("exp_avg_sq", exp_avg_sq)]
+    _require("adam_step", flat, [(name, t, (n,)) for name, t in named])
     _cmixture.adam(
         flat.data_ptr(),
         grad.data_ptr(),
