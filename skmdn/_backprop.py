@@ -224,7 +224,6 @@ class ManualBackprop:
             torch.mm(layer.weight, acts[i], out=out).add_(layer.bias[:, None])
             if i < last and self.forward_act is not None:
                 self.forward_act(out)
-        logits, means, raw = self._split(acts[-1])
         if net.noise_type == "full":
             loss = _fused.full_nll(
                 acts[-1],
@@ -236,12 +235,13 @@ class ManualBackprop:
                 constant_weight,
             )
             if loss is None:  # no compiled kernel here: torch's
+                logits, means, raw = self._split(acts[-1])
                 loss, saved = full_nll_forward(
                     logits, means, raw, y_t, weights, net.min_scale, constant_weight
                 )
                 full_nll_backward(saved, 1.0, out=self._split(deltas[-1]))
         else:
-            fixed = net.fixed_scale if raw is None else None
+            fixed = net.fixed_scale if net.noise_type == "fixed" else None
             loss = _fused.diagonal_nll(
                 acts[-1],
                 y_t,
@@ -254,6 +254,7 @@ class ManualBackprop:
                 constant_weight,
             )
             if loss is None:  # no compiled kernel here: torch's
+                logits, means, raw = self._split(acts[-1])
                 loss, saved = diagonal_nll_forward(
                     logits,
                     means,

@@ -51,6 +51,10 @@ ENABLED = True
 # noise type -> the kernel's layout of the raw scale rows
 KINDS = {"fixed": 0, "isotropic_across": 1, "isotropic": 2, "diagonal": 3}
 
+# the fixed-scale address the kernel gets (and does not read) for the other
+# noise types: made once, not at every call
+_NO_FIXED_SCALE = torch.zeros(1, dtype=torch.float64)
+
 
 def available() -> bool:
     """True when the compiled loss is built and :data:`ENABLED`."""
@@ -134,7 +138,7 @@ def diagonal_nll(
     K = n_components
     rows = K + K * d + _n_scale_outputs(noise_type, K, d)
     _check("diagonal_nll", out, y, weights, grad, rows)
-    fixed = torch.zeros(1, dtype=torch.float64)
+    fixed = _NO_FIXED_SCALE
     if kind == 0:
         fixed = fixed_scale.to(torch.float64, copy=True).reshape(-1).expand(d)
         fixed = fixed.contiguous()
