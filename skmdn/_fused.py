@@ -156,7 +156,7 @@ def diagonal_nll(
         float(constant_weight),
         out.dtype == torch.float64,
     )
-    return torch.tensor(loss, dtype=out.dtype)
+    return torch.scalar_tensor(loss, dtype=out.dtype)
 
 
 def full_nll(
@@ -191,7 +191,7 @@ def full_nll(
         float(constant_weight),
         out.dtype == torch.float64,
     )
-    return torch.tensor(loss, dtype=out.dtype)
+    return torch.scalar_tensor(loss, dtype=out.dtype)
 
 
 def gather_rows(
