@@ -1,12 +1,13 @@
 /* The mixture loss and its gradient, for one floating type.
 
    Included twice by _cmixture.c, with REAL (float or double), FN (a name
-   maker) and EXP, LOG, LOG1P (the type's functions) defined. The formulas
+   maker) and EXP, LOG, LOG1P, SQRT (the type's functions) defined. The formulas
    and their order are those of skmdn._mixture's diagonal_nll_forward and
    diagonal_nll_backward (diag_nll) and full_nll_forward and
    full_nll_backward (full_nll) with grad = 1, so the results agree with
    them to rounding; see skmdn/_fused.py for the layout of the arguments.
-   gather_rows copies a training block's rows (exact). */
+   gather_rows copies a training block's rows (exact), and adam is
+   skmdn._training.FlatAdam.step's update (to rounding). */
 
 /* m[i] = max over the K rows (row stride `stride`) of x[., i], NaN winning
    as in torch's amax; tot[i] = 0, the sum its caller accumulates. */
