@@ -18,15 +18,17 @@ if sys.platform.startswith("linux") and platform.machine() in ("x86_64", "AMD64"
     libraries.append("mvec")
 if sys.platform != "win32":
     # -fno-math-errno: exp and log may be vectorised (no errno to set);
-    # -fopenmp-simd: the loops' "omp simd" pragmas, no OpenMP runtime
-    compile_args += ["-O3", "-fno-math-errno", "-fopenmp-simd"]
+    # -fno-trapping-math: so may the selects of the float tanh (as torch's
+    # own build); -fopenmp-simd: the loops' "omp simd" pragmas, no OpenMP
+    # runtime
+    compile_args += ["-O3", "-fno-math-errno", "-fno-trapping-math", "-fopenmp-simd"]
 
 setup(
     ext_modules=[
         Extension(
             "skmdn._cmixture",
             sources=["skmdn/_cmixture.c"],
-            depends=["skmdn/_cmixture_kernel.h"],
+            depends=["skmdn/_cmixture_kernel.h", "skmdn/_cmixture_block.h"],
             define_macros=macros,
             libraries=libraries,
             extra_compile_args=compile_args,

@@ -785,7 +785,7 @@ def section_steps(args) -> str:
     native = _kernels.TanhForms("torch", "torch")
     # name: (optimiser, loss, tanh as measured, compiled levers: 1 the
     # mixture loss, 2 and Adam's update, 3 and the rows gathered straight
-    # into the workspace)
+    # into the workspace, 4 and the whole block in one call)
     variants = {
         "torch Adam(fused=True) + autograd loss": (torch_adam, autograd_loss, 0, 0),
         "FlatAdam + autograd loss": (None, autograd_loss, 0, 0),
@@ -796,7 +796,12 @@ def section_steps(args) -> str:
     if _fused._cmixture is not None:
         variants["+ compiled mixture loss"] = (None, None, 1, 1)
         variants["+ compiled Adam update (one pass)"] = (None, None, 1, 2)
-        variants["+ rows gathered into the workspace (skmdn)"] = (None, None, 1, 3)
+        gathered = "+ rows gathered into the workspace"
+        if _fused.blas_available():
+            variants[gathered] = (None, None, 1, 3)
+            variants["+ whole block in one compiled call (skmdn)"] = (None, None, 1, 4)
+        else:  # torch's BLAS not found: skmdn is the row before
+            variants[gathered + " (skmdn)"] = (None, None, 1, 3)
     else:  # the install could not build it: skmdn is the row before
         variants[tanh_row + " (skmdn; no compiled loss)"] = variants.pop(tanh_row)
     adam_step = _fused.adam_step
@@ -846,6 +851,7 @@ def section_steps(args) -> str:
                 for name, run, tanh_fast, compiled, n_batches in runs:
                     _kernels._choice[torch.float32] = measured if tanh_fast else native
                     _fused.ENABLED = bool(compiled)
+                    _fused.BLOCKS = compiled >= 4
                     _fused.adam_step = adam_step if compiled >= 2 else torch_update
                     t0 = time.perf_counter()
                     run()
@@ -858,7 +864,7 @@ def section_steps(args) -> str:
                 rows.append([problem, batch, name, f"{t:.0f}", f"{base / t:.2f}x"])
                 print(rows[-1], flush=True)
     _kernels._choice[torch.float32] = measured
-    _fused.ENABLED, _fused.adam_step = True, adam_step
+    _fused.ENABLED, _fused.BLOCKS, _fused.adam_step = True, True, adam_step
     torch.set_num_threads(saved)
     return fmt_table(
         ["problem", "batch", "training step", "us/step", "vs first row"], rows
@@ -875,8 +881,12 @@ def section_blocks(args) -> str:
     of the machine hits them all), 4 steps per turn of which the first is
     not timed (it may meet OpenMP threads still spinning from the previous
     way); medians over all turns. The last column says whether a step's
-    gradient has the same bits as on one thread.
+    gradient has the same bits as on one thread (the blocks in turn on one
+    worker, for the blocked ways). The four ways before skmdn's run each
+    block through torch's products (``_fused.BLOCKS`` off), the last with
+    the block compiled.
     """
+    from skmdn import _fused
     from skmdn._backprop import BlockedBackprop, ManualBackprop
     from skmdn._training import FlatAdam
 
@@ -893,24 +903,30 @@ def section_blocks(args) -> str:
         gen = torch.Generator().manual_seed(0)
         batches = torch.randperm(len(Xt), generator=gen).split(LARGE_BATCH)[:-1]
         before = "whole batch, 2 torch threads per kernel (before)"
-        ways = {  # name: (torch threads, step)
-            "whole batch, 1 thread": (1, whole),
-            before: (2, whole),
-            "2 blocks, 1 worker": (1, functools.partial(blocked, workers=1)),
-            "2 blocks on 2 workers, 1 torch thread each (skmdn)": (
-                1,
-                functools.partial(blocked, workers=2),
-            ),
+        on_2 = functools.partial(blocked, workers=2)
+        ways = {  # name: (torch threads, step, the block compiled)
+            "whole batch, 1 thread": (1, whole, False),
+            before: (2, whole, False),
+            "2 blocks, 1 worker": (1, functools.partial(blocked, workers=1), False),
+            "2 blocks on 2 workers, 1 torch thread each": (1, on_2, False),
         }
-        grads = {}
-        for name, (threads, step) in ways.items():  # at the same weights
+        if _fused.blas_available():
+            ways["the same, each block one compiled call (skmdn)"] = (1, on_2, True)
+        grads, one_worker = {}, {}
+        first = Xt[batches[0]], Yt[batches[0]], w[batches[0]]
+        for name, (threads, step, compiled) in ways.items():  # at the same weights
             torch.set_num_threads(threads)
-            step(Xt[batches[0]], Yt[batches[0]], w[batches[0]])
+            _fused.BLOCKS = compiled
+            step(*first)
             grads[name] = opt.grad.clone()
+            torch.set_num_threads(1)
+            blocked(*first, workers=1)  # the reference: the blocks on one thread
+            one_worker[name] = opt.grad.clone()
         times = {name: [] for name in ways}
         for turn in range(turns):
-            for name, (threads, step) in ways.items():
+            for name, (threads, step, compiled) in ways.items():
                 torch.set_num_threads(threads)
+                _fused.BLOCKS = compiled
                 for k, idx in enumerate(batches[4 * turn % len(batches) :][:4]):
                     t0 = time.perf_counter()
                     step(Xt[idx], Yt[idx], w[idx])
@@ -921,9 +937,10 @@ def section_blocks(args) -> str:
         base = float(np.median(times[before]))
         for name in ways:
             t = float(np.median(times[name]))
-            reference = grads[
-                "2 blocks, 1 worker" if "block" in name else "whole batch, 1 thread"
-            ]
+            if "block" in name:
+                reference = one_worker[name]
+            else:
+                reference = grads["whole batch, 1 thread"]
             same = torch.equal(grads[name], reference)
             rows.append(
                 [
@@ -936,6 +953,7 @@ def section_blocks(args) -> str:
             )
             print(rows[-1], flush=True)
     torch.set_num_threads(saved)
+    _fused.BLOCKS = True
     return fmt_table(
         [
             "problem",

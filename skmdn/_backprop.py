@@ -11,8 +11,10 @@ batch size in the steady state and no autograd graph. Batch 8192, 1 thread:
 7.8 against 6.9 ms per step; batch 256: 1.05 against 0.67 ms (synth10,
 ``benchmarks/speed.py``). It computes the same loss and gradients as
 autograd through :func:`~skmdn._training.batch_loss` (tested to rounding).
-:class:`BlockedBackprop` runs it on blocks of a large batch on worker threads,
-so that the result does not depend on the number of threads.
+Where the extension has torch's BLAS, the whole step is one compiled call
+without the GIL (:func:`~skmdn._fused.mlp_block`). :class:`BlockedBackprop`
+runs it on blocks of a large batch on worker threads, so that the result
+does not depend on the number of threads.
 """
 
 from __future__ import annotations
@@ -52,6 +54,9 @@ def _sigmoid_backward(grad: torch.Tensor, out: torch.Tensor) -> None:
 def _relu_backward(grad: torch.Tensor, out: torch.Tensor) -> None:
     _aten.threshold_backward.grad_input(grad, out, 0, grad_input=grad)
 
+
+# activation module -> the compiled block's name for it (_fused.ACTIVATIONS)
+_COMPILED = {nn.Tanh: "tanh", nn.ReLU: "relu", nn.Identity: "identity"}
 
 # activation module -> in-place backward from the output (the in-place
 # forward is the network's own, IN_PLACE_ACTIVATIONS)
@@ -103,7 +108,9 @@ class ManualBackprop:
         act = modules[1] if len(modules) > 1 else nn.Identity()
         self.forward_act = IN_PLACE_ACTIVATIONS.get(type(act))
         self.backward_act = _BACKWARD.get(type(act))
-        self._workspace: dict[int, tuple[list[torch.Tensor], ...]] = {}
+        self.compiled_act = _COMPILED.get(type(act))
+        self._params = [t for m in self.linears for t in (m.weight, m.bias)]
+        self._workspace: dict[int, tuple[list, ...]] = {}
 
     @staticmethod
     def supports(network: MDNNetwork) -> bool:
@@ -112,7 +119,7 @@ class ManualBackprop:
         kinds = (*_BACKWARD, nn.Identity, nn.Linear)
         return all(type(m) in kinds for m in network.trunk)
 
-    def _buffers(self, n: int, like: torch.Tensor) -> tuple[list[torch.Tensor], ...]:
+    def _buffers(self, n: int, like: torch.Tensor) -> tuple[list, ...]:
         """Transposed activations and gradients for ``n`` rows of the dtype
         and device of ``like``, made once.
 
@@ -120,7 +127,8 @@ class ManualBackprop:
         of layer ``i - 1`` and ``deltas[i]`` the gradient with respect to it.
         The third list holds a row of ones, layer 0's transposed weight
         gradient and room for ``y`` and the weights transposed (``d + 1``
-        rows, filled by :meth:`rows`).
+        rows, filled by :meth:`rows`); the fourth, a dict, the compiled
+        block's plans of this workspace (:meth:`_compiled`).
         """
         if n not in self._workspace:
             if len(self._workspace) >= 4:  # a stream of sizes: keep a few
@@ -131,7 +139,7 @@ class ManualBackprop:
             deltas = [like.new_empty(0)] + [like.new_empty(w, n) for w in widths[1:]]
             first = like.new_empty(widths[0], widths[1])  # layer 0's weight grad^T
             rest = like.new_empty(self.network.n_outputs + 1, n)
-            self._workspace[n] = (acts, deltas, [like.new_ones(n), first, rest])
+            self._workspace[n] = (acts, deltas, [like.new_ones(n), first, rest], {})
         return self._workspace[n]
 
     def _split(self, out_t: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -188,20 +196,25 @@ class ManualBackprop:
 
         The rows go straight into the transposed workspace through the
         compiled :func:`~skmdn._fused.gather_rows` where it is built (the
-        same bits as the copies it replaces); else through
-        :func:`packed_rows` and :meth:`__call__`.
+        same bits as the copies it replaces), or inside the compiled block
+        (:meth:`_compiled`); else through :func:`packed_rows` and
+        :meth:`__call__`.
         """
         start, stop, _ = rows.indices(len(packed if index is None else index))
         n = stop - start
-        acts, _, (_, _, rest) = self._buffers(n, packed)
+        acts, _, (_, _, rest), _ = self._buffers(n, packed)
         if n_features != len(acts[0]):
             raise ValueError(
                 f"rows: the network takes {len(acts[0])} features, not {n_features}."
             )
+        d = self.network.n_outputs
+        if self._block_applies(packed):  # the rows are gathered in the block
+            gather = (packed, index, rows, n_total, rest)
+            return self._step(n, rest[:d], rest[d], grads, constant_weight, gather)
         if not _fused.gather_rows(packed, index, rows, acts[0], rest):
             inputs = packed_rows(packed, index, rows, n_features, n_total)
             return self(*inputs, grads, constant_weight)
-        d = self.network.n_outputs  # w / n_total as packed_rows divides
+        # w / n_total as packed_rows divides
         return self._step(n, rest[:d], rest[d].div_(n_total), grads, constant_weight)
 
     def _step(
@@ -211,13 +224,20 @@ class ManualBackprop:
         weights: torch.Tensor,
         grads: Sequence[tuple[torch.Tensor, torch.Tensor]] | None,
         constant_weight: float,
+        gather: tuple | None = None,
     ) -> torch.Tensor:
         """The step on ``n`` rows whose ``x`` is in the workspace
-        (``acts[0]``); ``y_t`` is ``y`` transposed and contiguous."""
+        (``acts[0]``); ``y_t`` is ``y`` transposed and contiguous. Every
+        block passes through here (where tests hook in): as one compiled
+        call where :meth:`_block_applies` (``gather``: the rows that call
+        gathers first, see :func:`~skmdn._fused.mlp_block`), else through
+        torch's products."""
+        if self._block_applies(y_t):
+            return self._compiled(n, y_t, weights, grads, constant_weight, gather)
         if grads is None:
             grads = [(m.weight.grad, m.bias.grad) for m in self.linears]
         net = self.network
-        acts, deltas, (ones, first, _) = self._buffers(n, y_t)
+        acts, deltas, (ones, first, _), _ = self._buffers(n, y_t)
         last = len(self.linears) - 1
         for i, layer in enumerate(self.linears):
             out = acts[i + 1]
@@ -278,6 +298,55 @@ class ManualBackprop:
                 weight_grad.copy_(torch.mm(acts[0], delta.t(), out=first).t())
             torch.mv(delta, ones, out=bias_grad)
         return loss
+
+    def _block_applies(self, like: torch.Tensor) -> bool:
+        """True where the whole step can run as :meth:`_compiled`."""
+        act = self.compiled_act
+        return act is not None and _fused.block_applies(like, act)
+
+    def _compiled(
+        self,
+        n: int,
+        y_t: torch.Tensor,
+        weights: torch.Tensor,
+        grads: Sequence[tuple[torch.Tensor, torch.Tensor]] | None,
+        constant_weight: float,
+        gather: tuple | None,
+    ) -> torch.Tensor:
+        """:meth:`_step` as one compiled call, :func:`~skmdn._fused.mlp_block`.
+
+        The call holds no GIL from the first product to the last, so two
+        blocks on two threads do not wait for each other as between torch's
+        kernels, and each activation is one pass with its bias (numbers in
+        ``benchmarks/README.md``). The tensors' addresses are checked once
+        per workspace and set of parameter and gradient tensors (the plan).
+        """
+        if grads is None:
+            grads = [(m.weight.grad, m.bias.grad) for m in self.linears]
+        targets = [t for pair in grads for t in pair]
+        acts, deltas, (_, first, _), plans = self._buffers(n, y_t)
+        key = tuple(t.data_ptr() for t in (*self._params, *targets))
+        plan = plans.get(key)
+        if plan is None:
+            if len(plans) >= 4:
+                plans.clear()
+            plan = plans[key] = _fused.mlp_plan(
+                self._params, targets, acts, deltas, first
+            )
+        net = self.network
+        return _fused.mlp_block(
+            plan,
+            acts[0],
+            self.compiled_act,
+            y_t,
+            weights,
+            net.n_components,
+            net.noise_type,
+            net.min_scale,
+            net.fixed_scale if net.noise_type == "fixed" else None,
+            constant_weight,
+            gather,
+        )
 
 
 class BlockStep(Protocol):

@@ -21,14 +21,18 @@ from skmdn._training import AutogradStep, FlatAdam, batch_loss
 DIAGONAL_TYPES = ["diagonal", "isotropic", "isotropic_across", "fixed"]
 
 
-@pytest.fixture(autouse=True, params=["compiled loss", "torch loss"])
+@pytest.fixture(autouse=True, params=["compiled block", "compiled loss", "torch loss"])
 def loss_kernel(request, monkeypatch):
-    """Every test here runs with the compiled mixture loss (``skmdn._fused``,
-    where it is built) and with torch's kernels."""
-    compiled = request.param == "compiled loss"
+    """Every test here runs with the whole block compiled (``skmdn._fused``'s
+    ``mlp_block``, where it applies: tanh, relu and identity networks), with
+    only the mixture loss compiled, and with torch's kernels."""
+    compiled = request.param != "torch loss"
     if compiled and _fused._cmixture is None:
         pytest.skip("skmdn._cmixture was not built")
+    if request.param == "compiled block" and not _fused.blas_available():
+        pytest.skip("torch's BLAS was not found (the block is not compiled)")
     monkeypatch.setattr(_fused, "ENABLED", compiled)
+    monkeypatch.setattr(_fused, "BLOCKS", request.param == "compiled block")
 
 
 def _network(noise_type, activation="tanh", hidden=(8, 5), dtype=torch.float64):
@@ -243,14 +247,17 @@ def test_full_covariance_loss_gradients_against_autograd_of_log_prob():
 
 def test_full_covariance_step_in_float32():
     """As in float64, to float32's rounding of the head magnified by the
-    floored scales (1e-3) of some rows."""
+    floored scales (1e-3) of some rows. The compiled block's float tanh is
+    within 3e-7 of tanh (torch's, 3e-8): measured up to 2e-3 of the
+    largest gradient (torch's path: up to 5e-4)."""
     net = _full_network(2, 5, (8, 5), dtype=torch.float32)
     x, y, w = _full_batch(net, 300)
     want_loss, want = _step_grads(net, AutogradStep, x, y, w)
     got_loss, got = _step_grads(net, ManualBackprop, x, y, w)
     assert float(got_loss) == pytest.approx(float(want_loss), rel=1e-5)
+    tol = 5e-3 if _fused.BLOCKS else 1e-3
     for g, ref in zip(got, want, strict=True):
-        assert (g - ref).abs().max() <= 1e-3 * ref.abs().max()
+        assert (g - ref).abs().max() <= tol * ref.abs().max()
 
 
 def test_workspace_serves_changing_batch_sizes():

@@ -231,20 +231,28 @@ class _Counting:
 
 @needs_kernel
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-def test_a_fit_follows_the_torch_fit(monkeypatch):
-    """Whole float64 fits with the compiled loss and with torch's: the same
-    training to rounding, so the same loss curve to about 1e-9."""
+@pytest.mark.parametrize("block", [True, False])
+def test_a_fit_follows_the_torch_fit(monkeypatch, block):
+    """Whole float64 fits with the compiled block (or the compiled loss
+    alone) and with torch's kernels: the same training to rounding, so the
+    same loss curve to about 1e-9."""
     rng = np.random.default_rng(0)
     X = rng.uniform(-1, 1, (400, 2))
     y = np.sin(3 * X[:, :1]) + 0.1 * rng.standard_normal((400, 1))
     kw = dict(max_iter=15, random_state=0, early_stopping=False)
     counting = _Counting(_fused._cmixture)
+    monkeypatch.setattr(_fused, "BLOCKS", block)
+    if block and not _fused.blas_available():
+        pytest.skip("torch's BLAS was not found (the block is not compiled)")
     monkeypatch.setattr(_fused, "_cmixture", counting)
     compiled = MDNRegressor(**kw).fit(X, y)
     calls_before = dict(counting.counts)
-    # every training step went through the loss and gathered its rows
-    assert calls_before["diag_nll"] >= 15
-    assert calls_before["gather_rows"] == calls_before["diag_nll"]
+    if block:  # every training step was one compiled call
+        assert calls_before["mlp_block"] >= 15
+        assert "diag_nll" not in calls_before
+    else:  # every training step went through the loss and gathered its rows
+        assert calls_before["diag_nll"] >= 15
+        assert calls_before["gather_rows"] == calls_before["diag_nll"]
     monkeypatch.setattr(_fused, "ENABLED", False)
     plain = MDNRegressor(**kw).fit(X, y)
     np.testing.assert_allclose(compiled.loss_curve_, plain.loss_curve_, rtol=1e-9)
