@@ -377,18 +377,19 @@ class BlockedBackprop:
     """A training step over a batch split into blocks, run on worker threads.
 
     A batch of ``n`` rows is cut into ``k`` near-equal blocks of consecutive
-    rows: one block below ``block_rows`` rows, else an even number of blocks
-    (at least two) of at most ``block_rows`` rows each. ``k`` depends on
-    ``n`` only. Each block has its own workspace and gradient buffer (the
-    first block's is ``grad``, the buffer that holds every parameter's
-    ``.grad``) and runs with one torch thread; the blocks' losses and
-    gradients are summed in block order. So a step gives the same bits
-    whether its blocks run on one thread or on several, and a fit's result
-    does not depend on the number of threads (with two torch threads sharing
-    each kernel of the whole batch, it did: the products' rounding depends on
-    the thread count). On two cores this is as fast as two torch threads per
-    kernel, or a little faster (numbers in ``benchmarks/README.md``). Call
-    :meth:`close` when done: it stops the worker threads.
+    rows: one block below ``block_rows / 4`` rows (1024 by default,
+    :data:`~skmdn._utils.SPLIT_BATCH`), else an even number of blocks (at
+    least two) of at most ``block_rows`` rows each. ``k`` depends on ``n``
+    only. Each block has its own workspace and gradient buffer (the first
+    block's is ``grad``, the buffer that holds every parameter's ``.grad``)
+    and runs with one torch thread; the blocks' losses and gradients are
+    summed in block order. So a step gives the same bits whether its blocks
+    run on one thread or on several, and a fit's result does not depend on
+    the number of threads (with two torch threads sharing each kernel of the
+    whole batch, it did: the products' rounding depends on the thread
+    count). On two cores this is as fast as two torch threads per kernel, or
+    faster (numbers in ``benchmarks/README.md``). Call :meth:`close` when
+    done: it stops the worker threads.
 
     Parameters
     ----------
@@ -420,7 +421,7 @@ class BlockedBackprop:
 
     def blocks(self, n: int) -> list[slice]:
         """The blocks of a batch of ``n`` rows."""
-        k = 1 if n < self.block_rows else max(2, -(-n // self.block_rows))
+        k = 1 if n < self.block_rows // 4 else max(2, -(-n // self.block_rows))
         k += k % 2 if k > 1 else 0  # an even count shares out evenly on 2 cores
         bounds = [n * j // k for j in range(k + 1)]
         return [slice(a, b) for a, b in itertools.pairwise(bounds)]

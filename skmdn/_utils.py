@@ -23,6 +23,7 @@ from sklearn.utils.validation import _check_sample_weight
 __all__ = [
     "SHORT_SUM_MAX",
     "SMALL_BATCH",
+    "SPLIT_BATCH",
     "ThreadChooser",
     "as_numpy_generator",
     "check_finite_targets",
@@ -73,6 +74,13 @@ def warn_user(message: str, category: type[Warning]) -> None:
 # oversubscribed core makes every step many times slower (measured in
 # benchmarks/speed.py).
 SMALL_BATCH = 4096
+
+# From this many rows a training step runs as two or more blocks on worker
+# threads (skmdn._backprop.BlockedBackprop: a quarter of its largest block),
+# and ThreadChooser times one worker against all. With the compiled block,
+# which holds no GIL, two workers took a 1024-row step 1.1-1.3x faster than
+# one, a 1808-row step (an epoch's last batch) 1.3-1.45x (benchmarks/README.md).
+SPLIT_BATCH = SMALL_BATCH // 4
 
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
@@ -662,7 +670,7 @@ class ThreadChooser:
     the choice to the slower count until the next probe, while a count made
     slow by another process loses after ``window`` blocks. With
     an explicit ``n_threads``, a budget of one, blocks below
-    :data:`SMALL_BATCH` rows or a non-CPU device the choice is fixed
+    :data:`SPLIT_BATCH` rows or a non-CPU device the choice is fixed
     (:func:`thread_count`).
 
     Examples
@@ -685,7 +693,7 @@ class ThreadChooser:
         budget = torch_thread_budget()
         adaptive = (
             n_threads is None
-            and rows >= SMALL_BATCH
+            and rows >= SPLIT_BATCH
             and budget > 1
             and (device is None or cpu_fast_path(device))
         )

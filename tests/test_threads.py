@@ -8,7 +8,7 @@ import torch
 
 import skmdn._training as training
 from skmdn import MDNRegressor
-from skmdn._utils import SMALL_BATCH, ThreadChooser
+from skmdn._utils import SMALL_BATCH, SPLIT_BATCH, ThreadChooser
 
 from .conftest import exits_when_forked, needs_fork, threads_of_a_new_thread
 
@@ -70,7 +70,7 @@ def test_one_slow_block_does_not_hand_over_the_choice(two_threads):
 
 @pytest.mark.parametrize(
     ("n_threads", "rows", "device", "fixed"),
-    [(3, SMALL_BATCH, None, 3), (None, SMALL_BATCH - 1, None, 1)],
+    [(3, SMALL_BATCH, None, 3), (None, SPLIT_BATCH - 1, None, 1)],
 )
 def test_chooser_is_fixed_when_there_is_nothing_to_choose(
     two_threads, n_threads, rows, device, fixed
@@ -78,6 +78,14 @@ def test_chooser_is_fixed_when_there_is_nothing_to_choose(
     chooser = ThreadChooser(n_threads, rows, device)
     assert chooser.fixed == fixed
     assert {chooser.choose() for _ in range(20)} == {fixed}
+
+
+def test_chooser_times_both_counts_from_the_batch_that_is_split(two_threads):
+    """From SPLIT_BATCH rows a step runs as two blocks (BlockedBackprop), so
+    one worker and two are both worth timing."""
+    chooser = ThreadChooser(None, SPLIT_BATCH)
+    assert chooser.fixed is None
+    assert [chooser.choose() for _ in range(3)] == [2, 1, 2]
 
 
 def test_chooser_is_fixed_with_a_budget_of_one_or_on_an_accelerator(
