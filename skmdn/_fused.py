@@ -409,13 +409,16 @@ _blas: bool | None = None  # found and checked (None: not looked for yet)
 
 def _blas_addresses() -> tuple[int, int] | None:
     """The addresses of ``sgemm_`` and ``dgemm_`` in torch's own CPU library
-    (the BLAS its ``mm`` calls: MKL in PyPI's x86-64 Linux builds), or
-    None."""
+    (the BLAS its ``mm`` calls: MKL in PyPI's x86-64 Linux builds), or None
+    (also where that BLAS is not MKL)."""
     path = os.path.join(os.path.dirname(torch.__file__), "lib", "libtorch_cpu.so")
     if not os.path.exists(path):
         return None
     try:
         lib = ctypes.CDLL(path)  # loaded already: the same handle
+        # MKL only: its thread count per calling thread is torch's setting
+        # (torch.set_num_threads), which the training blocks keep at one
+        lib.MKL_Get_Max_Threads  # noqa: B018 - AttributeError where absent
         names = ("sgemm_", "dgemm_")
         return tuple(ctypes.cast(getattr(lib, n), ctypes.c_void_p).value for n in names)
     except (OSError, AttributeError):

@@ -209,3 +209,21 @@ def test_a_block_without_the_blas_takes_torch_s_path(monkeypatch):
     opt.grad.zero_()
     torch.testing.assert_close(step(x, y, w), loss, rtol=1e-13, atol=0)
     torch.testing.assert_close(opt.grad, want, rtol=1e-12, atol=1e-15)
+
+
+def test_the_blas_is_taken_from_torch_s_mkl_only(monkeypatch):
+    """A torch whose library has sgemm_ but not MKL (OpenBLAS, say) keeps
+    torch's path: only MKL's thread count follows torch.set_num_threads."""
+
+    class NotMKL:  # a library with the products but without MKL's services
+        sgemm_ = dgemm_ = object()
+
+    monkeypatch.setattr(_fused.ctypes, "CDLL", lambda path: NotMKL())
+    monkeypatch.setattr(_fused.os.path, "exists", lambda path: True)
+    assert _fused._blas_addresses() is None
+
+
+@needs_block
+def test_the_blas_found_is_torch_s():
+    sgemm, dgemm = _fused._blas_addresses()
+    assert sgemm and dgemm and sgemm != dgemm
