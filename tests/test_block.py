@@ -227,3 +227,65 @@ def test_the_blas_is_taken_from_torch_s_mkl_only(monkeypatch):
 def test_the_blas_found_is_torch_s():
     sgemm, dgemm = _fused._blas_addresses()
     assert sgemm and dgemm and sgemm != dgemm
+
+
+class _FakeExtension:
+    """An extension whose products write nothing: the check must refuse it."""
+
+    VECTOR_MATH = 1
+
+    def __init__(self):
+        self.handed = []
+
+    def mlp_block(self, *args):  # pragma: no cover - never reached
+        raise AssertionError("called")
+
+    def set_blas(self, *addresses):
+        self.handed.append(addresses)
+
+    def mm(self, *args):
+        pass
+
+
+def test_a_blas_that_fails_the_check_is_handed_back(monkeypatch):
+    fake = _FakeExtension()
+    monkeypatch.setattr(_fused, "_cmixture", fake)
+    monkeypatch.setattr(_fused, "_blas_addresses", lambda: (1, 2))
+    monkeypatch.setattr(_fused.platform, "machine", lambda: "x86_64")
+    assert not _fused._find_blas()
+    assert fake.handed == [(1, 2), (0, 0)]  # given, then taken back
+
+
+def test_no_blas_without_the_library_or_its_addresses(monkeypatch):
+    monkeypatch.setattr(_fused.os.path, "exists", lambda path: False)
+    assert _fused._blas_addresses() is None
+    monkeypatch.setattr(_fused, "_cmixture", None)  # not built
+    assert not _fused._find_blas()
+    monkeypatch.setattr(_fused, "_cmixture", _FakeExtension())
+    monkeypatch.setattr(_fused.platform, "machine", lambda: "x86_64")
+    for found in (None, (0, 2)):
+        monkeypatch.setattr(_fused, "_blas_addresses", lambda found=found: found)
+        assert not _fused._find_blas()
+
+
+@needs_block
+def test_plans_are_kept_for_a_few_gradient_buffers_at_a_time():
+    """A block's plan is per set of gradient tensors; a stream of new ones
+    keeps at most four, and every step still writes where it is told."""
+    _, opt, step, *_ = _block_case(torch.float64)
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(50, 3, generator=g, dtype=torch.float64)
+    y = torch.randn(50, 2, generator=g, dtype=torch.float64)
+    w = torch.full((50,), 1 / 50, dtype=torch.float64)
+    step(x, y, w)
+    want = opt.grad.clone()
+    for _ in range(6):
+        buffer = torch.full_like(opt.grad, 123.0)
+        grads = [
+            (buffer[v.storage_offset() - opt.grad.storage_offset() :][: v.numel()]
+             .view_as(v) for v in (m.weight.grad, m.bias.grad))
+            for m in step.linears
+        ]  # fmt: skip
+        step(x, y, w, [tuple(pair) for pair in grads])
+        torch.testing.assert_close(buffer, want, rtol=0, atol=0)
+    assert len(step._buffers(50, x)[3]) <= 4
