@@ -162,6 +162,16 @@ static Py_ssize_t tile_rows(Py_ssize_t per_row, size_t size)
     return T < 8 ? 8 : T > 512 ? 512 : T;
 }
 
+/* Scratch values per row of the loss kernels: diag_nll's for kind, and
+   full_nll's (kind KIND_FULL). */
+static Py_ssize_t loss_per_row(int kind, int K, int d)
+{
+    if (kind == KIND_FULL)
+        return 2 * K + 3 * (Py_ssize_t)K * d + d + 3;
+    return 2 * K + (Py_ssize_t)K * d + 2 * scale_rows(kind, K, d)
+         + 2 * raw_rows(kind, K, d) + 3;
+}
+
 /* The scratch of per_row values per row for a tile of *T rows (see
    tile_rows); NULL with MemoryError set when malloc fails. */
 static void *tile_scratch(Py_ssize_t per_row, int f64, Py_ssize_t *T)
@@ -195,10 +205,8 @@ static PyObject *diag_nll(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "diag_nll: bad sizes or kind");
         return NULL;
     }
-    const int n_raw = raw_rows(kind, K, d), n_s = scale_rows(kind, K, d);
-    const Py_ssize_t per_row = 2 * K + (Py_ssize_t)K * d + 2 * n_s + 2 * n_raw + 3;
     Py_ssize_t T;
-    void *work = tile_scratch(per_row, f64, &T);
+    void *work = tile_scratch(loss_per_row(kind, K, d), f64, &T);
     if (work == NULL)
         return NULL;
     double loss;
@@ -237,9 +245,8 @@ static PyObject *full_nll(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "full_nll: bad sizes");
         return NULL;
     }
-    const Py_ssize_t per_row = 2 * K + 3 * (Py_ssize_t)K * d + d + 3;
     Py_ssize_t T;
-    void *work = tile_scratch(per_row, f64, &T);
+    void *work = tile_scratch(loss_per_row(KIND_FULL, K, d), f64, &T);
     if (work == NULL)
         return NULL;
     double loss;
@@ -530,13 +537,8 @@ static PyObject *mlp_block(PyObject *self, PyObject *args)
         return NULL;
     p.first = (void *)(uintptr_t)first;
     p.gemm = blas_gemm[f64];
-    const int n_raw = kind == KIND_FULL ? 0 : raw_rows(kind, K, d);
-    const int n_s = kind == KIND_FULL ? 0 : scale_rows(kind, K, d);
-    const Py_ssize_t per_row = kind == KIND_FULL
-        ? 2 * K + 3 * (Py_ssize_t)K * d + d + 3
-        : 2 * K + (Py_ssize_t)K * d + 2 * n_s + 2 * n_raw + 3;
     Py_ssize_t T, bad = -1;
-    void *work = tile_scratch(per_row, f64, &T);
+    void *work = tile_scratch(loss_per_row(kind, K, d), f64, &T);
     if (work == NULL)
         return NULL;
     double loss = 0;

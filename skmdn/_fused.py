@@ -118,6 +118,15 @@ def _require(
             )
 
 
+def _fixed_scale(kind: int, fixed_scale: torch.Tensor | None, d: int) -> torch.Tensor:
+    """The d float64 scales a kernel reads for ``noise_type='fixed'`` (kind
+    0), else the placeholder it does not read."""
+    if kind != 0:
+        return _NO_FIXED_SCALE
+    fixed = fixed_scale.to(torch.float64, copy=True).reshape(-1).expand(d)
+    return fixed.contiguous()
+
+
 def _check(
     caller: str,
     out: torch.Tensor,
@@ -167,10 +176,7 @@ def diagonal_nll(
     K = n_components
     rows = K + K * d + _n_scale_outputs(noise_type, K, d)
     _check("diagonal_nll", out, y, weights, grad, rows)
-    fixed = _NO_FIXED_SCALE
-    if kind == 0:
-        fixed = fixed_scale.to(torch.float64, copy=True).reshape(-1).expand(d)
-        fixed = fixed.contiguous()
+    fixed = _fixed_scale(kind, fixed_scale, d)
     loss = _cmixture.diag_nll(
         out.data_ptr(),
         y.data_ptr(),
@@ -571,10 +577,7 @@ def mlp_block(
         *args, _ = _gather_args("mlp_block", packed, index, sl, like, rest)
         packed_args = (*args, int(n_total))
     kind = 4 if noise_type == "full" else KINDS[noise_type]
-    fixed = _NO_FIXED_SCALE
-    if kind == 0:
-        fixed = fixed_scale.to(torch.float64, copy=True).reshape(-1).expand(d)
-        fixed = fixed.contiguous()
+    fixed = _fixed_scale(kind, fixed_scale, d)
     loss = _cmixture.mlp_block(
         f64,
         ACTIVATIONS[activation],
