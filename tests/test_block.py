@@ -279,8 +279,10 @@ def test_plans_are_kept_for_a_few_gradient_buffers_at_a_time():
     w = torch.full((50,), 1 / 50, dtype=torch.float64)
     step(x, y, w)
     want = opt.grad.clone()
+    buffers = []  # all alive: six different addresses, so six new plans
     for _ in range(6):
         buffer = torch.full_like(opt.grad, 123.0)
+        buffers.append(buffer)
         grads = [
             (buffer[v.storage_offset() - opt.grad.storage_offset() :][: v.numel()]
              .view_as(v) for v in (m.weight.grad, m.bias.grad))
@@ -288,4 +290,4 @@ def test_plans_are_kept_for_a_few_gradient_buffers_at_a_time():
         ]  # fmt: skip
         step(x, y, w, [tuple(pair) for pair in grads])
         torch.testing.assert_close(buffer, want, rtol=0, atol=0)
-    assert len(step._buffers(50, x)[3]) <= 4
+    assert 1 <= len(step._buffers(50, x)[3]) <= 4
