@@ -85,7 +85,9 @@ static int scale_rows(int kind, int K, int d)
    W[i] (width[i + 1], width[i]) and bias b[i], their gradients Wg[i] and
    bg[i]; the feature-major activations act[i] (width[i], n) and gradients
    delta[i] (delta[0] unused); first, layer 0's weight gradient transposed;
-   the BLAS's gemm of the type. */
+   the BLAS's gemm of the type; and, where the block gathers its rows, the
+   packed (N, C) data, the index (NULL: rows start, start + 1, ...) and
+   the weights' divisor n_total (packed NULL: no gather). */
 typedef struct {
     int L, act_kind;
     Py_ssize_t n;
@@ -93,6 +95,9 @@ typedef struct {
     void *W[MAX_LAYERS], *b[MAX_LAYERS], *Wg[MAX_LAYERS], *bg[MAX_LAYERS];
     void *act[MAX_LAYERS + 1], *delta[MAX_LAYERS + 1], *first;
     void *gemm;
+    const void *packed;
+    const int64_t *idx;
+    Py_ssize_t C, N, start, n_total;
 } mlp_plan;
 
 /* tanh in float: Eigen's rational approximation (generic_fast_tanh_float:
@@ -537,41 +542,26 @@ static PyObject *mlp_block(PyObject *self, PyObject *args)
         return NULL;
     p.first = (void *)(uintptr_t)first;
     p.gemm = blas_gemm[f64];
-    Py_ssize_t T, bad = -1;
+    Py_ssize_t T, bad;
     void *work = tile_scratch(loss_per_row(kind, K, d), f64, &T);
     if (work == NULL)
         return NULL;
-    double loss = 0;
+    p.packed = (const void *)(uintptr_t)packed;
+    p.idx = (const int64_t *)(uintptr_t)idx;
+    p.C = C;
+    p.N = N;
+    p.start = start;
+    p.n_total = n_total;
+    double loss;
     Py_BEGIN_ALLOW_THREADS
-    if (f64) {
-        double *wt = (double *)(uintptr_t)w;
-        if (packed != 0) {
-            bad = gather_rows_f64((const double *)(uintptr_t)packed, C, N,
-                                  (const int64_t *)(uintptr_t)idx, start, n,
-                                  p.width[0], (double *)p.act[0],
-                                  (double *)(uintptr_t)y);
-            for (Py_ssize_t i = 0; i < n && bad < 0; i++)
-                wt[i] = wt[i] / (double)n_total;
-        }
-        if (bad < 0)
-            loss = mlp_block_f64(&p, (const double *)(uintptr_t)y, wt, K, d,
-                                 kind, (const double *)(uintptr_t)fixed,
-                                 min_scale, constant_weight, (double *)work, T);
-    } else {
-        float *wt = (float *)(uintptr_t)w;
-        if (packed != 0) {
-            bad = gather_rows_f32((const float *)(uintptr_t)packed, C, N,
-                                  (const int64_t *)(uintptr_t)idx, start, n,
-                                  p.width[0], (float *)p.act[0],
-                                  (float *)(uintptr_t)y);
-            for (Py_ssize_t i = 0; i < n && bad < 0; i++)
-                wt[i] = wt[i] / (float)n_total;
-        }
-        if (bad < 0)
-            loss = mlp_block_f32(&p, (const float *)(uintptr_t)y, wt, K, d,
-                                 kind, (const double *)(uintptr_t)fixed,
-                                 min_scale, constant_weight, (float *)work, T);
-    }
+    if (f64)
+        loss = mlp_block_f64(&p, (double *)(uintptr_t)y, (double *)(uintptr_t)w,
+                             K, d, kind, (const double *)(uintptr_t)fixed,
+                             min_scale, constant_weight, (double *)work, T, &bad);
+    else
+        loss = mlp_block_f32(&p, (float *)(uintptr_t)y, (float *)(uintptr_t)w,
+                             K, d, kind, (const double *)(uintptr_t)fixed,
+                             min_scale, constant_weight, (float *)work, T, &bad);
     Py_END_ALLOW_THREADS
     free(work);
     if (bad >= 0) {

@@ -94,17 +94,29 @@ static CLONES void FN(act_back_bias)(REAL *restrict g, const REAL *restrict y,
 }
 
 /* The block's loss (the loss kernel's), its gradients written to the
-   plan's; y and w are the targets (d, n) and weights (n,). */
-static double FN(mlp_block)(const mlp_plan *p, const REAL *y, const REAL *w,
-                            int K, int d, int kind, const double *fixed,
-                            double min_scale, double constant_weight,
-                            REAL *work, Py_ssize_t T)
+   plan's; y and w are the targets (d, n) and weights (n,). When the plan
+   has packed rows, they are first gathered (gather_rows) into act[0] and
+   y, w (the rows after y's), and w divided by n_total; *bad is -1, or the
+   first row outside the data (then nothing else is done). */
+static double FN(mlp_block)(const mlp_plan *p, REAL *y, REAL *w, int K, int d,
+                            int kind, const double *fixed, double min_scale,
+                            double constant_weight, REAL *work, Py_ssize_t T,
+                            Py_ssize_t *bad)
 {
     const FN(gemm_fn) gemm = (FN(gemm_fn))p->gemm;
     const int L = p->L;
     const Py_ssize_t n = p->n;
     const long long *wd = p->width;
     REAL *const *act = (REAL *const *)p->act, *const *delta = (REAL *const *)p->delta;
+    *bad = -1;
+    if (p->packed != NULL) {
+        *bad = FN(gather_rows)((const REAL *)p->packed, p->C, p->N, p->idx,
+                               p->start, n, wd[0], act[0], y);
+        if (*bad >= 0)
+            return 0;
+        for (Py_ssize_t i = 0; i < n; i++)
+            w[i] = w[i] / (REAL)p->n_total;
+    }
     for (int i = 0; i < L; i++) {
         FN(mm)(gemm, wd[i + 1], n, wd[i], (const REAL *)p->W[i], 0, act[i], 0,
                act[i + 1]);
