@@ -229,10 +229,11 @@ class ManualBackprop:
         """The step on ``n`` rows whose ``x`` is in the workspace
         (``acts[0]``); ``y_t`` is ``y`` transposed and contiguous. Every
         block passes through here (where tests hook in): as one compiled
-        call where :meth:`_block_applies` (``gather``: the rows that call
+        call where :meth:`_block_applies` (``gather``, which only
+        :meth:`rows` passes once it has checked that: the rows that call
         gathers first, see :func:`~skmdn._fused.mlp_block`), else through
         torch's products."""
-        if self._block_applies(y_t):
+        if gather is not None or self._block_applies(y_t):
             return self._compiled(n, y_t, weights, grads, constant_weight, gather)
         if grads is None:
             grads = [(m.weight.grad, m.bias.grad) for m in self.linears]
