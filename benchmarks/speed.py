@@ -302,8 +302,8 @@ class Peak:
     This VM's speed drifts by 15-20 % over minutes (the best of 20 products
     gave 156-198 GFLOP/s in different runs of one day), so a limit measured
     once, in a slow moment, would flatter every share computed from it. The
-    throughput section measures again before each problem and after the
-    last, and divides by the highest value seen.
+    throughput section measures again before each problem in each of its
+    passes and after the last, and divides by the highest value seen.
     """
 
     def __init__(self) -> None:
@@ -327,52 +327,68 @@ class Peak:
 
 
 def section_throughput(args, gflops: Peak) -> str:
-    rows = []
+    """Whole fits, samples/s, with the share of the FLOP limit.
+
+    Each row's repeats are spread over the section: it runs in passes, every
+    pass fits each row once (and measures the products alone once per
+    problem, and matmul before each problem), and a row's figure is the
+    median over the passes. Run back to back, a row's three fits took about
+    as long as the VM's slow spells last (seconds to a minute), so one spell
+    could set a row's median (the 2026-12-04 17:14 run: synth10 at 1e6 rows
+    and the products measured right after it at 60 % of the speed of every
+    other row); spread over passes minutes apart, a spell meets one repeat
+    of a row, not all of them.
+    """
     configs = ["baseline", "skmdn-f64", "skmdn-f32"]
+    plan = []  # (problem, n, batch, config, epochs, repeats)
     for problem in PROBLEMS:
-        gflops.measure()
         for n in args.sizes:
-            X, y = get_problem(problem, n)
-            P = n_params(X.shape[1], 1 if y.ndim == 1 else y.shape[1])
             epochs = max(1, int(args.samples // n))
+            reps = args.repeats if n * epochs <= 2e5 or not args.quick else 1
             for bs in (BASE_BATCH, LARGE_BATCH):
-                base = None
                 for config in configs:
-                    if config == "baseline" and bs != BASE_BATCH:
-                        continue
-                    reps = args.repeats if n * epochs <= 2e5 or not args.quick else 1
-                    t = median_time(
-                        lambda c=config, b=bs, X=X, y=y, e=epochs: fit_epochs(
-                            c, X, y, e, b if c != "baseline" else BASE_BATCH
-                        ),
-                        reps,
-                    )
-                    rate = n * epochs / t
-                    if config == "baseline":
-                        base = rate
-                    dtype = "float64" if config == "skmdn-f64" else "float32"
-                    rows.append(
-                        [
-                            problem,
-                            f"{n:.0e}",
-                            bs,
-                            config,
-                            epochs,
-                            f"{rate:,.0f}",
-                            f"{rate / base:.2f}x" if base else "-",
-                            (rate * 6 * P, dtype),  # the share, once the peak is known
-                        ]
-                    )
-                    print(rows[-1], flush=True)
-        d = 1 if y.ndim == 1 else y.shape[1]
-        rate = matmul_ceiling(X.shape[1], d, LARGE_BATCH, args.repeats)
-        cells = [problem, "-", LARGE_BATCH, "matmuls only (f32)", "-"]
-        rows.append([*cells, f"{rate:,.0f}", "-", (rate * 6 * P, "float32")])
-        print(rows[-1], flush=True)
+                    if config != "baseline" or bs == BASE_BATCH:
+                        plan.append((problem, n, bs, config, epochs, reps))
+    data = {(p, n): get_problem(p, n) for p in PROBLEMS for n in args.sizes}
+    seconds: dict[tuple, list[float]] = {key: [] for key in plan}
+    ceiling: dict[str, list[float]] = {p: [] for p in PROBLEMS}
+    for turn in range(args.repeats):
+        for problem in PROBLEMS:
+            gflops.measure()
+            for key in plan:
+                _, n, bs, config, epochs, reps = key
+                if key[0] != problem or turn >= reps:
+                    continue
+                X, y = data[problem, n]
+                t0 = time.perf_counter()
+                fit_epochs(config, X, y, epochs, bs)
+                seconds[key].append(time.perf_counter() - t0)
+            X, y = data[problem, args.sizes[0]]
+            d = 1 if y.ndim == 1 else y.shape[1]
+            ceiling[problem].append(
+                matmul_ceiling(X.shape[1], d, LARGE_BATCH, args.repeats)
+            )
+        print(f"throughput: pass {turn + 1} of {args.repeats} done", flush=True)
     gflops.measure()
-    for row in rows:
-        flops, dtype = row[-1]
-        row[-1] = f"{100 * flops / (gflops[dtype] * 1e9):.1f} %"
+
+    def share(rate: float, problem: str, dtype: str) -> str:
+        X, y = data[problem, args.sizes[0]]
+        P = n_params(X.shape[1], 1 if y.ndim == 1 else y.shape[1])
+        return f"{100 * rate * 6 * P / (gflops[dtype] * 1e9):.1f} %"
+
+    rows, base = [], None
+    for key in plan:
+        problem, n, bs, config, epochs, _ = key
+        rate = n * epochs / float(np.median(seconds[key]))
+        base = rate if config == "baseline" else base
+        dtype = "float64" if config == "skmdn-f64" else "float32"
+        ratio = f"{rate / base:.2f}x" if bs == BASE_BATCH else "-"
+        row = [problem, f"{n:.0e}", bs, config, epochs, f"{rate:,.0f}", ratio]
+        rows.append([*row, share(rate, problem, dtype)])
+        if key == [k for k in plan if k[0] == problem][-1]:
+            rate = float(np.median(ceiling[problem]))
+            cells = [problem, "-", LARGE_BATCH, "matmuls only (f32)", "-"]
+            rows.append([*cells, f"{rate:,.0f}", "-", share(rate, problem, "float32")])
     return fmt_table(
         [
             "problem",
