@@ -159,7 +159,8 @@ class ManualBackprop:
         weights: torch.Tensor,
         grads: Sequence[tuple[torch.Tensor, torch.Tensor]] | None = None,
         constant_weight: float = 1.0,
-    ) -> torch.Tensor:
+        helper: _fused.BlockHelper | None = None,
+    ) -> torch.Tensor | None:
         """Weighted NLL of a batch (``weights`` sum to one); sets ``.grad``.
 
         ``grads`` optionally gives, for each linear layer (trunk then head),
@@ -171,13 +172,13 @@ class ManualBackprop:
         per row of ``x``: of the layouts measured at batch 8192 (2 threads),
         this one gives the fastest products, ``mm`` then an in-place bias
         beats ``addmm``, and the mixture loss reads its parameters as
-        contiguous row slices.
+        contiguous row slices. Where the step is one compiled call, a
+        ``helper`` gets it instead (:meth:`_step`), and None is returned.
         """
         n = x.shape[0]
         self._buffers(n, x)[0][0].copy_(x.t())
-        return self._step(
-            n, y.t().contiguous(), weights.contiguous(), grads, constant_weight
-        )
+        y_t, w = y.t().contiguous(), weights.contiguous()
+        return self._step(n, y_t, w, grads, constant_weight, helper=helper)
 
     @torch.no_grad()
     def rows(
@@ -189,7 +190,8 @@ class ManualBackprop:
         n_total: int,
         grads: Sequence[tuple[torch.Tensor, torch.Tensor]] | None = None,
         constant_weight: float = 1.0,
-    ) -> torch.Tensor:
+        helper: _fused.BlockHelper | None = None,
+    ) -> torch.Tensor | None:
         """:meth:`__call__` on the rows ``packed[index[rows]]`` (``packed[rows]``
         when ``index`` is None) of packed ``[x | y | w]`` rows, ``x`` the
         first ``n_features`` columns, with the weights ``w / n_total``.
@@ -210,12 +212,15 @@ class ManualBackprop:
         d = self.network.n_outputs
         if self._block_applies(packed):  # the rows are gathered in the block
             gather = (packed, index, rows, n_total, rest)
-            return self._step(n, rest[:d], rest[d], grads, constant_weight, gather)
+            return self._step(
+                n, rest[:d], rest[d], grads, constant_weight, gather, helper
+            )
         if not _fused.gather_rows(packed, index, rows, acts[0], rest):
             inputs = packed_rows(packed, index, rows, n_features, n_total)
             return self(*inputs, grads, constant_weight)
         # w / n_total as packed_rows divides
-        return self._step(n, rest[:d], rest[d].div_(n_total), grads, constant_weight)
+        w = rest[d].div_(n_total)
+        return self._step(n, rest[:d], w, grads, constant_weight, helper=helper)
 
     def _step(
         self,
@@ -225,16 +230,21 @@ class ManualBackprop:
         grads: Sequence[tuple[torch.Tensor, torch.Tensor]] | None,
         constant_weight: float,
         gather: tuple | None = None,
-    ) -> torch.Tensor:
+        helper: _fused.BlockHelper | None = None,
+    ) -> torch.Tensor | None:
         """The step on ``n`` rows whose ``x`` is in the workspace
         (``acts[0]``); ``y_t`` is ``y`` transposed and contiguous. Every
         block passes through here (where tests hook in): as one compiled
         call where :meth:`_block_applies` (``gather``, which only
         :meth:`rows` passes once it has checked that: the rows that call
         gathers first, see :func:`~skmdn._fused.mlp_block`), else through
-        torch's products."""
+        torch's products. The compiled call goes to ``helper`` if one is given
+        (None is returned: :meth:`~skmdn._fused.BlockHelper.wait` gives the
+        loss)."""
         if gather is not None or self._block_applies(y_t):
-            return self._compiled(n, y_t, weights, grads, constant_weight, gather)
+            return self._compiled(
+                n, y_t, weights, grads, constant_weight, gather, helper
+            )
         if grads is None:
             grads = [(m.weight.grad, m.bias.grad) for m in self.linears]
         net = self.network
@@ -313,7 +323,8 @@ class ManualBackprop:
         grads: Sequence[tuple[torch.Tensor, torch.Tensor]] | None,
         constant_weight: float,
         gather: tuple | None,
-    ) -> torch.Tensor:
+        helper: _fused.BlockHelper | None = None,
+    ) -> torch.Tensor | None:
         """:meth:`_step` as one compiled call, :func:`~skmdn._fused.mlp_block`.
 
         The call holds no GIL from the first product to the last, so two
@@ -347,6 +358,7 @@ class ManualBackprop:
             net.fixed_scale if net.noise_type == "fixed" else None,
             constant_weight,
             gather,
+            helper,
         )
 
 
@@ -419,6 +431,7 @@ class BlockedBackprop:
         self._slots: list[tuple[BlockStep, torch.Tensor, list]] = []
         self._pool: ThreadPoolExecutor | None = None
         self._pool_size = 0
+        self._helper: _fused.BlockHelper | None = None
 
     def blocks(self, n: int) -> list[slice]:
         """The blocks of a batch of ``n`` rows."""
@@ -458,7 +471,9 @@ class BlockedBackprop:
         of them), each with one torch thread.
         """
 
-        def block(step: BlockStep, rows: slice, grads: list, c: float) -> torch.Tensor:
+        def block(step: BlockStep, rows: slice, grads: list, c: float, helper=None):
+            if isinstance(step, ManualBackprop):
+                return step(x[rows], y[rows], weights[rows], grads, c, helper)
             return step(x[rows], y[rows], weights[rows], grads, c)
 
         return self._run(x.shape[0], block, workers)
@@ -483,9 +498,9 @@ class BlockedBackprop:
         """
         n = packed.shape[0] if index is None else index.shape[0]
 
-        def block(step: BlockStep, rows: slice, grads: list, c: float) -> torch.Tensor:
+        def block(step: BlockStep, rows: slice, grads: list, c: float, helper=None):
             if isinstance(step, ManualBackprop):
-                return step.rows(packed, index, rows, n_features, n, grads, c)
+                return step.rows(packed, index, rows, n_features, n, grads, c, helper)
             inputs = packed_rows(packed, index, rows, n_features, n)
             return step(*inputs, grads, c)
 
@@ -495,23 +510,27 @@ class BlockedBackprop:
     def _run(
         self,
         n: int,
-        block: Callable[[BlockStep, slice, list, float], torch.Tensor],
+        block: Callable[..., torch.Tensor | None],
         workers: int,
     ) -> torch.Tensor:
         """The blocked step of a batch of ``n`` rows, whose block ``rows``
         is ``block(step, rows, grads, constant_weight)``: the block's loss,
-        its gradients written to ``grads``."""
+        its gradients written to ``grads`` (with a fifth argument, a
+        :class:`~skmdn._fused.BlockHelper`, a compiled block is posted to
+        it and None returned)."""
         blocks = self.blocks(n)
         slots = [self._slot(j) for j in range(len(blocks))]
 
-        def run(j: int) -> torch.Tensor:
+        def run(j: int, *helper: _fused.BlockHelper) -> torch.Tensor | None:
             manual, _, targets = slots[j]
-            return block(manual, blocks[j], targets, float(j == 0))
+            return block(manual, blocks[j], targets, float(j == 0), *helper)
 
         helpers = min(workers, len(blocks)) - 1
         with torch_threads(1):
             if helpers <= 0:  # one thread: the blocks in order, no hand-over
                 losses = [run(j) for j in range(len(blocks))]
+            elif helpers == 1 and self._pairs(slots[1][0]):
+                losses = self._paired(run, len(blocks))
             else:
                 losses = self._on_workers(run, len(blocks), helpers)
             loss = losses[0]
@@ -519,6 +538,42 @@ class BlockedBackprop:
                 loss = loss + losses[j]
                 self.grad.add_(slots[j][1])
         return loss
+
+    def _pairs(self, step: BlockStep) -> bool:
+        """True when the blocks on two threads run as :meth:`_paired`: a
+        block is a compiled :class:`ManualBackprop` block and the helper is
+        built (:meth:`blocks` gives an even count from two)."""
+        return (
+            isinstance(step, ManualBackprop)
+            and _fused.helper_available()
+            and step._block_applies(self.grad)
+        )
+
+    def _paired(
+        self, run: Callable[..., torch.Tensor | None], count: int
+    ) -> list[torch.Tensor]:
+        """``[run(0), ..., run(count - 1)]`` in pairs: each odd block posted
+        to the helper's loop (started on the pool's worker) while the
+        calling thread runs the even one before it. A block starts within a
+        microsecond of its post, where a sleeping pool worker took 80 us to
+        wake and the step as long again to learn that it had finished
+        (numbers in ``benchmarks/README.md``). A posted block is waited for
+        whatever the calling thread's does."""
+        self._workers(1)  # the thread the helper's loop runs on
+        if self._helper is None:
+            self._helper = _fused.BlockHelper(lambda loop: self._pool.submit(loop))
+        losses = []
+        for j in range(0, count, 2):
+            second = run(j + 1, self._helper)
+            if second is None:  # posted
+                try:
+                    first = run(j)
+                finally:  # never leave its block running past this step
+                    second = self._helper.wait()
+            else:  # it ran here: not a compiled block after all
+                first = run(j)
+            losses += [first, second]
+        return losses
 
     def _on_workers(
         self, run: Callable[[int], torch.Tensor], count: int, helpers: int
@@ -541,6 +596,8 @@ class BlockedBackprop:
                     failed.set()
                     raise
 
+        if self._helper is not None:  # free the pool's thread from its loop
+            self._helper.stop()
         pool = self._workers(helpers)
         futures = [pool.submit(drain) for _ in range(helpers)]
         try:
@@ -557,6 +614,8 @@ class BlockedBackprop:
 
     def close(self) -> None:
         """Stop the worker threads (they are started again when needed)."""
+        if self._helper is not None:
+            self._helper.stop()
         if self._pool is not None:
             self._pool.shutdown(wait=True)
         self._pool, self._pool_size = None, 0

@@ -474,6 +474,120 @@ static int addresses(PyObject *t, Py_ssize_t count, void **out, const char *what
     return 0;
 }
 
+/* One mlp_block call: the plan and the loss's arguments, parsed with the
+   GIL held (parse_block), run without it (run_block), its scratch freed and
+   its result returned with the GIL again (finish_block). */
+typedef struct {
+    int f64, K, d, kind;
+    mlp_plan p;
+    void *y, *w, *work;
+    const double *fixed;
+    double min_scale, constant_weight, loss;
+    Py_ssize_t T, bad;
+} block_call;
+
+/* args as mlp_block's to c, its scratch allocated: 0, or -1 with an
+   exception set (nothing allocated). */
+static int parse_block(PyObject *args, block_call *c)
+{
+    int f64, act_kind, K, d, kind;
+    Py_ssize_t n, C, N, start, n_total;
+    PyObject *widths, *params, *grads, *acts, *deltas;
+    unsigned long long first, y, w, fixed, packed, idx;
+    double min_scale, constant_weight;
+    mlp_plan *p = &c->p;
+    void *pairs[2 * MAX_LAYERS];
+    if (!PyArg_ParseTuple(args, "pinOOOOOKKKiiiKddKnnKnn", &f64, &act_kind, &n,
+                          &widths, &params, &grads, &acts, &deltas, &first, &y,
+                          &w, &K, &d, &kind, &fixed, &min_scale,
+                          &constant_weight, &packed, &C, &N, &idx, &start,
+                          &n_total))
+        return -1;
+    if (blas_gemm[f64] == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "mlp_block: no BLAS (set_blas)");
+        return -1;
+    }
+    const Py_ssize_t L = PyTuple_Check(widths) ? PyTuple_GET_SIZE(widths) - 1 : 0;
+    if (L < 1 || L > MAX_LAYERS || n < 0 || K < 1 || d < 1 || kind < KIND_FIXED
+        || kind > KIND_FULL || act_kind < ACT_IDENTITY || act_kind > ACT_RELU
+        || (packed != 0 && (C < 1 || N < 0 || start < 0 || n_total < 1))) {
+        PyErr_SetString(PyExc_ValueError, "mlp_block: bad sizes or kinds");
+        return -1;
+    }
+    p->L = (int)L;
+    p->act_kind = act_kind;
+    p->n = n;
+    for (Py_ssize_t i = 0; i <= L; i++) {
+        p->width[i] = PyLong_AsLongLong(PyTuple_GET_ITEM(widths, i));
+        if (p->width[i] < 1) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError, "mlp_block: bad widths");
+            return -1;
+        }
+    }
+    if (addresses(params, 2 * L, pairs, "params") < 0)
+        return -1;
+    for (Py_ssize_t i = 0; i < L; i++) {
+        p->W[i] = pairs[2 * i];
+        p->b[i] = pairs[2 * i + 1];
+    }
+    if (addresses(grads, 2 * L, pairs, "grads") < 0)
+        return -1;
+    for (Py_ssize_t i = 0; i < L; i++) {
+        p->Wg[i] = pairs[2 * i];
+        p->bg[i] = pairs[2 * i + 1];
+    }
+    if (addresses(acts, L + 1, p->act, "acts") < 0
+        || addresses(deltas, L + 1, p->delta, "deltas") < 0)
+        return -1;
+    p->first = (void *)(uintptr_t)first;
+    p->gemm = blas_gemm[f64];
+    p->packed = (const void *)(uintptr_t)packed;
+    p->idx = (const int64_t *)(uintptr_t)idx;
+    p->C = C;
+    p->N = N;
+    p->start = start;
+    p->n_total = n_total;
+    c->f64 = f64;
+    c->K = K;
+    c->d = d;
+    c->kind = kind;
+    c->y = (void *)(uintptr_t)y;
+    c->w = (void *)(uintptr_t)w;
+    c->fixed = (const double *)(uintptr_t)fixed;
+    c->min_scale = min_scale;
+    c->constant_weight = constant_weight;
+    c->work = tile_scratch(loss_per_row(kind, K, d), f64, &c->T);
+    return c->work == NULL ? -1 : 0;
+}
+
+static void run_block(block_call *c)
+{
+    if (c->f64)
+        c->loss = mlp_block_f64(&c->p, (double *)c->y, (double *)c->w, c->K,
+                                c->d, c->kind, c->fixed, c->min_scale,
+                                c->constant_weight, (double *)c->work, c->T,
+                                &c->bad);
+    else
+        c->loss = mlp_block_f32(&c->p, (float *)c->y, (float *)c->w, c->K,
+                                c->d, c->kind, c->fixed, c->min_scale,
+                                c->constant_weight, (float *)c->work, c->T,
+                                &c->bad);
+}
+
+static PyObject *finish_block(block_call *c)
+{
+    free(c->work);
+    c->work = NULL;
+    if (c->bad >= 0) {
+        PyErr_Format(PyExc_IndexError,
+                     "mlp_block: row %zd of the block is outside the %zd rows "
+                     "of the data", c->bad, c->p.N);
+        return NULL;
+    }
+    return PyFloat_FromDouble(c->loss);
+}
+
 PyDoc_STRVAR(mlp_block_doc,
 "mlp_block(f64, act, n, widths, params, grads, acts, deltas, first, y, w,\n"
 "          K, d, kind, fixed, min_scale, constant_weight,\n"
@@ -489,89 +603,240 @@ PyDoc_STRVAR(mlp_block_doc,
 
 static PyObject *mlp_block(PyObject *self, PyObject *args)
 {
-    int f64, act_kind, K, d, kind;
-    Py_ssize_t n, C, N, start, n_total;
-    PyObject *widths, *params, *grads, *acts, *deltas;
-    unsigned long long first, y, w, fixed, packed, idx;
-    double min_scale, constant_weight;
-    mlp_plan p;
-    void *pairs[2 * MAX_LAYERS];
+    block_call c;
     (void)self;
-    if (!PyArg_ParseTuple(args, "pinOOOOOKKKiiiKddKnnKnn", &f64, &act_kind, &n,
-                          &widths, &params, &grads, &acts, &deltas, &first, &y,
-                          &w, &K, &d, &kind, &fixed, &min_scale,
-                          &constant_weight, &packed, &C, &N, &idx, &start,
-                          &n_total))
+    if (parse_block(args, &c) < 0)
         return NULL;
-    if (blas_gemm[f64] == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "mlp_block: no BLAS (set_blas)");
+    Py_BEGIN_ALLOW_THREADS
+    run_block(&c);
+    Py_END_ALLOW_THREADS
+    return finish_block(&c);
+}
+
+/* A helper thread for every other block of a step. A worker thread of a
+   Python pool enters helper_serve, which waits for blocks without the GIL,
+   spinning, so that a block posted by the calling thread starts within a
+   microsecond instead of after the tens of microseconds a sleeping thread
+   of this VM takes to wake (measured: a pool's worker started its block
+   80 us after the calling thread, and the step waited as long again to
+   learn of its end); after IDLE_NS without a block, or at helper_stop, it
+   returns to its pool. The state moves IDLE (or STOP) -> POSTED
+   (helper_post) -> RUNNING -> DONE (the loop, or helper_wait itself when
+   the block is still waiting for the loop: a loop not yet started, or
+   slowed by another process, then costs the caller nothing) -> IDLE
+   (helper_wait); IDLE -> STOP (helper_stop) -> IDLE (the loop, leaving).
+   alive counts the loops running. One thread posts and waits, one block
+   at a time. */
+#if defined(__GNUC__) && !defined(_WIN32)
+#include <sched.h>
+#include <time.h>
+#define BLOCK_HELPER 1
+
+enum { H_IDLE, H_POSTED, H_RUNNING, H_DONE, H_STOP };
+#define IDLE_NS 2000000 /* the loop's wait for the next block */
+#define SPIN_NS 20000   /* pure spinning; then yielding the core each turn */
+
+typedef struct {
+    int state, alive; /* read and written with __atomic builtins */
+    block_call job;
+} block_helper;
+
+static const char HELPER[] = "skmdn._cmixture.helper";
+
+static long long now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+/* One turn of a wait that began at began: a pause, or, once it has lasted
+   SPIN_NS, the core handed to whatever else is runnable on it (another
+   process on a busy machine), so that a wait never keeps a block from a
+   core. Returns the time, read every 64 turns (else 0). */
+static long long wait_turn(long long began, unsigned *turn)
+{
+    if (++*turn % 64 != 0) {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+        return 0;
+    }
+    const long long t = now_ns();
+    if (t - began > SPIN_NS)
+        sched_yield();
+    return t;
+}
+
+static int load(const int *a)
+{
+    return __atomic_load_n(a, __ATOMIC_ACQUIRE);
+}
+
+static void store(int *a, int value)
+{
+    __atomic_store_n(a, value, __ATOMIC_RELEASE);
+}
+
+static int swap(int *a, int from, int to)
+{
+    return __atomic_compare_exchange_n(a, &from, to, 0, __ATOMIC_ACQ_REL,
+                                       __ATOMIC_ACQUIRE);
+}
+
+static void helper_free(PyObject *capsule)
+{
+    block_helper *h = PyCapsule_GetPointer(capsule, HELPER);
+    if (h != NULL)
+        free(h->job.work);
+    free(h);
+}
+
+/* The helper, args[0]; NULL with an exception set if it is not one. */
+static block_helper *helper_of(PyObject *args)
+{
+    if (PyTuple_GET_SIZE(args) < 1) {
+        PyErr_SetString(PyExc_TypeError, "a helper (helper_new) is needed");
         return NULL;
     }
-    const Py_ssize_t L = PyTuple_Check(widths) ? PyTuple_GET_SIZE(widths) - 1 : 0;
-    if (L < 1 || L > MAX_LAYERS || n < 0 || K < 1 || d < 1 || kind < KIND_FIXED
-        || kind > KIND_FULL || act_kind < ACT_IDENTITY || act_kind > ACT_RELU
-        || (packed != 0 && (C < 1 || N < 0 || start < 0 || n_total < 1))) {
-        PyErr_SetString(PyExc_ValueError, "mlp_block: bad sizes or kinds");
+    return PyCapsule_GetPointer(PyTuple_GET_ITEM(args, 0), HELPER);
+}
+
+PyDoc_STRVAR(helper_new_doc,
+"helper_new()\n--\n\n"
+"A helper for every other block of a step (see helper_post).");
+
+static PyObject *helper_new(PyObject *self, PyObject *args)
+{
+    (void)self;
+    (void)args;
+    block_helper *h = calloc(1, sizeof(block_helper));
+    if (h == NULL)
+        return PyErr_NoMemory();
+    PyObject *capsule = PyCapsule_New(h, HELPER, helper_free);
+    if (capsule == NULL)
+        free(h);
+    return capsule;
+}
+
+PyDoc_STRVAR(helper_post_doc,
+"helper_post(helper, *mlp_block_args)\n--\n\n"
+"Hand a block (mlp_block's arguments) to the helper and return at once:\n"
+"True if a loop is running (helper_serve), False if the caller should\n"
+"start one on another thread. helper_wait gives the block's loss; the\n"
+"block's tensors must stay alive until then.");
+
+static PyObject *helper_post(PyObject *self, PyObject *args)
+{
+    (void)self;
+    block_helper *h = helper_of(args);
+    if (h == NULL)
         return NULL;
-    }
-    p.L = (int)L;
-    p.act_kind = act_kind;
-    p.n = n;
-    for (Py_ssize_t i = 0; i <= L; i++) {
-        p.width[i] = PyLong_AsLongLong(PyTuple_GET_ITEM(widths, i));
-        if (p.width[i] < 1) {
-            if (!PyErr_Occurred())
-                PyErr_SetString(PyExc_ValueError, "mlp_block: bad widths");
+    PyObject *rest = PyTuple_GetSlice(args, 1, PyTuple_GET_SIZE(args));
+    if (rest == NULL)
+        return NULL;
+    block_call c;
+    const int parsed = parse_block(rest, &c);
+    Py_DECREF(rest);
+    if (parsed < 0)
+        return NULL;
+    for (;;) { /* a loop leaving after helper_stop turns STOP to IDLE */
+        const int state = load(&h->state);
+        if (state != H_IDLE && state != H_STOP) {
+            free(c.work);
+            PyErr_SetString(PyExc_RuntimeError,
+                            "helper_post: a block is already posted (helper_wait)");
             return NULL;
         }
+        h->job = c; /* a loop reads it only once it sees POSTED */
+        if (swap(&h->state, state, H_POSTED))
+            return PyBool_FromLong(load(&h->alive) > 0);
     }
-    if (addresses(params, 2 * L, pairs, "params") < 0)
-        return NULL;
-    for (Py_ssize_t i = 0; i < L; i++) {
-        p.W[i] = pairs[2 * i];
-        p.b[i] = pairs[2 * i + 1];
-    }
-    if (addresses(grads, 2 * L, pairs, "grads") < 0)
-        return NULL;
-    for (Py_ssize_t i = 0; i < L; i++) {
-        p.Wg[i] = pairs[2 * i];
-        p.bg[i] = pairs[2 * i + 1];
-    }
-    if (addresses(acts, L + 1, p.act, "acts") < 0
-        || addresses(deltas, L + 1, p.delta, "deltas") < 0)
-        return NULL;
-    p.first = (void *)(uintptr_t)first;
-    p.gemm = blas_gemm[f64];
-    Py_ssize_t T, bad;
-    void *work = tile_scratch(loss_per_row(kind, K, d), f64, &T);
-    if (work == NULL)
-        return NULL;
-    p.packed = (const void *)(uintptr_t)packed;
-    p.idx = (const int64_t *)(uintptr_t)idx;
-    p.C = C;
-    p.N = N;
-    p.start = start;
-    p.n_total = n_total;
-    double loss;
-    Py_BEGIN_ALLOW_THREADS
-    if (f64)
-        loss = mlp_block_f64(&p, (double *)(uintptr_t)y, (double *)(uintptr_t)w,
-                             K, d, kind, (const double *)(uintptr_t)fixed,
-                             min_scale, constant_weight, (double *)work, T, &bad);
-    else
-        loss = mlp_block_f32(&p, (float *)(uintptr_t)y, (float *)(uintptr_t)w,
-                             K, d, kind, (const double *)(uintptr_t)fixed,
-                             min_scale, constant_weight, (float *)work, T, &bad);
-    Py_END_ALLOW_THREADS
-    free(work);
-    if (bad >= 0) {
-        PyErr_Format(PyExc_IndexError,
-                     "mlp_block: row %zd of the block is outside the %zd rows "
-                     "of the data", bad, N);
-        return NULL;
-    }
-    return PyFloat_FromDouble(loss);
 }
+
+PyDoc_STRVAR(helper_serve_doc,
+"helper_serve(helper)\n--\n\n"
+"Run the blocks posted to helper, without the GIL, until none has come for\n"
+"2 ms or helper_stop.");
+
+static PyObject *helper_serve(PyObject *self, PyObject *args)
+{
+    (void)self;
+    block_helper *h = helper_of(args);
+    if (h == NULL)
+        return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    __atomic_add_fetch(&h->alive, 1, __ATOMIC_ACQ_REL);
+    long long idle = now_ns();
+    unsigned turn = 0;
+    for (;;) {
+        const int state = load(&h->state);
+        if (state == H_POSTED && swap(&h->state, H_POSTED, H_RUNNING)) {
+            run_block(&h->job);
+            store(&h->state, H_DONE);
+            idle = now_ns();
+            turn = 0;
+            continue;
+        }
+        if (state == H_STOP && swap(&h->state, H_STOP, H_IDLE))
+            break;
+        const long long t = wait_turn(idle, &turn);
+        if (t - idle > IDLE_NS && state != H_POSTED)
+            break; /* a block posted as it leaves: helper_wait runs it */
+    }
+    __atomic_sub_fetch(&h->alive, 1, __ATOMIC_ACQ_REL);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(helper_wait_doc,
+"helper_wait(helper)\n--\n\n"
+"The posted block's loss (mlp_block's), once it is done: run here if no\n"
+"loop has taken it yet.");
+
+static PyObject *helper_wait(PyObject *self, PyObject *args)
+{
+    (void)self;
+    block_helper *h = helper_of(args);
+    if (h == NULL)
+        return NULL;
+    const int state = load(&h->state);
+    if (state == H_IDLE || state == H_STOP) {
+        PyErr_SetString(PyExc_RuntimeError, "helper_wait: no block was posted");
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    if (swap(&h->state, H_POSTED, H_RUNNING)) { /* no loop has taken it */
+        run_block(&h->job);
+        store(&h->state, H_DONE);
+    }
+    const long long began = now_ns();
+    unsigned turn = 0;
+    while (load(&h->state) != H_DONE)
+        wait_turn(began, &turn);
+    Py_END_ALLOW_THREADS
+    block_call c = h->job;
+    h->job.work = NULL;
+    store(&h->state, H_IDLE);
+    return finish_block(&c);
+}
+
+PyDoc_STRVAR(helper_stop_doc,
+"helper_stop(helper)\n--\n\n"
+"Let the helper's loop return to its pool now if it is waiting for a block.");
+
+static PyObject *helper_stop(PyObject *self, PyObject *args)
+{
+    (void)self;
+    block_helper *h = helper_of(args);
+    if (h == NULL)
+        return NULL;
+    swap(&h->state, H_IDLE, H_STOP);
+    Py_RETURN_NONE;
+}
+#else
+#define BLOCK_HELPER 0
+#endif
 
 static PyMethodDef methods[] = {
     {"diag_nll", diag_nll, METH_VARARGS, diag_nll_doc},
@@ -582,6 +847,13 @@ static PyMethodDef methods[] = {
     {"set_blas", set_blas, METH_VARARGS, set_blas_doc},
     {"mlp_block", mlp_block, METH_VARARGS, mlp_block_doc},
     {"mm", mm, METH_VARARGS, mm_doc},
+#if BLOCK_HELPER
+    {"helper_new", helper_new, METH_NOARGS, helper_new_doc},
+    {"helper_post", helper_post, METH_VARARGS, helper_post_doc},
+    {"helper_serve", helper_serve, METH_VARARGS, helper_serve_doc},
+    {"helper_wait", helper_wait, METH_VARARGS, helper_wait_doc},
+    {"helper_stop", helper_stop, METH_VARARGS, helper_stop_doc},
+#endif
     {NULL, NULL, 0, NULL},
 };
 

@@ -36,10 +36,11 @@ identity networks on x86-64 with torch's MKL (PyPI's Linux builds); else
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import platform
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -54,7 +55,9 @@ __all__ = [
     "ACTIVATIONS",
     "BLOCKS",
     "ENABLED",
+    "HELPER",
     "KINDS",
+    "BlockHelper",
     "adam_step",
     "available",
     "blas_available",
@@ -62,6 +65,7 @@ __all__ = [
     "diagonal_nll",
     "full_nll",
     "gather_rows",
+    "helper_available",
     "mlp_block",
     "mlp_plan",
     "pack_columns",
@@ -73,6 +77,10 @@ ENABLED = True
 # set to False to run training blocks through torch's products (and the
 # compiled loss) even where the compiled block applies
 BLOCKS = True
+
+# set to False to run the second of two compiled blocks on a pool's worker
+# through Python (as any other block) instead of a BlockHelper's loop
+HELPER = True
 
 # activation -> the compiled block's code
 ACTIVATIONS = {"identity": 0, "tanh": 1, "relu": 2}
@@ -542,7 +550,8 @@ def mlp_block(
     constant_weight: float = 1.0,
     gather: tuple[torch.Tensor, torch.Tensor | None, slice, int, torch.Tensor]
     | None = None,
-) -> torch.Tensor:
+    helper: BlockHelper | None = None,
+) -> torch.Tensor | None:
     """A whole training block in one compiled call without the GIL: the
     forward pass, the loss of :func:`diagonal_nll` (or :func:`full_nll`) and
     the backward pass of :class:`~skmdn._backprop.ManualBackprop`, the
@@ -554,7 +563,9 @@ def mlp_block(
     n_total, rest)`` the block first gathers its rows as :func:`gather_rows`
     does, into ``acts[0]`` and ``rest`` (d + 1, n), of which ``y`` and
     ``weights`` must be the rows, and divides the weights by ``n_total``.
-    Returns the loss. The products are torch's own BLAS calls (the same
+    Returns the loss; with ``helper``, the block is posted to it instead
+    and None returned (:meth:`BlockHelper.wait` gives the loss). The
+    products are torch's own BLAS calls (the same
     bits as :func:`torch.mm`); the tanh and the bias gradients' sums differ
     from torch's path by rounding.
     """
@@ -578,7 +589,7 @@ def mlp_block(
         packed_args = (*args, int(n_total))
     kind = 4 if noise_type == "full" else KINDS[noise_type]
     fixed = _fixed_scale(kind, fixed_scale, d)
-    loss = _cmixture.mlp_block(
+    args = (
         f64,
         ACTIVATIONS[activation],
         n,
@@ -593,4 +604,80 @@ def mlp_block(
         float(constant_weight),
         *packed_args,
     )
-    return torch.scalar_tensor(loss, dtype=like.dtype)
+    if helper is not None:  # the tensors read stay alive until its wait
+        helper.post(args, like.dtype, (y, weights, fixed, gather))
+        return None
+    return torch.scalar_tensor(_cmixture.mlp_block(*args), dtype=like.dtype)
+
+
+class BlockHelper:
+    """Runs every other block of a step on another thread, handed over
+    without the GIL and without waking a sleeping thread (``helper_serve``
+    in ``_cmixture.c``).
+
+    A step posts a block (:func:`mlp_block` with ``helper``), runs the one
+    before it on the calling thread, then waits (:meth:`wait`). The loop
+    that takes posted blocks runs on a thread that ``start`` provides
+    (``start(fn)`` must call ``fn()`` on another thread, as a pool's
+    ``submit`` does): it is started when a block is posted and no loop
+    runs, waits for the next block spinning (from 20 us on yielding its
+    core to whatever else is runnable there) and returns to its thread's
+    owner after 2 ms without one, or at :meth:`stop`. :meth:`wait` runs
+    the block itself if the loop has not taken it yet (not started, or
+    slowed by another process), so a post never waits for a thread. Use it
+    from one thread at a time.
+    """
+
+    def __init__(self, start: Callable[[Callable[[], None]], object]) -> None:
+        self._capsule = _cmixture.helper_new()
+        self._start = start
+        self._posted: tuple[torch.dtype, object] | None = None
+
+    def post(self, args: tuple, dtype: torch.dtype, keep: object) -> None:
+        """Hand the block of :func:`mlp_block`'s ``args`` to the loop; its
+        loss will be of ``dtype``. ``keep`` holds the tensors the block
+        reads whose owner may drop them (a temporary of the caller's): they
+        stay alive until the block is done."""
+        self.settle()
+        self._posted = (dtype, keep)
+        try:
+            running = _cmixture.helper_post(self._capsule, *args)
+        except Exception:  # refused: nothing posted
+            self._posted = None
+            raise
+        if not running:
+            self._start(functools.partial(_cmixture.helper_serve, self._capsule))
+
+    def wait(self) -> torch.Tensor:
+        """The posted block's loss, once it is done (its gradients written);
+        an IndexError for a row outside the data, as :func:`mlp_block`."""
+        if self._posted is None:
+            raise RuntimeError("BlockHelper.wait: no block was posted.")
+        dtype = self._posted[0]
+        try:
+            loss = _cmixture.helper_wait(self._capsule)
+        finally:
+            self._posted = None
+        return torch.scalar_tensor(loss, dtype=dtype)
+
+    def settle(self) -> None:
+        """Finish a block posted and never waited for (an interrupt came
+        between the two), discarding its loss."""
+        if self._posted is not None:
+            try:
+                self.wait()
+            except (IndexError, RuntimeError):
+                pass  # its error belonged to the step it was abandoned in
+
+    def stop(self) -> None:
+        """Finish any posted block, then let the loop, waiting for the next,
+        return to its thread's owner now (before the thread is given other
+        work or shut down)."""
+        self.settle()
+        _cmixture.helper_stop(self._capsule)
+
+
+def helper_available() -> bool:
+    """True when the extension has the block helper and :data:`HELPER`
+    is set (it spins in C: GCC or Clang, not Windows)."""
+    return HELPER and _cmixture is not None and hasattr(_cmixture, "helper_new")

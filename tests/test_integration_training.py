@@ -116,15 +116,25 @@ def test_keyboard_interrupt_keeps_a_usable_model(data, monkeypatch, early_stoppi
         assert model.best_validation_score_ == reference.best_validation_score_
 
 
-def test_an_interrupt_in_a_worker_thread_keeps_a_usable_model(two_threads, monkeypatch):
+@pytest.mark.parametrize("helper", [False, True], ids=["pool worker", "helper"])
+def test_an_interrupt_in_a_worker_thread_keeps_a_usable_model(
+    two_threads, monkeypatch, helper
+):
     """Large batches run in blocks on worker threads: an interrupt raised in a
     worker's block reaches the fit, which keeps the weights of the last whole
-    epoch, as for an interrupt on the main thread."""
+    epoch, as for an interrupt on the main thread. With the compiled block's
+    helper (which runs no Python), the interrupt comes in the calling
+    thread's block while the helper's runs: the step waits for it, and the
+    fit keeps the same epochs."""
     import itertools
     import threading
 
     import skmdn._backprop as backprop
+    from skmdn import _fused
 
+    if helper and not _fused.helper_available():
+        pytest.skip("the extension has no block helper here")
+    monkeypatch.setattr(_fused, "HELPER", helper)
     rng = np.random.default_rng(0)
     X = rng.normal(size=(12288, 3)).astype(np.float32)
     y = np.sin(X[:, 0]) + 0.1 * rng.normal(size=len(X))
@@ -132,13 +142,21 @@ def test_an_interrupt_in_a_worker_thread_keeps_a_usable_model(two_threads, monke
     original = backprop.ManualBackprop._step
     blocks = itertools.count(1)  # on any thread: 2 batches of 2 blocks an epoch
     # (_step: every block, whether it gathered its own rows or was given them)
-    stop = {}
+    stop, threads = {}, set()
 
     def call(self, *args, **kwargs):
         i = next(blocks)
-        # The calling thread takes blocks too, so which ones run on the worker
-        # depends on timing: interrupt the first worker block from epoch 4 on.
-        if i > 12 and not stop and threading.current_thread() is not main:
+        threads.add(threading.current_thread())
+        # Without the helper the calling thread takes blocks too, so which
+        # ones run on the worker depends on timing: interrupt the first
+        # worker block from epoch 4 on. With it, every block's call is on
+        # the calling thread, the second of a step first (posted): interrupt
+        # the first block of a step from epoch 4 on.
+        if helper:
+            interrupt = i > 12 and i % 2 == 0
+        else:
+            interrupt = i > 12 and threading.current_thread() is not main
+        if interrupt and not stop:
             stop["after"] = (i - 1) // 4  # whole epochs before this block
             raise KeyboardInterrupt
         return original(self, *args, **kwargs)
@@ -151,6 +169,7 @@ def test_an_interrupt_in_a_worker_thread_keeps_a_usable_model(two_threads, monke
     epochs = stop["after"]
     assert any(f"after {epochs} epochs;" in str(w.message) for w in record)
     assert model.n_iter_ == epochs
+    assert (threads == {main}) == helper
     reference = MDNRegressor(max_iter=epochs, **params).fit(X, y)
     np.testing.assert_array_equal(model.predict(X[:500]), reference.predict(X[:500]))
 
