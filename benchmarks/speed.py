@@ -898,9 +898,10 @@ def section_blocks(args) -> str:
     not timed (it may meet OpenMP threads still spinning from the previous
     way); medians over all turns. The last column says whether a step's
     gradient has the same bits as on one thread (the blocks in turn on one
-    worker, for the blocked ways). The four ways before skmdn's run each
-    block through torch's products (``_fused.BLOCKS`` off), the last with
-    the block compiled.
+    worker, for the blocked ways). The four ways before the compiled ones
+    run each block through torch's products (``_fused.BLOCKS`` off); then
+    each block compiled, the second on the pool's worker (``_fused.HELPER``
+    off), and skmdn's: the second posted to the helper's spinning loop.
     """
     from skmdn import _fused
     from skmdn._backprop import BlockedBackprop, ManualBackprop
@@ -919,20 +920,24 @@ def section_blocks(args) -> str:
         gen = torch.Generator().manual_seed(0)
         batches = torch.randperm(len(Xt), generator=gen).split(LARGE_BATCH)[:-1]
         before = "whole batch, 2 torch threads per kernel (before)"
+        on_1 = functools.partial(blocked, workers=1)
         on_2 = functools.partial(blocked, workers=2)
-        ways = {  # name: (torch threads, step, the block compiled)
-            "whole batch, 1 thread": (1, whole, False),
-            before: (2, whole, False),
-            "2 blocks, 1 worker": (1, functools.partial(blocked, workers=1), False),
-            "2 blocks on 2 workers, 1 torch thread each": (1, on_2, False),
+        ways = {  # name: (torch threads, step, the block compiled, the helper)
+            "whole batch, 1 thread": (1, whole, False, False),
+            before: (2, whole, False, False),
+            "2 blocks, 1 worker": (1, on_1, False, False),
+            "2 blocks on 2 workers, 1 torch thread each": (1, on_2, False, False),
         }
         if _fused.blas_available():
-            ways["the same, each block one compiled call (skmdn)"] = (1, on_2, True)
+            ways["the same, each block one compiled call"] = (1, on_2, True, False)
+        if _fused.blas_available() and _fused.helper_available():
+            skmdn = "+ the second block to the helper's loop (skmdn)"
+            ways[skmdn] = (1, on_2, True, True)
         grads, one_worker = {}, {}
         first = Xt[batches[0]], Yt[batches[0]], w[batches[0]]
-        for name, (threads, step, compiled) in ways.items():  # at the same weights
+        for name, (threads, step, compiled, helper) in ways.items():  # same weights
             torch.set_num_threads(threads)
-            _fused.BLOCKS = compiled
+            _fused.BLOCKS, _fused.HELPER = compiled, helper
             step(*first)
             grads[name] = opt.grad.clone()
             torch.set_num_threads(1)
@@ -940,9 +945,9 @@ def section_blocks(args) -> str:
             one_worker[name] = opt.grad.clone()
         times = {name: [] for name in ways}
         for turn in range(turns):
-            for name, (threads, step, compiled) in ways.items():
+            for name, (threads, step, compiled, helper) in ways.items():
                 torch.set_num_threads(threads)
-                _fused.BLOCKS = compiled
+                _fused.BLOCKS, _fused.HELPER = compiled, helper
                 for k, idx in enumerate(batches[4 * turn % len(batches) :][:4]):
                     t0 = time.perf_counter()
                     step(Xt[idx], Yt[idx], w[idx])
@@ -969,7 +974,7 @@ def section_blocks(args) -> str:
             )
             print(rows[-1], flush=True)
     torch.set_num_threads(saved)
-    _fused.BLOCKS = True
+    _fused.BLOCKS = _fused.HELPER = True
     return fmt_table(
         [
             "problem",
