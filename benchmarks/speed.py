@@ -332,27 +332,33 @@ def section_throughput(args, gflops: Peak) -> str:
     Each row's repeats are spread over the section: it runs in passes, every
     pass fits each row once (and measures the products alone once per
     problem, and matmul before each problem), and a row's figure is the
-    median over the passes. Run back to back, a row's three fits took about
-    as long as the VM's slow spells last (seconds to a minute), so one spell
-    could set a row's median (the 2026-12-04 17:14 run: synth10 at 1e6 rows
-    and the products measured right after it at 60 % of the speed of every
-    other row); spread over passes minutes apart, a spell meets one repeat
-    of a row, not all of them.
+    median over its passes: ``repeats + 2`` for skmdn's fits (a second or
+    less each), ``repeats`` for the baseline's (10-15 s each at 1e6 rows).
+    Run back to back, a row's three fits took about as long as the VM's
+    slow spells last (seconds to a minute), so one spell could set a row's
+    median (the 2026-12-04 17:14 run: synth10 at 1e6 rows and the products
+    measured right after it at 60 % of the speed of every other row);
+    spread over passes a minute apart, a spell meets one repeat of a row,
+    not all of them. The speed of the same products drifted from 1.0 to
+    3.3 million rows/s within a minute here (17:47), hence the extra
+    repeats where they are cheap.
     """
     configs = ["baseline", "skmdn-f64", "skmdn-f32"]
     plan = []  # (problem, n, batch, config, epochs, repeats)
     for problem in PROBLEMS:
         for n in args.sizes:
             epochs = max(1, int(args.samples // n))
-            reps = args.repeats if n * epochs <= 2e5 or not args.quick else 1
+            few = args.quick and n * epochs > 2e5
             for bs in (BASE_BATCH, LARGE_BATCH):
                 for config in configs:
+                    reps = 1 if few else args.repeats + 2 * (config != "baseline")
                     if config != "baseline" or bs == BASE_BATCH:
                         plan.append((problem, n, bs, config, epochs, reps))
     data = {(p, n): get_problem(p, n) for p in PROBLEMS for n in args.sizes}
     seconds: dict[tuple, list[float]] = {key: [] for key in plan}
     ceiling: dict[str, list[float]] = {p: [] for p in PROBLEMS}
-    for turn in range(args.repeats):
+    passes = args.repeats + 2
+    for turn in range(passes):
         for problem in PROBLEMS:
             gflops.measure()
             for key in plan:
@@ -368,7 +374,7 @@ def section_throughput(args, gflops: Peak) -> str:
             ceiling[problem].append(
                 matmul_ceiling(X.shape[1], d, LARGE_BATCH, args.repeats)
             )
-        print(f"throughput: pass {turn + 1} of {args.repeats} done", flush=True)
+        print(f"throughput: pass {turn + 1} of {passes} done", flush=True)
     gflops.measure()
 
     def share(rate: float, problem: str, dtype: str) -> str:

@@ -14,7 +14,9 @@ autograd through :func:`~skmdn._training.batch_loss` (tested to rounding).
 Where the extension has torch's BLAS, the whole step is one compiled call
 without the GIL (:func:`~skmdn._fused.mlp_block`). :class:`BlockedBackprop`
 runs it on blocks of a large batch on worker threads, so that the result
-does not depend on the number of threads.
+does not depend on the number of threads; on two, every other compiled
+block goes to a :class:`~skmdn._fused.BlockHelper`, whose loop waits for
+it spinning instead of asleep.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@
    adam, an optimiser step in one pass; pack_columns, the standardised
    columns of the packed training data in one pass; mlp_block, a whole
    training block of the network (_cmixture_block.h), its products through
-   the BLAS that torch calls (set_blas; mm for tests).
+   the BLAS that torch calls (set_blas; mm for tests); and helper_*, a loop
+   on another thread that takes such blocks as they are posted.
 
    One call replaces dozens of small torch kernels, each holding the GIL for
    its dispatch. The loops run over a tile of T rows at a time, the batch

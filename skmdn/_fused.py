@@ -30,7 +30,10 @@ and checked against torch; the same bits), each bias and activation in one
 pass. Two blocks on two threads then never wait for each other, and a
 block skips some 30 Python-level torch calls. It applies to tanh, relu and
 identity networks on x86-64 with torch's MKL (PyPI's Linux builds); else
-:class:`~skmdn._backprop.ManualBackprop` runs its torch path.
+:class:`~skmdn._backprop.ManualBackprop` runs its torch path. A
+:class:`BlockHelper` takes such blocks on another thread as they are posted,
+its loop waiting for them spinning, so that the second of a pair starts
+without waking a thread (:data:`HELPER` switches it off).
 """
 
 from __future__ import annotations
