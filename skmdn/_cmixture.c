@@ -620,8 +620,8 @@ static PyObject *mlp_block(PyObject *self, PyObject *args)
    microsecond instead of after the tens of microseconds a sleeping thread
    of this VM takes to wake (measured: a pool's worker started its block
    80 us after the calling thread, and the step waited as long again to
-   learn of its end); after IDLE_NS without a block, or at helper_stop, it
-   returns to its pool. The state moves IDLE (or STOP) -> POSTED
+   learn of its end); after idle_ns without a block (2 ms by default), or
+   at helper_stop, it returns to its pool. The state moves IDLE (or STOP) -> POSTED
    (helper_post) -> RUNNING -> DONE (the loop, or helper_wait itself when
    the block is still waiting for the loop: a loop not yet started, or
    slowed by another process, then costs the caller nothing) -> IDLE
@@ -634,11 +634,11 @@ static PyObject *mlp_block(PyObject *self, PyObject *args)
 #define BLOCK_HELPER 1
 
 enum { H_IDLE, H_POSTED, H_RUNNING, H_DONE, H_STOP };
-#define IDLE_NS 2000000 /* the loop's wait for the next block */
-#define SPIN_NS 20000   /* pure spinning; then yielding the core each turn */
+#define SPIN_NS 20000 /* pure spinning; then yielding the core each turn */
 
 typedef struct {
     int state, alive; /* read and written with __atomic builtins */
+    long long idle_ns; /* the loop's wait for the next block */
     block_call job;
 } block_helper;
 
@@ -704,16 +704,24 @@ static block_helper *helper_of(PyObject *args)
 }
 
 PyDoc_STRVAR(helper_new_doc,
-"helper_new()\n--\n\n"
-"A helper for every other block of a step (see helper_post).");
+"helper_new(idle_ns=2000000)\n--\n\n"
+"A helper for every other block of a step (see helper_post), whose loop\n"
+"waits idle_ns nanoseconds for the next block before it returns.");
 
 static PyObject *helper_new(PyObject *self, PyObject *args)
 {
+    long long idle_ns = 2000000;
     (void)self;
-    (void)args;
+    if (!PyArg_ParseTuple(args, "|L", &idle_ns))
+        return NULL;
+    if (idle_ns < 0) {
+        PyErr_SetString(PyExc_ValueError, "helper_new: idle_ns must be >= 0");
+        return NULL;
+    }
     block_helper *h = calloc(1, sizeof(block_helper));
     if (h == NULL)
         return PyErr_NoMemory();
+    h->idle_ns = idle_ns;
     PyObject *capsule = PyCapsule_New(h, HELPER, helper_free);
     if (capsule == NULL)
         free(h);
@@ -758,7 +766,7 @@ static PyObject *helper_post(PyObject *self, PyObject *args)
 PyDoc_STRVAR(helper_serve_doc,
 "helper_serve(helper)\n--\n\n"
 "Run the blocks posted to helper, without the GIL, until none has come for\n"
-"2 ms or helper_stop.");
+"its idle_ns or helper_stop.");
 
 static PyObject *helper_serve(PyObject *self, PyObject *args)
 {
@@ -782,7 +790,7 @@ static PyObject *helper_serve(PyObject *self, PyObject *args)
         if (state == H_STOP && swap(&h->state, H_STOP, H_IDLE))
             break;
         const long long t = wait_turn(idle, &turn);
-        if (t - idle > IDLE_NS && state != H_POSTED)
+        if (t - idle > h->idle_ns && state != H_POSTED)
             break; /* a block posted as it leaves: helper_wait runs it */
     }
     __atomic_sub_fetch(&h->alive, 1, __ATOMIC_ACQ_REL);
@@ -849,7 +857,7 @@ static PyMethodDef methods[] = {
     {"mlp_block", mlp_block, METH_VARARGS, mlp_block_doc},
     {"mm", mm, METH_VARARGS, mm_doc},
 #if BLOCK_HELPER
-    {"helper_new", helper_new, METH_NOARGS, helper_new_doc},
+    {"helper_new", helper_new, METH_VARARGS, helper_new_doc},
     {"helper_post", helper_post, METH_VARARGS, helper_post_doc},
     {"helper_serve", helper_serve, METH_VARARGS, helper_serve_doc},
     {"helper_wait", helper_wait, METH_VARARGS, helper_wait_doc},

@@ -117,24 +117,38 @@ def test_a_posted_block_is_the_block_run_here(run, dtype, noise_type):
 
 @needs_helper
 def test_a_running_loop_takes_the_next_block_and_leaves_when_idle():
-    """Posts in quick succession find the loop running (one start); it
-    returns to its thread 2 ms after the last block, and the next post
-    starts it again."""
+    """With a loop waiting (a long idle window), every post finds it: one
+    start for 20 blocks; stop lets it leave at once, long before its window
+    ends; with a window of 1 ms the loop leaves on its own, and the next
+    post starts it again."""
     _, _, step, packed = _case()
+    want = step.rows(packed, None, slice(0, 300), 3, 300)
     starts = _Starts()
-    helper = _fused.BlockHelper(starts)
+    helper = _fused.BlockHelper(starts, idle=60.0)
     try:
-        losses = []
-        for _ in range(20):
+        for i in range(20):
             step.rows(packed, None, slice(0, 300), 3, 300, None, 1.0, helper)
-            losses.append(helper.wait())
-        assert all(torch.equal(loss, losses[0]) for loss in losses)
-        assert starts.count < 20  # a loop took several blocks in a row
-        starts.futures[-1].result(timeout=10)  # it left on its own
-        before = starts.count
+            assert torch.equal(helper.wait(), want)
+            while i == 0 and not starts.futures[0].running():
+                time.sleep(1e-3)  # the first wait may run the block itself
+            time.sleep(0.1 if i == 0 else 0.0)  # the loop is in C, waiting
+        assert starts.count == 1
+        began = time.perf_counter()
+        helper.stop()
+        starts.futures[-1].result(timeout=30)
+        assert time.perf_counter() - began < 30
+    finally:
+        helper.stop()
+        starts.close()
+    starts = _Starts()
+    helper = _fused.BlockHelper(starts, idle=0.001)
+    try:
         step.rows(packed, None, slice(0, 300), 3, 300, None, 1.0, helper)
-        assert torch.equal(helper.wait(), losses[0])
-        assert starts.count == before + 1
+        assert torch.equal(helper.wait(), want)
+        starts.futures[-1].result(timeout=30)  # it left on its own
+        step.rows(packed, None, slice(0, 300), 3, 300, None, 1.0, helper)
+        assert torch.equal(helper.wait(), want)
+        assert starts.count == 2
     finally:
         helper.stop()
         starts.close()
@@ -142,20 +156,20 @@ def test_a_running_loop_takes_the_next_block_and_leaves_when_idle():
 
 @needs_helper
 def test_a_post_after_stop_starts_a_loop_again():
-    """stop with a loop waiting lets it leave (its thread is free at once);
-    stop with none leaves the helper stopped; either way the next post
-    starts a loop, which takes the block."""
+    """stop with a loop waiting lets it leave; stop with none leaves the
+    helper stopped; either way the next post starts a loop, which takes
+    the block."""
     _, _, step, packed = _case()
     want = step.rows(packed, None, slice(0, 300), 3, 300)
     starts = _Starts()
-    helper = _fused.BlockHelper(starts)
+    helper = _fused.BlockHelper(starts, idle=60.0)
     try:
         for _ in range(3):
             before = starts.count
             step.rows(packed, None, slice(0, 300), 3, 300, None, 1.0, helper)
             assert torch.equal(helper.wait(), want)
             helper.stop()
-            starts.futures[-1].result(timeout=10)  # the loop left
+            starts.futures[-1].result(timeout=30)  # the loop left
             helper.stop()  # none running: stays stopped
             assert starts.count == before + 1
     finally:
@@ -243,6 +257,12 @@ def test_a_block_posted_and_abandoned_is_finished_before_the_next():
         helper.stop()  # finishes it
         assert helper._posted is None
         assert torch.equal(opt.grad, want_grad)
+        bad = torch.arange(300)
+        bad[5] = -3
+        step.rows(packed, bad, slice(0, 300), 3, 300, None, 1.0, helper)
+        step.rows(packed, None, slice(0, 300), 3, 300, None, 1.0, helper)
+        assert torch.equal(helper.wait(), want)  # the bad block's error dropped
+        assert torch.equal(opt.grad, want_grad)
     finally:
         starts.close()
 
@@ -294,9 +314,16 @@ def test_blocked_steps_through_the_helper_give_the_same_bits(
 
 
 @needs_helper
-def test_the_pool_s_thread_is_freed_for_other_blocks():
-    """After steps through the helper, a step on three workers (the pool's
-    threads, not the helper) runs at once and gives the same bits."""
+def test_the_pool_s_thread_is_freed_for_other_blocks(monkeypatch):
+    """After steps through the helper, whose loop would wait a minute for
+    the next block, a step on three workers (the pool's threads) runs at
+    once, the loop stopped first, and gives the same bits."""
+    original = _fused.BlockHelper.__init__
+
+    def patient(self, start, idle=0.002):
+        original(self, start, idle=60.0)
+
+    monkeypatch.setattr(_fused.BlockHelper, "__init__", patient)
     net, opt, _, packed = _case(n=400)
     blocked = BlockedBackprop(net, opt.grad, 64)
     try:
@@ -306,5 +333,28 @@ def test_the_pool_s_thread_is_freed_for_other_blocks():
         began = time.perf_counter()
         assert torch.equal(blocked.unit_rows(packed, None, 3, 3), want)
         assert time.perf_counter() - began < 1.0
+    finally:
+        blocked.close()
+
+
+@needs_helper
+def test_a_second_block_that_is_not_compiled_runs_on_the_calling_thread():
+    """A block whose step is not a compiled ManualBackprop block (here one
+    wrapped so that it cannot take the helper) runs where it is called, and
+    the step keeps its bits."""
+    net, opt, _, packed = _case(n=400)
+    blocked = BlockedBackprop(net, opt.grad, 64)
+    try:
+        want = blocked.unit_rows(packed, None, 3, 1)
+        manual, buffer, targets = blocked._slots[3]
+
+        class Wrapped:  # BlockStep's interface, not a ManualBackprop
+            linears = manual.linears
+
+            def __call__(self, *args):
+                return manual(*args)
+
+        blocked._slots[3] = (Wrapped(), buffer, targets)
+        assert torch.equal(blocked.unit_rows(packed, None, 3, 2), want)
     finally:
         blocked.close()
