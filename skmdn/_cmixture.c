@@ -621,13 +621,13 @@ static PyObject *mlp_block(PyObject *self, PyObject *args)
    of this VM takes to wake (measured: a pool's worker started its block
    80 us after the calling thread, and the step waited as long again to
    learn of its end); after idle_ns without a block (2 ms by default), or
-   at helper_stop, it returns to its pool. The state moves IDLE (or STOP) -> POSTED
-   (helper_post) -> RUNNING -> DONE (the loop, or helper_wait itself when
-   the block is still waiting for the loop: a loop not yet started, or
-   slowed by another process, then costs the caller nothing) -> IDLE
-   (helper_wait); IDLE -> STOP (helper_stop) -> IDLE (the loop, leaving).
-   alive counts the loops running. One thread posts and waits, one block
-   at a time. */
+   at helper_stop, it returns to its pool. The state moves IDLE (or STOP)
+   -> POSTED (helper_post) -> RUNNING -> DONE (the loop, or helper_wait
+   itself when the block is still waiting for the loop: a loop not yet
+   started, or slowed by another process, then costs the caller nothing)
+   -> IDLE (helper_wait); IDLE -> STOP (helper_stop) -> IDLE (the loop,
+   leaving). alive counts the loops running. One thread posts and waits,
+   one block at a time. */
 #if defined(__GNUC__) && !defined(_WIN32)
 #include <sched.h>
 #include <time.h>

@@ -625,10 +625,10 @@ class BlockHelper:
     ``submit`` does): it is started when a block is posted and no loop
     runs, waits for the next block spinning (from 20 us on yielding its
     core to whatever else is runnable there) and returns to its thread's
-    owner after ``idle`` seconds without one, or at :meth:`stop`. :meth:`wait` runs
-    the block itself if the loop has not taken it yet (not started, or
-    slowed by another process), so a post never waits for a thread. Use it
-    from one thread at a time.
+    owner after ``idle`` seconds without one, or at :meth:`stop`.
+    :meth:`wait` runs the block itself if the loop has not taken it yet (not
+    started, or slowed by another process), so a post never waits for a
+    thread. Use it from one thread at a time.
     """
 
     def __init__(
