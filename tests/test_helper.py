@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import pytest
 import torch
@@ -71,8 +72,23 @@ class _Starts:
         if self.run:
             self.futures.append(self.pool.submit(loop))
 
-    def close(self) -> None:
-        self.pool.shutdown(wait=True)
+
+@contextmanager
+def _helper(run: bool = True, idle: float = 0.002):
+    """A BlockHelper and its :class:`_Starts`, stopped and shut down after."""
+    starts = _Starts(run)
+    helper = _fused.BlockHelper(starts, idle=idle)
+    try:
+        yield helper, starts
+    finally:
+        helper.stop()
+        starts.pool.shutdown(wait=True)
+
+
+def _post(step, packed, helper, index=None):
+    """Post the block of all rows of ``packed`` (through ``index``)."""
+    n = len(packed) if index is None else len(index)
+    assert step.rows(packed, index, slice(0, n), 3, n, None, 1.0, helper) is None
 
 
 @needs_helper
@@ -85,9 +101,7 @@ def test_a_posted_block_is_the_block_run_here(run, dtype, noise_type):
     the loop or, where none runs, by wait itself."""
     _, opt, step, packed = _case(noise_type, dtype)
     index = torch.randperm(300, generator=torch.Generator().manual_seed(2))[:200]
-    starts = _Starts(run)
-    helper = _fused.BlockHelper(starts)
-    try:
+    with _helper(run) as (helper, starts):
         for gathered in (True, False):
             rows = packed[index]
             if gathered:
@@ -97,21 +111,15 @@ def test_a_posted_block_is_the_block_run_here(run, dtype, noise_type):
             want_grad = opt.grad.clone()
             opt.grad.fill_(float("nan"))
             if gathered:
-                posted = step.rows(
-                    packed, index, slice(0, 200), 3, 200, None, 1.0, helper
-                )
+                _post(step, packed, helper, index)
             else:
                 y, w = rows[:, 3:5].clone(), rows[:, 5] / 200
-                posted = step(rows[:, :3], y, w, None, 1.0, helper)
+                assert step(rows[:, :3], y, w, None, 1.0, helper) is None
                 del y, w  # the block's own references are the helper's now
-            assert posted is None
             got = helper.wait()
             assert got.dtype == dtype
             assert torch.equal(got, want)
             assert torch.equal(opt.grad, want_grad)
-    finally:
-        helper.stop()
-        starts.close()
     assert starts.count >= 1  # no loop was running at the first post
 
 
@@ -123,11 +131,9 @@ def test_a_running_loop_takes_the_next_block_and_leaves_when_idle():
     post starts it again."""
     _, _, step, packed = _case()
     want = step.rows(packed, None, slice(0, 300), 3, 300)
-    starts = _Starts()
-    helper = _fused.BlockHelper(starts, idle=60.0)
-    try:
+    with _helper(idle=60.0) as (helper, starts):
         for i in range(20):
-            step.rows(packed, None, slice(0, 300), 3, 300, None, 1.0, helper)
+            _post(step, packed, helper)
             assert torch.equal(helper.wait(), want)
             while i == 0 and not starts.futures[0].running():
                 time.sleep(1e-3)  # the first wait may run the block itself
@@ -137,21 +143,13 @@ def test_a_running_loop_takes_the_next_block_and_leaves_when_idle():
         helper.stop()
         starts.futures[-1].result(timeout=30)
         assert time.perf_counter() - began < 30
-    finally:
-        helper.stop()
-        starts.close()
-    starts = _Starts()
-    helper = _fused.BlockHelper(starts, idle=0.001)
-    try:
-        step.rows(packed, None, slice(0, 300), 3, 300, None, 1.0, helper)
+    with _helper(idle=0.001) as (helper, starts):
+        _post(step, packed, helper)
         assert torch.equal(helper.wait(), want)
         starts.futures[-1].result(timeout=30)  # it left on its own
-        step.rows(packed, None, slice(0, 300), 3, 300, None, 1.0, helper)
+        _post(step, packed, helper)
         assert torch.equal(helper.wait(), want)
         assert starts.count == 2
-    finally:
-        helper.stop()
-        starts.close()
 
 
 @needs_helper
@@ -161,19 +159,15 @@ def test_a_post_after_stop_starts_a_loop_again():
     the block."""
     _, _, step, packed = _case()
     want = step.rows(packed, None, slice(0, 300), 3, 300)
-    starts = _Starts()
-    helper = _fused.BlockHelper(starts, idle=60.0)
-    try:
+    with _helper(idle=60.0) as (helper, starts):
         for _ in range(3):
             before = starts.count
-            step.rows(packed, None, slice(0, 300), 3, 300, None, 1.0, helper)
+            _post(step, packed, helper)
             assert torch.equal(helper.wait(), want)
             helper.stop()
             starts.futures[-1].result(timeout=30)  # the loop left
             helper.stop()  # none running: stays stopped
             assert starts.count == before + 1
-    finally:
-        starts.close()
 
 
 @needs_helper
@@ -182,25 +176,23 @@ def test_the_helper_refuses_what_it_cannot_do():
     whose arguments it cannot read: errors, and the helper still works."""
     c = _fused._cmixture
     _, _, step, packed = _case()
-    starts = _Starts(run=False)
-    helper = _fused.BlockHelper(starts)
-    with pytest.raises(RuntimeError, match="no block was posted"):
-        helper.wait()
-    with pytest.raises(RuntimeError, match="no block was posted"):
-        c.helper_wait(helper._capsule)
-    step.rows(packed, None, slice(0, 300), 3, 300, None, 1.0, helper)
-    with pytest.raises(RuntimeError, match="already posted"):
-        c.helper_post(helper._capsule, *helper_args(step, packed))
-    want = helper.wait()
-    with pytest.raises(TypeError):
-        helper.post(("not", "a", "block"), torch.float32, None)
-    with pytest.raises(RuntimeError, match="no block was posted"):
-        helper.wait()  # the refused post left nothing behind
-    with pytest.raises(TypeError, match="a helper"):
-        c.helper_wait()
-    step.rows(packed, None, slice(0, 300), 3, 300, None, 1.0, helper)
-    assert torch.equal(helper.wait(), want)
-    starts.close()
+    with _helper(run=False) as (helper, _):
+        with pytest.raises(RuntimeError, match="no block was posted"):
+            helper.wait()
+        with pytest.raises(RuntimeError, match="no block was posted"):
+            c.helper_wait(helper._capsule)
+        _post(step, packed, helper)
+        with pytest.raises(RuntimeError, match="already posted"):
+            c.helper_post(helper._capsule, *helper_args(step, packed))
+        want = helper.wait()
+        with pytest.raises(TypeError):
+            helper.post(("not", "a", "block"), torch.float32, None)
+        with pytest.raises(RuntimeError, match="no block was posted"):
+            helper.wait()  # the refused post left nothing behind
+        with pytest.raises(TypeError, match="a helper"):
+            c.helper_wait()
+        _post(step, packed, helper)
+        assert torch.equal(helper.wait(), want)
 
 
 def helper_args(step: ManualBackprop, packed: torch.Tensor) -> tuple:
@@ -212,9 +204,7 @@ def helper_args(step: ManualBackprop, packed: torch.Tensor) -> tuple:
         def post(self, args, dtype, keep):
             seen.append(args)
 
-    step.rows(
-        packed, None, slice(0, len(packed)), 3, len(packed), None, 1.0, Recorder()
-    )
+    _post(step, packed, Recorder())
     return seen[0]
 
 
@@ -223,20 +213,15 @@ def test_a_bad_row_in_a_posted_block_is_raised_by_the_wait():
     _, opt, step, packed = _case()
     index = torch.arange(300)
     index[7] = 1000
-    starts = _Starts()
-    helper = _fused.BlockHelper(starts)
-    try:
+    with _helper() as (helper, _):
         opt.grad.fill_(123.0)
-        step.rows(packed, index, slice(0, 300), 3, 300, None, 1.0, helper)
+        _post(step, packed, helper, index)
         with pytest.raises(IndexError, match="row 7 of the block is outside"):
             helper.wait()
         assert torch.all(opt.grad == 123.0)
         want = step.rows(packed, None, slice(0, 300), 3, 300)
-        step.rows(packed, None, slice(0, 300), 3, 300, None, 1.0, helper)
+        _post(step, packed, helper)
         assert torch.equal(helper.wait(), want)
-    finally:
-        helper.stop()
-        starts.close()
 
 
 @needs_helper
@@ -244,27 +229,23 @@ def test_a_block_posted_and_abandoned_is_finished_before_the_next():
     """An interrupt between a post and its wait leaves a block in flight:
     the next post, or stop, finishes it first (its memory stays valid)."""
     _, opt, step, packed = _case()
-    starts = _Starts()
-    helper = _fused.BlockHelper(starts)
-    try:
+    with _helper() as (helper, _):
         want = step.rows(packed, None, slice(0, 300), 3, 300)
         want_grad = opt.grad.clone()
-        step.rows(packed, None, slice(0, 300), 3, 300, None, 1.0, helper)
-        step.rows(packed, None, slice(0, 300), 3, 300, None, 1.0, helper)  # again
+        _post(step, packed, helper)
+        _post(step, packed, helper)  # again
         assert torch.equal(helper.wait(), want)
         assert torch.equal(opt.grad, want_grad)
-        step.rows(packed, None, slice(0, 300), 3, 300, None, 1.0, helper)
+        _post(step, packed, helper)
         helper.stop()  # finishes it
         assert helper._posted is None
         assert torch.equal(opt.grad, want_grad)
         bad = torch.arange(300)
         bad[5] = -3
-        step.rows(packed, bad, slice(0, 300), 3, 300, None, 1.0, helper)
-        step.rows(packed, None, slice(0, 300), 3, 300, None, 1.0, helper)
+        _post(step, packed, helper, bad)
+        _post(step, packed, helper)
         assert torch.equal(helper.wait(), want)  # the bad block's error dropped
         assert torch.equal(opt.grad, want_grad)
-    finally:
-        starts.close()
 
 
 @needs_helper
