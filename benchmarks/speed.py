@@ -338,7 +338,7 @@ def section_throughput(args, gflops: Peak) -> str:
     slow spells last (seconds to a minute), so one spell could set a row's
     median (the 2026-12-04 17:14 run: synth10 at 1e6 rows and the products
     measured right after it at 60 % of the speed of every other row);
-    spread over passes a minute apart, a spell meets one repeat of a row,
+    spread over passes 30-60 s apart, a spell meets one repeat of a row,
     not all of them. The speed of the same products drifted from 1.0 to
     3.3 million rows/s within a minute here (17:47), hence the extra
     repeats where they are cheap.
@@ -383,6 +383,7 @@ def section_throughput(args, gflops: Peak) -> str:
         return f"{100 * rate * 6 * P / (gflops[dtype] * 1e9):.1f} %"
 
     rows, base = [], None
+    last = {key[0]: key for key in plan}  # each problem's last row
     for key in plan:
         problem, n, bs, config, epochs, _ = key
         rate = n * epochs / float(np.median(seconds[key]))
@@ -391,7 +392,7 @@ def section_throughput(args, gflops: Peak) -> str:
         ratio = f"{rate / base:.2f}x" if bs == BASE_BATCH else "-"
         row = [problem, f"{n:.0e}", bs, config, epochs, f"{rate:,.0f}", ratio]
         rows.append([*row, share(rate, problem, dtype)])
-        if key == [k for k in plan if k[0] == problem][-1]:
+        if key == last[problem]:
             rate = float(np.median(ceiling[problem]))
             cells = [problem, "-", LARGE_BATCH, "matmuls only (f32)", "-"]
             rows.append([*cells, f"{rate:,.0f}", "-", share(rate, problem, "float32")])
