@@ -413,7 +413,7 @@ PyDoc_STRVAR(set_blas_doc,
 "set_blas(sgemm, dgemm)\n"
 "--\n\n"
 "The addresses of the functions mlp_block calls (0 for none: mlp_block\n"
-"then refuses); see skmdn._fused.find_blas.");
+"then refuses); see skmdn._fused._find_blas.");
 
 static PyObject *set_blas(PyObject *self, PyObject *args)
 {

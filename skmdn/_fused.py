@@ -568,9 +568,9 @@ def mlp_block(
     ``weights`` must be the rows, and divides the weights by ``n_total``.
     Returns the loss; with ``helper``, the block is posted to it instead
     and None returned (:meth:`BlockHelper.wait` gives the loss). The
-    products are torch's own BLAS calls (the same
-    bits as :func:`torch.mm`); the tanh and the bias gradients' sums differ
-    from torch's path by rounding.
+    products are torch's own BLAS calls (the same bits as
+    :func:`torch.mm`); the tanh and the bias gradients' sums differ from
+    torch's path by rounding.
     """
     widths = plan[0]
     d, n = y.shape
